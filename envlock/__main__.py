@@ -1,0 +1,3 @@
+from envlock.cli.main import run
+
+run()

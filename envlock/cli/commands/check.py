@@ -1,0 +1,42 @@
+"""``envlock check``: the live environment against a lock; drift exits 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from envlock.cli.commands.lock import EnvAllowOpt, JsonOpt, ProjectOpt, PythonOpt
+
+
+def check_command(
+    lock_path: Annotated[Path, typer.Option("--lock", "-l", help="Lockfile to check against.")
+                         ] = Path("envlock.lock.yaml"),
+    python: PythonOpt = None,
+    deep: Annotated[bool, typer.Option(
+        "--deep", help="Also verify every installed file against its RECORD hash.")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Fail on any difference (GPU, OS, git, knobs), not only packages "
+        "and Python.")] = False,
+    project: ProjectOpt = Path("."),
+    env_allow: EnvAllowOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare the live environment with a lock. Exit 0 matches, 1 drift, 2 bad input."""
+    from envlock import lockfile
+    from envlock.check import check
+    from envlock.cli import output as out
+    from envlock.cli.render import check_text
+    from envlock.errors import EXIT_DRIFT, EXIT_OK
+
+    out.begin("check", as_json)
+    lock = lockfile.load(lock_path)
+    result = check(lock, lock_path, python=python, deep=deep, strict=strict, project=project,
+                   env_allow=env_allow or ())
+    code = EXIT_DRIFT if result.drifted else EXIT_OK
+    raise typer.Exit(out.emit(result.to_dict(), check_text(result), code))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check_command)

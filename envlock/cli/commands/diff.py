@@ -1,0 +1,33 @@
+"""``envlock diff``: categorized differences between two locks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from envlock.cli.commands.lock import JsonOpt
+
+
+def diff_command(
+    old: Annotated[Path, typer.Argument(help="The earlier lockfile.")],
+    new: Annotated[Path, typer.Argument(help="The later lockfile.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what changed between two locks: packages (version and source), Python,
+    torch/CUDA/cuDNN/NCCL, driver and GPU, OS, git. Exits 1 when they differ."""
+    from envlock import lockfile
+    from envlock.cli import output as out
+    from envlock.cli.render import diff_text
+    from envlock.diff import diff_locks
+    from envlock.errors import EXIT_DRIFT, EXIT_OK
+
+    out.begin("diff", as_json)
+    result = diff_locks(lockfile.load(old), lockfile.load(new))
+    code = EXIT_OK if result.identical else EXIT_DRIFT
+    raise typer.Exit(out.emit(result.to_dict(), diff_text(result, str(old), str(new)), code))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("diff")(diff_command)

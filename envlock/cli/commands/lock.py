@@ -1,0 +1,74 @@
+"""``envlock lock``: snapshot an environment into a lockfile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+PythonOpt = Annotated[str | None, typer.Option(
+    "--python", "-p", help="Interpreter (or venv directory) to snapshot; default: envlock's own. "
+    "Nothing is installed into it.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")]
+ProjectOpt = Annotated[Path, typer.Option(
+    "--project", help="Directory whose git state is recorded.", show_default=True)]
+EnvAllowOpt = Annotated[list[str] | None, typer.Option(
+    "--env-allow", help="Extra env var name pattern to record (repeatable, e.g. 'MY_SEED*'). "
+    "Secret-looking names are never recorded.")]
+
+
+def lock_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Lockfile to write.")] = Path(
+        "envlock.lock.yaml"),
+    python: PythonOpt = None,
+    command: Annotated[str | None, typer.Option(
+        "--command", "-c", help="The command that ran the experiment (recorded, secrets "
+        "masked).")] = None,
+    project: ProjectOpt = Path("."),
+    no_git: Annotated[bool, typer.Option("--no-git", help="Do not record git state.")] = False,
+    no_gpu: Annotated[bool, typer.Option("--no-gpu", help="Skip the GPU/NVML probe.")] = False,
+    env_allow: EnvAllowOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Snapshot the environment (Python, packages and their sources, torch/CUDA, GPU, OS, git,
+    runtime knobs) into a lockfile."""
+    from envlock import lockfile
+    from envlock.cli import output as out
+    from envlock.snapshot import snapshot
+
+    out.begin("lock", as_json)
+    lock = snapshot(python=python, project=None if no_git else project, command=command,
+                    env_allow=env_allow or (), probe_gpu=not no_gpu)
+    path = lockfile.write(lock, output)
+    for warning in lock_warnings(lock, no_git):
+        out.warn(warning)
+    result = {"lockfile": str(path), "env_digest": lock.env_digest,
+              "lock_digest": lock.lock_digest, "packages": len(lock.packages),
+              "python": lock.python["version"], "dirty": bool(lock.git and lock.git["dirty"])}
+    torch = lock.frameworks.get("torch")
+    human = (f"Locked {len(lock.packages)} packages (Python {lock.python['version']}"
+             f"{', torch ' + torch['version'] if torch else ''}) → {path}\n"
+             f"env_digest {lock.env_digest}")
+    raise typer.Exit(out.emit(result, human))
+
+
+def lock_warnings(lock, no_git: bool) -> list[str]:  # type: ignore[no-untyped-def]
+    warnings = []
+    if lock.git is None and not no_git:
+        warnings.append("not a git repository: the experiment's code is not recorded "
+                        "(run inside the repository or pass --project DIR)")
+    if lock.git and lock.git.get("withheld"):
+        warnings.append(f"left out of the lock because they may hold secrets: "
+                        f"{', '.join(lock.git['withheld'])}")
+    if lock.runtime.get("withheld_env"):
+        warnings.append(f"env vars not recorded (secret-looking names): "
+                        f"{', '.join(lock.runtime['withheld_env'])}")
+    if lock.shadowed:
+        warnings.append(f"{len(lock.shadowed)} shadowed distribution(s) recorded under "
+                        f"`shadowed:` (stale duplicates on sys.path)")
+    return warnings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("lock")(lock_command)

@@ -1,0 +1,77 @@
+"""Entry point: parse, dispatch, and turn every EnvlockError into one line and an exit code.
+
+Exit codes: 0 ok; 1 a check failed (drift, differences, not reproduced);
+2 bad input or an environment/infrastructure error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from envlock import __version__
+from envlock.cli.commands import check, diff, lock, show
+
+HELP = """Lock, containerize and replay the exact environment of an ML experiment.
+
+Exit codes: 0 ok, 1 check failed (drift / differences), 2 bad input or environment error.
+"""
+
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False, pretty_exceptions_show_locals=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"envlock {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Log subprocesses and show "
+                                        "tracebacks.", envvar="ENVLOCK_DEBUG")] = False,
+) -> None:
+    if debug:
+        os.environ["ENVLOCK_DEBUG"] = "1"
+        logging.basicConfig(level=logging.DEBUG, format="envlock: %(name)s: %(message)s")
+
+
+for module in (lock, show, diff, check):
+    module.register(app)
+
+
+def run() -> None:
+    """Console-script entry: one error handler for the whole CLI."""
+    from envlock.errors import EXIT_USAGE, EnvlockError
+
+    try:
+        app()
+    except EnvlockError as exc:
+        from envlock.cli.output import emit_error
+
+        if os.environ.get("ENVLOCK_DEBUG"):
+            raise
+        emit_error(type(exc).__name__, str(exc), exc.exit_code)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("envlock: interrupted\n")
+        sys.exit(130)
+    except OSError as exc:
+        from envlock.cli.output import emit_error
+
+        if os.environ.get("ENVLOCK_DEBUG"):
+            raise
+        emit_error("OSError", f"{exc} (rerun with --debug for details)", EXIT_USAGE)
+        sys.exit(EXIT_USAGE)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -1,0 +1,57 @@
+"""The one place results are rendered: human text, or a versioned JSON envelope."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+#: Version of the ``--json`` envelope; bump on incompatible changes.
+JSON_SCHEMA = "envlock.result/1"
+
+
+class _State:
+    json = False
+    command = ""
+
+
+STATE = _State()
+
+
+def begin(command: str, as_json: bool) -> None:
+    STATE.command = command
+    STATE.json = as_json
+
+
+def emit(result: dict[str, Any], human: str, exit_code: int = 0) -> int:
+    if STATE.json:
+        envelope = {"schema": JSON_SCHEMA, "command": STATE.command, "ok": exit_code == 0,
+                    "exit_code": exit_code, "result": result}
+        sys.stdout.write(json.dumps(envelope, indent=2, default=str) + "\n")
+    elif human:
+        sys.stdout.write(human.rstrip("\n") + "\n")
+    return exit_code
+
+
+def emit_error(kind: str, message: str, exit_code: int) -> None:
+    sys.stderr.write(f"envlock: error: {message}\n")
+    if STATE.json:
+        envelope = {"schema": JSON_SCHEMA, "command": STATE.command, "ok": False,
+                    "exit_code": exit_code, "error": {"type": kind, "message": message}}
+        sys.stdout.write(json.dumps(envelope, indent=2) + "\n")
+
+
+def warn(message: str) -> None:
+    sys.stderr.write(f"envlock: warning: {message}\n")
+
+
+def table(rows: list[tuple[str, ...]], indent: str = "  ") -> str:
+    """Left-aligned plain-text columns (CI logs read these as well as terminals)."""
+    if not rows:
+        return ""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + [row[-1]]
+        lines.append(indent + "  ".join(cells).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""Pure: human-readable text for locks, diffs and checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envlock.check import CheckResult
+from envlock.cli.output import table
+from envlock.diff import LockDiff
+from envlock.lockfile import Lock
+
+
+def _short(digest: str | None) -> str:
+    return (digest or "-")[:19]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_fmt(v) for v in value) or "[]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items()) or "{}"
+    return str(value)
+
+
+def gpu_line(gpu: dict[str, Any]) -> str:
+    if not gpu.get("driver_version"):
+        return f"none ({gpu.get('reason', 'no NVIDIA driver')})"
+    names: dict[str, int] = {}
+    for device in gpu.get("devices", []):
+        label = f"{device['name']} (sm {device['compute_capability']})"
+        names[label] = names.get(label, 0) + 1
+    devices = ", ".join(f"{n}× {label}" for label, n in names.items()) or "no devices"
+    cuda = gpu.get("cuda_driver_version") or "-"
+    return f"{devices}; driver {gpu['driver_version']}, CUDA driver API {cuda}"
+
+
+def torch_line(frameworks: dict[str, Any]) -> str:
+    torch = frameworks.get("torch")
+    if not torch:
+        return "-"
+    if torch["build"] == "cuda":
+        return (f"{torch['version']} (CUDA {torch['cuda']}, cuDNN {torch.get('cudnn') or '-'}, "
+                f"NCCL {torch.get('nccl') or '-'})")
+    if torch["build"] == "rocm":
+        return f"{torch['version']} (ROCm {torch['hip']})"
+    return f"{torch['version']} (CPU build)"
+
+
+def git_line(git: dict[str, Any] | None) -> str:
+    if not git:
+        return "not a git repository"
+    commit = git["commit"][:12] if git.get("commit") else "no commit yet"
+    branch = git.get("branch") or "detached"
+    if not git.get("dirty"):
+        return f"{commit} on {branch}, clean"
+    changes = git.get("changes", {})
+    return (f"{commit} on {branch}, dirty ({changes.get('staged', 0)} staged, "
+            f"{changes.get('unstaged', 0)} unstaged, {changes.get('untracked', 0)} untracked)")
+
+
+def lock_summary(lock: Lock, title: str) -> str:
+    py, os_ = lock.python, lock.os
+    sources: dict[str, int] = {}
+    for pkg in lock.packages:
+        sources[pkg.source.kind] = sources.get(pkg.source.kind, 0) + 1
+    by_source = ", ".join(f"{n} {k}" for k, n in sorted(sources.items()))
+    rows = [
+        ("Python", f"{py['implementation']} {py['version']} ({py['platform_tag']}"
+                   f"{', venv' if py.get('venv') else ''})"),
+        ("Packages", f"{len(lock.packages)} ({by_source})" if by_source else "0"),
+        ("PyTorch", torch_line(lock.frameworks)),
+    ]
+    for name in ("tensorflow", "jax", "cupy"):
+        if name in lock.frameworks:
+            fw = lock.frameworks[name]
+            rows.append((name, f"{fw.get('version')} (CUDA {fw.get('cuda') or '-'})"))
+    toolkit = lock.gpu.get("cuda_toolkit")
+    rows += [
+        ("GPU", gpu_line(lock.gpu)),
+        ("CUDA toolkit", f"{toolkit['version']} ({toolkit['path']})" if toolkit else "none"),
+        ("OS", f"{os_.get('pretty_name') or os_['system']}, kernel {os_.get('kernel')}, "
+               f"{_fmt(os_['libc'].get('family'))} {_fmt(os_['libc'].get('version'))}, "
+               f"{os_['arch']}{', in ' + os_['container'] if os_.get('container') else ''}"),
+        ("Git", git_line(lock.git)),
+        ("Command", lock.runtime.get("command") or "-"),
+        ("Env knobs", ", ".join(f"{k}={v}" for k, v in lock.runtime.get("env", {}).items()) or "-"),
+        ("env_digest", lock.env_digest),
+    ]
+    return f"{title}\n" + table([(k + ":", v) for k, v in rows])
+
+
+def diff_text(diff: LockDiff, a: str, b: str) -> str:
+    if diff.identical:
+        return f"No differences between {a} and {b}."
+    lines = [f"--- {a}", f"+++ {b}"]
+    same = diff.old_env_digest == diff.new_env_digest
+    lines.append(f"env_digest: {'unchanged' if same else 'CHANGED'} "
+                 f"({_short(diff.old_env_digest)} → {_short(diff.new_env_digest)})")
+    if diff.packages:
+        rows = []
+        for pc in diff.packages:
+            if pc.kind == "added":
+                rows.append(("+", pc.name, pc.new_version or "", pc.new_source or ""))
+            elif pc.kind == "removed":
+                rows.append(("-", pc.name, pc.old_version or "", pc.old_source or ""))
+            else:
+                version = (pc.old_version if pc.old_version == pc.new_version
+                           else f"{pc.old_version} → {pc.new_version}")
+                source = (pc.new_source if pc.old_source == pc.new_source
+                          else f"{pc.old_source} → {pc.new_source}")
+                rows.append(("~", pc.name, version or "", source or ""))
+        lines += [f"packages ({len(diff.packages)}):", table(rows)]
+    for category, changes in diff.by_category().items():
+        rows = [(c.field, f"{_fmt(c.old)} → {_fmt(c.new)}") for c in changes]
+        lines += [f"{category}:", table(rows)]
+    return "\n".join(lines)
+
+
+def check_text(result: CheckResult) -> str:
+    lines = []
+    if result.drifted:
+        lines.append(f"DRIFT: the live environment differs from {result.lock_path}")
+    else:
+        lines.append(f"OK: the live environment matches {result.lock_path}")
+    if not result.diff.identical:
+        lines.append(diff_text(result.diff, "locked", "live"))
+    if result.integrity is not None:
+        rep = result.integrity
+        lines.append(f"files: {rep.files_checked} checked in {rep.packages_checked} packages, "
+                     f"{len(rep.problems)} problem(s)")
+        lines += [f"  {p.problem}: {p.path} ({p.package})" for p in rep.problems[:200]]
+        if len(rep.problems) > 200:
+            lines.append(f"  … and {len(rep.problems) - 200} more (see --json)")
+    if not result.drifted and not result.diff.identical:
+        lines.append("(differences outside packages and Python are reported, not failed; "
+                     "use --strict to fail on them)")
+    return "\n".join(lines)

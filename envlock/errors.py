@@ -1,0 +1,55 @@
+"""One error root for everything envlock reports to a user.
+
+Every error carries a one-line message that says what is wrong and what to do,
+and the exit code the CLI uses for it. Foreign exceptions are translated at the
+boundary (``raise LockfileError(...) from exc``) so tracebacks never reach users
+unless they ask for them with ``--debug``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: Documented exit codes (README, "Exit codes").
+EXIT_OK = 0
+EXIT_DRIFT = 1  # a check failed: drift, differences, a run that did not reproduce
+EXIT_USAGE = 2  # bad input or an environment/infrastructure error
+
+
+class EnvlockError(Exception):
+    """Base of all user-facing envlock errors."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class LockfileError(EnvlockError):
+    """A lockfile that cannot be read, parsed or trusted."""
+
+    def __init__(self, path: str | Path, problem: str, hint: str | None = None) -> None:
+        super().__init__(f"{path}: {problem}", hint)
+        self.path = str(path)
+        self.problem = problem
+
+
+class InterpreterError(EnvlockError):
+    """The Python interpreter to snapshot is missing or is not a Python."""
+
+    def __init__(self, python: str, problem: str, hint: str | None = None) -> None:
+        super().__init__(f"--python {python}: {problem}", hint)
+        self.python = python
+
+
+class ProbeError(EnvlockError):
+    """A snapshot probe failed in a way that would make the lock incomplete."""
+
+
+class UsageError(EnvlockError):
+    """Arguments that cannot work together or point at nothing."""

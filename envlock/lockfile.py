@@ -1,0 +1,349 @@
+"""Pure data model of ``envlock.lock.yaml``: dataclasses, validation, migration, digests.
+
+The file is YAML in a fixed, readable order; the same environment always gives the
+same bytes. Two digests make it trustworthy:
+
+* ``env_digest`` covers exactly what defines the environment image: the Python
+  implementation/version/architecture, the platform family and every package
+  with its source. Git state, GPUs, host name and knobs do not change it.
+* ``lock_digest`` covers the whole document except itself; loading recomputes it,
+  so a hand-edited lock is caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from envlock import __version__
+from envlock.errors import LockfileError
+
+SCHEMA_VERSION = 1
+DEFAULT_LOCKFILE = "envlock.lock.yaml"
+
+#: Migrations from schema N to N+1; each takes and returns a raw document.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+#: Required keys of each mapping section (types checked on load).
+SECTION_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "python": {"implementation": str, "version": str, "executable": str, "venv": bool,
+               "platform_tag": str, "arch": str},
+    "os": {"system": str, "distro": (str, type(None)), "distro_version": (str, type(None)),
+           "kernel": (str, type(None)), "libc": dict, "arch": str, "container": (str, type(None))},
+    "frameworks": {},
+    "gpu": {"driver_version": (str, type(None)), "devices": list},
+    "runtime": {"env": dict, "command": (str, type(None))},
+    "index": {},
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an installed distribution came from (PEP 610 vocabulary plus index/conda/system)."""
+
+    kind: str  # index | vcs | archive | directory | editable | conda | system
+    url: str | None = None
+    vcs: str | None = None
+    commit: str | None = None
+    requested_revision: str | None = None
+    subdirectory: str | None = None
+    path: str | None = None
+    hash: str | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+
+    KINDS = ("index", "vcs", "archive", "directory", "editable", "conda", "system")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) is not None}
+
+    def describe(self) -> str:
+        """Short human form: ``index``, ``git+https://…@abc1234``, ``editable /src/pkg``."""
+        if self.kind == "vcs":
+            return f"{self.vcs}+{self.url}@{(self.commit or '?')[:12]}"
+        if self.kind in ("editable", "directory", "archive"):
+            where = self.path or self.url or "?"
+            extra = f"@{self.git_commit[:12]}" if self.git_commit else ""
+            dirty = " (dirty)" if self.git_dirty else ""
+            return f"{self.kind} {where}{extra}{dirty}"
+        if self.kind == "index" and self.url:
+            return f"index {self.url}"
+        return self.kind
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str  # PEP 503 normalized
+    version: str  # exact, local tags (+cu121) kept
+    source: Source
+    installer: str | None = None
+    location: str | None = None  # the sys.path entry holding its metadata
+    dist_dir: str | None = None  # the .dist-info / .egg-info directory name
+    requested: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "installer": self.installer,
+                "requested": self.requested, "source": self.source.to_dict(),
+                "location": self.location, "dist_dir": self.dist_dir}
+
+    def env_key(self) -> dict[str, Any]:
+        """What about this package defines the environment image."""
+        return {"name": self.name, "version": self.version, "source": self.source.to_dict()}
+
+
+@dataclass(frozen=True)
+class Shadowed:
+    """A distribution present on disk but hidden by another of the same name."""
+
+    name: str
+    version: str
+    location: str
+    dir: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "location": self.location,
+                "dir": self.dir, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Lock:
+    python: dict[str, Any]
+    os: dict[str, Any]
+    packages: tuple[Package, ...]
+    frameworks: dict[str, Any] = field(default_factory=dict)
+    gpu: dict[str, Any] = field(default_factory=lambda: {"driver_version": None, "devices": []})
+    git: dict[str, Any] | None = None
+    runtime: dict[str, Any] = field(default_factory=lambda: {"env": {}, "command": None})
+    index: dict[str, Any] = field(default_factory=dict)
+    shadowed: tuple[Shadowed, ...] = ()
+    schema_version: int = SCHEMA_VERSION
+    generator: str = f"envlock {__version__}"
+
+    @property
+    def env_digest(self) -> str:
+        return env_digest(self)
+
+    @property
+    def lock_digest(self) -> str:
+        return _digest(_body(self))
+
+    def package(self, name: str) -> Package | None:
+        wanted = name.lower().replace("_", "-").replace(".", "-")
+        return next((p for p in self.packages if p.name == wanted), None)
+
+    def with_command(self, command: str | None) -> Lock:
+        return replace(self, runtime={**self.runtime, "command": command})
+
+
+# ---------------------------------------------------------------- digests
+
+def _canonical(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _digest(data: Any) -> str:
+    return "sha256:" + hashlib.sha256(_canonical(data)).hexdigest()
+
+
+def env_identity(lock: Lock) -> dict[str, Any]:
+    """Exactly the facts an environment image depends on."""
+    py = lock.python
+    return {
+        "python": {"implementation": py["implementation"], "version": py["version"],
+                   "arch": py["arch"]},
+        "platform": {"system": lock.os["system"], "libc": lock.os["libc"].get("family")},
+        "packages": [p.env_key() for p in lock.packages],
+    }
+
+
+def env_digest(lock: Lock) -> str:
+    return _digest(env_identity(lock))
+
+
+def _body(lock: Lock) -> dict[str, Any]:
+    """The document without ``lock_digest``, in file order."""
+    return {
+        "schema_version": lock.schema_version,
+        "generator": lock.generator,
+        "env_digest": env_digest(lock),
+        "python": lock.python,
+        "os": lock.os,
+        "frameworks": lock.frameworks,
+        "gpu": lock.gpu,
+        "git": lock.git,
+        "runtime": lock.runtime,
+        "index": lock.index,
+        "packages": [p.to_dict() for p in lock.packages],
+        "shadowed": [s.to_dict() for s in lock.shadowed],
+    }
+
+
+def to_document(lock: Lock) -> dict[str, Any]:
+    body = _body(lock)
+    doc = {"schema_version": body.pop("schema_version"), "generator": body.pop("generator"),
+           "env_digest": body.pop("env_digest"), "lock_digest": _digest(_body(lock))}
+    doc.update(body)
+    return doc
+
+
+# ---------------------------------------------------------------- YAML
+
+_Dumper: type = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _LockDumper(_Dumper):  # type: ignore[misc, valid-type]
+    pass
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_LockDumper.add_representer(str, _str_representer)
+
+
+def dumps(lock: Lock) -> str:
+    header = ("# envlock lockfile: the exact environment of an experiment.\n"
+              "# Generated; do not edit by hand (lock_digest would no longer match).\n")
+    return header + yaml.dump(to_document(lock), Dumper=_LockDumper, sort_keys=False,
+                              default_flow_style=False, allow_unicode=True, width=4096)
+
+
+def write(lock: Lock, path: str | Path) -> Path:
+    """Write atomically: a temp file in the same directory, fsync, then rename over."""
+    target = Path(path)
+    data = dumps(lock).encode()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+# ---------------------------------------------------------------- loading
+
+def load(path: str | Path) -> Lock:
+    target = Path(path)
+    try:
+        text = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LockfileError(target, "no such lockfile",
+                            "create one with `envlock lock` or pass the right path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockfileError(target, f"cannot read it: {exc}") from exc
+    return loads(text, source=str(target))
+
+
+def loads(text: str, source: str = "<lockfile>") -> Lock:
+    try:
+        doc = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise LockfileError(source, f"malformed YAML{where}",
+                            "regenerate it with `envlock lock`") from exc
+    if not isinstance(doc, dict):
+        raise LockfileError(source, "not an envlock lockfile (expected a YAML mapping)")
+    doc = migrate(doc, source)
+    lock = from_document(doc, source)
+    recorded = doc.get("lock_digest")
+    if recorded != lock.lock_digest:
+        raise LockfileError(source, "lock_digest does not match the content (edited by hand?)",
+                            "regenerate it with `envlock lock`")
+    return lock
+
+
+def migrate(doc: dict[str, Any], source: str) -> dict[str, Any]:
+    version = doc.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise LockfileError(source, "missing or invalid schema_version",
+                            "is this an envlock lockfile? regenerate it with `envlock lock`")
+    if version > SCHEMA_VERSION:
+        raise LockfileError(source, f"schema_version {version} is newer than this envlock "
+                            f"understands (≤ {SCHEMA_VERSION})",
+                            "upgrade envlock: pip install -U envlock")
+    while version < SCHEMA_VERSION:
+        if version not in MIGRATIONS:
+            raise LockfileError(source, f"schema_version {version} is no longer supported",
+                                "regenerate the lock with `envlock lock`")
+        doc = MIGRATIONS[version](doc)
+        version = doc["schema_version"]
+    return doc
+
+
+def _require(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str,
+             source: str) -> Any:
+    if key not in doc:
+        raise LockfileError(source, f"missing field `{where}{key}`",
+                            "regenerate it with `envlock lock`")
+    value = doc[key]
+    if not isinstance(value, kind):
+        raise LockfileError(source, f"field `{where}{key}` has the wrong type "
+                            f"({type(value).__name__})", "regenerate it with `envlock lock`")
+    return value
+
+
+def _section(doc: dict[str, Any], name: str, source: str) -> dict[str, Any]:
+    section = _require(doc, name, dict, "", source)
+    for key, kind in SECTION_KEYS[name].items():
+        _require(section, key, kind, f"{name}.", source)
+    return section
+
+
+def _package(raw: Any, index: int, source: str) -> Package:
+    where = f"packages[{index}]."
+    if not isinstance(raw, dict):
+        raise LockfileError(source, f"`packages[{index}]` is not a mapping")
+    src = _require(raw, "source", dict, where, source)
+    kind = _require(src, "kind", str, where + "source.", source)
+    if kind not in Source.KINDS:
+        raise LockfileError(source, f"`{where}source.kind` is unknown: {kind!r}")
+    known = {f.name for f in fields(Source)}
+    return Package(
+        name=_require(raw, "name", str, where, source),
+        version=_require(raw, "version", str, where, source),
+        source=Source(**{k: v for k, v in src.items() if k in known}),
+        installer=raw.get("installer"), location=raw.get("location"),
+        dist_dir=raw.get("dist_dir"), requested=bool(raw.get("requested", False)),
+    )
+
+
+def from_document(doc: dict[str, Any], source: str = "<lockfile>") -> Lock:
+    raw_packages = _require(doc, "packages", list, "", source)
+    git = doc.get("git")
+    if git is not None and not isinstance(git, dict):
+        raise LockfileError(source, "field `git` must be a mapping or null")
+    shadowed = doc.get("shadowed") or []
+    return Lock(
+        python=_section(doc, "python", source),
+        os=_section(doc, "os", source),
+        frameworks=_section(doc, "frameworks", source),
+        gpu=_section(doc, "gpu", source),
+        git=git,
+        runtime=_section(doc, "runtime", source),
+        index=_section(doc, "index", source),
+        packages=tuple(_package(p, i, source) for i, p in enumerate(raw_packages)),
+        shadowed=tuple(Shadowed(**s) for s in shadowed),
+        schema_version=doc["schema_version"],
+        generator=str(doc.get("generator", "")),
+    )

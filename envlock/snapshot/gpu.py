@@ -1,0 +1,178 @@
+"""GPU host facts: NVIDIA driver, CUDA driver API, each GPU; a system CUDA toolkit.
+
+Reading is split from interpreting. ``read_nvml()`` talks to the NVML library
+(nvidia-ml-py) and returns raw values; ``gpu_section()`` turns raw values into the
+lock's ``gpu`` section and is pure, so it is tested on recorded real outputs.
+No GPU, no driver or no NVML library is a normal case, recorded as ``none``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from envlock import proc
+
+NONE: dict[str, Any] = {"driver_version": None, "cuda_driver_version": None, "devices": []}
+_NVCC_RELEASE = re.compile(r"release (\d+\.\d+), V([\d.]+)")
+_VERSION_TXT = re.compile(r"CUDA Version (\d+\.\d+(?:\.\d+)?)")
+
+
+def cuda_version_from_int(value: int | None) -> str | None:
+    """NVML/cudaDriverGetVersion encode 12.2 as 12020."""
+    if not value:
+        return None
+    return f"{value // 1000}.{(value % 1000) // 10}"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_nvml() -> dict[str, Any]:
+    """Raw facts from NVML, or ``{"error": ...}`` when there is no usable NVIDIA driver."""
+    try:
+        import pynvml
+    except ImportError:
+        return {"error": "nvidia-ml-py is not installed"}
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        return {"error": f"NVML unavailable: {exc}"}
+    try:
+        raw: dict[str, Any] = {
+            "driver_version": _text(pynvml.nvmlSystemGetDriverVersion()),
+            "cuda_driver_version": pynvml.nvmlSystemGetCudaDriverVersion_v2(),
+            "devices": [],
+        }
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            raw["devices"].append({
+                "index": index,
+                "name": _text(pynvml.nvmlDeviceGetName(handle)),
+                "compute_capability": list(pynvml.nvmlDeviceGetCudaComputeCapability(handle)),
+                "memory_total_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
+            })
+        return raw
+    except pynvml.NVMLError as exc:
+        return {"error": f"NVML query failed: {exc}"}
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _device(raw: dict[str, Any]) -> dict[str, Any]:
+    major, minor = raw["compute_capability"]
+    return {"index": int(raw["index"]), "name": raw["name"],
+            "compute_capability": f"{major}.{minor}",
+            "memory_mib": int(raw["memory_total_bytes"]) // (1024 * 1024)}
+
+
+def gpu_section(raw: dict[str, Any]) -> dict[str, Any]:
+    """The lock's ``gpu`` section from raw NVML (or nvidia-smi) facts."""
+    if raw.get("error") or not raw.get("driver_version"):
+        return {**NONE, "status": "none", "reason": raw.get("error", "no NVIDIA driver")}
+    cuda = raw.get("cuda_driver_version")
+    return {
+        "status": "present" if raw.get("devices") else "no devices",
+        "driver_version": raw["driver_version"],
+        "cuda_driver_version": cuda if isinstance(cuda, str) else cuda_version_from_int(cuda),
+        "devices": [_device(d) for d in raw.get("devices", [])],
+    }
+
+
+def parse_nvidia_smi_csv(text: str) -> dict[str, Any]:
+    """Raw facts from ``nvidia-smi --query-gpu=index,name,driver_version,compute_cap,
+    memory.total --format=csv,noheader,nounits`` (fallback when NVML cannot load)."""
+    devices = []
+    driver = None
+    for row in csv.reader(io.StringIO(text)):
+        cells = [c.strip() for c in row]
+        if len(cells) < 5 or not cells[0].isdigit():
+            continue
+        driver = cells[2]
+        major, _, minor = cells[3].partition(".")
+        devices.append({"index": int(cells[0]), "name": cells[1],
+                        "compute_capability": [int(major), int(minor or 0)],
+                        "memory_total_bytes": int(float(cells[4])) * 1024 * 1024})
+    if driver is None:
+        return {"error": "nvidia-smi listed no GPU"}
+    return {"driver_version": driver, "cuda_driver_version": None, "devices": devices}
+
+
+def read_nvidia_smi() -> dict[str, Any]:
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return {"error": "no nvidia-smi"}
+    query = "index,name,driver_version,compute_cap,memory.total"
+    try:
+        out = proc.run([exe, f"--query-gpu={query}", "--format=csv,noheader,nounits"], timeout=20)
+    except (OSError, TimeoutError) as exc:
+        return {"error": f"nvidia-smi failed: {exc}"}
+    if out.returncode != 0:
+        return {"error": f"nvidia-smi exited {out.returncode}"}
+    return parse_nvidia_smi_csv(out.stdout.decode(errors="replace"))
+
+
+def probe_gpu() -> dict[str, Any]:
+    raw = read_nvml()
+    if raw.get("error") and shutil.which("nvidia-smi"):
+        fallback = read_nvidia_smi()
+        if not fallback.get("error"):
+            raw = fallback
+    return gpu_section(raw)
+
+
+# ------------------------------------------------------------ system CUDA toolkit
+
+def parse_nvcc_version(text: str) -> str | None:
+    match = _NVCC_RELEASE.search(text)
+    return match.group(2) if match else None
+
+
+def toolkit_version_from_files(root: Path) -> str | None:
+    """CUDA >= 11.1 ships version.json; older toolkits a version.txt."""
+    try:
+        data = json.loads((root / "version.json").read_text())
+        return str(data["cuda"]["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        match = _VERSION_TXT.search((root / "version.txt").read_text())
+        return match.group(1) if match else None
+    except OSError:
+        return None
+
+
+def _toolkit_roots() -> list[Path]:
+    roots = [os.environ.get(k) for k in ("CUDA_HOME", "CUDA_PATH", "CUDA_ROOT")]
+    roots.append("/usr/local/cuda")
+    return [Path(r) for r in roots if r]
+
+
+def _nvcc_toolkit(nvcc: str) -> dict[str, Any] | None:
+    try:
+        out = proc.run([nvcc, "--version"], timeout=20)
+    except (OSError, TimeoutError):
+        return None
+    version = parse_nvcc_version(out.stdout.decode(errors="replace"))
+    if not version:
+        return None
+    return {"version": version, "path": str(Path(nvcc).parent.parent), "from": "nvcc"}
+
+
+def probe_cuda_toolkit() -> dict[str, Any] | None:
+    """A system CUDA toolkit (not the pip wheels): version files first, then nvcc."""
+    for root in _toolkit_roots():
+        version = toolkit_version_from_files(root)
+        if version:
+            return {"version": version, "path": str(root), "from": "version file"}
+        if (root / "bin" / "nvcc").is_file():
+            return _nvcc_toolkit(str(root / "bin" / "nvcc"))
+    nvcc = shutil.which("nvcc")
+    return _nvcc_toolkit(nvcc) if nvcc else None
