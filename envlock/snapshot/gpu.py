@@ -67,10 +67,11 @@ def read_nvml() -> dict[str, Any]:
 
 
 def _device(raw: dict[str, Any]) -> dict[str, Any]:
-    major, minor = raw["compute_capability"]
+    cap = raw.get("compute_capability")
+    memory = raw.get("memory_total_bytes")
     return {"index": int(raw["index"]), "name": raw["name"],
-            "compute_capability": f"{major}.{minor}",
-            "memory_mib": int(raw["memory_total_bytes"]) // (1024 * 1024)}
+            "compute_capability": f"{cap[0]}.{cap[1]}" if cap else None,
+            "memory_mib": int(memory) // (1024 * 1024) if memory is not None else None}
 
 
 def gpu_section(raw: dict[str, Any]) -> dict[str, Any]:
@@ -86,23 +87,46 @@ def gpu_section(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _number(cell: str) -> float | None:
+    match = re.match(r"\s*([\d.]+)", cell)
+    return float(match.group(1)) if match else None
+
+
 def parse_nvidia_smi_csv(text: str) -> dict[str, Any]:
     """Raw facts from ``nvidia-smi --query-gpu=index,name,driver_version,compute_cap,
-    memory.total --format=csv,noheader,nounits`` (fallback when NVML cannot load)."""
+    memory.total --format=csv`` (the fallback when NVML cannot load). Columns are read by
+    their header, in any order; units such as ``MiB`` are stripped."""
+    rows = [[c.strip() for c in row] for row in csv.reader(io.StringIO(text)) if row]
+    if not rows or "driver_version" not in [h.split(" [")[0] for h in rows[0]]:
+        return {"error": "nvidia-smi output has no driver_version column"}
+    header = [h.split(" [")[0] for h in rows[0]]
     devices = []
     driver = None
-    for row in csv.reader(io.StringIO(text)):
-        cells = [c.strip() for c in row]
-        if len(cells) < 5 or not cells[0].isdigit():
-            continue
-        driver = cells[2]
-        major, _, minor = cells[3].partition(".")
-        devices.append({"index": int(cells[0]), "name": cells[1],
-                        "compute_capability": [int(major), int(minor or 0)],
-                        "memory_total_bytes": int(float(cells[4])) * 1024 * 1024})
+    for position, row in enumerate(rows[1:]):
+        cells = dict(zip(header, row, strict=False))
+        driver = cells.get("driver_version") or driver
+        cap = cells.get("compute_cap", "")
+        major, _, minor = cap.partition(".")
+        memory = _number(cells.get("memory.total", ""))
+        devices.append({
+            "index": int(cells["index"]) if cells.get("index", "").isdigit() else position,
+            "name": cells.get("name", "unknown"),
+            "compute_capability": [int(major), int(minor or 0)] if major.isdigit() else None,
+            "memory_total_bytes": int(memory * 1024 * 1024) if memory is not None else None,
+        })
     if driver is None:
         return {"error": "nvidia-smi listed no GPU"}
     return {"driver_version": driver, "cuda_driver_version": None, "devices": devices}
+
+
+_SMI_HEADER = re.compile(r"Driver Version:\s*([\d.]+)\s+CUDA Version:\s*([\d.]+)")
+
+
+def parse_nvidia_smi_banner(text: str) -> dict[str, str] | None:
+    """Driver and CUDA driver API versions from plain ``nvidia-smi`` output."""
+    match = _SMI_HEADER.search(text)
+    return {"driver_version": match.group(1), "cuda_driver_version": match.group(2)} if match \
+        else None
 
 
 def read_nvidia_smi() -> dict[str, Any]:
@@ -111,15 +135,28 @@ def read_nvidia_smi() -> dict[str, Any]:
         return {"error": "no nvidia-smi"}
     query = "index,name,driver_version,compute_cap,memory.total"
     try:
-        out = proc.run([exe, f"--query-gpu={query}", "--format=csv,noheader,nounits"], timeout=20)
+        out = proc.run([exe, f"--query-gpu={query}", "--format=csv"], timeout=20)
+        banner = proc.run([exe], timeout=20)
     except (OSError, TimeoutError) as exc:
         return {"error": f"nvidia-smi failed: {exc}"}
     if out.returncode != 0:
         return {"error": f"nvidia-smi exited {out.returncode}"}
-    return parse_nvidia_smi_csv(out.stdout.decode(errors="replace"))
+    raw = parse_nvidia_smi_csv(out.stdout.decode(errors="replace"))
+    versions = parse_nvidia_smi_banner(banner.stdout.decode(errors="replace"))
+    if versions and not raw.get("error"):
+        raw["cuda_driver_version"] = versions["cuda_driver_version"]
+    return raw
+
+
+def nvidia_driver_present() -> bool:
+    """Cheap check before loading NVML: the kernel driver, its device nodes, or WSL's GPU."""
+    return (os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
+            or os.path.exists("/dev/dxg"))
 
 
 def probe_gpu() -> dict[str, Any]:
+    if not nvidia_driver_present():
+        return gpu_section({"error": "no NVIDIA driver (/proc/driver/nvidia, /dev/nvidiactl)"})
     raw = read_nvml()
     if raw.get("error") and shutil.which("nvidia-smi"):
         fallback = read_nvidia_smi()
