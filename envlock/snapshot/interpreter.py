@@ -59,9 +59,11 @@ class PendingProbe:
             raise InterpreterError(self.python, f"did not answer within {PROBE_TIMEOUT_S} s",
                                    "check that it starts: run it with -c 'print(1)'") from None
         if self.process.returncode != 0:
-            tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise InterpreterError(self.python, f"probe failed: {tail[0]}",
-                                   "is this a Python 3.8+ interpreter?")
+            tail = (err.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+            tail = tail if len(tail) <= 160 else tail[:157] + "..."
+            raise InterpreterError(self.python, f"is not a Python interpreter, or a broken "
+                                   f"one (exit {self.process.returncode}: {tail})",
+                                   "pass a Python 3.8+ interpreter, e.g. .venv/bin/python")
         try:
             data = json.loads(out)
         except ValueError:

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from envlock.snapshot.frameworks import (bundled_libraries, frameworks, parse_assignments,
-                                         torch_info)
+from envlock.snapshot.frameworks import bundled_libraries, frameworks, parse_assignments, torch_info
 from tests.factories import package
 
 RECORDED = Path(__file__).parents[1] / "fixtures" / "recorded"

@@ -1,5 +1,10 @@
-from envlock.redact import (is_secret_file, is_secret_name, redact_argv, scrub_text,
-                            strip_url_credentials)
+from envlock.redact import (
+    is_secret_file,
+    is_secret_name,
+    redact_argv,
+    scrub_text,
+    strip_url_credentials,
+)
 
 
 def test_strip_url_credentials_removes_user_and_token():

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.commands.lock import EnvAllowOpt, JsonOpt, ProjectOpt, PythonOpt
+from envlock.cli.commands.lock import EnvAllowOpt, JsonOpt, PythonOpt
 
 
 def check_command(
@@ -19,7 +19,9 @@ def check_command(
     strict: Annotated[bool, typer.Option(
         "--strict", help="Fail on any difference (GPU, OS, git, knobs), not only packages "
         "and Python.")] = False,
-    project: ProjectOpt = Path("."),
+    project: Annotated[Path | None, typer.Option(
+        "--project", help="Directory whose git state is compared; default: the current "
+        "directory when the lock recorded git state.")] = None,
     env_allow: EnvAllowOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -32,6 +34,8 @@ def check_command(
 
     out.begin("check", as_json)
     lock = lockfile.load(lock_path)
+    if project is None and lock.git is not None:
+        project = Path(".")
     result = check(lock, lock_path, python=python, deep=deep, strict=strict, project=project,
                    env_allow=env_allow or ())
     code = EXIT_DRIFT if result.drifted else EXIT_OK

@@ -1,0 +1,561 @@
+#!/usr/bin/env python3
+"""Benchmark ``envlock lock`` against ``pip freeze`` and ``uv pip freeze``.
+
+Not a test: run it by hand, from the repository root::
+
+    .venv/bin/python bench/bench_lock.py [--workdir DIR] [--rounds 7] [--json FILE]
+
+It builds (once, cached under ``--workdir``) two throwaway virtualenvs holding about
+100 and about 500 *really installed* distributions: locally generated, valid pure-Python
+wheels (real modules, METADATA/WHEEL/RECORD with correct sha256 hashes, dependencies,
+console scripts, a few installed from a wheel path so that they carry a PEP 610
+``direct_url.json``) plus a handful of real packages from the configured index. Then it
+times, alternated in rounds on the same venv:
+
+* ``envlock lock --python VENV/bin/python -o TMPFILE`` (envlock runs from the dev venv,
+  not from the target venv; cwd is a small git repository with a modified file);
+* ``VENV/bin/python -m pip freeze`` (the venv's own pip);
+* ``uv pip freeze --python VENV/bin/python`` (when uv can be found or installed);
+* ``envlock --help`` and ``envlock --version`` (startup time).
+
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import hashlib
+import io
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+#: Bump when the generated wheels or the venv recipe change: invalidates the cache.
+RECIPE = 3
+SIZES = (100, 500)
+#: Real packages from the configured index (with their dependencies); optional.
+REAL_PACKAGES = ("requests", "attrs", "six", "packaging", "pyyaml", "click", "wheel")
+DIRECT_URL_EVERY = 20  # every 20th generated package is installed from its wheel path
+
+TARGETS = {
+    "lock_100_s": 0.25,         # envlock lock <= 0.25 s at ~100 dists
+    "speedup_vs_pip": 3.0,      # >= 3x faster than pip freeze
+    "help_s": 0.3,              # envlock --help <= 0.3 s
+}
+
+ADJECTIVES = ("fast", "tiny", "deep", "quiet", "bright", "lazy", "sharp", "solid", "rapid",
+              "smart", "neat", "open", "blue", "cold", "wild", "young", "prime", "clear")
+NOUNS = ("tensor", "loader", "cache", "graph", "token", "vision", "metric", "sched", "shard",
+         "kernel", "batch", "audio", "frame", "vector", "config", "logger", "router", "store")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- wheels
+
+
+def _record_hash(data: bytes) -> str:
+    digest = hashlib.sha256(data).digest()
+    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _project(i: int) -> dict:
+    """Deterministic description of generated project number ``i``."""
+    rng = random.Random(i * 7919 + RECIPE)
+    adj, noun = ADJECTIVES[i % len(ADJECTIVES)], NOUNS[(i // len(ADJECTIVES)) % len(NOUNS)]
+    style = i % 4
+    if style == 0:
+        name = f"{adj}-{noun}-{i:04d}"
+    elif style == 1:
+        name = f"{adj.capitalize()}_{noun.capitalize()}{i:04d}"
+    elif style == 2:
+        name = f"{adj}.{noun}.{i:04d}"
+    else:
+        name = f"py{adj}{noun}{i:04d}"
+    version = f"{rng.randint(0, 3)}.{rng.randint(0, 30)}.{rng.randint(0, 9)}"
+    if i % 11 == 0:
+        version += "rc1"
+    elif i % 13 == 0:
+        version += ".post1"
+    deps = sorted(rng.sample(range(i), k=min(i, rng.randint(0, 3)))) if i else []
+    return {"i": i, "name": name, "version": version,
+            "module": f"{adj}_{noun}_{i:04d}", "deps": deps,
+            "console": i % 10 == 3, "subpkg": i % 5 == 1}
+
+
+def _escaped(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _modules(p: dict) -> dict[str, str]:
+    mod = p["module"]
+    files = {
+        f"{mod}/__init__.py": (
+            f'"""{p["name"]}: generated for the envlock benchmark."""\n\n'
+            f"from {mod}._version import __version__\n"
+            f"from {mod}.core import Engine, run\n"
+            f"from {mod}.utils import chunked, flatten\n\n"
+            f'__all__ = ["Engine", "run", "chunked", "flatten", "__version__"]\n'),
+        f"{mod}/_version.py": f'__version__ = "{p["version"]}"\n',
+        f"{mod}/core.py": (
+            '"""Core engine."""\n\nfrom __future__ import annotations\n\n'
+            "import dataclasses\nimport logging\n\n"
+            f"from {mod}.utils import chunked\n\n"
+            "log = logging.getLogger(__name__)\n\n\n"
+            "@dataclasses.dataclass\nclass Engine:\n"
+            "    batch_size: int = 32\n    seed: int = 0\n\n"
+            "    def step(self, items):\n"
+            "        total = 0\n"
+            "        for chunk in chunked(items, self.batch_size):\n"
+            "            total += sum(hash(x) & 0xFF for x in chunk)\n"
+            "        log.debug('step done: %s', total)\n"
+            "        return total\n\n\n"
+            "def run(items, batch_size: int = 32) -> int:\n"
+            "    return Engine(batch_size=batch_size).step(list(items))\n"),
+        f"{mod}/utils.py": (
+            '"""Small helpers."""\n\nfrom __future__ import annotations\n\n'
+            "import itertools\n\n\n"
+            "def chunked(items, size):\n"
+            "    it = iter(items)\n"
+            "    while chunk := list(itertools.islice(it, size)):\n"
+            "        yield chunk\n\n\n"
+            "def flatten(nested):\n"
+            "    return [x for sub in nested for x in sub]\n"),
+    }
+    if p["subpkg"]:
+        files[f"{mod}/ext/__init__.py"] = '"""Optional extensions."""\n'
+        files[f"{mod}/ext/io.py"] = (
+            "import json\n\n\ndef dump(obj, path):\n"
+            "    with open(path, 'w', encoding='utf-8') as fh:\n"
+            "        json.dump(obj, fh)\n")
+    if p["console"]:
+        files[f"{mod}/cli.py"] = (
+            "import sys\n\n\ndef main(argv=None):\n"
+            "    print(' '.join(argv or sys.argv[1:]))\n    return 0\n")
+    return files
+
+
+def build_wheel(p: dict, projects: list[dict], outdir: Path) -> Path:
+    name, version, esc = p["name"], p["version"], _escaped(p["name"])
+    dist_info = f"{esc}-{version}.dist-info"
+    meta = [
+        "Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
+        f"Summary: Generated package {p['i']} for the envlock benchmark",
+        f"Home-page: https://example.invalid/{esc}", "Author: envlock bench",
+        "Author-email: bench@example.invalid", "License: Apache-2.0",
+        "Classifier: Programming Language :: Python :: 3",
+        "Classifier: License :: OSI Approved :: Apache Software License",
+        "Requires-Python: >=3.8",
+    ]
+    for d in p["deps"]:
+        dep = projects[d]
+        meta.append(f"Requires-Dist: {dep['name']}>={dep['version']}")
+    meta.append('Requires-Dist: pytest>=7; extra == "test"')
+    meta.append("Provides-Extra: test")
+    meta.append("Description-Content-Type: text/markdown")
+    meta_text = "\n".join(meta) + f"\n\n# {name}\n\nA generated package.\n"
+    files = dict(_modules(p))
+    files[f"{dist_info}/METADATA"] = meta_text
+    files[f"{dist_info}/WHEEL"] = ("Wheel-Version: 1.0\nGenerator: envlock-bench\n"
+                                   "Root-Is-Purelib: true\nTag: py3-none-any\n")
+    files[f"{dist_info}/top_level.txt"] = p["module"] + "\n"
+    if p["console"]:
+        script = esc.replace("_", "-")
+        files[f"{dist_info}/entry_points.txt"] = (
+            f"[console_scripts]\n{script} = {p['module']}.cli:main\n")
+    record = io.StringIO()
+    writer = csv.writer(record, lineterminator="\n")
+    path = outdir / f"{esc}-{version}-py3-none-any.whl"
+    tmp = path.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for arc, text in files.items():
+            data = text.encode()
+            zf.writestr(arc, data)
+            writer.writerow([arc, _record_hash(data), len(data)])
+        writer.writerow([f"{dist_info}/RECORD", "", ""])
+        zf.writestr(f"{dist_info}/RECORD", record.getvalue())
+    tmp.replace(path)
+    return path
+
+
+def ensure_wheels(workdir: Path, count: int) -> tuple[list[dict], dict[int, Path]]:
+    outdir = workdir / "wheels"
+    marker = outdir / ".done.json"
+    projects = [_project(i) for i in range(count)]
+    want = {"recipe": RECIPE, "count": count}
+    paths = {p["i"]: outdir / f"{_escaped(p['name'])}-{p['version']}-py3-none-any.whl"
+             for p in projects}
+    if marker.is_file() and json.loads(marker.read_text()) == want and all(
+            x.is_file() for x in paths.values()):
+        return projects, paths
+    shutil.rmtree(outdir, ignore_errors=True)
+    outdir.mkdir(parents=True)
+    t0 = time.perf_counter()
+    for p in projects:
+        build_wheel(p, projects, outdir)
+    marker.write_text(json.dumps(want))
+    log(f"generated {count} wheels in {time.perf_counter() - t0:.1f}s -> {outdir}")
+    return projects, paths
+
+
+def ensure_real_wheels(workdir: Path, py: str) -> tuple[Path | None, list[str]]:
+    """Download a few real packages (and deps) from the configured index; optional."""
+    outdir = workdir / "real-wheels"
+    marker = outdir / ".done.json"
+    want = {"recipe": RECIPE, "packages": list(REAL_PACKAGES)}
+    if marker.is_file() and json.loads(marker.read_text()) == want:
+        return outdir, list(REAL_PACKAGES)
+    shutil.rmtree(outdir, ignore_errors=True)
+    outdir.mkdir(parents=True)
+    cmd = [py, "-m", "pip", "download", "-q", "--only-binary", ":all:", "-d", str(outdir),
+           *REAL_PACKAGES]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        log(f"note: could not download real packages ({proc.stderr.strip()[-300:]}); "
+            "using generated wheels only")
+        shutil.rmtree(outdir, ignore_errors=True)
+        return None, []
+    marker.write_text(json.dumps(want))
+    return outdir, list(REAL_PACKAGES)
+
+
+# --------------------------------------------------------------------------- venvs
+
+
+def pip_list_count(venv_py: Path, env: dict) -> int:
+    out = subprocess.run([str(venv_py), "-m", "pip", "list", "--format=json"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return len(json.loads(out))
+
+
+def ensure_venv(workdir: Path, target: int, projects: list[dict], paths: dict[int, Path],
+                real_dir: Path | None, real: list[str], env: dict) -> dict:
+    venv = workdir / f"venv-{target}"
+    marker = venv / ".envlock-bench.json"
+    key = {"recipe": RECIPE, "target": target, "real": real,
+           "base_python": platform.python_version()}
+    if marker.is_file():
+        info = json.loads(marker.read_text())
+        if info.get("key") == key and (venv / "bin" / "python").exists():
+            info["cached"] = True
+            return info
+    log(f"building venv-{target} ...")
+    t0 = time.perf_counter()
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
+    py = venv / "bin" / "python"
+    base = pip_list_count(py, env)
+    real_count = 0
+    if real_dir is not None:
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", "--find-links",
+                        str(real_dir), *real], check=True, env=env)
+        real_count = pip_list_count(py, env) - base
+    n_gen = max(0, target - base - real_count)
+    chosen = projects[:n_gen]
+    reqs = [str(paths[p["i"]]) if p["i"] % DIRECT_URL_EVERY == 7 else p["name"] for p in chosen]
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
+        fh.write("\n".join(reqs) + "\n")
+        req_file = fh.name
+    try:
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", "--find-links",
+                        str(paths[0].parent), "-r", req_file], check=True, env=env)
+    finally:
+        os.unlink(req_file)
+    subprocess.run([str(py), "-m", "compileall", "-q", "-j", "0",
+                    str(venv / "lib")], env=env, check=False)
+    total = pip_list_count(py, env)
+    info = {"key": key, "venv": str(venv), "python": str(py), "dists": total,
+            "generated": n_gen, "real": real_count, "baseline": base,
+            "direct_url": sum(1 for p in chosen if p["i"] % DIRECT_URL_EVERY == 7),
+            "build_s": round(time.perf_counter() - t0, 2)}
+    marker.write_text(json.dumps(info, indent=1))
+    log(f"built venv-{target}: {total} dists in {info['build_s']:.1f}s")
+    info["cached"] = False
+    return info
+
+
+def ensure_git_project(workdir: Path, env: dict) -> Path:
+    proj = workdir / "project"
+    if (proj / ".git").is_dir():
+        (proj / "train.py").write_text("print('training, edited')\n")  # keep it modified
+        return proj
+    shutil.rmtree(proj, ignore_errors=True)
+    proj.mkdir(parents=True)
+    (proj / "train.py").write_text("print('training')\n")
+    (proj / "README.md").write_text("# experiment\n")
+    (proj / "config.yaml").write_text("lr: 0.001\nbatch_size: 32\n")
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid",
+           "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], cwd=proj, check=True, env=env)
+    subprocess.run([*git, "add", "."], cwd=proj, check=True, env=env)
+    subprocess.run([*git, "commit", "-q", "-m", "initial"], cwd=proj, check=True, env=env)
+    (proj / "config.yaml").write_text("lr: 0.001\nbatch_size: 32\n")
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "second"], cwd=proj,
+                   check=True, env=env)
+    (proj / "train.py").write_text("print('training, edited')\n")
+    return proj
+
+
+def find_uv(workdir: Path, env: dict) -> str | None:
+    candidates = [REPO / ".venv" / "bin" / "uv", Path(sys.prefix) / "bin" / "uv",
+                  workdir / "tools" / "bin" / "uv"]
+    for c in candidates:
+        if c.exists():
+            return str(c)
+    found = shutil.which("uv")
+    if found:
+        return found
+    tools = workdir / "tools"
+    log("uv not found: installing it from PyPI into " + str(tools))
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(tools)], check=True, env=env)
+        subprocess.run([str(tools / "bin" / "python"), "-m", "pip", "install", "-q", "uv"],
+                       check=True, env=env, timeout=300)
+    except (subprocess.SubprocessError, OSError) as exc:
+        log(f"uv unavailable: {exc}")
+        return None
+    uv = tools / "bin" / "uv"
+    return str(uv) if uv.exists() else None
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, subprocess.CompletedProcess]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+    return dt, proc
+
+
+def summarize(samples: list[float]) -> dict:
+    return {"median_s": round(statistics.median(samples), 4), "min_s": round(min(samples), 4),
+            "max_s": round(max(samples), 4), "samples_s": [round(s, 4) for s in samples]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workdir", default="/var/tmp/envlock-bench", type=Path)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--json", type=Path, help="also write the results as JSON here")
+    ap.add_argument("--envlock", default=str(Path(sys.prefix) / "bin" / "envlock"),
+                    help="envlock executable (default: next to this interpreter)")
+    ap.add_argument("--no-uv", action="store_true", help="do not look for / install uv")
+    args = ap.parse_args()
+    t_start = time.perf_counter()
+
+    workdir: Path = args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    # What users see: bytecode caches are written and reused.
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("ENVLOCK_DEBUG", None)
+    env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")  # no network from pip freeze
+
+    envlock = args.envlock
+    if not Path(envlock).exists():
+        log(f"envlock executable not found: {envlock}")
+        return 2
+
+    # ---- build / reuse fixtures
+    t_build = time.perf_counter()
+    projects, paths = ensure_wheels(workdir, max(SIZES))
+    real_dir, real = ensure_real_wheels(workdir, sys.executable)
+    venvs = {n: ensure_venv(workdir, n, projects, paths, real_dir, real, env) for n in SIZES}
+    project = ensure_git_project(workdir, env)
+    uv = None if args.no_uv else find_uv(workdir, env)
+    uv_version = None
+    if uv:
+        uv_version = subprocess.run([uv, "--version"], capture_output=True, text=True,
+                                    env=env).stdout.strip()
+    # Compile bytecode (envlock, its dev venv, the target venvs); cheap when up to date.
+    for target in [REPO / "envlock", Path(sys.prefix) / "lib", *(
+            Path(v["venv"]) / "lib" for v in venvs.values())]:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(target)],
+                       env=env, check=False, capture_output=True)
+    setup_s = time.perf_counter() - t_build
+    envlock_version = subprocess.run([envlock, "--version"], capture_output=True, text=True,
+                                     env=env).stdout.strip()
+
+    outdir = Path(tempfile.mkdtemp(prefix="envlock-bench-out-"))
+    tools: dict[str, list[str]] = {}
+    for n, v in venvs.items():
+        py = v["python"]
+        tools[f"envlock lock@{n}"] = [envlock, "lock", "--python", py, "-o",
+                                      str(outdir / f"lock-{n}.yaml")]
+        tools[f"pip freeze@{n}"] = [py, "-m", "pip", "freeze"]
+        if uv:
+            tools[f"uv pip freeze@{n}"] = [uv, "pip", "freeze", "--python", py]
+    tools["envlock --help"] = [envlock, "--help"]
+    tools["envlock --version"] = [envlock, "--version"]
+
+    # ---- warm-up round (not measured): fills bytecode / page caches, validates output
+    checks: dict[str, dict] = {}
+    for label, cmd in tools.items():
+        _, proc = timed(cmd, project, env)
+        if label.startswith("envlock lock@"):
+            n = int(label.split("@")[1])
+            checks[label] = check_lock(proc, outdir / f"lock-{n}.yaml", venvs[n]["dists"])
+        elif label.startswith(("pip freeze@", "uv pip freeze@")):
+            checks[label] = {"lines": len([x for x in proc.stdout.splitlines() if x.strip()])}
+
+    # ---- measured rounds, order rotated each round to spread position bias
+    labels = list(tools)
+    samples: dict[str, list[float]] = {label: [] for label in labels}
+    for r in range(args.rounds):
+        shift = r % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            dt, _ = timed(tools[label], project, env)
+            samples[label].append(dt)
+    shutil.rmtree(outdir, ignore_errors=True)
+
+    stats = {label: summarize(s) for label, s in samples.items()}
+    results = report(stats, venvs, checks, args, setup_s, uv, uv_version, envlock_version)
+    results["total_s"] = round(time.perf_counter() - t_start, 1)
+    print(f"total bench time {results['total_s']:.1f}s (setup {setup_s:.1f}s)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"JSON written to {args.json}")
+    return 0
+
+
+def check_lock(proc: subprocess.CompletedProcess, path: Path, expected: int) -> dict:
+    """Sanity checks on one real ``envlock lock`` run: package count, warnings, shadowed."""
+    out: dict = {"stderr": proc.stderr.strip(), "stdout": proc.stdout.strip()}
+    m = re.search(r"Locked (\d+) packages", proc.stdout + proc.stderr)
+    out["packages"] = int(m.group(1)) if m else None
+    out["expected"] = expected
+    try:
+        import yaml  # envlock depends on it, so it is in the dev venv
+
+        data = yaml.safe_load(path.read_text())
+        pkgs = data.get("packages") or []
+        out["lockfile_packages"] = len(pkgs)
+        out["shadowed"] = len(data.get("shadowed") or [])
+        kinds: dict[str, int] = {}
+        for p in pkgs:
+            kind = (p.get("source") or {}).get("kind", "?") if isinstance(p, dict) else "?"
+            kinds[kind] = kinds.get(kind, 0) + 1
+        out["source_kinds"] = kinds
+        out["git_dirty"] = (data.get("git") or {}).get("dirty")
+    except Exception as exc:  # noqa: BLE001 - a benchmark reports, it does not fail here
+        out["lockfile_error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def _fmt(x: float | None, unit: str = "s") -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.3f}{unit}" if unit == "s" else f"{x:.2f}{unit}"
+
+
+def report(stats: dict, venvs: dict, checks: dict, args, setup_s: float, uv, uv_version,
+           envlock_version) -> dict:
+    med = {k: v["median_s"] for k, v in stats.items()}
+    mins = {k: v["min_s"] for k, v in stats.items()}
+    print()
+    print(f"envlock lock benchmark  ({platform.python_version()}, {os.cpu_count()} CPUs, "
+          f"{args.rounds} rounds alternated, median / min wall time)")
+    print(f"envlock {envlock_version or '?'}; pip freeze = venv's own pip; "
+          f"uv = {uv_version or 'unavailable'}")
+    for n, v in venvs.items():
+        state = "cached" if v.get("cached") else "built now"
+        print(f"venv-{n}: {v['dists']} dists in `pip list` ({v['generated']} generated wheels, "
+              f"{v['real']} real, {v['direct_url']} via direct URL); build {v['build_s']:.1f}s "
+              f"({state})")
+    print()
+    header = (f"{'dists':>5}  {'envlock lock':>17}  {'pip freeze':>17}  {'uv pip freeze':>17}  "
+              f"{'pip/envlock':>11}  {'uv/envlock':>10}")
+    print(header)
+    print("-" * len(header))
+    out_sizes = {}
+    for n, v in venvs.items():
+        e, p = f"envlock lock@{n}", f"pip freeze@{n}"
+        u = f"uv pip freeze@{n}"
+        cell = lambda k: (f"{med[k]:.3f} / {mins[k]:.3f}" if k in med else "unavailable")  # noqa: E731
+        pr = med[p] / med[e]
+        ur = med[u] / med[e] if u in med else None
+        print(f"{v['dists']:>5}  {cell(e):>17}  {cell(p):>17}  {cell(u):>17}  "
+              f"{pr:>10.2f}x  {(f'{ur:.2f}x' if ur else 'n/a'):>10}")
+        out_sizes[str(n)] = {"dists": v["dists"], "envlock_lock": stats[e], "pip_freeze": stats[p],
+                             "uv_pip_freeze": stats.get(u), "pip_over_envlock": round(pr, 3),
+                             "uv_over_envlock": round(ur, 3) if ur else None,
+                             "check": checks.get(e), "pip_freeze_lines": checks.get(p),
+                             "uv_freeze_lines": checks.get(u)}
+    small, big = SIZES
+    e_s, e_b = med[f"envlock lock@{small}"], med[f"envlock lock@{big}"]
+    growth = e_b / e_s
+    dist_ratio = venvs[big]["dists"] / venvs[small]["dists"]
+    per_dist_ms = (e_b - e_s) / (venvs[big]["dists"] - venvs[small]["dists"]) * 1000
+    fixed_s = e_s - per_dist_ms / 1000 * venvs[small]["dists"]
+    pip_growth = med[f"pip freeze@{big}"] / med[f"pip freeze@{small}"]
+    print()
+    print(f"growth envlock({big})/envlock({small}) = {growth:.2f}x  vs dists ratio "
+          f"{dist_ratio:.2f}x  (pip freeze {pip_growth:.2f}x); marginal {per_dist_ms:.2f} ms/dist,"
+          f" fixed ~{fixed_s:.3f}s")
+    h, ver = med["envlock --help"], med["envlock --version"]
+    print(f"envlock --help {h:.3f}s (min {mins['envlock --help']:.3f}s)   "
+          f"envlock --version {ver:.3f}s (min {mins['envlock --version']:.3f}s)")
+    print()
+    worst_speedup = min(med[f"pip freeze@{n}"] / med[f"envlock lock@{n}"] for n in SIZES)
+    verdicts = [
+        (f"envlock lock @{venvs[small]['dists']} dists <= {TARGETS['lock_100_s']}s",
+         f"{e_s:.3f}s", e_s <= TARGETS["lock_100_s"]),
+        (f">= {TARGETS['speedup_vs_pip']:.0f}x faster than pip freeze (worst size)",
+         f"{worst_speedup:.2f}x", worst_speedup >= TARGETS["speedup_vs_pip"]),
+        ("linear growth (envlock ratio <= dists ratio)",
+         f"{growth:.2f}x vs {dist_ratio:.2f}x", growth <= dist_ratio),
+        (f"envlock --help <= {TARGETS['help_s']}s", f"{h:.3f}s", h <= TARGETS["help_s"]),
+    ]
+    print("targets:")
+    for name, value, ok in verdicts:
+        print(f"  [{'PASS' if ok else 'FAIL'}] {name:<52} {value}")
+    # Behaviour of envlock lock on these venvs (warm-up run)
+    print()
+    for n in SIZES:
+        c = checks.get(f"envlock lock@{n}", {})
+        issues = []
+        if c.get("packages") != c.get("expected"):
+            issues.append(f"locked {c.get('packages')} packages, pip list has {c.get('expected')}")
+        if c.get("lockfile_error"):
+            issues.append("lockfile unreadable: " + c["lockfile_error"])
+        if c.get("shadowed"):
+            issues.append(f"{c['shadowed']} shadowed")
+        if c.get("stderr"):
+            issues.append("stderr: " + " | ".join(c["stderr"].splitlines()[:6]))
+        kinds = c.get("source_kinds")
+        print(f"lock check @{n}: {c.get('packages')} packages, sources {kinds}, git dirty "
+              f"{c.get('git_dirty')}" + ("" if not issues else "; ISSUES: " + "; ".join(issues)))
+    return {
+        "python": platform.python_version(), "cpus": os.cpu_count(), "rounds": args.rounds,
+        "envlock_version": envlock_version, "uv": uv, "uv_version": uv_version,
+        "venvs": {str(n): {k: v[k] for k in ("dists", "generated", "real", "direct_url",
+                                              "build_s", "cached")} for n, v in venvs.items()},
+        "setup_s": round(setup_s, 2), "sizes": out_sizes,
+        "growth": {"envlock": round(growth, 3), "dists": round(dist_ratio, 3),
+                   "pip_freeze": round(pip_growth, 3), "marginal_ms_per_dist":
+                   round(per_dist_ms, 3), "fixed_s": round(fixed_s, 4)},
+        "help": stats["envlock --help"], "version": stats["envlock --version"],
+        "targets": {name: {"value": value, "pass": ok} for name, value, ok in verdicts},
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

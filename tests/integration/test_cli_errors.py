@@ -1,0 +1,93 @@
+"""Bad input: one clear line on stderr, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from envlock import lockfile
+from tests.conftest import run_envlock
+from tests.factories import make_lock
+
+
+def assert_one_line_error(result, *needles):
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("envlock: error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("schema_version: 1\npackages: [\n", "malformed YAML"),
+    ("schema_version: 7\n", "schema_version 7 is newer"),
+    ("just text\n", "expected a YAML mapping"),
+])
+def test_show_bad_lockfiles(tmp_path, content, needle):
+    bad = tmp_path / "bad.lock.yaml"
+    bad.write_text(content)
+    assert_one_line_error(run_envlock("show", str(bad)), str(bad), needle)
+
+
+def test_check_and_diff_with_missing_lockfile(tmp_path):
+    missing = tmp_path / "missing.yaml"
+    assert_one_line_error(run_envlock("check", "--lock", str(missing)), "no such lockfile",
+                          "envlock lock")
+    good = lockfile.write(make_lock(), tmp_path / "good.yaml")
+    assert_one_line_error(run_envlock("diff", str(good), str(missing)), str(missing))
+
+
+def test_json_errors_are_machine_readable(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema_version: 99\n")
+    result = run_envlock("show", str(bad), "--json")
+    payload = json.loads(result.stdout)
+    assert payload["ok"] is False and payload["exit_code"] == 2
+    assert payload["error"]["type"] == "LockfileError"
+
+
+@pytest.mark.parametrize("make_python, needle", [
+    (lambda tmp: str(tmp / "nope" / "python"), "no such file"),
+    (lambda tmp: "/bin/ls", "not a Python interpreter"),
+    (lambda tmp: str(tmp), "is a directory without bin/python"),
+])
+def test_lock_with_a_bad_python(tmp_path, make_python, needle):
+    out = tmp_path / "l.yaml"
+    result = run_envlock("lock", "--python", make_python(tmp_path), "-o", str(out))
+    assert_one_line_error(result, "--python", needle)
+    assert not out.exists()
+
+
+def test_lock_with_a_text_file_as_python(tmp_path):
+    text = tmp_path / "python"
+    text.write_text("not a program\n")
+    assert_one_line_error(run_envlock("lock", "--python", str(text)), "not executable")
+    os.chmod(text, 0o755)
+    assert_one_line_error(run_envlock("lock", "--python", str(text), "-o",
+                                      str(tmp_path / "l.yaml")), "--python")
+
+
+def test_lock_with_a_missing_project_directory(tmp_path):
+    assert_one_line_error(run_envlock("lock", "--project", str(tmp_path / "gone"), "-o",
+                                      str(tmp_path / "l.yaml")), "no such directory")
+
+
+def test_diff_exit_codes(tmp_path):
+    a = lockfile.write(make_lock(), tmp_path / "a.yaml")
+    same = run_envlock("diff", str(a), str(a))
+    assert same.returncode == 0 and "No differences" in same.stdout
+    changed = make_lock(python={**make_lock().python, "version": "3.12.1"})
+    b = lockfile.write(changed, tmp_path / "b.yaml")
+    result = run_envlock("diff", str(a), str(b))
+    assert result.returncode == 1
+    assert "env_digest: CHANGED" in result.stdout and "3.11.7 → 3.12.1" in result.stdout
+
+
+def test_version_and_help():
+    assert run_envlock("--version").stdout.strip().startswith("envlock ")
+    for command in ("lock", "show", "diff", "check"):
+        result = run_envlock(command, "--help")
+        assert result.returncode == 0 and "--json" in result.stdout, command
