@@ -403,6 +403,10 @@ def main() -> int:
         tools[f"pip freeze@{n}"] = [py, "-m", "pip", "freeze"]
         if uv:
             tools[f"uv pip freeze@{n}"] = [uv, "pip", "freeze", "--python", py]
+    # Informational: the same lock without the git and GPU/CUDA probes (fixed-cost floor).
+    small_py = venvs[SIZES[0]]["python"]
+    tools["envlock lock --no-git --no-gpu"] = [envlock, "lock", "--python", small_py, "--no-git",
+                                               "--no-gpu", "-o", str(outdir / "lock-floor.yaml")]
     tools["envlock --help"] = [envlock, "--help"]
     tools["envlock --version"] = [envlock, "--version"]
 
@@ -473,7 +477,7 @@ def report(stats: dict, venvs: dict, checks: dict, args, setup_s: float, uv, uv_
     print()
     print(f"envlock lock benchmark  ({platform.python_version()}, {os.cpu_count()} CPUs, "
           f"{args.rounds} rounds alternated, median / min wall time)")
-    print(f"envlock {envlock_version or '?'}; pip freeze = venv's own pip; "
+    print(f"{envlock_version or 'envlock ?'}; pip freeze = venv's own pip; "
           f"uv = {uv_version or 'unavailable'}")
     for n, v in venvs.items():
         state = "cached" if v.get("cached") else "built now"
@@ -510,6 +514,9 @@ def report(stats: dict, venvs: dict, checks: dict, args, setup_s: float, uv, uv_
     print(f"growth envlock({big})/envlock({small}) = {growth:.2f}x  vs dists ratio "
           f"{dist_ratio:.2f}x  (pip freeze {pip_growth:.2f}x); marginal {per_dist_ms:.2f} ms/dist,"
           f" fixed ~{fixed_s:.3f}s")
+    floor = med["envlock lock --no-git --no-gpu"]
+    print(f"envlock lock --no-git --no-gpu @{venvs[small]['dists']}: {floor:.3f}s "
+          f"(git+GPU/CUDA probes cost ~{e_s - floor:.3f}s of {e_s:.3f}s)")
     h, ver = med["envlock --help"], med["envlock --version"]
     print(f"envlock --help {h:.3f}s (min {mins['envlock --help']:.3f}s)   "
           f"envlock --version {ver:.3f}s (min {mins['envlock --version']:.3f}s)")
@@ -552,6 +559,7 @@ def report(stats: dict, venvs: dict, checks: dict, args, setup_s: float, uv, uv_
         "growth": {"envlock": round(growth, 3), "dists": round(dist_ratio, 3),
                    "pip_freeze": round(pip_growth, 3), "marginal_ms_per_dist":
                    round(per_dist_ms, 3), "fixed_s": round(fixed_s, 4)},
+        "lock_no_git_no_gpu": stats["envlock lock --no-git --no-gpu"],
         "help": stats["envlock --help"], "version": stats["envlock --version"],
         "targets": {name: {"value": value, "pass": ok} for name, value, ok in verdicts},
     }
