@@ -21,8 +21,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from envlock import __version__
 from envlock.errors import LockfileError
 
@@ -198,27 +196,15 @@ def to_document(lock: Lock) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- YAML
 
-_Dumper: type = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _LockDumper(_Dumper):  # type: ignore[misc, valid-type]
-    pass
-
-
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_LockDumper.add_representer(str, _str_representer)
+HEADER = ("# envlock lockfile: the exact environment of an experiment.\n"
+          "# Generated; do not edit by hand (lock_digest would no longer match).\n")
 
 
 def dumps(lock: Lock) -> str:
-    header = ("# envlock lockfile: the exact environment of an experiment.\n"
-              "# Generated; do not edit by hand (lock_digest would no longer match).\n")
-    return header + yaml.dump(to_document(lock), Dumper=_LockDumper, sort_keys=False,
-                              default_flow_style=False, allow_unicode=True, width=4096)
+    """The lockfile text: envlock's own deterministic YAML writer, same bytes every time."""
+    from envlock import yamlout
+
+    return HEADER + yamlout.dump(to_document(lock))
 
 
 def write(lock: Lock, path: str | Path) -> Path:
@@ -255,8 +241,11 @@ def load(path: str | Path) -> Lock:
 
 
 def loads(text: str, source: str = "<lockfile>") -> Lock:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        doc = yaml.load(text, Loader=_Loader)
+        doc = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

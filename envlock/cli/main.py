@@ -6,15 +6,34 @@ Exit codes: 0 ok; 1 a check failed (drift, differences, not reproduced);
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-from typing import Annotated
 
-import typer
 
-from envlock import __version__
-from envlock.cli.commands import check, diff, lock, show
+def _prefetch_probe(argv: list[str]) -> None:
+    """Start the interpreter probe of ``lock``/``check`` before the imports below run."""
+    if not argv or argv[0] not in ("lock", "check") or {"-h", "--help"} & set(argv):
+        return
+    python = None
+    for index, arg in enumerate(argv):
+        if arg in ("--python", "-p") and index + 1 < len(argv):
+            python = argv[index + 1]
+        elif arg.startswith("--python="):
+            python = arg.split("=", 1)[1]
+    from envlock.snapshot.interpreter import prefetch
+
+    prefetch(python)
+
+
+if __name__ in ("__main__", "envlock.cli.main") and os.environ.get("ENVLOCK_NO_PREFETCH") != "1":
+    _prefetch_probe(sys.argv[1:])
+
+from typing import Annotated  # noqa: E402
+
+import typer  # noqa: E402
+
+from envlock import __version__  # noqa: E402
+from envlock.cli.commands import check, diff, lock, show  # noqa: E402
 
 HELP = """Lock, containerize and replay the exact environment of an ML experiment.
 
@@ -40,6 +59,8 @@ def main(
                                         "tracebacks.", envvar="ENVLOCK_DEBUG")] = False,
 ) -> None:
     if debug:
+        import logging
+
         os.environ["ENVLOCK_DEBUG"] = "1"
         logging.basicConfig(level=logging.DEBUG, format="envlock: %(name)s: %(message)s")
 

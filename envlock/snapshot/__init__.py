@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from envlock.errors import UsageError
-from envlock.lockfile import Lock, Package
-from envlock.redact import redact_argv
-from envlock.snapshot import frameworks, gpu, index, packages, runtime, system
 from envlock.snapshot.interpreter import start_probe
+
+if TYPE_CHECKING:
+    from envlock.lockfile import Lock, Package
 
 
 def _with_git_state(pkgs: list[Package]) -> list[Package]:
     """Editable and local-directory packages: record their repository's commit and dirtiness."""
+
+    from dataclasses import replace
+
     from envlock.snapshot.git import repo_state
 
     out = []
@@ -36,6 +39,8 @@ def _with_git_state(pkgs: list[Package]) -> list[Package]:
 
 
 def redact_command(command: str | Sequence[str] | None) -> str | None:
+    from envlock.redact import redact_argv
+
     if command is None:
         return None
     argv = shlex.split(command) if isinstance(command, str) else list(command)
@@ -50,18 +55,20 @@ def snapshot(python: str | None = None, project: str | Path | None = ".",
     ``project`` is the directory whose git state is recorded (None: no git).
     ``command`` is the command that ran the experiment; secret-looking values are masked.
     """
+    from envlock.lockfile import Lock
+    from envlock.snapshot import frameworks, gpu, index, packages, runtime, system
+
     env = dict(os.environ if environ is None else environ)
     if project is not None and not Path(project).is_dir():
         raise UsageError(f"--project {project}: no such directory",
                          "pass the experiment's code directory")
     pending = start_probe(python)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        gpu_future = pool.submit(gpu.probe_gpu) if probe_gpu else None
-        toolkit_future = pool.submit(gpu.probe_cuda_toolkit) if probe_gpu else None
-        git_section = _git(project)
-        raw = pending.result()
-        gpu_section = gpu_future.result() if gpu_future else dict(gpu.NONE, status="not probed")
-        toolkit = toolkit_future.result() if toolkit_future else None
+    gpu_job = _Background(gpu.probe_gpu if probe_gpu else lambda: dict(gpu.NONE,
+                                                                       status="not probed"))
+    toolkit_job = _Background(gpu.probe_cuda_toolkit if probe_gpu else lambda: None)
+    git_section = _git(project)
+    raw = pending.result()
+    gpu_section, toolkit = gpu_job.result(), toolkit_job.result()
     py = raw["python"]
     resolved = packages.resolve(raw["distributions"], py.get("site_dirs", []))
     pkgs = _with_git_state(resolved.packages)
@@ -80,6 +87,28 @@ def snapshot(python: str | None = None, project: str | Path | None = ".",
         index=index.index_section(env, py.get("prefix")),
         shadowed=tuple(resolved.shadowed),
     )
+
+
+class _Background:
+    """Run a probe in a thread (they wait on subprocesses and files, not the CPU)."""
+
+    def __init__(self, func: Callable[[], Any]) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(func,), daemon=True)
+        self._thread.start()
+
+    def _run(self, func: Callable[[], Any]) -> None:
+        try:
+            self._value = func()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _git(project: str | Path | None) -> dict | None:

@@ -7,6 +7,7 @@ Starting it returns at once (:class:`PendingProbe`); the other probes overlap it
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -50,6 +51,7 @@ def resolve_python(python: str | None) -> str:
 class PendingProbe:
     python: str
     process: subprocess.Popen[bytes]
+    exe: str = ""
 
     def result(self) -> dict[str, Any]:
         try:
@@ -74,9 +76,35 @@ class PendingProbe:
         return data
 
 
+#: Probes started speculatively by the CLI before it finished importing, by interpreter.
+_PREFETCHED: dict[str, PendingProbe] = {}
+
+
+def prefetch(python: str | None) -> None:
+    """Start the probe early (the CLI calls this before importing typer): the ~40 ms the
+    probe process needs then overlaps the CLI's own start-up. Any problem is left for
+    the real call to report; an unused probe is stopped at exit."""
+    try:
+        pending = start_probe(python)
+    except InterpreterError:
+        return
+    if not _PREFETCHED:
+        atexit.register(_discard_prefetched)
+    _PREFETCHED[pending.exe] = pending
+
+
+def _discard_prefetched() -> None:
+    for pending in _PREFETCHED.values():
+        pending.process.kill()
+        pending.process.wait()
+    _PREFETCHED.clear()
+
+
 def start_probe(python: str | None = None) -> PendingProbe:
     """Start the probe in ``python`` (resolved and validated) and return without waiting."""
     exe = resolve_python(python)
+    if exe in _PREFETCHED:
+        return _PREFETCHED.pop(exe)
     source = PROBE_SOURCE.read_text(encoding="utf-8")
     env = dict(os.environ)
     env.pop("PYTHONSTARTUP", None)
@@ -85,4 +113,4 @@ def start_probe(python: str | None = None) -> PendingProbe:
     except OSError as exc:
         raise InterpreterError(python or exe, f"cannot be started: {exc.strerror or exc}",
                                "pass a Python interpreter, e.g. --python .venv/bin/python") from exc
-    return PendingProbe(python=python or exe, process=process)
+    return PendingProbe(python=python or exe, process=process, exe=exe)
