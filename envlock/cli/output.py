@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 #: Version of the ``--json`` envelope; bump on incompatible changes.
@@ -45,7 +46,7 @@ def warn(message: str) -> None:
     sys.stderr.write(f"envlock: warning: {message}\n")
 
 
-def table(rows: list[tuple[str, ...]], indent: str = "  ") -> str:
+def table(rows: Sequence[Sequence[str]], indent: str = "  ") -> str:
     """Left-aligned plain-text columns (CI logs read these as well as terminals)."""
     if not rows:
         return ""

@@ -101,7 +101,7 @@ def diff_text(diff: LockDiff, a: str, b: str) -> str:
     lines.append(f"env_digest: {'unchanged' if same else 'CHANGED'} "
                  f"({_short(diff.old_env_digest)} → {_short(diff.new_env_digest)})")
     if diff.packages:
-        rows = []
+        rows: list[tuple[str, ...]] = []
         for pc in diff.packages:
             if pc.kind == "added":
                 rows.append(("+", pc.name, pc.new_version or "", pc.new_source or ""))
@@ -115,8 +115,8 @@ def diff_text(diff: LockDiff, a: str, b: str) -> str:
                 rows.append(("~", pc.name, version or "", source or ""))
         lines += [f"packages ({len(diff.packages)}):", table(rows)]
     for category, changes in diff.by_category().items():
-        rows = [(c.field, f"{_fmt(c.old)} → {_fmt(c.new)}") for c in changes]
-        lines += [f"{category}:", table(rows)]
+        lines += [f"{category}:", table([(c.field, f"{_fmt(c.old)} → {_fmt(c.new)}")
+                                         for c in changes])]
     return "\n".join(lines)
 
 

@@ -91,7 +91,8 @@ def tensorflow_info(raw: Mapping[str, Any] | None,
                     packages: Mapping[str, Package]) -> dict[str, Any]:
     name = next(n for n in ("tensorflow", "tensorflow-gpu", "tensorflow-cpu") if n in packages)
     values = parse_assignments((raw or {}).get("text"))
-    build = values.get("build_info") if isinstance(values.get("build_info"), dict) else values
+    nested = values.get("build_info")
+    build: dict[str, Any] = nested if isinstance(nested, dict) else values
     return {
         "version": packages[name].version,
         "distribution": name,

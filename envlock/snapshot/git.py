@@ -137,7 +137,7 @@ def probe_git(path: str | Path = ".") -> dict[str, Any] | None:
     remote_name, remote_url = _remote(repo)
     changed = sorted(set(status["staged"]) | set(status["unstaged"]))
     diff, encoding, withheld = _diff(repo, head, changed)
-    untracked = []
+    untracked: list[dict[str, Any]] = []
     for rel in sorted(status["untracked"]):
         if is_secret_file(rel):
             withheld.append(rel)
