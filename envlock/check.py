@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from envlock.diff import LockDiff, diff_locks
-from envlock.integrity import IntegrityReport, verify_packages
+from envlock.integrity import IntegrityReport, from_probe
 from envlock.lockfile import Lock
 
 
@@ -44,11 +44,11 @@ def check(lock: Lock, lock_path: str | Path = "<lock>", python: str | None = Non
     Drift is any change to packages or Python; with ``strict`` any difference at all
     (GPU, OS, git, knobs). ``deep`` also verifies every installed file against RECORD.
     """
-    from envlock.snapshot import snapshot
+    from envlock.snapshot import take
 
-    live = snapshot(python=python, project=project, env_allow=env_allow)
+    live, raw = take(python=python, project=project, env_allow=env_allow, deep=deep)
     live = live.with_command(lock.runtime.get("command"))  # the command is not environment
-    integrity = verify_packages(live.packages) if deep else None
+    integrity = from_probe(raw["distributions"]) if deep else None
     return CheckResult(lock_path=str(lock_path), env_digest_locked=lock.env_digest,
                        env_digest_live=live.env_digest, diff=diff_locks(lock, live),
                        integrity=integrity, strict=strict)

@@ -1,22 +1,16 @@
-"""Verify installed files against their distribution's RECORD hashes (``check --deep``).
+"""Installed files against their distribution's RECORD hashes (``check --deep``).
 
 A file whose content no longer matches RECORD was edited in place (a hot-fix in
 site-packages, a patched library); a missing file was deleted. Both make the
-environment differ from what its versions claim.
+environment differ from what its versions claim. The hashing itself runs inside
+the interpreter being checked (``_probe.py --deep``), on the host or in an image.
 """
 
 from __future__ import annotations
 
-import base64
-import csv
-import hashlib
-import os
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-
-from envlock.lockfile import Package
 
 
 @dataclass(frozen=True)
@@ -34,7 +28,7 @@ class IntegrityReport:
     packages_checked: int
     files_checked: int
     problems: tuple[FileProblem, ...]
-    unverifiable: tuple[str, ...]  # packages without a RECORD
+    unverifiable: tuple[str, ...]  # distributions without a RECORD
 
     @property
     def ok(self) -> bool:
@@ -47,53 +41,21 @@ class IntegrityReport:
                 "unverifiable": list(self.unverifiable)}
 
 
-def record_entries(location: str, dist_dir: str) -> list[tuple[str, str, str]] | None:
-    """(absolute path, algorithm, expected urlsafe-b64 digest) for each hashed RECORD row."""
-    record = os.path.join(location, dist_dir, "RECORD")
-    try:
-        with open(record, newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
-    except OSError:
-        return None
-    out = []
-    for row in rows:
-        if len(row) < 2 or not row[1] or "=" not in row[1]:
-            continue
-        algo, _, expected = row[1].partition("=")
-        out.append((os.path.normpath(os.path.join(location, row[0])), algo, expected))
-    return out
+def from_probe(distributions: Iterable[dict[str, Any]]) -> IntegrityReport:
+    """The report of a ``--deep`` probe run."""
+    from envlock.snapshot.packages import normalize
 
-
-def _check_file(package: str, path: str, algo: str, expected: str) -> FileProblem | None:
-    try:
-        digest = hashlib.new(algo)
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except FileNotFoundError:
-        return FileProblem(package, path, "missing")
-    except (OSError, ValueError):
-        return FileProblem(package, path, "unreadable")
-    actual = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
-    return None if actual == expected else FileProblem(package, path, "modified")
-
-
-def verify_packages(packages: Iterable[Package], workers: int = 4) -> IntegrityReport:
-    jobs: list[tuple[str, str, str, str]] = []
+    problems: list[FileProblem] = []
     unverifiable: list[str] = []
-    checked = 0
-    for pkg in packages:
-        if not pkg.location or not pkg.dist_dir or not pkg.dist_dir.endswith(".dist-info"):
-            unverifiable.append(pkg.name)
-            continue
-        entries = record_entries(pkg.location, pkg.dist_dir)
-        if entries is None:
-            unverifiable.append(pkg.name)
+    checked = files = 0
+    for dist in distributions:
+        name = normalize(dist.get("name") or dist["dir"])
+        if "problems" not in dist:
+            unverifiable.append(name)
             continue
         checked += 1
-        jobs.extend((pkg.name, path, algo, expected) for path, algo, expected in entries)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda job: _check_file(*job), jobs))
-    problems = sorted((r for r in results if r), key=lambda p: (p.package, p.path))
-    return IntegrityReport(packages_checked=checked, files_checked=len(jobs),
+        files += int(dist.get("files", 0))
+        problems.extend(FileProblem(name, p["path"], p["problem"]) for p in dist["problems"])
+    problems.sort(key=lambda p: (p.package, p.path))
+    return IntegrityReport(packages_checked=checked, files_checked=files,
                            problems=tuple(problems), unverifiable=tuple(sorted(unverifiable)))

@@ -87,15 +87,30 @@ class Package:
     location: str | None = None  # the sys.path entry holding its metadata
     dist_dir: str | None = None  # the .dist-info / .egg-info directory name
     requested: bool = False
+    #: sha256 over the (path, hash) pairs of RECORD that make up its content (see _probe).
+    files_digest: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "installer": self.installer,
                 "requested": self.requested, "source": self.source.to_dict(),
-                "location": self.location, "dist_dir": self.dist_dir}
+                "files_digest": self.files_digest, "location": self.location,
+                "dist_dir": self.dist_dir}
 
-    def env_key(self) -> dict[str, Any]:
-        """What about this package defines the environment image."""
-        return {"name": self.name, "version": self.version, "source": self.source.to_dict()}
+    def env_key(self, project_root: str | None = None) -> dict[str, Any]:
+        """What about this package defines the environment image.
+
+        An editable package inside the experiment's own repository is code, not
+        environment: its path is taken relative to the repository and its commit,
+        dirtiness and (path-dependent) files are left out, so that committing code
+        never changes the environment image."""
+        source = self.source.to_dict()
+        files = self.files_digest
+        if self.source.kind == "editable":
+            files = None
+            path = self.source.path or ""
+            if project_root and (path == project_root or path.startswith(project_root + "/")):
+                source = {"kind": "editable", "project_path": os.path.relpath(path, project_root)}
+        return {"name": self.name, "version": self.version, "source": source, "files": files}
 
 
 @dataclass(frozen=True)
@@ -156,11 +171,12 @@ def _digest(data: Any) -> str:
 def env_identity(lock: Lock) -> dict[str, Any]:
     """Exactly the facts an environment image depends on."""
     py = lock.python
+    project_root = (lock.git or {}).get("root")
     return {
         "python": {"implementation": py["implementation"], "version": py["version"],
                    "arch": py["arch"]},
         "platform": {"system": lock.os["system"], "libc": lock.os["libc"].get("family")},
-        "packages": [p.env_key() for p in lock.packages],
+        "packages": [p.env_key(project_root) for p in lock.packages],
     }
 
 
@@ -314,6 +330,7 @@ def _package(raw: Any, index: int, source: str) -> Package:
         source=Source(**{k: v for k, v in src.items() if k in known}),
         installer=raw.get("installer"), location=raw.get("location"),
         dist_dir=raw.get("dist_dir"), requested=bool(raw.get("requested", False)),
+        files_digest=raw.get("files_digest"),
     )
 
 

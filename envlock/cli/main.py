@@ -12,7 +12,7 @@ import sys
 
 def _prefetch_probe(argv: list[str]) -> None:
     """Start the interpreter probe of ``lock``/``check`` before the imports below run."""
-    if not argv or argv[0] not in ("lock", "check") or {"-h", "--help"} & set(argv):
+    if not argv or argv[0] not in ("lock", "check") or {"-h", "--help", "--deep"} & set(argv):
         return
     python = None
     for index, arg in enumerate(argv):

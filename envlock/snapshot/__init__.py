@@ -55,6 +55,15 @@ def snapshot(python: str | None = None, project: str | Path | None = ".",
     ``project`` is the directory whose git state is recorded (None: no git).
     ``command`` is the command that ran the experiment; secret-looking values are masked.
     """
+    return take(python, project, command, env_allow, environ, probe_gpu)[0]
+
+
+def take(python: str | None = None, project: str | Path | None = ".",
+         command: str | Sequence[str] | None = None, env_allow: Iterable[str] = (),
+         environ: Mapping[str, str] | None = None, probe_gpu: bool = True,
+         deep: bool = False) -> tuple[Lock, dict[str, Any]]:
+    """:func:`snapshot`, also returning the probe's raw facts (with ``deep``: the RECORD
+    verification of every installed file)."""
     from envlock.lockfile import Lock
     from envlock.snapshot import frameworks, gpu, index, packages, runtime, system
 
@@ -62,7 +71,7 @@ def snapshot(python: str | None = None, project: str | Path | None = ".",
     if project is not None and not Path(project).is_dir():
         raise UsageError(f"--project {project}: no such directory",
                          "pass the experiment's code directory")
-    pending = start_probe(python)
+    pending = start_probe(python, deep=deep)
     gpu_job = _Background(gpu.probe_gpu if probe_gpu else lambda: dict(gpu.NONE,
                                                                        status="not probed"))
     toolkit_job = _Background(gpu.probe_cuda_toolkit if probe_gpu else lambda: None)
@@ -75,7 +84,7 @@ def snapshot(python: str | None = None, project: str | Path | None = ".",
     fw = frameworks.frameworks(pkgs, raw.get("frameworks", {}))
     if toolkit:
         gpu_section["cuda_toolkit"] = toolkit
-    return Lock(
+    lock = Lock(
         python=system.python_section(py),
         os=system.os_section(raw["os"], py, env),
         packages=tuple(pkgs),
@@ -87,6 +96,7 @@ def snapshot(python: str | None = None, project: str | Path | None = ".",
         index=index.index_section(env, py.get("prefix")),
         shadowed=tuple(resolved.shadowed),
     )
+    return lock, raw
 
 
 class _Background:

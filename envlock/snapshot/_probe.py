@@ -9,11 +9,15 @@ It only reads raw facts (file contents, paths); every decision about what they
 mean is made by envlock's pure code in ``envlock.snapshot.packages``.
 """
 
+import hashlib
 import json
 import os
 import sys
 
 METADATA_FILES = ("METADATA", "PKG-INFO")
+#: Files a dist-info gets from the installer, not from the wheel: never part of files_digest.
+INSTALLER_FILES = ("INSTALLER", "REQUESTED", "RECORD", "RECORD.jws", "RECORD.p7s",
+                   "direct_url.json")
 TORCH_LIB_PREFIXES = ("libcudnn", "libnccl", "libcudart", "libcublas")
 
 
@@ -43,6 +47,79 @@ def read_headers(path):
     return found
 
 
+def record_rows(path):
+    """(path, "algo=digest") rows of a RECORD file, or None when it cannot be read."""
+    try:
+        with open(path, "r", encoding="utf-8", newline="") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if '"' in text:  # a quoted path (with a comma): let csv handle it
+        import csv
+
+        try:
+            return [(r[0], r[1]) for r in csv.reader(text.splitlines()) if len(r) >= 2]
+        except csv.Error:
+            return None
+    rows = []
+    for line in text.splitlines():
+        parts = line.rsplit(",", 2)
+        if len(parts) == 3:
+            rows.append((parts[0], parts[1]))
+    return rows
+
+
+def content_path(path):
+    """Where a RECORD entry lands inside site-packages, or None when it is not part of the
+    distribution's content (files outside site-packages such as scripts, which installers
+    rewrite; byte-code; installer bookkeeping). Works for installed and wheel RECORDs."""
+    if path.startswith(("../", "/")) or path.endswith((".pyc", ".pyo")):
+        return None
+    parts = path.split("/")
+    if "__pycache__" in parts:
+        return None
+    if parts[0].endswith(".data"):
+        if len(parts) > 2 and parts[1] in ("purelib", "platlib"):
+            return "/".join(parts[2:])
+        return None
+    if parts[0].endswith(".dist-info") and len(parts) == 2 and parts[1] in INSTALLER_FILES:
+        return None
+    return path
+
+
+def files_digest(rows):
+    """One sha256 over every (path, file hash) a distribution is made of."""
+    lines = sorted(p + "," + h for p, h in ((content_path(p), h) for p, h in rows) if p and h)
+    return "sha256:" + hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def verify_rows(location, rows):
+    """Installed files whose content differs from RECORD (edited by hand) or that are gone."""
+    import base64
+
+    problems = []
+    for path, expected in rows:
+        if not expected or "=" not in expected:
+            continue
+        algo, _, digest = expected.partition("=")
+        full = os.path.normpath(os.path.join(location, path))
+        try:
+            hasher = hashlib.new(algo)
+            with open(full, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    hasher.update(block)
+        except FileNotFoundError:
+            problems.append({"path": full, "problem": "missing"})
+            continue
+        except (OSError, ValueError):
+            problems.append({"path": full, "problem": "unreadable"})
+            continue
+        actual = base64.urlsafe_b64encode(hasher.digest()).rstrip(b"=").decode("ascii")
+        if actual != digest:
+            problems.append({"path": full, "problem": "modified"})
+    return problems
+
+
 def metadata_path(meta_dir, is_dir):
     if not is_dir:
         return meta_dir  # a bare PKG-INFO file named foo-1.0.egg-info
@@ -53,7 +130,7 @@ def metadata_path(meta_dir, is_dir):
     return None
 
 
-def describe(location, entry_name, meta_dir, is_dir, kind, order):
+def describe(location, entry_name, meta_dir, is_dir, kind, order, deep=False):
     meta = metadata_path(meta_dir, is_dir)
     headers = read_headers(meta) if meta else None
     item = {
@@ -70,11 +147,17 @@ def describe(location, entry_name, meta_dir, is_dir, kind, order):
         item["installer"] = installer.strip() if installer else None
         item["direct_url"] = read_text(os.path.join(meta_dir, "direct_url.json"), 65536)
         item["requested"] = os.path.exists(os.path.join(meta_dir, "REQUESTED"))
-        item["has_record"] = os.path.isfile(os.path.join(meta_dir, "RECORD"))
+        rows = record_rows(os.path.join(meta_dir, "RECORD")) if kind == "dist-info" else None
+        item["has_record"] = rows is not None
+        if rows is not None:
+            item["files_digest"] = files_digest(rows)
+            item["files"] = len(rows)
+            if deep:
+                item["problems"] = verify_rows(location, rows)
     return item
 
 
-def scan_location(location, order):
+def scan_location(location, order, deep=False):
     """Every distribution's metadata directory found directly in one sys.path entry."""
     found = []
     try:
@@ -85,7 +168,7 @@ def scan_location(location, order):
     for entry in entries:
         name = entry.name
         if name.endswith(".dist-info"):
-            found.append(describe(location, name, entry.path, True, "dist-info", order))
+            found.append(describe(location, name, entry.path, True, "dist-info", order, deep))
         elif name.endswith(".egg-info"):
             is_dir = entry.is_dir()
             found.append(describe(location, name, entry.path, is_dir, "egg-info", order))
@@ -194,7 +277,7 @@ def framework_files(distributions):
     return out
 
 
-def probe():
+def probe(deep=False):
     py = python_facts()
     distributions = []
     egg_links = []
@@ -206,7 +289,7 @@ def probe():
         if location in seen or not os.path.isdir(location):
             continue
         seen.add(location)
-        found, links = scan_location(location, order)
+        found, links = scan_location(location, order, deep)
         distributions.extend(found)
         egg_links.extend(links)
     return {
@@ -220,4 +303,4 @@ def probe():
 
 
 if __name__ == "__main__":
-    json.dump(probe(), sys.stdout)
+    json.dump(probe(deep="--deep" in sys.argv[1:]), sys.stdout)

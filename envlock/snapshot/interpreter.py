@@ -100,16 +100,17 @@ def _discard_prefetched() -> None:
     _PREFETCHED.clear()
 
 
-def start_probe(python: str | None = None) -> PendingProbe:
-    """Start the probe in ``python`` (resolved and validated) and return without waiting."""
+def start_probe(python: str | None = None, deep: bool = False) -> PendingProbe:
+    """Start the probe in ``python`` (resolved and validated) and return without waiting.
+    ``deep`` also verifies every installed file against its RECORD hash."""
     exe = resolve_python(python)
-    if exe in _PREFETCHED:
+    if exe in _PREFETCHED and not deep:
         return _PREFETCHED.pop(exe)
     source = PROBE_SOURCE.read_text(encoding="utf-8")
     env = dict(os.environ)
     env.pop("PYTHONSTARTUP", None)
     try:
-        process = proc.start([exe, "-c", source], env=env)
+        process = proc.start([exe, "-c", source, *(["--deep"] if deep else [])], env=env)
     except OSError as exc:
         raise InterpreterError(python or exe, f"cannot be started: {exc.strerror or exc}",
                                "pass a Python interpreter, e.g. --python .venv/bin/python") from exc

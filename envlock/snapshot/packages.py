@@ -142,7 +142,7 @@ def resolve(raws: list[dict[str, Any]], site_dirs: Iterable[str],
         out.packages.append(Package(
             name=name, version=raw["version"], source=classify(raw, sites, default_index),
             installer=raw.get("installer"), location=raw["location"], dist_dir=raw["dir"],
-            requested=bool(raw.get("requested")),
+            requested=bool(raw.get("requested")), files_digest=raw.get("files_digest"),
         ))
     out.shadowed.sort(key=lambda s: (s.name, s.location, s.dir))
     return out
