@@ -46,7 +46,8 @@ def check(lock: Lock, lock_path: str | Path = "<lock>", python: str | None = Non
     """
     from envlock.snapshot import take
 
-    live, raw = take(python=python, project=project, env_allow=env_allow, deep=deep)
+    live, raw = take(python=python, project=project, env_allow=env_allow, deep=deep,
+                     exclude=(lock_path,))
     live = live.with_command(lock.runtime.get("command"))  # the command is not environment
     integrity = from_probe(raw["distributions"]) if deep else None
     return CheckResult(lock_path=str(lock_path), env_digest_locked=lock.env_digest,

@@ -49,19 +49,21 @@ def redact_command(command: str | Sequence[str] | None) -> str | None:
 
 def snapshot(python: str | None = None, project: str | Path | None = ".",
              command: str | Sequence[str] | None = None, env_allow: Iterable[str] = (),
-             environ: Mapping[str, str] | None = None, probe_gpu: bool = True) -> Lock:
+             environ: Mapping[str, str] | None = None, probe_gpu: bool = True,
+             exclude: tuple[str | Path, ...] = ()) -> Lock:
     """Snapshot the environment of ``python`` (default: envlock's own interpreter).
 
     ``project`` is the directory whose git state is recorded (None: no git).
     ``command`` is the command that ran the experiment; secret-looking values are masked.
     """
-    return take(python, project, command, env_allow, environ, probe_gpu)[0]
+    return take(python, project, command, env_allow, environ, probe_gpu, exclude=exclude)[0]
 
 
 def take(python: str | None = None, project: str | Path | None = ".",
          command: str | Sequence[str] | None = None, env_allow: Iterable[str] = (),
          environ: Mapping[str, str] | None = None, probe_gpu: bool = True,
-         deep: bool = False) -> tuple[Lock, dict[str, Any]]:
+         deep: bool = False, exclude: tuple[str | Path, ...] = ()
+         ) -> tuple[Lock, dict[str, Any]]:
     """:func:`snapshot`, also returning the probe's raw facts (with ``deep``: the RECORD
     verification of every installed file)."""
     from envlock.lockfile import Lock
@@ -75,7 +77,7 @@ def take(python: str | None = None, project: str | Path | None = ".",
     gpu_job = _Background(gpu.probe_gpu if probe_gpu else lambda: dict(gpu.NONE,
                                                                        status="not probed"))
     toolkit_job = _Background(gpu.probe_cuda_toolkit if probe_gpu else lambda: None)
-    git_section = _git(project)
+    git_section = _git(project, exclude)
     raw = pending.result()
     gpu_section, toolkit = gpu_job.result(), toolkit_job.result()
     py = raw["python"]
@@ -121,9 +123,9 @@ class _Background:
         return self._value
 
 
-def _git(project: str | Path | None) -> dict | None:
+def _git(project: str | Path | None, exclude: tuple[str | Path, ...] = ()) -> dict | None:
     if project is None:
         return None
     from envlock.snapshot.git import probe_git
 
-    return probe_git(project)
+    return probe_git(project, exclude)

@@ -99,11 +99,12 @@ def _status(repo: Repo) -> tuple[str | None, str | None, dict[str, list[str]]]:
     return head, branch, out
 
 
-def _diff(repo: Repo, head: str | None, changed: list[str]) -> tuple[str, str | None, list[str]]:
+def _diff(repo: Repo, head: str | None, changed: list[str], skip: set[str]
+          ) -> tuple[str, str | None, list[str]]:
     withheld = sorted({p for p in changed if is_secret_file(p)})
     if not changed:
         return "", None, withheld
-    excludes = [f":(exclude,literal){p}" for p in withheld]
+    excludes = [f":(exclude,literal){p}" for p in sorted(set(withheld) | set(skip))]
     base = head or EMPTY_TREE
     args = ["diff", "--binary", "--no-color", "--no-ext-diff", base, "--", "."] + excludes
     if head is None:
@@ -128,15 +129,19 @@ def _submodules(repo: Repo) -> list[dict[str, str]]:
     return out
 
 
-def probe_git(path: str | Path = ".") -> dict[str, Any] | None:
-    """The git section of the lock for the repository containing ``path``, or None."""
+def probe_git(path: str | Path = ".", exclude: tuple[str | Path, ...] = ()
+              ) -> dict[str, Any] | None:
+    """The git section of the lock for the repository containing ``path``, or None.
+    ``exclude``: files that are not the experiment's code (the lockfile being written)."""
     repo = Repo.discover(path)
     if repo is None:
         return None
     head, branch, status = _status(repo)
+    skip = {rel for rel in (_relative(repo.root, p) for p in exclude) if rel}
+    status = {k: [p for p in v if p not in skip] for k, v in status.items()}
     remote_name, remote_url = _remote(repo)
     changed = sorted(set(status["staged"]) | set(status["unstaged"]))
-    diff, encoding, withheld = _diff(repo, head, changed)
+    diff, encoding, withheld = _diff(repo, head, changed, skip)
     untracked: list[dict[str, Any]] = []
     for rel in sorted(status["untracked"]):
         if is_secret_file(rel):
@@ -165,6 +170,13 @@ def probe_git(path: str | Path = ".") -> dict[str, Any] | None:
     if encoding:
         section["diff_encoding"] = encoding
     return section
+
+
+def _relative(root: Path, path: str | Path) -> str | None:
+    try:
+        return Path(path).absolute().resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return None
 
 
 def repo_state(path: str | Path) -> tuple[str | None, bool | None]:

@@ -39,7 +39,7 @@ def lock_command(
 
     out.begin("lock", as_json)
     lock = snapshot(python=python, project=None if no_git else project, command=command,
-                    env_allow=env_allow or (), probe_gpu=not no_gpu)
+                    env_allow=env_allow or (), probe_gpu=not no_gpu, exclude=(output,))
     path = lockfile.write(lock, output)
     for warning in lock_warnings(lock, no_git):
         out.warn(warning)

@@ -1,0 +1,180 @@
+"""The code layer's content: the git-tracked files at the locked commit, the locked
+uncommitted diff applied, and the locked untracked files (hash-checked); never
+``.git``, ignored files or secret files (built-in deny list plus ``.dockerignore``).
+
+The tree is packed as a deterministic tar (sorted, fixed times and owner), whose
+sha256 is the ``code_digest`` that lets an unchanged run reuse its image.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import hashlib
+import io
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from envlock import proc
+from envlock.errors import EnvlockError, UsageError
+from envlock.lockfile import Lock
+from envlock.redact import is_secret_file
+from envlock.render import USER_ID
+
+
+class CodeError(EnvlockError):
+    """The locked code state cannot be reproduced from the given directory."""
+
+
+@dataclass(frozen=True)
+class CodeContext:
+    tar: bytes
+    digest: str
+    files: int
+    excluded: tuple[str, ...]
+
+
+def _git(root: Path, *args: str, input: bytes | None = None) -> bytes:
+    out = proc.run(["git", "-C", str(root), *args], input=input, timeout=600)
+    if out.returncode != 0:
+        tail = out.stderr.decode(errors="replace").strip().splitlines()
+        raise CodeError(f"git {args[0]} failed in {root}: {tail[-1] if tail else out.returncode}")
+    return out.stdout
+
+
+def dockerignore_patterns(root: Path) -> list[str]:
+    try:
+        lines = (root / ".dockerignore").read_text().splitlines()
+    except OSError:
+        return []
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def ignored(path: str, patterns: list[str]) -> bool:
+    """``.dockerignore`` semantics (last match wins, ``!`` re-includes, ``**`` any depth)."""
+    result = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pat = pattern[1:] if negate else pattern
+        pat = pat.strip("/")
+        candidates = {pat, pat.replace("**/", "")}
+        if any(fnmatch.fnmatchcase(path, c) or path.startswith(c.rstrip("*") + "/")
+               and "*" not in c for c in candidates):
+            result = not negate
+    return result
+
+
+def _extract(tar_bytes: bytes, dest: Path) -> None:
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as archive:
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(dest, filter="data")
+        else:  # Python < 3.10.12: git archive output of the user's own repository
+            archive.extractall(dest)  # noqa: S202
+
+
+def materialize(lock: Lock, code_dir: Path, dest: Path) -> None:
+    """Recreate the locked work tree of ``code_dir``'s repository under ``dest``."""
+    git = lock.git
+    if not git or not git.get("commit"):
+        raise UsageError("the lock has no git commit, so its code cannot be rebuilt",
+                         "lock inside a git repository with at least one commit")
+    root = Path(_git(code_dir, "rev-parse", "--show-toplevel").decode().strip())
+    commit = git["commit"]
+    if proc.run(["git", "-C", str(root), "cat-file", "-e", f"{commit}^{{commit}}"]).returncode:
+        raise CodeError(f"commit {commit[:12]} is not in {root}",
+                        "fetch it (git fetch) or pass --code with a clone that has it")
+    _extract(_git(root, "archive", "--format=tar", commit), dest)
+    for sub in git.get("submodules") or []:
+        sub_root = root / sub["path"]
+        if (sub_root / ".git").exists():
+            target = dest / sub["path"]
+            target.mkdir(parents=True, exist_ok=True)
+            _extract(_git(sub_root, "archive", "--format=tar", sub["commit"]), target)
+    if git.get("diff"):
+        patch = git["diff"].encode() if git.get("diff_encoding") != "base64" \
+            else base64.b64decode(git["diff"])
+        _apply(dest, patch)
+    for item in git.get("untracked") or []:
+        _copy_untracked(root, dest, item)
+
+
+def _apply(dest: Path, patch: bytes) -> None:
+    with tempfile.NamedTemporaryFile(suffix=".patch", delete=False) as handle:
+        handle.write(patch)
+    try:
+        # Outside any repository (the ceiling stops discovery), git apply acts as patch -p1.
+        env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(dest.parent)}
+        out = proc.run(["git", "apply", "--binary", "--whitespace=nowarn", handle.name],
+                       cwd=str(dest), env=env)
+    finally:
+        os.unlink(handle.name)
+    if out.returncode != 0:
+        tail = out.stderr.decode(errors="replace").strip().splitlines()
+        raise CodeError(f"the locked diff does not apply to the locked commit: "
+                        f"{tail[-1] if tail else out.returncode}")
+
+
+def _copy_untracked(root: Path, dest: Path, item: dict[str, object]) -> None:
+    rel = str(item["path"])
+    source = root / rel
+    target = dest / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if item.get("symlink"):
+        target.symlink_to(str(item["symlink"]))
+        return
+    try:
+        data = source.read_bytes()
+    except OSError:
+        raise CodeError(f"untracked file {rel} recorded in the lock is gone from {root}",
+                        "restore it, or lock again") from None
+    if "sha256:" + hashlib.sha256(data).hexdigest() != item.get("sha256"):
+        raise CodeError(f"untracked file {rel} changed since the lock was taken",
+                        "lock again (envlock lock) so the lock matches the code")
+    target.write_bytes(data)
+    target.chmod(source.stat().st_mode & 0o777)
+
+
+def pack(tree: Path, extra_deny: tuple[str, ...] = ()) -> CodeContext:
+    """Deterministic tar of ``tree`` for /workspace, minus secret and .dockerignore'd files."""
+    patterns = dockerignore_patterns(tree)
+    buffer = io.BytesIO()
+    excluded: list[str] = []
+    files = 0
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for path in sorted(tree.rglob("*")):
+            rel = path.relative_to(tree).as_posix()
+            if rel == ".git" or rel.startswith(".git/"):
+                continue
+            if is_secret_file(rel, extra_deny) or ignored(rel, patterns):
+                excluded.append(rel)
+                continue
+            if any(rel.startswith(e + "/") for e in excluded):
+                continue
+            info = archive.gettarinfo(str(path), arcname=rel)
+            info.uid = info.gid = USER_ID
+            info.uname = info.gname = ""
+            info.mtime = 0
+            if info.isfile():
+                files += 1
+                with path.open("rb") as handle:
+                    archive.addfile(info, handle)
+            else:
+                archive.addfile(info)
+    data = buffer.getvalue()
+    return CodeContext(tar=data, digest="sha256:" + hashlib.sha256(data).hexdigest(),
+                       files=files, excluded=tuple(excluded))
+
+
+def code_context(lock: Lock, code_dir: Path | None, extra_deny: tuple[str, ...] = ()
+                 ) -> CodeContext:
+    """The code layer for ``lock``; ``code_dir`` defaults to the locked repository root."""
+    directory = code_dir or Path((lock.git or {}).get("root") or ".")
+    if not directory.is_dir():
+        raise UsageError(f"--code {directory}: no such directory",
+                         "pass the experiment's repository (a clone that has the locked commit)")
+    with tempfile.TemporaryDirectory(prefix="envlock-code-") as tmp:
+        materialize(lock, directory, Path(tmp))
+        return pack(Path(tmp), extra_deny)

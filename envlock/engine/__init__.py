@@ -1,0 +1,242 @@
+"""The only place that talks to Docker and registries (through docker-py).
+
+Every docker-py exception is translated here into an envlock error that names the
+engine (``DOCKER_HOST``) or the registry and says what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tarfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envlock.engine.errors import BuildError, EngineError, registry_error, unavailable
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    labels: dict[str, str]
+    repo_digests: tuple[str, ...]
+    size: int
+
+    def digest_in(self, repository: str) -> str | None:
+        """The registry manifest digest this image has under ``repository``, if pushed."""
+        for ref in self.repo_digests:
+            name, _, digest = ref.partition("@")
+            if name == repository:
+                return digest
+        return None
+
+
+@dataclass
+class PushStats:
+    layers_pushed: int = 0
+    layers_existing: int = 0
+    bytes_pushed: int = 0
+    digest: str | None = None
+    _sizes: dict[str, int] = field(default_factory=dict)
+
+
+def registry_of(reference: str) -> str:
+    first = reference.split("/", 1)[0]
+    return first if ("." in first or ":" in first or first == "localhost") and "/" in reference \
+        else "docker.io"
+
+
+def split_tag(reference: str) -> tuple[str, str | None]:
+    """``repo:tag`` -> (repo, tag); a port colon is not a tag."""
+    name, _, digest = reference.partition("@")
+    if digest:
+        return name, None
+    head, _, tail = name.rpartition(":")
+    if head and "/" not in tail:
+        return head, tail
+    return name, None
+
+
+class Engine:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    @classmethod
+    def connect(cls) -> Engine:
+        import docker
+
+        try:
+            client = docker.from_env(timeout=600)
+            client.ping()
+        except docker.errors.DockerException as exc:
+            raise unavailable(exc) from exc
+        return cls(client)
+
+    # ---------------------------------------------------------------- images
+
+    def image(self, reference: str) -> ImageInfo | None:
+        import docker
+
+        try:
+            attrs = self.client.api.inspect_image(reference)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            if exc.status_code == 404:
+                return None
+            raise EngineError(f"inspecting {reference} failed: {exc.explanation}") from exc
+        except docker.errors.DockerException as exc:
+            raise unavailable(exc) from exc
+        return ImageInfo(id=attrs["Id"], labels=(attrs.get("Config") or {}).get("Labels") or {},
+                         repo_digests=tuple(attrs.get("RepoDigests") or ()),
+                         size=int(attrs.get("Size") or 0))
+
+    def registry_digest(self, reference: str) -> str | None:
+        """The manifest digest the registry holds for ``reference`` (None: not there)."""
+        import docker
+
+        try:
+            data = self.client.images.get_registry_data(reference)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            text = str(exc.explanation or exc).lower()
+            if "manifest unknown" in text or "not found" in text or exc.status_code == 404:
+                return None
+            raise registry_error(exc, registry_of(reference), f"looking up {reference}") from exc
+        except docker.errors.DockerException as exc:
+            raise unavailable(exc) from exc
+        return str(data.id)
+
+    def pull(self, reference: str, auth: dict[str, str] | None = None) -> ImageInfo:
+        import docker
+
+        repo, tag = split_tag(reference)
+        try:
+            self.client.api.pull(repo if tag is None else repo, tag=tag, auth_config=auth)
+        except docker.errors.APIError as exc:
+            raise registry_error(exc, registry_of(reference), f"pulling {reference}") from exc
+        except docker.errors.DockerException as exc:
+            raise unavailable(exc) from exc
+        info = self.image(reference)
+        if info is None:
+            raise EngineError(f"pulled {reference} but the engine does not show it")
+        return info
+
+    def tag(self, image_id: str, repository: str, tag: str) -> None:
+        self.client.api.tag(image_id, repository, tag, force=True)
+
+    def remove(self, reference: str) -> None:
+        import docker
+
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            self.client.api.remove_image(reference, force=True, noprune=False)
+
+    # ---------------------------------------------------------------- containers
+
+    def run(self, image: str, command: list[str], *, user: str = "0:0",
+            stdout_only: bool = False) -> tuple[int, bytes]:
+        """Run a command with no network; returns (exit code, output)."""
+        container = self._create(image, command, user=user)
+        try:
+            container.start()
+            status = container.wait()
+            output = container.logs(stdout=True, stderr=not stdout_only)
+            return int(status.get("StatusCode", 1)), output
+        finally:
+            container.remove(force=True)
+
+    def _create(self, image: str, command: list[str], user: str = "0:0") -> Any:
+        import docker
+
+        try:
+            return self.client.containers.create(image, command=command, entrypoint=[],
+                                                 user=user, network_disabled=True,
+                                                 working_dir="/", detach=True)
+        except docker.errors.ImageNotFound as exc:
+            raise EngineError(f"image {image} is not in the engine") from exc
+        except docker.errors.DockerException as exc:
+            raise unavailable(exc) from exc
+
+    def commit_after(self, image: str, command: list[str], archives: Iterable[tuple[str, Any]],
+                     changes: list[str], repository: str, tag: str,
+                     run: bool = True, log: Callable[[str], None] | None = None) -> str:
+        """create → copy archives in → (run the command) → commit with ``changes``.
+
+        Files copied in and removed by the command never reach the committed layer,
+        which is how the wheelhouse stays out of the image."""
+        container = self._create(image, command)
+        try:
+            for path, data in archives:
+                container.put_archive(path, data)
+            if run:
+                container.start()
+                status = container.wait()
+                code = int(status.get("StatusCode", 1))
+                if code != 0:
+                    tail = container.logs(stdout=True, stderr=True).decode(errors="replace")
+                    last = [line for line in tail.strip().splitlines() if line.strip()][-3:]
+                    raise BuildError(f"build step failed in {image[:40]} (exit {code}): "
+                                     f"{' | '.join(last)}", "see the output above; rerun with "
+                                     "--debug for the full log")
+            image_attrs = container.commit(repository=repository, tag=tag, changes=changes)
+            return str(image_attrs.id)
+        finally:
+            container.remove(force=True)
+
+    # ---------------------------------------------------------------- push
+
+    def push(self, repository: str, tag: str, auth: dict[str, str] | None = None,
+             on_event: Callable[[dict[str, Any]], None] | None = None) -> PushStats:
+        import docker
+
+        stats = PushStats()
+        registry = registry_of(f"{repository}:{tag}")
+        try:
+            for event in self.client.api.push(repository, tag=tag, stream=True, decode=True,
+                                              auth_config=auth):
+                if "error" in event or "errorDetail" in event:
+                    detail = (event.get("errorDetail") or {}).get("message") or event.get("error")
+                    raise registry_error(detail, registry, f"pushing {repository}:{tag}")
+                _count(stats, event)
+                if on_event:
+                    on_event(event)
+        except docker.errors.APIError as exc:
+            raise registry_error(exc, registry, f"pushing {repository}:{tag}") from exc
+        except docker.errors.DockerException as exc:
+            raise unavailable(exc) from exc
+        return stats
+
+
+def _count(stats: PushStats, event: dict[str, Any]) -> None:
+    status = event.get("status", "")
+    layer = event.get("id", "")
+    if status == "Pushing":
+        total = (event.get("progressDetail") or {}).get("total") or 0
+        stats._sizes[layer] = max(stats._sizes.get(layer, 0), int(total))
+    elif status == "Pushed":
+        stats.layers_pushed += 1
+        stats.bytes_pushed += stats._sizes.get(layer, 0)
+    elif status == "Layer already exists":
+        stats.layers_existing += 1
+    aux = event.get("aux") or {}
+    if aux.get("Digest"):
+        stats.digest = aux["Digest"]
+
+
+def tar_directory(directory: Path, arcname: str) -> io.BufferedReader:
+    """A tar of ``directory`` (as ``arcname``) in a temporary file, opened for reading."""
+    import tempfile
+
+    handle = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the caller closes it  # noqa: SIM115 - returned open, closed by the caller
+    with tarfile.open(fileobj=handle, mode="w") as archive:
+        archive.add(str(directory), arcname=arcname)
+    handle.seek(0)
+    return handle  # type: ignore[return-value]
+
+
+def parse_json_lines(data: bytes) -> Any:
+    return json.loads(data.decode())

@@ -1,0 +1,366 @@
+"""Provision every locked package as a wheel on the host, so images build offline.
+
+Order of sources for each package: envlock's wheel cache; the package index (one
+``pip download`` for all of them, for the image's exact Python and platform, the
+PyTorch index added for ``+cuXXX`` builds); a VCS, archive or directory source
+built with ``pip wheel``; and when the source is gone, the installed files packed
+into a wheel as they are. A wheel is only accepted when the files it installs hash
+to the lock's ``files_digest``: the wrong CUDA build or a tampered wheel is caught
+here, not at run time. Every package ends up provided, or provisioning fails
+naming each package it could not provide and why.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envlock import proc
+from envlock.errors import EnvlockError
+from envlock.lockfile import Lock, Package
+from envlock.snapshot._probe import INSTALLER_FILES, content_path, files_digest, record_rows
+
+CACHE = Path(os.environ.get("ENVLOCK_CACHE", Path.home() / ".cache" / "envlock")) / "wheels"
+_WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-.*\.whl$")
+
+
+class ProvisionError(EnvlockError):
+    """Some locked packages could not be provided; each is named with the reason."""
+
+    def __init__(self, missing: list[Missing]) -> None:
+        listing = "; ".join(f"{m.name}=={m.version}: {m.reason}" for m in missing)
+        super().__init__(f"cannot provide {len(missing)} locked package(s): {listing}",
+                         "make their index or source reachable from this host, or rebuild "
+                         "where the original environment still exists")
+        self.missing = missing
+
+
+@dataclass(frozen=True)
+class Missing:
+    name: str
+    version: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Provided:
+    name: str
+    version: str
+    wheel: Path
+    how: str  # cache | index | built | archive | repacked | editable
+    note: str | None = None
+
+
+Log = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+# ------------------------------------------------------------------ wheels
+
+def escape(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name)
+
+
+def wheel_digest(wheel: Path) -> str | None:
+    """files_digest of a wheel, from its own RECORD."""
+    with zipfile.ZipFile(wheel) as archive:
+        records = [n for n in archive.namelist()
+                   if n.endswith(".dist-info/RECORD") and n.count("/") == 1]
+        if len(records) != 1:
+            return None
+        text = archive.read(records[0]).decode("utf-8")
+    with tempfile.NamedTemporaryFile("w", suffix=".RECORD", delete=False) as handle:
+        handle.write(text)
+    try:
+        rows = record_rows(handle.name)
+    finally:
+        os.unlink(handle.name)
+    return files_digest(rows or [])
+
+
+def _b64_sha256(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def _wheel_tag(dist_info: Path) -> str:
+    try:
+        for line in (dist_info / "WHEEL").read_text().splitlines():
+            if line.startswith("Tag:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "py3-none-any"
+
+
+def repack(pkg: Package, dest: Path, rewrite: tuple[str, str] | None = None) -> Path:
+    """A wheel of the files a distribution installed into site-packages, as they are.
+    ``rewrite`` replaces a path prefix inside text files (editable installs)."""
+    if not pkg.location or not pkg.dist_dir or not pkg.dist_dir.endswith(".dist-info"):
+        raise FileNotFoundError("no installed .dist-info to pack")
+    site = Path(pkg.location)
+    dist_info = site / pkg.dist_dir
+    rows = record_rows(str(dist_info / "RECORD"))
+    if rows is None:
+        raise FileNotFoundError(f"{dist_info}/RECORD is missing")
+    name_part, _, version_part = pkg.dist_dir[: -len(".dist-info")].partition("-")
+    target = dest / f"{escape(name_part)}-{version_part}-{_wheel_tag(dist_info)}.whl"
+    record: list[str] = []
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path, _hash in rows:
+            if content_path(path) != path or path.split("/")[-1] in INSTALLER_FILES:
+                continue
+            data = (site / path).read_bytes()
+            if rewrite and rewrite[0].encode() in data:
+                data = data.replace(rewrite[0].encode(), rewrite[1].encode())
+            archive.writestr(path, data)
+            record.append(f"{path},{_b64_sha256(data)},{len(data)}")
+        record.append(f"{pkg.dist_dir}/RECORD,,")
+        archive.writestr(f"{pkg.dist_dir}/RECORD", "\n".join(record) + "\n")
+    return target
+
+
+# ------------------------------------------------------------------ pip
+
+def platform_tags(lock: Lock) -> list[str]:
+    tag = lock.python["platform_tag"]
+    match = re.fullmatch(r"manylinux_(\d+)_(\d+)_(\w+)", tag)
+    if not match:
+        return [tag]
+    major, minor, arch = int(match.group(1)), int(match.group(2)), match.group(3)
+    tags = [f"manylinux_{major}_{m}_{arch}" for m in range(minor, 16, -1)]
+    return tags + [f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}"]
+
+
+def _index_args(lock: Lock, packages: list[Package]) -> list[str]:
+    """Extra indexes (the build host's own pip config and credentials still apply)."""
+    extra = list(lock.index.get("extra_index_urls") or [])
+    extra += [p.source.url for p in packages if p.source.url and
+              p.source.url.startswith("https://download.pytorch.org/")]
+    args: list[str] = []
+    for url in dict.fromkeys(extra):
+        args += ["--extra-index-url", url]
+    for link in lock.index.get("find_links") or []:
+        if "://" in link or Path(link).exists():
+            args += ["--find-links", link]
+    return args
+
+
+def _pip(*args: str, timeout: float = 1800) -> tuple[bool, str]:
+    out = proc.run([sys.executable, "-m", "pip", "--disable-pip-version-check",
+                    "--no-input", *args], timeout=timeout)
+    text = (out.stderr or out.stdout).decode(errors="replace").strip().splitlines()
+    return out.returncode == 0, (text[-1] if text else f"pip exited {out.returncode}")
+
+
+def pip_download(lock: Lock, packages: list[Package], dest: Path) -> tuple[bool, str]:
+    py = lock.python
+    major_minor = ".".join(py["version"].split(".")[:2])
+    tags = [a for t in platform_tags(lock) for a in ("--platform", t)]
+    abi = "cp" + major_minor.replace(".", "")
+    return _pip("download", "--no-deps", "--progress-bar", "off", "-d", str(dest),
+                "--only-binary=:all:", "--python-version", major_minor,
+                "--implementation", "cp", "--abi", abi, *tags, *_index_args(lock, packages),
+                *[f"{p.name}=={p.version}" for p in packages])
+
+
+def pip_wheel(requirement: str, dest: Path) -> tuple[bool, str]:
+    return _pip("wheel", "--no-deps", "--progress-bar", "off", "-w", str(dest), requirement)
+
+
+def _find_wheel(directory: Path, pkg: Package) -> Path | None:
+    for wheel in sorted(directory.glob("*.whl")):
+        match = _WHEEL_NAME.match(wheel.name)
+        if match and escape(match.group("name")).lower() == escape(pkg.name).lower() \
+                and match.group("version") == pkg.version.replace("-", "_"):
+            return wheel
+    return None
+
+
+# ------------------------------------------------------------------ per package
+
+@dataclass
+class _Job:
+    pkg: Package
+    wheelhouse: Path
+    cache: Path
+    project_root: str | None
+    log: Log
+
+    @property
+    def cache_dir(self) -> Path:
+        key = (self.pkg.files_digest or "nodigest").split(":")[-1][:16]
+        return self.cache / self.pkg.name / self.pkg.version / key
+
+    def accept(self, wheel: Path, how: str, note: str | None = None) -> Provided | str:
+        """Check a candidate wheel against the lock; copy it into the wheelhouse and cache."""
+        expected = self.pkg.files_digest
+        actual = wheel_digest(wheel)
+        if expected and self.pkg.source.kind != "editable" and actual != expected:
+            return (f"{how} wheel {wheel.name} differs from the locked files "
+                    f"(files_digest {str(actual)[:19]}… ≠ {expected[:19]}…)")
+        final = self.wheelhouse / wheel.name
+        if wheel != final:
+            shutil.copy2(wheel, final)
+        if how not in ("cache", "editable") and expected:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(wheel, self.cache_dir / wheel.name)
+        return Provided(self.pkg.name, self.pkg.version, final, how, note)
+
+    def from_cache(self) -> Provided | str | None:
+        if not self.pkg.files_digest or not self.cache_dir.is_dir():
+            return None
+        wheel = _find_wheel(self.cache_dir, self.pkg)
+        return self.accept(wheel, "cache") if wheel else None
+
+    def from_source(self, scratch: Path) -> Provided | str | None:
+        src = self.pkg.source
+        requirement = None
+        if src.kind == "vcs" and src.url and src.commit:
+            requirement = f"{src.vcs}+{src.url}@{src.commit}"
+            if src.subdirectory:
+                requirement += f"#subdirectory={src.subdirectory}"
+        elif src.kind == "archive" and src.path and Path(src.path).is_file():
+            if src.hash and src.hash.startswith("sha256:"):
+                actual = hashlib.sha256(Path(src.path).read_bytes()).hexdigest()
+                if actual != src.hash.split(":", 1)[1]:
+                    return f"{src.path} no longer has the recorded sha256"
+            if src.path.endswith(".whl"):
+                return self.accept(Path(src.path), "archive")
+            requirement = src.path
+        elif src.kind == "archive" and src.url and "://" in src.url and \
+                not src.url.startswith("file:"):
+            requirement = src.url
+        elif src.kind in ("directory", "editable") and src.path and Path(src.path).is_dir():
+            requirement = src.path
+        if requirement is None:
+            return None
+        out = scratch / self.pkg.name
+        out.mkdir(parents=True, exist_ok=True)
+        ok, message = pip_wheel(requirement, out)
+        wheel = _find_wheel(out, self.pkg) if ok else None
+        if wheel is None:
+            return f"building from {src.describe()} failed: {message}"
+        return self.accept(wheel, "built")
+
+    def repacked(self, scratch: Path) -> Provided | str:
+        rewrite = None
+        how = "repacked"
+        src = self.pkg.source
+        if src.kind == "editable" and self.project_root and src.path and (
+                src.path == self.project_root or src.path.startswith(self.project_root + "/")):
+            from envlock.render import WORKDIR
+
+            rewrite = (self.project_root, WORKDIR)
+            how = "editable"
+        try:
+            scratch.mkdir(parents=True, exist_ok=True)
+            wheel = repack(self.pkg, scratch, rewrite)
+        except (OSError, ValueError) as exc:
+            return f"installed files unavailable to pack ({exc})"
+        result = self.accept(wheel, how)
+        if isinstance(result, str):
+            return "installed files differ from their RECORD (edited by hand? see " \
+                   "`envlock check --deep`)"
+        return result
+
+
+def _editable_in_project(pkg: Package, root: str | None) -> bool:
+    path = pkg.source.path or ""
+    return pkg.source.kind == "editable" and bool(root) and (
+        path == root or path.startswith(f"{root}/"))
+
+
+def provision(lock: Lock, wheelhouse: Path, *, cache: Path | None = None,
+              use_cache: bool = True, log: Log = _quiet) -> list[Provided]:
+    """Fill ``wheelhouse`` with one verified wheel per locked package, a requirements.txt
+    and ``tools/pip.whl`` (the installer, not installed into the image)."""
+    cache = cache or CACHE
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    root = (lock.git or {}).get("root")
+    jobs = [_Job(p, wheelhouse, cache, root, log) for p in lock.packages]
+    done: dict[str, Provided] = {}
+    reasons: dict[str, list[str]] = {p.name: [] for p in lock.packages}
+
+    def settle(job: _Job, outcome: Provided | str | None) -> None:
+        if isinstance(outcome, Provided):
+            done[job.pkg.name] = outcome
+        elif outcome:
+            reasons[job.pkg.name].append(outcome)
+
+    with tempfile.TemporaryDirectory(prefix="envlock-provision-") as tmp:
+        scratch = Path(tmp)
+        for job in jobs:
+            if _editable_in_project(job.pkg, root):
+                settle(job, job.repacked(scratch))
+            elif use_cache:
+                settle(job, job.from_cache())
+        index_jobs = [j for j in jobs if j.pkg.name not in done and j.pkg.source.kind == "index"]
+        if index_jobs:
+            log(f"downloading {len(index_jobs)} wheel(s) from the package index")
+            _download(lock, index_jobs, scratch / "index", settle)
+        for job in jobs:
+            if job.pkg.name not in done and job.pkg.source.kind != "index":
+                settle(job, job.from_source(scratch / "src"))
+        for job in jobs:
+            if job.pkg.name not in done:
+                settle(job, job.repacked(scratch / "repack"))
+    missing = [Missing(p.name, p.version, "; ".join(reasons[p.name]) or "no source recorded")
+               for p in lock.packages if p.name not in done]
+    if missing:
+        raise ProvisionError(missing)
+    _write_requirements(lock, wheelhouse)
+    _add_installer(wheelhouse)
+    return [done[p.name] for p in lock.packages]
+
+
+def _download(lock: Lock, jobs: list[_Job], dest: Path,
+              settle: Callable[[_Job, Any], None]) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    ok, message = pip_download(lock, [j.pkg for j in jobs], dest)
+    if not ok and len(jobs) > 1:  # pip stops at the first failure: find each one
+        for job in jobs:
+            single = dest / job.pkg.name
+            single.mkdir(exist_ok=True)
+            ok_one, message_one = pip_download(lock, [job.pkg], single)
+            wheel = _find_wheel(single, job.pkg) if ok_one else None
+            settle(job, job.accept(wheel, "index") if wheel else
+                   f"not on the package index for this platform ({message_one})")
+        return
+    for job in jobs:
+        wheel = _find_wheel(dest, job.pkg) if ok else None
+        settle(job, job.accept(wheel, "index") if wheel else
+               f"not on the package index for this platform ({message})")
+
+
+def _write_requirements(lock: Lock, wheelhouse: Path) -> None:
+    lines = [f"{p.name}=={p.version}" for p in lock.packages]
+    (wheelhouse / "requirements.txt").write_text("\n".join(lines) + "\n")
+
+
+def _add_installer(wheelhouse: Path) -> None:
+    """pip itself, packed from envlock's own interpreter: it runs from the zip in the build
+    container and is never installed there (unless the lock lists pip)."""
+    from importlib import metadata
+
+    tools = wheelhouse / "tools"
+    tools.mkdir(exist_ok=True)
+    dist = metadata.distribution("pip")
+    location = str(Path(str(dist.locate_file(""))))
+    dist_dir = next(p.name for p in Path(location).glob("pip-*.dist-info"))
+    pip_pkg = Package(name="pip", version=dist.version, source=None,  # type: ignore[arg-type]
+                      location=location, dist_dir=dist_dir)
+    wheel = repack(pip_pkg, tools)
+    wheel.rename(tools / "pip.whl")
