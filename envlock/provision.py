@@ -206,6 +206,10 @@ class _Job:
 
     def accept(self, wheel: Path, how: str, note: str | None = None) -> Provided | str:
         """Check a candidate wheel against the lock; copy it into the wheelhouse and cache."""
+        match = _WHEEL_NAME.match(wheel.name)
+        if not match or match.group("version") != self.pkg.version.replace("-", "_"):
+            got = match.group("version") if match else wheel.name
+            return f"{how} wheel is version {got}, the lock needs {self.pkg.version}"
         expected = self.pkg.files_digest
         actual = wheel_digest(wheel)
         if expected and self.pkg.source.kind != "editable" and actual != expected:

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The test command: set up what the tests need, then run the whole suite.
+#   - .venv with envlock and its test extras;
+#   - a Docker engine, an open and an htpasswd registry on 127.0.0.1 and a Python base
+#     image pinned by digest (scripts/infra.sh: reuses what is already running).
 # Usage: bash scripts/test.sh [PYTEST ARGS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
+eval "$(bash scripts/infra.sh up)"
 exec .venv/bin/python -m pytest "$@"

@@ -12,6 +12,7 @@ and a stale ``six-1.15.0.egg-info`` left in site-packages, as old setuptools lea
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import venv
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, init_repo
+from tests.conftest import ROOT, git, init_repo
 
 PYPROJECT = """[build-system]
 requires = ["setuptools>=61"]
@@ -35,7 +36,7 @@ packages = ["{module}"]
 """
 
 
-def project(root: Path, name: str, version: str, repo: bool = False) -> Path:
+def local_project(root: Path, name: str, version: str, repo: bool = False) -> Path:
     module = name.replace("-", "_")
     files = {"pyproject.toml": PYPROJECT.format(name=name, version=version, module=module),
              f"{module}/__init__.py": f"VERSION = {version!r}\n"}
@@ -77,19 +78,20 @@ def zoo(tmp_path_factory) -> Zoo:
                                capture_output=True, text=True, check=True).stdout.strip())
     src = root / "src"
     pip(python, "install", "six==1.16.0", "wheel", "setuptools>=64")
-    editpkg = project(src, "editpkg", "0.3.0", repo=True)
+    editpkg = local_project(src, "editpkg", "0.3.0", repo=True)
     pip(python, "install", "--no-build-isolation", "-e", str(editpkg))
     (editpkg / "editpkg" / "__init__.py").write_text("VERSION = '0.3.0'\nPATCHED = True\n")
-    vcspkg = project(src, "vcspkg", "1.2.0", repo=True)
+    vcspkg = local_project(src, "vcspkg", "1.2.0", repo=True)
     git(vcspkg, "tag", "v1.2.0")
     commit = git(vcspkg, "rev-parse", "HEAD")
     pip(python, "install", "--no-build-isolation", f"git+file://{vcspkg}@v1.2.0")
-    wheel_src = project(src, "wheelpkg", "2.0.0")
+    wheel_src = local_project(src, "wheelpkg", "2.0.0")
     wheels = root / "wheels"
     pip(python, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(wheel_src))
     wheel_file = next(wheels.glob("wheelpkg-*.whl"))
     pip(python, "install", str(wheel_file))
-    pip(python, "install", "--no-build-isolation", str(project(src, "localtag", "1.0.0+cu121")))
+    localtag = local_project(src, "localtag", "1.0.0+cu121")
+    pip(python, "install", "--no-build-isolation", str(localtag))
     stale = site / "six-1.15.0.egg-info"
     stale.mkdir()
     (stale / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: six\nVersion: 1.15.0\n")
@@ -107,3 +109,124 @@ def fresh_venv(tmp_path) -> Path:
 
 def interpreter() -> str:
     return sys.executable
+
+
+# ---------------------------------------------------------------- Docker and registries
+
+@dataclass(frozen=True)
+class Infra:
+    registry: str
+    auth_registry: str
+    auth_user: str
+    auth_password: str
+    base_image: str
+    base_python: str
+
+
+def _infra_env() -> dict[str, str]:
+    import os
+
+    keys = ("ENVLOCK_TEST_REGISTRY", "ENVLOCK_TEST_AUTH_REGISTRY", "ENVLOCK_TEST_AUTH_USER",
+            "ENVLOCK_TEST_AUTH_PASSWORD", "ENVLOCK_TEST_BASE_IMAGE", "ENVLOCK_TEST_BASE_PYTHON")
+    if all(os.environ.get(k) for k in keys):
+        return {k: os.environ[k] for k in keys}
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "infra.sh"), "env"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.fail("no Docker engine / test registry: run `bash scripts/infra.sh up` (the "
+                    f"test command does): {out.stderr.strip()[-300:]}", pytrace=False)
+    env = {}
+    for line in out.stdout.splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = value.strip("'\"")
+    return env
+
+
+@pytest.fixture(scope="session")
+def infra() -> Infra:
+    """The real engine and registries. Missing infrastructure FAILS the tests, never skips."""
+    env = _infra_env()
+    return Infra(registry=env["ENVLOCK_TEST_REGISTRY"],
+                 auth_registry=env["ENVLOCK_TEST_AUTH_REGISTRY"],
+                 auth_user=env["ENVLOCK_TEST_AUTH_USER"],
+                 auth_password=env["ENVLOCK_TEST_AUTH_PASSWORD"],
+                 base_image=env["ENVLOCK_TEST_BASE_IMAGE"],
+                 base_python=env["ENVLOCK_TEST_BASE_PYTHON"])
+
+
+@pytest.fixture(scope="session")
+def docker_client(infra):
+    import docker
+
+    client = docker.from_env()
+    client.ping()
+    return client
+
+
+@pytest.fixture(scope="session")
+def created_images(docker_client):
+    """Image references tests create; all removed at the end of the session."""
+    refs: set[str] = set()
+    yield refs
+    for ref in sorted(refs, reverse=True):
+        with contextlib.suppress(Exception):  # already gone
+            docker_client.images.remove(ref, force=True)
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+PROJECT_PYPROJECT = """[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "mlproj"
+version = "0.1.0"
+
+[tool.setuptools]
+packages = ["mlproj"]
+"""
+
+
+@dataclass
+class Project:
+    root: Path
+    python: Path
+
+    def lock(self, *extra: str, name: str = "envlock.lock.yaml") -> Path:
+        from tests.conftest import run_envlock
+
+        path = self.root / name
+        run_envlock("lock", "--python", str(self.python), "-o", str(path), "--no-gpu",
+                    "--command", "python train.py", *extra, cwd=self.root, check=True)
+        return path
+
+
+def make_project(root: Path) -> Project:
+    """A git repo with an experiment, its own package installed editable into a venv made
+    with the system Python (the test base image has the same Python, 3.11.2)."""
+    repo = init_repo(root, {
+        "pyproject.toml": PROJECT_PYPROJECT,
+        "mlproj/__init__.py": "SCALE = 2\n",
+        "train.py": "import six, mlproj\nprint('result', mlproj.SCALE * 21, six.__version__, "
+                    "mlproj.__file__)\n",
+        ".gitignore": ".venv/\noutputs/\n",
+        ".dockerignore": "scratch/\n",
+    })
+    venv_dir = repo / ".venv"
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv_dir)], check=True)
+    python = venv_dir / "bin" / "python"
+    pip(python, "install", "six==1.16.0", "wheel")
+    pip(python, "install", "--no-build-isolation", "-e", str(repo))
+    (repo / "train.py").write_text((repo / "train.py").read_text() + "# uncommitted edit\n")
+    (repo / "notes.md").write_text("untracked notes travel with the code\n")
+    (repo / ".env").write_text("WANDB_API_KEY=never-in-an-image\n")
+    (repo / "scratch").mkdir()
+    (repo / "scratch" / "big.bin").write_bytes(b"x" * 1000)
+    return Project(root=repo, python=python)
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory) -> Project:
+    return make_project(tmp_path_factory.mktemp("proj") / "mlproj")

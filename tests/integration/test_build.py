@@ -1,0 +1,285 @@
+"""`envlock build` on the real Docker engine and the real registry on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from envlock import lockfile
+from tests.conftest import git, run_envlock
+
+#: A repository of its own per test session: the registry outlives test runs.
+REPO = f"tests/mlproj-{uuid.uuid4().hex[:8]}"
+
+
+def build(lock, infra, *extra, registry=True, repo=None, env=None):
+    args = ["build", str(lock), "--base-image", infra.base_image, "--json", *extra]
+    if registry:
+        args += ["--registry", f"{infra.registry}/{repo or REPO}"]
+    result = run_envlock(*args, env={"CI": "1", **(env or {})})
+    payload = json.loads(result.stdout) if result.stdout.strip() else None
+    return result, payload
+
+
+def track(created, payload):
+    res = payload["result"]
+    created.update({res["image"], res["env_image"]})
+    return res
+
+
+def run_image(client, ref, command=None):
+    return client.containers.run(ref, command, remove=True, network_disabled=True).decode()
+
+
+@pytest.fixture(scope="module")
+def first(project, infra, created_images):
+    lock = project.lock()
+    result, payload = build(lock, infra, "--run-id", "run-1")
+    assert result.returncode == 0, result.stderr
+    return lock, track(created_images, payload), result
+
+
+def test_build_pushes_and_pins_by_digest(first, infra, docker_client):
+    _, res, result = first
+    assert res["pushed"] is True
+    assert res["pinned"].startswith(f"{infra.registry}/{REPO}@sha256:")
+    assert result.stdout.rstrip().endswith("}")  # --json: the whole stdout is the result
+    human = run_envlock("build", str(first[0]), "--base-image", infra.base_image, "--registry",
+                        f"{infra.registry}/{REPO}", "--run-id", "run-1")
+    assert human.stdout.strip().splitlines()[-1] == res["pinned"]
+    assert res["base"] == infra.base_image
+    assert res["env_reused"] is None and res["fidelity"]["ok"] is True
+    assert res["fidelity"]["files_verified"] > 100
+
+
+def test_the_image_runs_the_locked_code_in_the_locked_environment(first, docker_client):
+    _, res, _ = first
+    out = run_image(docker_client, res["pinned"])  # the image's CMD is the locked command
+    assert out.strip() == "result 42 1.16.0 /workspace/mlproj/__init__.py"
+
+
+def test_image_layout_user_labels_and_contents(first, docker_client):
+    _, res, _ = first
+    image = docker_client.images.get(res["pinned"])
+    config = image.attrs["Config"]
+    assert config["User"] == "1000:1000" and config["WorkingDir"] == "/workspace"
+    labels = config["Labels"]
+    lock = lockfile.load(first[0])
+    assert labels["envlock.env_digest"] == lock.env_digest
+    assert labels["envlock.lock_digest"] == lock.lock_digest
+    assert labels["envlock.run_id"] == "run-1"
+    assert labels["org.opencontainers.image.revision"] == lock.git["commit"]
+    assert labels["org.opencontainers.image.created"]
+    listing = run_image(docker_client, res["pinned"], [
+        "sh", "-c", "id -u; ls -A /workspace; tail -1 train.py; "
+        "ls /tmp; ls -d /root/.cache 2>/dev/null; "
+        "ls /opt/envlock/venv/lib/python3.11/site-packages | grep -c dist-info"])
+    lines = listing.split("\n")
+    assert lines[0] == "1000"
+    workspace = set(lines[1:lines.index("# uncommitted edit")])
+    assert {"train.py", "mlproj", "notes.md", "pyproject.toml", ".gitignore"} <= workspace
+    assert not {".git", ".env", "scratch", ".venv", "envlock.lock.yaml"} & workspace
+    assert "envlock-wheelhouse" not in listing and "/root/.cache" not in listing
+    assert lines[-2] == str(len(lock.packages))  # nothing installed that the lock lacks
+
+
+def test_rebuild_with_nothing_changed_builds_and_pushes_nothing(first, infra, created_images):
+    lock, res, _ = first
+    started = time.perf_counter()
+    result, payload = build(lock, infra, "--run-id", "run-1")
+    elapsed = time.perf_counter() - started
+    again = track(created_images, payload)
+    assert again["env_reused"] == "local" and again["code_reused"] is True
+    assert again["push_stats"] == {"layers_pushed": 0, "layers_existing": 0, "bytes_pushed": 0}
+    assert again["pinned"] == res["pinned"]
+    assert elapsed < 30  # generous: the figure itself is measured in bench/
+
+
+def test_code_change_reuses_the_environment_layer(first, project, infra, created_images):
+    _, res, _ = first
+    (project.root / "mlproj" / "__init__.py").write_text("SCALE = 3\n")
+    try:
+        lock = project.lock(name="second.lock.yaml")
+        result, payload = build(lock, infra, "--run-id", "run-2")
+        assert result.returncode == 0, result.stderr
+        second = track(created_images, payload)
+        assert second["env_image_id"] == res["env_image_id"]
+        assert second["env_reused"] == "local" and second["code_reused"] is False
+        assert second["push_stats"]["layers_pushed"] == 1  # only the code layer
+        assert second["pinned"] != res["pinned"]
+    finally:
+        git(project.root, "checkout", "mlproj/__init__.py")
+
+
+def test_stock_pull_of_the_pinned_reference_gives_the_same_image(first, docker_client):
+    _, res, _ = first
+    for tag in docker_client.images.get(res["image_id"]).tags:
+        docker_client.images.remove(tag, force=True)
+    with pytest.raises(Exception):  # noqa: B017 - gone from the engine
+        docker_client.images.get(res["image_id"])
+    pulled = docker_client.images.pull(res["pinned"])
+    assert pulled.id == res["image_id"]
+
+
+def test_environment_image_is_reused_from_the_registry(first, infra, docker_client,
+                                                       created_images):
+    lock, res, _ = first
+    for ref in (res["env_image"], res["image"], res["image_id"]):
+        with contextlib.suppress(Exception):
+            docker_client.images.remove(ref, force=True)
+    result, payload = build(lock, infra, "--run-id", "run-1")
+    again = track(created_images, payload)
+    assert again["env_reused"] == "registry"
+    assert again["env_image_id"] == res["env_image_id"]
+
+
+def test_no_push_keeps_the_image_local(project, infra, docker_client, created_images):
+    lock = project.lock(name="local.lock.yaml")
+    tag = f"local-{uuid.uuid4().hex[:8]}"
+    result, payload = build(lock, infra, "--tag", tag, "--no-push")
+    res = track(created_images, payload)
+    assert res["pushed"] is False and res["pinned"] == res["image_id"]
+    assert res["pinned"].startswith("sha256:")
+    url = f"http://{infra.registry}/v2/{REPO}/manifests/{tag}"
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(url)
+
+
+def test_dry_run_prints_the_recipe_and_touches_nothing(first):
+    result = run_envlock("build", str(first[0]), "--dry-run", "--base-image", "base@sha256:" +
+                         "0" * 64, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[5].startswith("FROM base@sha256:")
+    assert "RUN set -e; python3 -m venv --without-pip /opt/envlock/venv" in result.stdout
+    assert "USER 1000:1000" in result.stdout
+
+
+# ---------------------------------------------------------------- bad input and faults
+
+def assert_error(result, *needles):
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = [line for line in result.stderr.splitlines() if line.startswith("envlock: error:")]
+    assert len(message) == 1, result.stderr
+    for needle in needles:
+        assert needle in message[0], message[0]
+
+
+def test_engine_not_running_names_docker_host(first, infra):
+    result, _ = build(first[0], infra, env={"DOCKER_HOST": "unix:///tmp/no-engine.sock"})
+    assert_error(result, "cannot reach the Docker engine at unix:///tmp/no-engine.sock",
+                 "DOCKER_HOST")
+
+
+def test_registry_unreachable(first, infra):
+    result = run_envlock("build", str(first[0]), "--base-image", infra.base_image,
+                         "--registry", f"127.0.0.1:5999/{REPO}", "--run-id", "run-1")
+    assert_error(result, "127.0.0.1:5999", "unreachable")
+    assert "@sha256:" not in result.stdout
+
+
+def test_registry_refusing_credentials_records_nothing(first, infra):
+    env = {"DOCKER_CONFIG": str(first[0].parent / "no-docker-config")}
+    result = run_envlock("build", str(first[0]), "--base-image", infra.base_image,
+                         "--registry", f"{infra.auth_registry}/{REPO}", "--run-id",
+                         "run-1", env=env)
+    assert_error(result, infra.auth_registry, "refused the credentials")
+    assert "@sha256:" not in result.stdout
+
+
+def _edited_lock(path, out, **changes):
+    from dataclasses import replace
+
+    lock = lockfile.load(path)
+    packages = tuple(replace(p, **changes) if p.name == "six" else p for p in lock.packages)
+    return lockfile.write(replace(lock, packages=packages), out)
+
+
+def test_a_wheel_that_cannot_be_found_is_named(first, infra, tmp_path):
+    lock = _edited_lock(first[0], tmp_path / "l.yaml", version="0.0.0.1")
+    result, _ = build(lock, infra, "--no-cache", registry=False)
+    assert_error(result, "six==0.0.0.1", "not on the package index")
+
+
+def test_a_wheel_whose_hash_differs_is_refused(first, infra, tmp_path):
+    lock = _edited_lock(first[0], tmp_path / "l.yaml", files_digest="sha256:" + "0" * 64)
+    result, _ = build(lock, infra, "--no-cache", registry=False)
+    assert_error(result, "six==1.16.0", "differs from the locked files")
+
+
+def test_a_base_image_with_the_wrong_python(infra, tmp_path):
+    from tests.conftest import init_repo
+
+    repo = init_repo(tmp_path / "p", {"t.py": "print(1)\n"})
+    lock = repo / "envlock.lock.yaml"
+    run_envlock("lock", "--python", sys.executable, "-o", str(lock), "--project", str(repo),
+                "--no-gpu", check=True)
+    wanted = lockfile.load(lock).python["version"]
+    assert wanted != infra.base_python
+    result, _ = build(lock, infra, registry=False)
+    assert_error(result, f"has Python {infra.base_python}, the lock needs {wanted}",
+                 "--base-image")
+
+
+def test_interrupt_mid_build_leaves_no_image_claimed(project, infra, docker_client):
+    lock = project.lock(name="int.lock.yaml")
+    tag = f"int-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "envlock", "build", str(lock), "--base-image", infra.base_image,
+         "--registry", f"{infra.registry}/tests/interrupt", "--tag", tag, "--no-cache"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CI": "1"})
+    seen = ""
+    while "installing them into the environment layer" not in seen:
+        line = proc.stderr.readline()
+        assert line, f"build ended early: {seen}"
+        seen += line
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "@sha256:" not in out
+    names = [t for image in docker_client.images.list() for t in image.tags]
+    assert not [t for t in names if "tests/interrupt" in t]
+    leftovers = docker_client.containers.list(all=True, filters={"ancestor": infra.base_image})
+    assert leftovers == []
+
+
+def test_interrupt_mid_push_never_reports_an_unpushed_image(project, infra, docker_client,
+                                                           created_images):
+    lock = project.lock(name="push.lock.yaml")
+    tag = f"push-{uuid.uuid4().hex[:8]}"
+    repo = f"{infra.registry}/tests/push-{uuid.uuid4().hex[:6]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "envlock", "build", str(lock), "--base-image", infra.base_image,
+         "--registry", repo, "--tag", tag],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CI": "1"})
+    seen = ""
+    while "pushing" not in seen:
+        line = proc.stderr.readline()
+        assert line, f"build ended early: {seen}"
+        seen += line
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    created_images.update({f"{repo}:{tag}"})
+    import urllib.error
+    import urllib.request
+
+    path = repo.split("/", 1)[1]
+    try:
+        urllib.request.urlopen(f"http://{infra.registry}/v2/{path}/manifests/{tag}")
+        in_registry = True
+    except urllib.error.HTTPError:
+        in_registry = False
+    if proc.returncode == 0:  # the push won the race: then it must really be there
+        assert in_registry and out.strip().endswith(tuple("0123456789abcdef"))
+    else:
+        assert proc.returncode == 130 and "@sha256:" not in out
