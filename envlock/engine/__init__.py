@@ -147,7 +147,7 @@ class Engine:
             output = container.logs(stdout=True, stderr=not stdout_only)
             return int(status.get("StatusCode", 1)), output
         finally:
-            container.remove(force=True)
+            self._discard(container.id)
 
     def _create(self, image: str, command: list[str], user: str = "0:0") -> Any:
         import docker
@@ -170,22 +170,46 @@ class Engine:
         which is how the wheelhouse stays out of the image."""
         container = self._create(image, command)
         try:
-            for path, data in archives:
-                container.put_archive(path, data)
-            if run:
-                container.start()
-                status = container.wait()
-                code = int(status.get("StatusCode", 1))
-                if code != 0:
-                    tail = container.logs(stdout=True, stderr=True).decode(errors="replace")
-                    last = [line for line in tail.strip().splitlines() if line.strip()][-3:]
-                    raise BuildError(f"build step failed in {image[:40]} (exit {code}): "
-                                     f"{' | '.join(last)}", "see the output above; rerun with "
-                                     "--debug for the full log")
+            self._fill_and_run(container, image, archives, run)
             image_attrs = container.commit(repository=repository, tag=tag, changes=changes)
             return str(image_attrs.id)
         finally:
-            container.remove(force=True)
+            self._discard(container.id)
+
+    @staticmethod
+    def _fill_and_run(container: Any, image: str, archives: Iterable[tuple[str, Any]],
+                      run: bool) -> None:
+        for path, data in archives:
+            container.put_archive(path, data)
+        if not run:
+            return
+        container.start()
+        code = int(container.wait().get("StatusCode", 1))
+        if code != 0:
+            tail = container.logs(stdout=True, stderr=True).decode(errors="replace")
+            last = [line for line in tail.strip().splitlines() if line.strip()][-3:]
+            raise BuildError(f"build step failed in {image[:40]} (exit {code}): "
+                             f"{' | '.join(last)}", "rerun with --debug for the full log")
+
+    def _discard(self, container_id: str) -> None:
+        """Remove a staging container, also after an interrupt: a commit still running in
+        the engine keeps it busy for a moment, so retry until it is really gone."""
+        import time
+
+        import docker
+
+        for _ in range(40):
+            try:
+                self.client.api.remove_container(container_id, force=True)
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError:
+                pass
+            try:
+                self.client.api.inspect_container(container_id)
+            except docker.errors.NotFound:
+                return
+            time.sleep(0.25)
 
     # ---------------------------------------------------------------- push
 
