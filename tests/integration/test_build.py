@@ -283,3 +283,28 @@ def test_interrupt_mid_push_never_reports_an_unpushed_image(project, infra, dock
         assert in_registry and out.strip().endswith(tuple("0123456789abcdef"))
     else:
         assert proc.returncode == 130 and "@sha256:" not in out
+
+
+def test_registry_credentials_come_from_the_docker_config(first, infra, tmp_path,
+                                                          created_images):
+    import base64
+
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    token = base64.b64encode(f"{infra.auth_user}:{infra.auth_password}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {infra.auth_registry: {
+        "auth": token}}}))
+    result, payload = build(first[0], infra, "--run-id", "auth-1", "--registry",
+                            f"{infra.auth_registry}/{REPO}", env={"DOCKER_CONFIG": str(config)},
+                            registry=False)
+    assert result.returncode == 0, result.stderr
+    res = track(created_images, payload)
+    assert res["pushed"] and res["pinned"].startswith(f"{infra.auth_registry}/{REPO}@sha256:")
+    assert infra.auth_password not in result.stdout + result.stderr
+
+
+def test_a_base_that_cannot_be_pinned(first, infra):
+    result = run_envlock("build", str(first[0]), "--base-image", "python:3.11.2-slim-bookworm",
+                         "--no-push", "--tag", "unpinnable")
+    assert_error(result, "cannot pin base image python:3.11.2-slim-bookworm to a digest",
+                 "--base-image NAME@sha256:")
