@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "snapshot", "load_lock", "write_lock", "diff_locks", "check",
-           "EnvlockError"]
+           "capture", "autolog", "tracked_run", "EnvlockError"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from envlock.api import autolog, capture, tracked_run
     from envlock.check import check
     from envlock.diff import diff_locks
     from envlock.errors import EnvlockError
@@ -31,6 +32,9 @@ _LAZY = {
     "diff_locks": ("envlock.diff", "diff_locks"),
     "check": ("envlock.check", "check"),
     "EnvlockError": ("envlock.errors", "EnvlockError"),
+    "capture": ("envlock.api", "capture"),
+    "autolog": ("envlock.api", "autolog"),
+    "tracked_run": ("envlock.api", "tracked_run"),
 }
 
 

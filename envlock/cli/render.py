@@ -6,6 +6,7 @@ from typing import Any
 
 from envlock.check import CheckResult
 from envlock.cli.output import table
+from envlock.compare import Comparison
 from envlock.diff import LockDiff
 from envlock.lockfile import Lock
 
@@ -139,3 +140,14 @@ def check_text(result: CheckResult) -> str:
         lines.append("(differences outside packages and Python are reported, not failed; "
                      "use --strict to fail on them)")
     return "\n".join(lines)
+
+
+def comparison_table(comparison: Comparison) -> str:
+    rows = [("metric", "original", "replay", "delta", "")]
+    for row in comparison.rows:
+        rows.append((row.name, _fmt(row.original), _fmt(row.replay),
+                     _fmt(row.delta), "ok" if row.ok else "DIFFERS"))
+    verdict = "REPRODUCED" if comparison.reproduced else "NOT REPRODUCED"
+    tol = comparison.tolerance
+    return (table(rows) + f"\n{verdict} (tolerance abs={tol.absolute:g}, "
+            f"rel={tol.relative:g})")

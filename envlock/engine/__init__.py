@@ -211,6 +211,39 @@ class Engine:
                 return
             time.sleep(0.25)
 
+    def run_experiment(self, image: str, command: list[str] | None, *, env: dict[str, str],
+                       binds: dict[str, dict[str, str]], gpus: Any = None,
+                       network: str = "none", on_output: Callable[[bytes], None]) -> int:
+        """Run an experiment hardened: non-root, no new privileges, no capabilities,
+        read-only root filesystem with a writable /workspace (a volume filled from the
+        image) and /tmp; streams its output; returns its exit code."""
+        import docker
+        from docker.types import DeviceRequest, Mount
+
+        requests = None
+        if gpus is not None:
+            requests = [DeviceRequest(count=gpus.get("count"), device_ids=gpus.get("ids"),
+                                      capabilities=[["gpu"]])]
+        try:
+            container = self.client.containers.create(
+                image, command=command, environment=env, user="1000:1000",
+                security_opt=["no-new-privileges"], cap_drop=["ALL"], read_only=True,
+                tmpfs={"/tmp": "rw,nosuid,nodev,size=2g"}, volumes=binds,
+                mounts=[Mount(target="/workspace", source=None, type="volume")],
+                network_mode=network, device_requests=requests, detach=True)
+        except docker.errors.ImageNotFound as exc:
+            raise EngineError(f"image {image} is not in the engine") from exc
+        except docker.errors.DockerException as exc:
+            raise unavailable(exc) from exc
+        try:
+            container.start()
+            for chunk in container.logs(stream=True, follow=True):
+                on_output(chunk)
+            return int(container.wait().get("StatusCode", 1))
+        finally:
+            with contextlib.suppress(docker.errors.DockerException):
+                container.remove(force=True, v=True)
+
     # ---------------------------------------------------------------- push
 
     def push(self, repository: str, tag: str, auth: dict[str, str] | None = None,

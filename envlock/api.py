@@ -1,0 +1,79 @@
+"""Python API for training scripts: capture at the end of a run, or automatically.
+
+    import envlock, mlflow
+    envlock.autolog(registry="registry.example.com/team/proj")
+    with mlflow.start_run():
+        ...            # train and log as usual; the environment is captured when the run ends
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from envlock.capture import CaptureResult
+from envlock.capture import capture as _capture
+
+
+def script_command() -> str:
+    """The command line of the running script, as a user would type it."""
+    return shlex.join(["python", *sys.argv])
+
+
+def capture(run_id: str | None = None, **options: Any) -> CaptureResult:
+    """Capture the environment of ``run_id`` (default: the active or latest MLflow run).
+
+    Options are those of :func:`envlock.capture.capture` (``registry``, ``base_image``,
+    ``build``, ``push``, ``python``, ``project``, ``command``…). By default the
+    interpreter, working directory and command line of the running script are recorded.
+    """
+    import mlflow
+
+    active = mlflow.active_run()
+    options.setdefault("python", sys.executable)
+    options.setdefault("project", os.getcwd())
+    options.setdefault("command", script_command())
+    return _capture(run_id or (active.info.run_id if active else None), **options)
+
+
+_installed: dict[str, Any] = {}
+
+
+def autolog(**options: Any) -> None:
+    """Capture automatically when the active MLflow run ends (``mlflow.end_run`` or leaving
+    ``with mlflow.start_run()``), recording this script's command line and directory."""
+    import mlflow
+    from mlflow.tracking import fluent
+
+    if _installed:
+        _installed["options"] = options
+        return
+    command, cwd = script_command(), os.getcwd()
+    original = fluent.end_run
+    _installed.update(options=options, original=original)
+
+    def end_run(*args: Any, **kwargs: Any) -> Any:
+        active = mlflow.active_run()
+        result = original(*args, **kwargs)
+        if active is not None:
+            opts = {"python": sys.executable, "project": cwd, "command": command,
+                    **_installed["options"]}
+            _capture(active.info.run_id, **opts)
+        return result
+
+    fluent.end_run = end_run
+    mlflow.end_run = end_run
+
+
+@contextlib.contextmanager
+def tracked_run(**options: Any) -> Iterator[Any]:
+    """``with envlock.tracked_run() as run:`` — an MLflow run captured when it ends."""
+    import mlflow
+
+    with mlflow.start_run() as run:
+        yield run
+    capture(run.info.run_id, **options)

@@ -1,0 +1,129 @@
+"""``envlock capture``: lock the environment of an MLflow run, build and push its image,
+and record the lineage on the run.
+
+Order matters: the lock is written locally first (kept if the tracking store is down),
+then the image is built and pushed, then artifacts are uploaded, and the tags go on
+last, ``envlock.image`` the very last: a failure part-way never leaves a run pointing
+at an image that does not exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envlock import __version__, lockfile
+from envlock.errors import EnvlockError
+from envlock.lockfile import Lock
+
+LOCAL_DIR = ".envlock/runs"
+
+
+@dataclass
+class CaptureResult:
+    run_id: str
+    picked: str
+    lockfile: str
+    env_digest: str
+    lock_digest: str
+    image: str | None = None
+    built: dict[str, Any] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def lineage_tags(lock: Lock, image: str | None, base: str | None) -> dict[str, str]:
+    torch = lock.frameworks.get("torch") or {}
+    git = lock.git or {}
+    tags = {
+        "envlock.env_digest": lock.env_digest,
+        "envlock.lock_digest": lock.lock_digest,
+        "envlock.python": lock.python["version"],
+        "envlock.torch": torch.get("version") or "none",
+        "envlock.cuda": torch.get("cuda") or "none",
+        "envlock.driver": lock.gpu.get("driver_version") or "none",
+        "envlock.git_commit": git.get("commit") or "none",
+        "envlock.dirty": "true" if git.get("dirty") else "false",
+        "envlock.command": lock.runtime.get("command") or "",
+        "envlock.version": __version__,
+    }
+    if base:
+        tags["envlock.base_image"] = base
+    if image:
+        tags["envlock.image"] = image
+    return tags
+
+
+def artifact_files(lock: Lock, recipe: str | None, directory: Path) -> list[Path]:
+    """The lockfile, the build recipe, the git diff and the untracked list, as files."""
+    files = [lockfile.write(lock, directory / "envlock.lock.yaml")]
+    if recipe:
+        (directory / "Dockerfile").write_text(recipe)
+        files.append(directory / "Dockerfile")
+    git = lock.git or {}
+    if git.get("diff"):
+        diff = git["diff"].encode() if git.get("diff_encoding") != "base64" \
+            else base64.b64decode(git["diff"])
+        (directory / "git.diff").write_bytes(diff)
+        files.append(directory / "git.diff")
+    untracked = "".join(f"{u.get('sha256', 'symlink')}  {u['path']}\n"
+                        for u in git.get("untracked") or [])
+    (directory / "untracked.txt").write_text(untracked)
+    files.append(directory / "untracked.txt")
+    return files
+
+
+def capture(run_id: str | None = None, *, python: str | None = None,
+            command: str | None = None, project: str | Path = ".",
+            registry: str | None = None, base_image: str | None = None, build: bool = True,
+            push: bool = True, env_allow: Iterable[str] = (), tracker: Any = None,
+            engine: Any = None, reporter: Any = None) -> CaptureResult:
+    """Capture the environment of an MLflow run (see module docs). Returns what was recorded.
+
+    ``run_id``: the run; default ``MLFLOW_RUN_ID``, else the latest run of the active
+    experiment. ``command``: the command that ran it (default: the one ``autolog`` recorded).
+    """
+    from envlock.snapshot import snapshot
+    from envlock.tracking import Tracker
+
+    tracker = tracker or Tracker()
+    run, picked = tracker.resolve(run_id)
+    command = command or run.tags.get("envlock.autolog.command")
+    local = Path(project) / LOCAL_DIR / run.run_id / "envlock.lock.yaml"
+    lock = snapshot(python=python, project=project, command=command, env_allow=env_allow,
+                    exclude=(Path(project) / ".envlock",))
+    lockfile.write(lock, local)
+    result = CaptureResult(run_id=run.run_id, picked=picked, lockfile=str(local),
+                           env_digest=lock.env_digest, lock_digest=lock.lock_digest)
+    recipe = base = None
+    if build:
+        from envlock.build import BuildOptions
+        from envlock.build import build as build_image
+        from envlock.engine import Engine
+
+        options = BuildOptions(registry=registry, push=push, base_image=base_image,
+                               code_dir=Path(project), run_id=run.run_id)
+        built = build_image(lock, options, engine or Engine.connect(), reporter)
+        result.image, base, recipe = built.pinned, built.base, built.recipe
+        result.built = built.to_dict()
+    result.tags = lineage_tags(lock, result.image, base)
+    try:
+        with tempfile.TemporaryDirectory(prefix="envlock-artifacts-") as tmp:
+            artifact_files(lock, recipe, Path(tmp))
+            tracker.log_artifacts(run.run_id, Path(tmp))
+        image_tag = result.tags.pop("envlock.image", None)
+        tracker.set_tags(run.run_id, result.tags)
+        if image_tag:
+            tracker.set_tags(run.run_id, {"envlock.image": image_tag})
+            result.tags["envlock.image"] = image_tag
+    except EnvlockError as exc:
+        exc.hint = (f"the lockfile is kept at {local}; retry with "
+                    f"`envlock capture --run-id {run.run_id}` once the store is reachable")
+        raise
+    return result

@@ -1,0 +1,53 @@
+"""``envlock capture``: lock + build + push + record lineage on an MLflow run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from envlock.cli.commands.build import BaseOpt, RegistryOpt
+from envlock.cli.commands.lock import EnvAllowOpt, JsonOpt, PythonOpt
+
+
+def capture_command(
+    run_id: Annotated[str | None, typer.Option(
+        "--run-id", help="MLflow run (default: $MLFLOW_RUN_ID, else the latest run of the "
+        "active experiment).")] = None,
+    python: PythonOpt = None,
+    command: Annotated[str | None, typer.Option(
+        "--command", "-c", help="The command that ran the experiment.")] = None,
+    project: Annotated[Path, typer.Option("--project", help="The experiment's repository.")
+                       ] = Path("."),
+    registry: RegistryOpt = None,
+    base_image: BaseOpt = None,
+    no_build: Annotated[bool, typer.Option("--no-build", help="Record the lock only.")] = False,
+    no_push: Annotated[bool, typer.Option("--no-push", help="Build locally, do not push.")
+                       ] = False,
+    env_allow: EnvAllowOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Lock the environment of an MLflow run, build and push its image, and record the
+    lineage (envlock.* tags, lockfile/recipe/diff artifacts) on the run."""
+    from envlock.capture import capture
+    from envlock.cli import output as out
+    from envlock.progress import Reporter
+
+    out.begin("capture", as_json)
+    reporter = Reporter("envlock capture", live=None if not os.environ.get("CI") else False)
+    try:
+        result = capture(run_id, python=python, command=command, project=project,
+                         registry=registry, base_image=base_image, build=not no_build,
+                         push=not no_push, env_allow=env_allow or (), reporter=reporter)
+    finally:
+        reporter.close()
+    human = (f"captured run {result.run_id} ({result.picked})\n"
+             f"lockfile {result.lockfile}\nenv_digest {result.env_digest}\n"
+             f"{'image ' + result.image if result.image else 'no image (--no-build)'}")
+    raise typer.Exit(out.emit(result.to_dict(), human))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("capture")(capture_command)

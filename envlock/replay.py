@@ -1,0 +1,168 @@
+"""``envlock replay RUN_ID``: run a captured experiment again, exactly, and compare.
+
+The engine and the tracker are passed in. The experiment's own MLflow calls write to a
+private file store mounted into the container (``MLFLOW_TRACKING_URI=file:///…``),
+whatever MLflow version the image holds; envlock then relays those params, metrics,
+tags and artifacts into the replay run of the real store with the host's MLflow.
+That keeps a months-old image working against today's store schema, for the embedded
+SQLite store and a tracking server alike.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envlock.compare import Comparison, Tolerance, compare
+from envlock.errors import EnvlockError, UsageError
+
+STORE_MOUNT = "/envlock/mlruns"
+
+
+class ReplayError(EnvlockError):
+    """The run cannot be replayed (no image, image gone, incompatible host)."""
+
+
+@dataclass
+class ReplayResult:
+    original_run_id: str
+    replay_run_id: str | None
+    image: str
+    exit_code: int
+    comparison: Comparison | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"original_run_id": self.original_run_id, "replay_run_id": self.replay_run_id,
+                "image": self.image, "exit_code": self.exit_code, "ok": self.ok,
+                "warnings": self.warnings,
+                "comparison": self.comparison.to_dict() if self.comparison else None}
+
+
+def parse_gpus(value: str | None) -> dict[str, Any] | None:
+    """``all`` | ``none`` | ``N`` | ``device=0,1`` -> a device request (None: no GPUs)."""
+    if value is None or value == "none":
+        return None
+    if value == "all":
+        return {"count": -1, "ids": None}
+    if value.isdigit():
+        return {"count": int(value), "ids": None}
+    if value.startswith("device="):
+        return {"count": None, "ids": value.split("=", 1)[1].split(",")}
+    raise UsageError(f"--gpus {value!r} is not understood", "use all, none, N or device=0,1")
+
+
+def parse_pairs(values: list[str], flag: str, sep: str) -> list[tuple[str, str]]:
+    out = []
+    for value in values:
+        left, found, right = value.partition(sep)
+        if not found or not left or not right:
+            raise UsageError(f"{flag} {value!r} must look like A{sep}B")
+        out.append((left, right))
+    return out
+
+
+def ensure_image(engine: Any, reference: str, run_id: str) -> str:
+    """The pinned image, pulled if it is not local; its digest verified."""
+    info = engine.image(reference)
+    if info is None and "@sha256:" in reference:
+        try:
+            info = engine.pull(reference)
+        except EnvlockError as exc:
+            raise ReplayError(
+                f"image {reference} of run {run_id} is gone from the registry and this "
+                f"engine ({exc.message})", f"rebuild it from the run's lockfile artifact: "
+                f"mlflow artifacts download -r {run_id} -a envlock/envlock.lock.yaml, then "
+                "envlock build LOCKFILE") from exc
+    if info is None:
+        raise ReplayError(f"image {reference} of run {run_id} is not in this engine",
+                          "it was never pushed; replay on the host that built it or rebuild "
+                          "from the lockfile artifact with envlock build")
+    repository, _, digest = reference.partition("@")
+    if digest and info.digest_in(repository) != digest and info.id != digest:
+        raise ReplayError(f"{reference} resolved to an image with another digest",
+                          "the engine holds different content: remove it and retry")
+    return str(info.id)
+
+
+def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
+           mounts: list[str] | None = None, env: list[str] | None = None,
+           command: str | None = None, track: bool = True, force: bool = False,
+           tolerance: Tolerance | None = None, metrics: tuple[str, ...] = (),
+           network: str = "none", host_gpu: dict[str, Any] | None = None,
+           output: Callable[[bytes], None] | None = None) -> ReplayResult:
+    from envlock import compat, lockfile
+
+    run = tracker.run(run_id)
+    image = run.tags.get("envlock.image")
+    if not image:
+        raise ReplayError(f"run {run_id} has no envlock image",
+                          f"capture it first: envlock capture --run-id {run_id}")
+    binds = {src: {"bind": dst, "mode": "rw"} for src, dst in parse_pairs(mounts or [],
+                                                                            "--mount", ":")}
+    extra_env = dict(parse_pairs(env or [], "--env", "="))
+    with tempfile.TemporaryDirectory(prefix="envlock-replay-") as tmp:
+        lock = lockfile.load(tracker.download(run_id, "envlock.lock.yaml", Path(tmp)))
+        if host_gpu is None:
+            from envlock.snapshot.gpu import probe_gpu
+
+            host_gpu = probe_gpu()
+        gpu_default = "all" if lock.gpu.get("devices") and host_gpu.get("devices") else "none"
+        request = parse_gpus(gpus or gpu_default)
+        verdict = compat.preflight({"frameworks": lock.frameworks, "gpu": lock.gpu}, host_gpu,
+                                   request is not None)
+        if not verdict.ok and not force:
+            raise ReplayError(f"this host cannot run the image: {'; '.join(verdict.problems)}",
+                              "use a matching host, or --force to try anyway")
+        image_id = ensure_image(engine, image, run_id)
+        store = Path(tmp) / "mlruns"
+        store.mkdir(mode=0o777)
+        store.chmod(0o777)  # written by the container's non-root user
+        replay_id = tracker.create_run(run.experiment_id, f"replay of {run.name or run_id}", {
+            "envlock.replay_of": run_id, "envlock.image": image}) if track else None
+        # A path that does not exist yet: MLflow's file store only then creates experiment 0.
+        container_env = {"MLFLOW_TRACKING_URI": f"file://{STORE_MOUNT}/store",
+                         "MLFLOW_ALLOW_FILE_STORE": "true", "HOME": "/workspace",
+                         "GIT_PYTHON_REFRESH": "quiet", **extra_env}
+        binds[str(store)] = {"bind": STORE_MOUNT, "mode": "rw"}
+        argv = ["/bin/sh", "-c", command] if command else None
+        try:
+            code = engine.run_experiment(image_id, argv, env=container_env, binds=binds,
+                                         gpus=request, network=network,
+                                         on_output=output or _to_stdout)
+            comparison = _record(tracker, run, replay_id, store / "store", code, tolerance,
+                                 metrics) if replay_id else None
+        except BaseException:
+            if replay_id:  # never leave a replay run RUNNING
+                tracker.finish(replay_id, False)
+            raise
+    return ReplayResult(original_run_id=run_id, replay_run_id=replay_id, image=image,
+                        exit_code=code, comparison=comparison, warnings=list(verdict.warnings))
+
+
+def _record(tracker: Any, run: Any, replay_id: str, store: Path, code: int,
+            tolerance: Tolerance | None, metrics: tuple[str, ...]) -> Comparison:
+    """Relay the container's MLflow data into the replay run, compare, tag, finish."""
+    tracker.copy_from_file_store(store, replay_id)
+    replayed = tracker.run(replay_id)
+    comparison = compare(run.metrics, replayed.metrics, tolerance or Tolerance(), metrics)
+    reproduced = code == 0 and comparison.reproduced
+    tracker.set_tags(replay_id, {"envlock.exit_code": str(code),
+                                 "envlock.verdict": "reproduced" if reproduced
+                                 else "not reproduced"})
+    tracker.finish(replay_id, code == 0)
+    return comparison
+
+
+def _to_stdout(chunk: bytes) -> None:
+    sys.stdout.buffer.write(chunk)
+    sys.stdout.flush()
+
