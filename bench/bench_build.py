@@ -384,6 +384,7 @@ def section_d(ctx: dict, el: Envlock, venv: Path, runs: int) -> dict:
         ctx["cleanup"] += [res["image"], res["env_image"]]
         builds.append(res)
     total_s = time.perf_counter() - t0
+    (proj / "train.py").write_text(TRAIN)  # back to the committed state
     after, du_after = store.listing(), store.du()
     new = set(after) - set(before)
     ours = store.referenced_by(repo_path)

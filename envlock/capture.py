@@ -95,7 +95,7 @@ def capture(run_id: str | None = None, *, python: str | None = None,
     tracker = tracker or Tracker()
     run, picked = tracker.resolve(run_id)
     command = command or run.tags.get("envlock.autolog.command")
-    local = Path(project) / LOCAL_DIR / run.run_id / "envlock.lock.yaml"
+    local = Path(project).absolute() / LOCAL_DIR / run.run_id / "envlock.lock.yaml"
     lock = snapshot(python=python, project=project, command=command, env_allow=env_allow,
                     exclude=(Path(project) / ".envlock",))
     lockfile.write(lock, local)

@@ -144,14 +144,34 @@ def platform_tags(lock: Lock) -> list[str]:
     return tags + [f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}"]
 
 
-def _index_args(lock: Lock, packages: list[Package]) -> list[str]:
+def reachable(url: str, timeout: float = 5.0) -> bool:
+    """Whether an index answers at all (pip would retry an unreachable one for every
+    package, with back-off: minutes for a large environment)."""
+    if not url.startswith(("http://", "https://")):
+        return True
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _index_args(lock: Lock, packages: list[Package], log: Log = _quiet) -> list[str]:
     """Extra indexes (the build host's own pip config and credentials still apply)."""
     extra = list(lock.index.get("extra_index_urls") or [])
     extra += [p.source.url for p in packages if p.source.url and
               p.source.url.startswith("https://download.pytorch.org/")]
     args: list[str] = []
     for url in dict.fromkeys(extra):
-        args += ["--extra-index-url", url]
+        if reachable(url):
+            args += ["--extra-index-url", url]
+        else:
+            log(f"index {url} is unreachable from this host: skipped")
     for link in lock.index.get("find_links") or []:
         if "://" in link or Path(link).exists():
             args += ["--find-links", link]
@@ -165,14 +185,15 @@ def _pip(*args: str, timeout: float = 1800) -> tuple[bool, str]:
     return out.returncode == 0, (text[-1] if text else f"pip exited {out.returncode}")
 
 
-def pip_download(lock: Lock, packages: list[Package], dest: Path) -> tuple[bool, str]:
+def pip_download(lock: Lock, packages: list[Package], dest: Path,
+                 log: Log = _quiet) -> tuple[bool, str]:
     py = lock.python
     major_minor = ".".join(py["version"].split(".")[:2])
     tags = [a for t in platform_tags(lock) for a in ("--platform", t)]
     abi = "cp" + major_minor.replace(".", "")
     return _pip("download", "--no-deps", "--progress-bar", "off", "-d", str(dest),
                 "--only-binary=:all:", "--python-version", major_minor,
-                "--implementation", "cp", "--abi", abi, *tags, *_index_args(lock, packages),
+                "--implementation", "cp", "--abi", abi, *tags, *_index_args(lock, packages, log),
                 *[f"{p.name}=={p.version}" for p in packages])
 
 
@@ -314,7 +335,7 @@ def provision(lock: Lock, wheelhouse: Path, *, cache: Path | None = None,
         index_jobs = [j for j in jobs if j.pkg.name not in done and j.pkg.source.kind == "index"]
         if index_jobs:
             log(f"downloading {len(index_jobs)} wheel(s) from the package index")
-            _download(lock, index_jobs, scratch / "index", settle)
+            _download(lock, index_jobs, scratch / "index", settle, log)
         for job in jobs:
             if job.pkg.name not in done and job.pkg.source.kind != "index":
                 settle(job, job.from_source(scratch / "src"))
@@ -331,9 +352,9 @@ def provision(lock: Lock, wheelhouse: Path, *, cache: Path | None = None,
 
 
 def _download(lock: Lock, jobs: list[_Job], dest: Path,
-              settle: Callable[[_Job, Any], None]) -> None:
+              settle: Callable[[_Job, Any], None], log: Log = _quiet) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    ok, message = pip_download(lock, [j.pkg for j in jobs], dest)
+    ok, message = pip_download(lock, [j.pkg for j in jobs], dest, log)
     if not ok and len(jobs) > 1:  # pip stops at the first failure: find each one
         for job in jobs:
             single = dest / job.pkg.name

@@ -114,9 +114,10 @@ class Engine:
     def pull(self, reference: str, auth: dict[str, str] | None = None) -> ImageInfo:
         import docker
 
-        repo, tag = split_tag(reference)
-        try:
-            self.client.api.pull(repo if tag is None else repo, tag=tag, auth_config=auth)
+        name, _, digest = reference.partition("@")
+        repo, tag = (name, digest) if digest else split_tag(reference)
+        try:  # a digest goes where the tag would: the engine pulls exactly that manifest
+            self.client.api.pull(repo, tag=tag or "latest", auth_config=auth)
         except docker.errors.APIError as exc:
             raise registry_error(exc, registry_of(reference), f"pulling {reference}") from exc
         except docker.errors.DockerException as exc:

@@ -63,10 +63,14 @@ class Tracker:
     # ---------------------------------------------------------------- errors
 
     def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        import contextlib
+        import sys
+
         from mlflow.exceptions import MlflowException
 
-        try:
-            return func(*args, **kwargs)
+        try:  # MLflow prints "View run … at …" on stdout, which belongs to envlock's results
+            with contextlib.redirect_stdout(sys.stderr):
+                return func(*args, **kwargs)
         except MlflowException as exc:
             code = getattr(exc, "error_code", "")
             if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") and \

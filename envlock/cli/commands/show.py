@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,16 +10,17 @@ from envlock.cli.commands.lock import JsonOpt
 
 
 def show_command(
-    target: Annotated[Path, typer.Argument(help="Lockfile to summarize.")],
+    target: Annotated[str, typer.Argument(help="Lockfile, or a captured MLflow run ID.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Summarize a lock: Python, torch/CUDA/cuDNN/NCCL, GPU and driver, packages, git."""
-    from envlock import lockfile
+    """Summarize a lock (a file or a captured run): Python, torch/CUDA/cuDNN/NCCL, GPU and
+    driver, packages, git."""
+    from envlock import lockfile, targets
     from envlock.cli import output as out
     from envlock.cli.render import lock_summary
 
     out.begin("show", as_json)
-    lock = lockfile.load(target)
+    lock = targets.load(target)
     raise typer.Exit(out.emit(lockfile.to_document(lock), lock_summary(lock, str(target))))
 
 

@@ -1,0 +1,31 @@
+"""A lockfile path or an MLflow run ID: where `show`, `diff` and `build --from-run` read a lock."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from envlock import lockfile
+from envlock.lockfile import Lock
+
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def load(target: str | Path) -> Lock:
+    """The lock at ``target``: a file, else the ``envlock/envlock.lock.yaml`` artifact of the
+    MLflow run with that ID (any store, including a remote tracking server)."""
+    path = Path(target)
+    if path.exists() or not _RUN_ID.fullmatch(str(target)):
+        return lockfile.load(path)
+    from envlock.tracking import Tracker
+
+    with tempfile.TemporaryDirectory(prefix="envlock-run-") as tmp:
+        tracker = Tracker()
+        run = tracker.run(str(target))
+        if "envlock.lock_digest" not in run.tags:
+            from envlock.errors import UsageError
+
+            raise UsageError(f"run {target} has no envlock lock",
+                             f"capture it first: envlock capture --run-id {target}")
+        return lockfile.load(tracker.download(str(target), "envlock.lock.yaml", Path(tmp)))

@@ -1,0 +1,299 @@
+"""capture → replay → lineage on real MLflow stores (embedded SQLite and `mlflow server` on
+127.0.0.1), the real engine and the real registry."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, init_repo, run_envlock
+from tests.integration.conftest import SYSTEM_PYTHON, pip
+
+TRAIN = (ROOT / "examples" / "minimal" / "train.py").read_text()
+REPO = f"tests/capture-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Experiment:
+    root: Path
+    python: Path
+    store: str
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {"MLFLOW_TRACKING_URI": self.store, "CI": "1", **extra}
+
+    def train(self, *args: str) -> str:
+        out = subprocess.run([str(self.python), "train.py", *args], cwd=self.root,
+                             env={**os.environ, **self.env()}, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr
+        from mlflow.tracking import MlflowClient
+
+        runs = MlflowClient(self.store).search_runs(["0"], order_by=["attributes.start_time DESC"],
+                                                    max_results=1)
+        return runs[0].info.run_id
+
+    def envlock(self, *args: str, **env: str):
+        return run_envlock(*args, cwd=self.root, env=self.env(**env))
+
+
+@pytest.fixture(scope="session")
+def experiment_venv(tmp_path_factory) -> Path:
+    """The experiment's own interpreter: system Python 3.11 (= the test base image) with
+    MLflow's client and the SQLite store's dependencies."""
+    venv_dir = tmp_path_factory.mktemp("mlvenv") / "venv"
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv_dir)], check=True)
+    python = venv_dir / "bin" / "python"
+    pip(python, "install", "mlflow-skinny", "sqlalchemy", "alembic")
+    return python
+
+
+def make_experiment(root: Path, python: Path, store: str) -> Experiment:
+    init_repo(root, {"train.py": TRAIN, ".gitignore": "mlflow.db\nmlruns/\n.envlock/\n"})
+    return Experiment(root=root, python=python, store=store)
+
+
+@pytest.fixture(scope="module")
+def sqlite_exp(tmp_path_factory, experiment_venv) -> Experiment:
+    root = tmp_path_factory.mktemp("sqlite") / "exp"
+    return make_experiment(root, experiment_venv, f"sqlite:///{root.parent}/mlflow.db")
+
+
+@pytest.fixture(scope="module")
+def captured(sqlite_exp, infra, created_images):
+    run_id = sqlite_exp.train()
+    result = sqlite_exp.envlock("capture", "--python", str(sqlite_exp.python), "--command",
+                                "python train.py", "--base-image", infra.base_image,
+                                "--registry", f"{infra.registry}/{REPO}", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)["result"]
+    created_images.update({payload["built"]["image"], payload["built"]["env_image"]})
+    return run_id, payload
+
+
+def client(store):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(store)
+
+
+def test_capture_records_lineage_tags_and_artifacts(sqlite_exp, captured):
+    run_id, payload = captured
+    assert payload["run_id"] == run_id
+    assert payload["picked"] == "the most recent run of the active experiment"
+    run = client(sqlite_exp.store).get_run(run_id)
+    tags = run.data.tags
+    assert tags["envlock.image"] == payload["image"] and "@sha256:" in tags["envlock.image"]
+    for key in ("envlock.env_digest", "envlock.lock_digest", "envlock.base_image",
+                "envlock.python", "envlock.torch", "envlock.cuda", "envlock.driver",
+                "envlock.git_commit", "envlock.dirty", "envlock.command", "envlock.version"):
+        assert tags[key], key
+    assert tags["envlock.command"] == "python train.py" and tags["envlock.python"] == "3.11.2"
+    names = {a.path for a in client(sqlite_exp.store).list_artifacts(run_id, "envlock")}
+    assert {"envlock/envlock.lock.yaml", "envlock/Dockerfile", "envlock/untracked.txt"} <= names
+    assert Path(payload["lockfile"]).is_file()
+
+
+def test_replay_reproduces_the_metrics_exactly(sqlite_exp, captured):
+    run_id, _ = captured
+    result = sqlite_exp.envlock("replay", run_id, "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)["result"]
+    assert payload["comparison"]["reproduced"] is True
+    assert all(m["delta"] == 0 for m in payload["comparison"]["metrics"])
+    replay = client(sqlite_exp.store).get_run(payload["replay_run_id"])
+    assert replay.info.status == "FINISHED"
+    assert replay.data.tags["envlock.replay_of"] == run_id
+    assert replay.data.tags["envlock.verdict"] == "reproduced"
+    assert replay.data.params["seed"] == "0"
+    assert replay.info.experiment_id == client(sqlite_exp.store).get_run(run_id).info.experiment_id
+    assert "trained" in result.stderr  # the experiment's output is streamed
+
+
+def test_lineage_shows_every_replay_with_its_verdict(sqlite_exp, captured):
+    run_id, payload = captured
+    result = sqlite_exp.envlock("lineage", run_id, "--json")
+    lineage = json.loads(result.stdout)["result"]
+    assert lineage["image"] == payload["image"] and lineage["env_digest"] == payload["env_digest"]
+    assert "reproduced" in {r["verdict"] for r in lineage["replays"]}
+
+
+def test_capturing_the_same_run_twice_changes_nothing(sqlite_exp, captured, infra):
+    run_id, payload = captured
+    before = client(sqlite_exp.store).get_run(run_id).data.tags
+    again = sqlite_exp.envlock("capture", "--run-id", run_id, "--python",
+                               str(sqlite_exp.python), "--command", "python train.py",
+                               "--base-image", infra.base_image, "--registry",
+                               f"{infra.registry}/{REPO}", "--json")
+    second = json.loads(again.stdout)["result"]
+    assert second["built"]["env_reused"] == "local" and second["built"]["code_reused"] is True
+    assert second["built"]["push_stats"]["bytes_pushed"] == 0
+    assert client(sqlite_exp.store).get_run(run_id).data.tags == before
+
+
+def test_drifting_metrics_are_reported_not_reproduced(sqlite_exp, captured):
+    run_id, _ = captured
+    result = sqlite_exp.envlock("replay", run_id, "--command", "python train.py --seed 1")
+    assert result.returncode == 0  # the experiment itself succeeded ...
+    assert "NOT REPRODUCED" in result.stdout and "DIFFERS" in result.stdout  # ... its metrics not
+    loose = sqlite_exp.envlock("replay", run_id, "--command", "python train.py --seed 1",
+                               "--tolerance", "abs=10")
+    assert "REPRODUCED (tolerance abs=10" in loose.stdout
+
+
+def test_a_failing_container_returns_its_exit_code_and_fails_the_replay(sqlite_exp, captured):
+    run_id, _ = captured
+    result = sqlite_exp.envlock("replay", run_id, "--command", "python -c 'raise SystemExit(3)'",
+                                "--json")
+    assert result.returncode == 3
+    payload = json.loads(result.stdout)["result"]
+    assert client(sqlite_exp.store).get_run(payload["replay_run_id"]).info.status == "FAILED"
+
+
+def test_the_replay_container_is_hardened(sqlite_exp, captured):
+    run_id, _ = captured
+    probe = ("id -u; cat /proc/self/status | grep -E '^(CapEff|NoNewPrivs)'; "
+             "touch /opt/x 2>&1 | head -1; touch /workspace/w /tmp/t && echo writable")
+    result = sqlite_exp.envlock("replay", run_id, "--no-track", "--command", probe)
+    out = result.stdout
+    assert out.splitlines()[0] == "1000"
+    assert "CapEff:\t0000000000000000" in out and "NoNewPrivs:\t1" in out
+    assert "Read-only file system" in out and "writable" in out
+
+
+def test_unknown_run(sqlite_exp):
+    result = sqlite_exp.envlock("replay", "0123456789abcdef0123456789abcdef")
+    assert result.returncode == 2 and "no run 0123456789abcdef" in result.stderr
+
+
+def test_a_run_without_envlock_tags(sqlite_exp):
+    run_id = sqlite_exp.train()
+    result = sqlite_exp.envlock("replay", run_id)
+    assert result.returncode == 2
+    assert f"capture it first: envlock capture --run-id {run_id}" in result.stderr
+
+
+def test_a_moved_tag_does_not_change_what_replays(sqlite_exp, captured, infra, docker_client):
+    run_id, payload = captured
+    image = payload["image"]
+    repository = image.split("@")[0]
+    moved = docker_client.images.get(infra.base_image)
+    moved.tag(repository, run_id)
+    docker_client.images.push(repository, tag=run_id)  # the tag now names other content
+    for ref in (f"{repository}:{run_id}", payload["built"]["image_id"]):
+        with contextlib.suppress(Exception):
+            docker_client.images.remove(ref, force=True)
+    result = sqlite_exp.envlock("replay", run_id)
+    assert result.returncode == 0, result.stderr
+    assert "REPRODUCED" in result.stdout
+
+
+def test_an_image_gone_everywhere_says_how_to_rebuild(sqlite_exp, captured, infra,
+                                                      docker_client):
+    run_id, payload = captured
+    image = payload["image"]
+    repository, digest = image.split("@")
+    name = repository.split("/", 1)[1]
+    request = urllib.request.Request(f"http://{infra.registry}/v2/{name}/manifests/{digest}",
+                                     method="DELETE")
+    urllib.request.urlopen(request)
+    with contextlib.suppress(Exception):
+        docker_client.images.remove(image, force=True)
+    with contextlib.suppress(Exception):
+        docker_client.images.remove(payload["built"]["image_id"], force=True)
+    result = sqlite_exp.envlock("replay", run_id)
+    assert result.returncode == 2
+    assert "is gone from the registry and this engine" in result.stderr
+    assert "envlock build" in result.stderr and "envlock.lock.yaml" in result.stderr
+
+
+def test_tracking_store_unreachable_keeps_the_lock(sqlite_exp, experiment_venv, tmp_path):
+    result = sqlite_exp.envlock("capture", "--run-id", "0" * 32, "--no-build",
+                                MLFLOW_TRACKING_URI="http://127.0.0.1:9/")
+    assert result.returncode == 2
+    assert "127.0.0.1:9" in result.stderr
+
+
+def test_autolog_captures_when_the_run_ends(tmp_path):
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    repo = init_repo(tmp_path / "auto", {"train.py": (
+        "import mlflow, envlock\n"
+        "envlock.autolog(build=False)\n"
+        "with mlflow.start_run() as run:\n"
+        "    mlflow.log_metric('m', 1.0)\n"
+        "print(run.info.run_id)\n")})
+    out = subprocess.run([sys.executable, "train.py", "--epochs", "2"], cwd=repo,
+                         env={**os.environ, "MLFLOW_TRACKING_URI": store},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.strip().splitlines()[-1]
+    tags = client(store).get_run(run_id).data.tags
+    assert tags["envlock.command"] == "python train.py --epochs 2"
+    assert tags["envlock.git_commit"] and "envlock.image" not in tags
+
+
+# ---------------------------------------------------------------- tracking server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on loopback (about 25 s to answer on 2 cores)."""
+    work = tmp_path_factory.mktemp("server")
+    port = free_port()
+    mlflow = Path(sys.executable).with_name("mlflow")
+    log = open(work / "server.log", "w")  # noqa: SIM115 - open for the server's lifetime
+    proc = subprocess.Popen([str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{work}/server.db",
+                             "--artifacts-destination", str(work / "artifacts"),
+                             "--workers", "1"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            assert proc.poll() is None, (work / "server.log").read_text()[-2000:]
+            time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail(f"mlflow server did not answer: {(work / 'server.log').read_text()[-2000:]}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def test_capture_and_replay_against_a_tracking_server(tmp_path, experiment_venv, mlflow_server,
+                                                      infra, created_images):
+    exp = make_experiment(tmp_path / "srv", experiment_venv, mlflow_server)
+    run_id = exp.train()
+    captured = exp.envlock("capture", "--python", str(exp.python), "--command",
+                           "python train.py", "--base-image", infra.base_image,
+                           "--registry", f"{infra.registry}/{REPO}-srv", "--json")
+    assert captured.returncode == 0, captured.stderr
+    payload = json.loads(captured.stdout)["result"]
+    created_images.update({payload["built"]["image"], payload["built"]["env_image"]})
+    shown = exp.envlock("show", run_id)
+    assert shown.returncode == 0 and "Python:" in shown.stdout
+    replayed = exp.envlock("replay", run_id, "--json")
+    assert replayed.returncode == 0 and replayed.stdout, replayed.stderr[-3000:]
+    assert json.loads(replayed.stdout)["result"]["comparison"]["reproduced"] is True
