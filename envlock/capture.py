@@ -79,6 +79,11 @@ def artifact_files(lock: Lock, recipe: str | None, directory: Path) -> list[Path
     return files
 
 
+def _keep(lock: Lock, project: str | Path, name: str) -> Path:
+    return lockfile.write(lock, Path(project).absolute() / LOCAL_DIR / name /
+                          "envlock.lock.yaml")
+
+
 def capture(run_id: str | None = None, *, python: str | None = None,
             command: str | None = None, project: str | Path = ".",
             registry: str | None = None, base_image: str | None = None, build: bool = True,
@@ -89,16 +94,25 @@ def capture(run_id: str | None = None, *, python: str | None = None,
     ``run_id``: the run; default ``MLFLOW_RUN_ID``, else the latest run of the active
     experiment. ``command``: the command that ran it (default: the one ``autolog`` recorded).
     """
+    import os
+
     from envlock.snapshot import snapshot
     from envlock.tracking import Tracker
 
-    tracker = tracker or Tracker()
-    run, picked = tracker.resolve(run_id)
-    command = command or run.tags.get("envlock.autolog.command")
-    local = Path(project).absolute() / LOCAL_DIR / run.run_id / "envlock.lock.yaml"
+    known = run_id or os.environ.get("MLFLOW_RUN_ID")
     lock = snapshot(python=python, project=project, command=command, env_allow=env_allow,
                     exclude=(Path(project) / ".envlock",))
-    lockfile.write(lock, local)
+    local = _keep(lock, project, known or "latest")  # kept even if the store is down
+    try:
+        tracker = tracker or Tracker()
+        run, picked = tracker.resolve(run_id)
+    except EnvlockError as exc:
+        exc.hint = (f"the lockfile is kept at {local}; retry with `envlock capture"
+                    f"{' --run-id ' + known if known else ''}` once the store is reachable")
+        raise
+    if command is None and run.tags.get("envlock.autolog.command"):
+        lock = lock.with_command(run.tags["envlock.autolog.command"])
+    local = _keep(lock, project, run.run_id)
     result = CaptureResult(run_id=run.run_id, picked=picked, lockfile=str(local),
                            env_digest=lock.env_digest, lock_digest=lock.lock_digest)
     recipe = base = None

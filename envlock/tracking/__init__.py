@@ -58,6 +58,12 @@ class Tracker:
         except ImportError as exc:  # pragma: no cover - a dependency
             raise TrackingError("MLflow is not installed", "pip install mlflow") from exc
         self.uri = uri or str(mlflow.get_tracking_uri())
+        if self.uri.startswith(("http://", "https://")):
+            from envlock.provision import reachable
+
+            if not reachable(self.uri):  # MLflow itself retries for minutes before failing
+                raise TrackingError(f"tracking store {self.uri} is unreachable",
+                                    "check MLFLOW_TRACKING_URI and that the server is up")
         self.client = MlflowClient(tracking_uri=self.uri)
 
     # ---------------------------------------------------------------- errors

@@ -222,7 +222,10 @@ def test_tracking_store_unreachable_keeps_the_lock(sqlite_exp, experiment_venv, 
     result = sqlite_exp.envlock("capture", "--run-id", "0" * 32, "--no-build",
                                 MLFLOW_TRACKING_URI="http://127.0.0.1:9/")
     assert result.returncode == 2
-    assert "127.0.0.1:9" in result.stderr
+    assert "tracking store http://127.0.0.1:9/ is unreachable" in result.stderr
+    kept = sqlite_exp.root / ".envlock" / "runs" / ("0" * 32) / "envlock.lock.yaml"
+    assert kept.is_file() and f"the lockfile is kept at {kept}" in result.stderr
+    assert f"retry with `envlock capture --run-id {'0' * 32}`" in result.stderr
 
 
 def test_autolog_captures_when_the_run_ends(tmp_path):
