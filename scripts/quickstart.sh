@@ -1,19 +1,44 @@
 #!/usr/bin/env bash
-# The main job: install envlock, lock this environment, show it, and check it.
+# The main job, on the embedded defaults: train the minimal example (MLflow's SQLite store),
+# capture its environment into an image, replay it, and show the lineage with its verdict.
+# A registry is used only when ENVLOCK_REGISTRY is set; otherwise the image stays local.
 # Usage: bash scripts/quickstart.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo_root=$PWD
 bash scripts/bootstrap.sh
-work="${ENVLOCK_QUICKSTART_DIR:-$(mktemp -d)}"
-lock="$work/envlock.lock.yaml"
-envlock=.venv/bin/envlock
-echo "== envlock lock (this repository, .venv) =="
-$envlock lock -o "$lock" --command "bash scripts/quickstart.sh"
-echo
-echo "== envlock show =="
-$envlock show "$lock"
-echo
-echo "== envlock check (the live environment against the lock) =="
-$envlock check --lock "$lock"
-echo
-echo "quickstart: OK (lockfile kept at $lock)"
+eval "$(bash scripts/infra.sh up)"             # Docker engine + a Python base image
+envlock="$repo_root/.venv/bin/envlock"
+export ENVLOCK_BASE_IMAGE="${ENVLOCK_BASE_IMAGE:-$ENVLOCK_TEST_BASE_IMAGE}"
+system_python="${QUICKSTART_PYTHON:-/usr/bin/python3}"   # same Python as the base image
+
+work="${ENVLOCK_QUICKSTART_DIR:-$(mktemp -d)/experiment}"
+echo "== setting up the experiment in $work =="
+mkdir -p "$work" && cd "$work"
+cp "$repo_root/examples/minimal/train.py" .
+printf 'mlflow.db\n.envlock/\n.venv/\n' > .gitignore
+if [ ! -d .git ]; then
+  git init -q -b main && git add -A
+  git -c user.name=quickstart -c user.email=quickstart@example.invalid commit -qm "experiment"
+fi
+[ -x .venv/bin/python ] || "$system_python" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check mlflow-skinny sqlalchemy alembic
+export MLFLOW_TRACKING_URI="sqlite:///$work/mlflow.db"
+
+echo "== 1. train (logs to MLflow) =="
+.venv/bin/python train.py
+
+echo "== 2. envlock capture =="
+push_args=(--no-push)
+[ -n "${ENVLOCK_REGISTRY:-}" ] && push_args=()
+"$envlock" capture --python .venv/bin/python --command "python train.py" "${push_args[@]}"
+run_id=$(.venv/bin/python -c "from mlflow.tracking import MlflowClient as C; \
+print(C().search_runs(['0'], max_results=1, order_by=['attributes.start_time DESC'])[0].info.run_id)" \
+  2>/dev/null)
+
+echo "== 3. envlock replay $run_id =="
+"$envlock" replay "$run_id"
+
+echo "== 4. envlock lineage $run_id =="
+"$envlock" lineage "$run_id"
+echo "quickstart: OK (experiment, MLflow store and lockfiles in $work)"
