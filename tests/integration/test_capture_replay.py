@@ -123,10 +123,29 @@ def test_replay_reproduces_the_metrics_exactly(sqlite_exp, captured):
 
 def test_lineage_shows_every_replay_with_its_verdict(sqlite_exp, captured):
     run_id, payload = captured
+    assert sqlite_exp.envlock("replay", run_id).returncode == 0
     result = sqlite_exp.envlock("lineage", run_id, "--json")
     lineage = json.loads(result.stdout)["result"]
     assert lineage["image"] == payload["image"] and lineage["env_digest"] == payload["env_digest"]
     assert "reproduced" in {r["verdict"] for r in lineage["replays"]}
+    same = sqlite_exp.envlock("diff", run_id, run_id)
+    assert same.returncode == 0 and "No differences" in same.stdout
+
+
+def test_detached_replay_finishes_in_the_background(sqlite_exp, captured):
+    run_id, _ = captured
+    before = len(client(sqlite_exp.store).search_runs(
+        ["0"], filter_string=f"tags.`envlock.replay_of` = '{run_id}'"))
+    result = sqlite_exp.envlock("replay", run_id, "--detach", "--json")
+    assert result.returncode == 0, result.stderr
+    log = Path(json.loads(result.stdout)["result"]["log"])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "REPRODUCED" not in log.read_text():
+        time.sleep(0.5)
+    assert "REPRODUCED" in log.read_text()
+    after = client(sqlite_exp.store).search_runs(
+        ["0"], filter_string=f"tags.`envlock.replay_of` = '{run_id}'")
+    assert len(after) == before + 1
 
 
 def test_capturing_the_same_run_twice_changes_nothing(sqlite_exp, captured, infra):

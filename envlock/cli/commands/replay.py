@@ -32,6 +32,8 @@ def replay_command(
                                          "bridge).")] = "none",
     force: Annotated[bool, typer.Option("--force", help="Run even when the pre-flight GPU/"
                                         "driver checks fail.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="Run the whole replay in the "
+                                         "background; its output goes to a log file.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Pull the run's image by digest, check the host can run it, re-run the experiment
@@ -46,6 +48,8 @@ def replay_command(
 
     out.begin("replay", as_json)
     tol = Tolerance.parse(tolerance)
+    if detach:
+        raise typer.Exit(_detach(run_id))
     stream = sys.stderr.buffer if as_json else sys.stdout.buffer
 
     def show(chunk: bytes) -> None:
@@ -62,6 +66,25 @@ def replay_command(
     if result.comparison:
         lines.append(comparison_table(result.comparison))
     raise typer.Exit(out.emit(result.to_dict(), "\n".join(lines), result.exit_code))
+
+
+def _detach(run_id: str) -> int:
+    """Re-run this same command without --detach as a background process; print where."""
+    import subprocess
+    import tempfile
+
+    from envlock.cli import output as out
+
+    argv = [a for a in sys.argv[1:] if a not in ("--detach", "--json")]  # the log is for people
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - handed to the background process
+        prefix=f"envlock-replay-{run_id[:12]}-", suffix=".log", delete=False)
+    process = subprocess.Popen([sys.executable, "-m", "envlock", *argv], stdout=log,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True)
+    log.close()
+    return out.emit({"pid": process.pid, "log": log.name},
+                    f"replay of {run_id} running in the background (pid {process.pid}); "
+                    f"output: {log.name}; follow it with: envlock lineage {run_id}")
 
 
 def lineage_command(
