@@ -38,8 +38,10 @@ def build_command(
                                           "Dockerfile); touch nothing.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build the image of a lock: base pinned by digest, one environment layer per env_digest
-    (reused), one code layer per run; verify it against the lock; push and pin it."""
+    """Build, verify, push and pin the image of a lock.
+
+    Base pinned by digest, one environment layer per env_digest (reused), one code layer
+    per run; the environment is verified against the lock before anything is tagged."""
     from envlock import lockfile, render
     from envlock.cli import output as out
 

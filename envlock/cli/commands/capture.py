@@ -29,8 +29,9 @@ def capture_command(
     env_allow: EnvAllowOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Lock the environment of an MLflow run, build and push its image, and record the
-    lineage (envlock.* tags, lockfile/recipe/diff artifacts) on the run."""
+    """Lock, build and push the environment of an MLflow run; record it on the run.
+
+    Tags envlock.* (envlock.image last) and artifacts envlock/ (lockfile, recipe, diff)."""
     from envlock.capture import capture
     from envlock.cli import output as out
     from envlock.progress import Reporter

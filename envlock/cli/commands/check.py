@@ -25,7 +25,7 @@ def check_command(
     env_allow: EnvAllowOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compare the live environment with a lock. Exit 0 matches, 1 drift, 2 bad input."""
+    """Check the live environment against a lock; exit 1 on drift."""
     from envlock import lockfile
     from envlock.check import check
     from envlock.cli import output as out

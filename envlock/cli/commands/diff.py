@@ -14,8 +14,9 @@ def diff_command(
     new: Annotated[str, typer.Argument(help="The later lockfile or MLflow run ID.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Show what changed between two locks: packages (version and source), Python,
-    torch/CUDA/cuDNN/NCCL, driver and GPU, OS, git. Exits 1 when they differ."""
+    """Show what changed between two locks (files or run IDs); exit 1 if they differ.
+
+    Packages (version and source), Python, torch/CUDA/cuDNN/NCCL, driver and GPU, OS, git."""
     from envlock import targets
     from envlock.cli import output as out
     from envlock.cli.render import diff_text

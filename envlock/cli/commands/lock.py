@@ -31,8 +31,10 @@ def lock_command(
     env_allow: EnvAllowOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Snapshot the environment (Python, packages and their sources, torch/CUDA, GPU, OS, git,
-    runtime knobs) into a lockfile."""
+    """Snapshot an environment into a lockfile.
+
+    Records Python, every package with its source, torch/CUDA/cuDNN/NCCL, GPU and driver,
+    OS, git state (commit, diff, untracked files) and the runtime knobs."""
     from envlock import lockfile
     from envlock.cli import output as out
     from envlock.snapshot import snapshot

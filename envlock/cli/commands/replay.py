@@ -36,9 +36,10 @@ def replay_command(
                                          "background; its output goes to a log file.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Pull the run's image by digest, check the host can run it, re-run the experiment
-    (hardened), log a replay run linked to the original and compare metrics. Exits with the
-    experiment's exit code."""
+    """Re-run a captured experiment from its pinned image and compare its metrics.
+
+    Pulls the image by digest, checks the host's GPUs and driver, runs it hardened, logs a
+    replay run linked to the original. Exits with the experiment's exit code."""
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
     from envlock.compare import Tolerance
@@ -91,7 +92,7 @@ def lineage_command(
     run_id: Annotated[str, typer.Argument(help="An original (captured) MLflow run.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """The run → its env digest and image → every replay with its verdict."""
+    """Show a run's env digest and image, and every replay with its verdict."""
     from envlock.cli import output as out
     from envlock.tracking import Tracker
 

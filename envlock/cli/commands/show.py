@@ -13,8 +13,9 @@ def show_command(
     target: Annotated[str, typer.Argument(help="Lockfile, or a captured MLflow run ID.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Summarize a lock (a file or a captured run): Python, torch/CUDA/cuDNN/NCCL, GPU and
-    driver, packages, git."""
+    """Summarize a lock (a lockfile or a captured run).
+
+    Python, torch/CUDA/cuDNN/NCCL, GPU and driver, packages, git commit and dirtiness."""
     from envlock import lockfile, targets
     from envlock.cli import output as out
     from envlock.cli.render import lock_summary
