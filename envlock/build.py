@@ -190,8 +190,12 @@ def build(lock: Lock, options: BuildOptions, engine: Engine,
         code = code_context(lock, options.code_dir, options.extra_deny)
     base_ref = render.choose_base(lock, options.base_image)
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    recipe = render.render(lock, base_ref, repository, code_tag, run_id=options.run_id,
-                           code_digest=code.digest, created=created)
+
+    def recipe_for(base: str) -> render.Recipe:
+        return render.render(lock, base, repository, code_tag, run_id=options.run_id,
+                             code_digest=code.digest, created=created)
+
+    recipe = recipe_for(base_ref)  # tags and names do not depend on the base
     env_info, env_reused = (None, None) if options.no_cache else \
         _reuse_env(engine, recipe, lock, options.registry, options.auth)
     provisioned: dict[str, str] = {}
@@ -200,16 +204,14 @@ def build(lock: Lock, options: BuildOptions, engine: Engine,
         base = env_info.labels.get("org.opencontainers.image.base.name", "") + "@" + \
             env_info.labels.get("org.opencontainers.image.base.digest", "")
         report.step(f"environment image {recipe.env_image} reused ({env_reused})")
+        recipe = recipe_for(base)
     else:
         with timer("base"):
             report.step(f"pinning base image {base_ref}")
             base = pin_base(engine, base_ref)
             check_base_python(engine, base, lock)
-        recipe = render.render(lock, base, repository, code_tag, run_id=options.run_id,
-                               code_digest=code.digest, created=created)
+        recipe = recipe_for(base)
         env_info, provisioned, fidelity = _build_env(engine, lock, recipe, options, report, timer)
-    recipe = render.render(lock, base, repository, code_tag, run_id=options.run_id,
-                           code_digest=code.digest, created=created)
     code_info, code_reused = _code_image(engine, recipe, env_info, code, lock, report, timer)
     result = BuildResult(
         image=recipe.code_image, image_id=code_info.id, pinned=code_info.id, pushed=False,

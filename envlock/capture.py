@@ -100,8 +100,7 @@ def capture(run_id: str | None = None, *, python: str | None = None,
     from envlock.tracking import Tracker
 
     known = run_id or os.environ.get("MLFLOW_RUN_ID")
-    lock = snapshot(python=python, project=project, command=command, env_allow=env_allow,
-                    exclude=(Path(project) / ".envlock",))
+    lock = snapshot(python=python, project=project, command=command, env_allow=env_allow)
     local = _keep(lock, project, known or "latest")  # kept even if the store is down
     try:
         tracker = tracker or Tracker()

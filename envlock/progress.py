@@ -3,6 +3,7 @@ CI logs (and when stderr is not a TTY). Results still go to stdout via cli.outpu
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -12,7 +13,9 @@ class Reporter:
     def __init__(self, prefix: str = "envlock", stream: Any = None, live: bool | None = None):
         self.prefix = prefix
         self.stream = stream or sys.stderr
-        self.live = self.stream.isatty() if live is None else live
+        if live is None:  # a live status only on a terminal, never in CI logs
+            live = self.stream.isatty() and not os.environ.get("CI")
+        self.live = live
         self._status: Any = None
         self._started = time.monotonic()
 
@@ -37,6 +40,12 @@ class Reporter:
             self._status.update(message)
         elif not self.live:
             self.stream.write(f"{self.prefix}:           {message}\n")
+
+    def __enter__(self) -> Reporter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if self._status is not None:

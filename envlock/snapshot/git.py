@@ -138,7 +138,8 @@ def probe_git(path: str | Path = ".", exclude: tuple[str | Path, ...] = ()
         return None
     head, branch, status = _status(repo)
     skip = {rel for rel in (_relative(repo.root, p) for p in exclude) if rel}
-    status = {k: [p for p in v if p not in skip] for k, v in status.items()}
+    status = {k: [p for p in v if not any(p == s or p.startswith(s + "/") for s in skip)]
+              for k, v in status.items()}
     remote_name, remote_url = _remote(repo)
     changed = sorted(set(status["staged"]) | set(status["unstaged"]))
     diff, encoding, withheld = _diff(repo, head, changed, skip)

@@ -127,3 +127,14 @@ def test_repository_without_commits(tmp_path):
     git(repo, "add", "a.py")
     lock, _, _ = lock_repo(repo, tmp_path)
     assert lock.git["commit"] is None and "a.py" in lock.git["diff"]
+
+
+def test_the_lockfile_and_envlock_state_are_not_part_of_the_code(tmp_path):
+    repo = init_repo(tmp_path / "r", {"a.py": "a = 1\n"})
+    (repo / ".envlock" / "runs" / "x").mkdir(parents=True)
+    (repo / ".envlock" / "runs" / "x" / "envlock.lock.yaml").write_text("old\n")
+    out = repo / "envlock.lock.yaml"
+    run_envlock("lock", "--project", str(repo), "-o", str(out), "--no-gpu", check=True)
+    run_envlock("lock", "--project", str(repo), "-o", str(out), "--no-gpu", check=True)
+    lock = lockfile.load(out)
+    assert lock.git["untracked"] == [] and lock.git["dirty"] is False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -59,11 +58,8 @@ def build_command(
 
     options = BuildOptions(registry=registry, push=not no_push, base_image=base_image,
                            code_dir=code, tag=tag, run_id=run_id, no_cache=no_cache)
-    reporter = Reporter("envlock build", live=None if not os.environ.get("CI") else False)
-    try:
+    with Reporter("envlock build") as reporter:
         result = build(lock, options, Engine.connect(), reporter)
-    finally:
-        reporter.close()
     where = "pushed and pinned" if result.pushed else "local only (not pushed)"
     human = (f"environment {result.env_image} "
              f"({'reused from ' + result.env_reused if result.env_reused else 'built'})\n"

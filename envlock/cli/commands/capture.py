@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -37,13 +36,10 @@ def capture_command(
     from envlock.progress import Reporter
 
     out.begin("capture", as_json)
-    reporter = Reporter("envlock capture", live=None if not os.environ.get("CI") else False)
-    try:
+    with Reporter("envlock capture") as reporter:
         result = capture(run_id, python=python, command=command, project=project,
                          registry=registry, base_image=base_image, build=not no_build,
                          push=not no_push, env_allow=env_allow or (), reporter=reporter)
-    finally:
-        reporter.close()
     human = (f"captured run {result.run_id} ({result.picked})\n"
              f"lockfile {result.lockfile}\nenv_digest {result.env_digest}\n"
              f"{'image ' + result.image if result.image else 'no image (--no-build)'}")
