@@ -77,8 +77,8 @@ def take(python: str | None = None, project: str | Path | None = ".",
     gpu_job = _Background(gpu.probe_gpu if probe_gpu else lambda: dict(gpu.NONE,
                                                                        status="not probed"))
     toolkit_job = _Background(gpu.probe_cuda_toolkit if probe_gpu else lambda: None)
-    if project is not None:  # envlock's own state is never the experiment's code
-        exclude = (*exclude, Path(project) / ".envlock")
+    if project is not None:  # envlock's and MLflow's local state is never the experiment's code
+        exclude = (*exclude, *(Path(project) / name for name in LOCAL_STATE))
     git_section = _git(project, exclude)
     raw = pending.result()
     gpu_section, toolkit = gpu_job.result(), toolkit_job.result()
@@ -101,6 +101,10 @@ def take(python: str | None = None, project: str | Path | None = ".",
         shadowed=tuple(resolved.shadowed),
     )
     return lock, raw
+
+
+#: Local state of envlock and of MLflow's embedded defaults (store, artifacts) in a project.
+LOCAL_STATE = (".envlock", "mlruns", "mlartifacts", "mlflow.db")
 
 
 class _Background:

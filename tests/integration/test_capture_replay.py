@@ -344,3 +344,40 @@ def test_the_pytorch_example_replays_with_identical_metrics(tmp_path, infra, cre
     assert comparison["reproduced"] is True
     assert {m["name"] for m in comparison["metrics"]} == {"loss", "final_loss", "accuracy"}
     assert all(m["delta"] == 0 for m in comparison["metrics"])
+
+
+def test_an_old_mlflow_in_the_image_still_lands_in_todays_store(tmp_path, infra,
+                                                                created_images):
+    """The trap: the image's MLflow (2.x) is older than the store's (3.x). The experiment
+    writes to its private file store; the host's MLflow relays into the current store."""
+    import mlflow as host_mlflow
+
+    root = init_repo(tmp_path / "old", {"train.py": TRAIN, ".gitignore": ".venv/\n.envlock/\n"})
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(root / ".venv")], check=True)
+    python = root / ".venv" / "bin" / "python"
+    pip(python, "install", "mlflow-skinny==2.17.2")
+    old = subprocess.run([str(python), "-c", "import mlflow; print(mlflow.__version__)"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert old.startswith("2.") and host_mlflow.__version__.startswith("3.")
+    # The original run, months ago: the old client logged to its own file store; today's
+    # store holds that run (relayed the same way envlock relays replays).
+    private = tmp_path / "then"
+    subprocess.run([str(python), "train.py"], cwd=root, check=True, capture_output=True,
+                   env={**os.environ, "MLFLOW_TRACKING_URI": private.as_uri()})
+    store = f"sqlite:///{tmp_path}/today.db"
+    from envlock.tracking import Tracker
+
+    tracker = Tracker(store)
+    run_id = tracker.create_run("0", "original", {})
+    tracker.copy_from_file_store(private, run_id)
+    tracker.finish(run_id, True)
+    exp = Experiment(root=root, python=python, store=store)
+    captured = exp.envlock("capture", "--run-id", run_id, "--python", str(python), "--command",
+                           "python train.py", "--base-image", infra.base_image, "--registry",
+                           f"{infra.registry}/{REPO}-old", "--json")
+    assert captured.returncode == 0, captured.stderr
+    payload = json.loads(captured.stdout)["result"]
+    created_images.update({payload["built"]["image"], payload["built"]["env_image"]})
+    replayed = exp.envlock("replay", run_id, "--json")
+    assert replayed.returncode == 0, replayed.stderr[-2000:]
+    assert json.loads(replayed.stdout)["result"]["comparison"]["reproduced"] is True

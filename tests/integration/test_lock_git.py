@@ -133,6 +133,9 @@ def test_the_lockfile_and_envlock_state_are_not_part_of_the_code(tmp_path):
     repo = init_repo(tmp_path / "r", {"a.py": "a = 1\n"})
     (repo / ".envlock" / "runs" / "x").mkdir(parents=True)
     (repo / ".envlock" / "runs" / "x" / "envlock.lock.yaml").write_text("old\n")
+    (repo / "mlflow.db").write_bytes(b"SQLite format 3\0")
+    (repo / "mlruns" / "0").mkdir(parents=True)
+    (repo / "mlruns" / "0" / "meta.yaml").write_text("artifact_location: x\n")
     out = repo / "envlock.lock.yaml"
     run_envlock("lock", "--project", str(repo), "-o", str(out), "--no-gpu", check=True)
     run_envlock("lock", "--project", str(repo), "-o", str(out), "--no-gpu", check=True)
