@@ -163,8 +163,7 @@ class Engine:
             raise unavailable(exc) from exc
 
     def commit_after(self, image: str, command: list[str], archives: Iterable[tuple[str, Any]],
-                     changes: list[str], repository: str, tag: str,
-                     run: bool = True, log: Callable[[str], None] | None = None) -> str:
+                     changes: list[str], repository: str, tag: str, run: bool = True) -> str:
         """create → copy archives in → (run the command) → commit with ``changes``.
 
         Files copied in and removed by the command never reach the committed layer,
@@ -295,6 +294,3 @@ def tar_directory(directory: Path, arcname: str) -> io.BufferedReader:
     handle.seek(0)
     return handle  # type: ignore[return-value]
 
-
-def parse_json_lines(data: bytes) -> Any:
-    return json.loads(data.decode())

@@ -42,12 +42,6 @@ class RunData:
         return {k: v for k, v in self.tags.items() if k.startswith(TAG_PREFIX)}
 
 
-def store_uri() -> str:
-    import mlflow
-
-    return str(mlflow.get_tracking_uri())
-
-
 class Tracker:
     """MLflow through ``MlflowClient``; the client is made once per Tracker."""
 
@@ -204,6 +198,3 @@ def _first_line(exc: BaseException) -> str:
     line = text[0] if text else type(exc).__name__
     return line if len(line) < 300 else line[:297] + "..."
 
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
