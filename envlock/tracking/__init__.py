@@ -8,7 +8,6 @@ that name the store and say what to do.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
