@@ -149,13 +149,15 @@ class Engine:
         finally:
             self._discard(container.id)
 
-    def _create(self, image: str, command: list[str], user: str = "0:0") -> Any:
+    def _create(self, image: str, command: list[str], user: str = "0:0",
+                purpose: str = "probe") -> Any:
         import docker
 
         try:
             return self.client.containers.create(image, command=command, entrypoint=[],
                                                  user=user, network_disabled=True,
-                                                 working_dir="/", detach=True)
+                                                 working_dir="/", detach=True,
+                                                 labels={"envlock.staging": purpose})
         except docker.errors.ImageNotFound as exc:
             raise EngineError(f"image {image} is not in the engine") from exc
         except docker.errors.DockerException as exc:
@@ -167,7 +169,7 @@ class Engine:
 
         Files copied in and removed by the command never reach the committed layer,
         which is how the wheelhouse stays out of the image."""
-        container = self._create(image, command)
+        container = self._create(image, command, purpose=f"{repository}:{tag}")
         try:
             self._fill_and_run(container, image, archives, run)
             image_attrs = container.commit(repository=repository, tag=tag, changes=changes)

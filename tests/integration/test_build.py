@@ -249,8 +249,9 @@ def test_interrupt_mid_build_leaves_no_image_claimed(project, infra, docker_clie
     assert "@sha256:" not in out
     names = [t for image in docker_client.images.list() for t in image.tags]
     assert not [t for t in names if "tests/interrupt" in t]
-    leftovers = docker_client.containers.list(all=True, filters={"ancestor": infra.base_image})
-    assert leftovers == []
+    staging = [c for c in docker_client.containers.list(all=True, filters={
+        "label": "envlock.staging"}) if "tests/interrupt" in c.labels["envlock.staging"]]
+    assert staging == []
 
 
 def test_interrupt_mid_push_never_reports_an_unpushed_image(project, infra, docker_client,
