@@ -33,7 +33,16 @@ from typing import Annotated  # noqa: E402
 import typer  # noqa: E402
 
 from envlock import __version__  # noqa: E402
-from envlock.cli.commands import build, capture, check, diff, lock, replay, show  # noqa: E402
+from envlock.cli.commands import (  # noqa: E402
+    build,
+    capture,
+    check,
+    diff,
+    lock,
+    replay,
+    show,
+    verify,
+)
 
 HELP = """Lock, containerize and replay the exact environment of an ML experiment.
 
@@ -65,7 +74,7 @@ def main(
         logging.basicConfig(level=logging.DEBUG, format="envlock: %(name)s: %(message)s")
 
 
-for module in (lock, show, diff, check, build, capture, replay):
+for module in (lock, show, diff, check, build, capture, replay, verify):
     module.register(app)
 
 

@@ -381,3 +381,40 @@ def test_an_old_mlflow_in_the_image_still_lands_in_todays_store(tmp_path, infra,
     replayed = exp.envlock("replay", run_id, "--json")
     assert replayed.returncode == 0, replayed.stderr[-2000:]
     assert json.loads(replayed.stdout)["result"]["comparison"]["reproduced"] is True
+
+
+def test_verify_gates_ci_with_junit_and_markdown(sqlite_exp, captured, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    run_id, _ = captured
+    summary = tmp_path / "step-summary.md"
+    result = sqlite_exp.envlock("verify", run_id, "--junit", str(tmp_path / "j.xml"),
+                                "--markdown", str(tmp_path / "s.md"),
+                                GITHUB_STEP_SUMMARY=str(summary))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("REPRODUCED")
+    suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
+    names = [case.get("name") for case in suite.findall("testcase")]
+    assert names == [f"replay of {run_id}", "metric b", "metric loss", "metric w"]
+    assert suite.get("failures") == "0"
+    assert "reproduced" in (tmp_path / "s.md").read_text()
+    assert summary.read_text() == (tmp_path / "s.md").read_text()
+
+
+def test_verify_fails_when_metrics_drift_and_on_bad_input(sqlite_exp, infra, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    run_id = sqlite_exp.train()
+    captured = sqlite_exp.envlock("capture", "--run-id", run_id, "--python",
+                                  str(sqlite_exp.python), "--command", "python train.py",
+                                  "--base-image", infra.base_image, "--no-push")
+    assert captured.returncode == 0, captured.stderr
+    MlflowClient(sqlite_exp.store).log_metric(run_id, "w", 99.0)  # the record no longer holds
+    result = sqlite_exp.envlock("verify", run_id, "--junit", str(tmp_path / "j.xml"))
+    assert result.returncode == 1 and result.stdout.startswith("NOT REPRODUCED")
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
+    assert suite.get("failures") == "1"
+    unknown = sqlite_exp.envlock("verify", "f" * 32)
+    assert unknown.returncode == 2 and "no run" in unknown.stderr

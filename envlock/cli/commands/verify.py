@@ -1,0 +1,74 @@
+"""``envlock verify``: replay a run and turn the result into a CI gate."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from envlock.cli.commands.lock import JsonOpt
+
+
+def verify_command(
+    run_id: Annotated[str, typer.Argument(help="The captured MLflow run to verify.")],
+    tolerance: Annotated[str | None, typer.Option(
+        "--tolerance", help="1e-6 (absolute), 0.5% (relative) or abs=…,rel=…; default exact.")
+    ] = None,
+    metric: Annotated[list[str] | None, typer.Option(
+        "--metric", help="Compare only these metrics (repeatable).")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report.")
+                     ] = None,
+    markdown: Annotated[Path | None, typer.Option(
+        "--markdown", help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY).")
+    ] = None,
+    gpus: Annotated[str | None, typer.Option("--gpus", help="As for replay.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay a run and compare its metrics: exit 0 reproduced, 1 not, 2 bad input.
+
+    Reports: JUnit XML (the run and one case per metric) and Markdown."""
+    from envlock import report
+    from envlock.cli import output as out
+    from envlock.cli.render import comparison_table
+    from envlock.compare import Tolerance
+    from envlock.engine import Engine
+    from envlock.errors import EXIT_DRIFT, EXIT_OK
+    from envlock.replay import replay
+    from envlock.tracking import Tracker
+
+    out.begin("verify", as_json)
+    tol = Tolerance.parse(tolerance)
+
+    def show(chunk: bytes) -> None:
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.flush()
+
+    result = replay(run_id, engine=Engine.connect(), tracker=Tracker(), gpus=gpus,
+                    tolerance=tol, metrics=tuple(metric or ()), output=show)
+    comparison = result.comparison
+    reproduced = result.exit_code == 0 and bool(comparison and comparison.reproduced)
+    run_case = (f"replay of {run_id}", result.exit_code == 0,
+                f"exit code {result.exit_code}, replay run {result.replay_run_id}")
+    if junit:
+        junit.write_text(report.junit("envlock.verify", run_case, comparison))
+    facts = {"run": run_id, "replay run": result.replay_run_id, "image": result.image,
+             "exit code": result.exit_code}
+    summary = report.markdown(f"envlock verify {run_id}", reproduced, facts, comparison)
+    if markdown:
+        markdown.write_text(summary)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as handle:
+            handle.write(summary)
+    human = (f"{'REPRODUCED' if reproduced else 'NOT REPRODUCED'}: run {run_id} "
+             f"(replay {result.replay_run_id}, exit {result.exit_code})")
+    if comparison:
+        human += "\n" + comparison_table(comparison)
+    raise typer.Exit(out.emit({**result.to_dict(), "reproduced": reproduced}, human,
+                              EXIT_OK if reproduced else EXIT_DRIFT))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify_command)
