@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, on the embedded defaults: train the minimal example (MLflow's SQLite store),
-# capture its environment into an image, replay it, and show the lineage with its verdict.
+# capture its environment into an image, replay it, verify it as a CI gate would, and show
+# the lineage with every verdict.
 # A registry is used only when ENVLOCK_REGISTRY is set; otherwise the image stays local.
 # Usage: bash scripts/quickstart.sh
 set -euo pipefail
@@ -39,6 +40,9 @@ print(C().search_runs(['0'], max_results=1, order_by=['attributes.start_time DES
 echo "== 3. envlock replay $run_id =="
 "$envlock" replay "$run_id"
 
-echo "== 4. envlock lineage $run_id =="
+echo "== 4. envlock verify $run_id (the CI gate: exit 0 reproduced, 1 not) =="
+"$envlock" verify "$run_id" --junit "$work/verify.junit.xml" --markdown "$work/verify.md"
+
+echo "== 5. envlock lineage $run_id =="
 "$envlock" lineage "$run_id"
 echo "quickstart: OK (experiment, MLflow store and lockfiles in $work)"
