@@ -383,10 +383,20 @@ def test_an_old_mlflow_in_the_image_still_lands_in_todays_store(tmp_path, infra,
     assert json.loads(replayed.stdout)["result"]["comparison"]["reproduced"] is True
 
 
-def test_verify_gates_ci_with_junit_and_markdown(sqlite_exp, captured, tmp_path):
+def capture_fresh_run(exp, infra):
+    """A run of its own (the module's captured run is deleted by the fault tests)."""
+    run_id = exp.train()
+    result = exp.envlock("capture", "--run-id", run_id, "--python", str(exp.python),
+                         "--command", "python train.py", "--base-image", infra.base_image,
+                         "--no-push")
+    assert result.returncode == 0, result.stderr
+    return run_id
+
+
+def test_verify_gates_ci_with_junit_and_markdown(sqlite_exp, infra, tmp_path):
     import xml.etree.ElementTree as ET
 
-    run_id, _ = captured
+    run_id = capture_fresh_run(sqlite_exp, infra)
     summary = tmp_path / "step-summary.md"
     result = sqlite_exp.envlock("verify", run_id, "--junit", str(tmp_path / "j.xml"),
                                 "--markdown", str(tmp_path / "s.md"),
@@ -404,11 +414,7 @@ def test_verify_gates_ci_with_junit_and_markdown(sqlite_exp, captured, tmp_path)
 def test_verify_fails_when_metrics_drift_and_on_bad_input(sqlite_exp, infra, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    run_id = sqlite_exp.train()
-    captured = sqlite_exp.envlock("capture", "--run-id", run_id, "--python",
-                                  str(sqlite_exp.python), "--command", "python train.py",
-                                  "--base-image", infra.base_image, "--no-push")
-    assert captured.returncode == 0, captured.stderr
+    run_id = capture_fresh_run(sqlite_exp, infra)
     MlflowClient(sqlite_exp.store).log_metric(run_id, "w", 99.0)  # the record no longer holds
     result = sqlite_exp.envlock("verify", run_id, "--junit", str(tmp_path / "j.xml"))
     assert result.returncode == 1 and result.stdout.startswith("NOT REPRODUCED")
