@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 #: Version of the ``--json`` envelope; bump on incompatible changes.
@@ -56,3 +56,14 @@ def table(rows: Sequence[Sequence[str]], indent: str = "  ") -> str:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + [row[-1]]
         lines.append(indent + "  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def passthrough(to_stderr: bool) -> Callable[[bytes], None]:
+    """A writer for an experiment's own output: stdout, or stderr when stdout carries JSON."""
+    stream = sys.stderr.buffer if to_stderr else sys.stdout.buffer
+
+    def write(chunk: bytes) -> None:
+        stream.write(chunk)
+        stream.flush()
+
+    return write

@@ -24,7 +24,7 @@ import pytest
 from tests.conftest import ROOT, git, init_repo
 
 PYPROJECT = """[build-system]
-requires = ["setuptools>=61"]
+requires = ["setuptools>=64"]
 build-backend = "setuptools.build_meta"
 
 [project]
@@ -176,17 +176,7 @@ def created_images(docker_client):
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
-PROJECT_PYPROJECT = """[build-system]
-requires = ["setuptools>=64"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "mlproj"
-version = "0.1.0"
-
-[tool.setuptools]
-packages = ["mlproj"]
-"""
+PROJECT_PYPROJECT = PYPROJECT.format(name="mlproj", version="0.1.0", module="mlproj")
 
 
 @dataclass

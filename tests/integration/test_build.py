@@ -231,20 +231,28 @@ def test_a_base_image_with_the_wrong_python(infra, tmp_path):
                  "--base-image")
 
 
-def test_interrupt_mid_build_leaves_no_image_claimed(project, infra, docker_client):
-    lock = project.lock(name="int.lock.yaml")
-    tag = f"int-{uuid.uuid4().hex[:8]}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "envlock", "build", str(lock), "--base-image", infra.base_image,
-         "--registry", f"{infra.registry}/tests/interrupt", "--tag", tag, "--no-cache"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CI": "1"})
+def interrupted_build(marker, *args):
+    """Run `envlock build ARGS` and send SIGINT once ``marker`` shows in its progress."""
+    proc = subprocess.Popen([sys.executable, "-m", "envlock", "build", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CI": "1"})
     seen = ""
-    while "installing them into the environment layer" not in seen:
+    while marker not in seen:
         line = proc.stderr.readline()
         assert line, f"build ended early: {seen}"
         seen += line
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
+    return proc, out, err
+
+
+def test_interrupt_mid_build_leaves_no_image_claimed(project, infra, docker_client):
+    lock = project.lock(name="int.lock.yaml")
+    tag = f"int-{uuid.uuid4().hex[:8]}"
+    proc, out, err = interrupted_build(
+        "installing them into the environment layer", str(lock), "--base-image",
+        infra.base_image, "--registry", f"{infra.registry}/tests/interrupt", "--tag", tag,
+        "--no-cache")
     assert proc.returncode == 130, err
     assert "@sha256:" not in out
     names = [t for image in docker_client.images.list() for t in image.tags]
@@ -259,17 +267,8 @@ def test_interrupt_mid_push_never_reports_an_unpushed_image(project, infra, dock
     lock = project.lock(name="push.lock.yaml")
     tag = f"push-{uuid.uuid4().hex[:8]}"
     repo = f"{infra.registry}/tests/push-{uuid.uuid4().hex[:6]}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "envlock", "build", str(lock), "--base-image", infra.base_image,
-         "--registry", repo, "--tag", tag],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CI": "1"})
-    seen = ""
-    while "pushing" not in seen:
-        line = proc.stderr.readline()
-        assert line, f"build ended early: {seen}"
-        seen += line
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
+    proc, out, _ = interrupted_build("pushing", str(lock), "--base-image", infra.base_image,
+                                     "--registry", repo, "--tag", tag)
     created_images.update({f"{repo}:{tag}"})
     import urllib.error
     import urllib.request

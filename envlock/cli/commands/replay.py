@@ -51,15 +51,10 @@ def replay_command(
     tol = Tolerance.parse(tolerance)
     if detach:
         raise typer.Exit(_detach(run_id))
-    stream = sys.stderr.buffer if as_json else sys.stdout.buffer
-
-    def show(chunk: bytes) -> None:
-        stream.write(chunk)
-        stream.flush()
-
     result = replay(run_id, engine=Engine.connect(), tracker=Tracker(), gpus=gpus,
                     mounts=mount, env=env, command=command, track=not no_track, force=force,
-                    tolerance=tol, metrics=tuple(metric or ()), network=network, output=show)
+                    tolerance=tol, metrics=tuple(metric or ()), network=network,
+                    output=out.passthrough(as_json))
     for warning in result.warnings:
         out.warn(warning)
     lines = [f"replay of {run_id}: exit {result.exit_code}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -42,12 +41,9 @@ def verify_command(
     out.begin("verify", as_json)
     tol = Tolerance.parse(tolerance)
 
-    def show(chunk: bytes) -> None:
-        sys.stderr.buffer.write(chunk)
-        sys.stderr.flush()
-
     result = replay(run_id, engine=Engine.connect(), tracker=Tracker(), gpus=gpus,
-                    tolerance=tol, metrics=tuple(metric or ()), output=show)
+                    tolerance=tol, metrics=tuple(metric or ()),
+                    output=out.passthrough(True))
     comparison = result.comparison
     reproduced = result.exit_code == 0 and bool(comparison and comparison.reproduced)
     run_case = (f"replay of {run_id}", result.exit_code == 0,
