@@ -1,40 +1,123 @@
-"""Pure: CI reports of a verification — JUnit XML and a Markdown summary."""
+"""Pure: CI reports of a gate (``verify``, ``check``) — JUnit XML and a Markdown summary.
+
+Each gate turns its result into test cases (one per thing a reader wants to see pass
+or fail); the same cases feed the JUnit file and the Markdown summary.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
 from envlock.compare import Comparison
 
 
-def junit(suite: str, run_case: tuple[str, bool, str], comparison: Comparison | None) -> str:
-    """One test case for the run itself, one per metric."""
+@dataclass(frozen=True)
+class Case:
+    name: str
+    ok: bool
+    detail: str
+
+
+def junit(suite: str, cases: Sequence[Case]) -> str:
     root = ET.Element("testsuites")
-    cases: list[tuple[str, bool, str]] = [run_case]
-    for row in comparison.rows if comparison else ():
-        cases.append((f"metric {row.name}", row.ok,
-                      f"original {row.original}, replay {row.replay}, delta {row.delta}"))
-    failures = sum(1 for _, ok, _ in cases if not ok)
+    failures = sum(1 for c in cases if not c.ok)
     element = ET.SubElement(root, "testsuite", name=suite, tests=str(len(cases)),
                             failures=str(failures), errors="0")
-    for name, ok, detail in cases:
-        case = ET.SubElement(element, "testcase", classname=suite, name=name)
-        if not ok:
-            ET.SubElement(case, "failure", message=detail).text = detail
+    for case in cases:
+        node = ET.SubElement(element, "testcase", classname=suite, name=case.name)
+        if not case.ok:
+            ET.SubElement(node, "failure", message=case.detail).text = case.detail
         else:
-            ET.SubElement(case, "system-out").text = detail
+            ET.SubElement(node, "system-out").text = case.detail
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
 
 
-def markdown(title: str, verdict: bool, facts: dict[str, Any],
-             comparison: Comparison | None) -> str:
-    lines = [f"## {'✅' if verdict else '❌'} {title}: "
-             f"{'reproduced' if verdict else 'NOT reproduced'}", ""]
+def markdown(title: str, ok: bool, verdict: str, facts: dict[str, Any],
+             header: Sequence[str] = (), rows: Iterable[Sequence[Any]] = ()) -> str:
+    lines = [f"## {'✅' if ok else '❌'} {title}: {verdict}", ""]
     lines += [f"- **{k}**: `{v}`" for k, v in facts.items()]
-    if comparison and comparison.rows:
-        lines += ["", "| metric | original | replay | delta | |", "|---|---|---|---|---|"]
-        lines += [f"| {r.name} | {r.original} | {r.replay} | {r.delta} | "
-                  f"{'ok' if r.ok else '**differs**'} |" for r in comparison.rows]
+    rows = list(rows)
+    if header and rows:
+        lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def write(junit_path: Path | None, markdown_path: Path | None, suite: str,
+          cases: Sequence[Case], summary: str) -> None:
+    """Write the requested reports; append the summary to ``$GITHUB_STEP_SUMMARY``."""
+    if junit_path:
+        junit_path.write_text(junit(suite, cases), encoding="utf-8")
+    if markdown_path:
+        markdown_path.write_text(summary, encoding="utf-8")
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as handle:
+            handle.write(summary)
+
+
+# ----------------------------------------------------------------------------- verify
+def verify_cases(run_case: Case, comparison: Comparison | None) -> list[Case]:
+    """The replay itself, then one case per compared metric."""
+    cases = [run_case]
+    for row in comparison.rows if comparison else ():
+        cases.append(Case(f"metric {row.name}", row.ok,
+                          f"original {row.original}, replay {row.replay}, delta {row.delta}"))
+    return cases
+
+
+def verify_markdown(run_id: str, reproduced: bool, facts: dict[str, Any],
+                    comparison: Comparison | None) -> str:
+    rows = [(r.name, r.original, r.replay, r.delta, "ok" if r.ok else "**differs**")
+            for r in (comparison.rows if comparison else ())]
+    return markdown(f"envlock verify {run_id}", reproduced,
+                    "reproduced" if reproduced else "NOT reproduced", facts,
+                    ("metric", "original", "replay", "delta", ""), rows)
+
+
+# ------------------------------------------------------------------------------ check
+def check_cases(result: Any) -> list[Case]:
+    """``envlock check``: the environment digest, one case per package difference, one
+    per other category (failing only where it counts as drift), and RECORD integrity."""
+    from envlock.diff import ENV_CATEGORIES
+
+    diff = result.diff
+    digest = result.env_digest_locked == result.env_digest_live
+    cases = [Case("environment digest", not diff.env_changed,
+                  f"locked {result.env_digest_locked}, live {result.env_digest_live}"
+                  + ("" if digest else " (differs)"))]
+    for change in diff.packages:
+        old = f"{change.old_version} ({change.old_source})" if change.old_version else "absent"
+        new = f"{change.new_version} ({change.new_source})" if change.new_version else "absent"
+        cases.append(Case(f"package {change.name}", False,
+                          f"{change.kind}: locked {old}, live {new}"))
+    grouped = diff.by_category()
+    for category in ("python", "frameworks", "gpu", "os", "git", "runtime"):
+        changes = grouped.get(category, [])
+        counts = category in ENV_CATEGORIES or result.strict
+        detail = "; ".join(f"{c.field}: {c.old!r} -> {c.new!r}" for c in changes) or "same"
+        if changes and not counts:
+            detail += " (not drift without --strict)"
+        cases.append(Case(category, not (changes and counts), detail))
+    if result.integrity is not None:
+        integrity = result.integrity
+        detail = (f"{integrity.files_checked} files of {integrity.packages_checked} packages "
+                  "match RECORD") if integrity.ok else "; ".join(
+            f"{p.package}: {p.problem} {p.path}" for p in integrity.problems[:20])
+        cases.append(Case("installed files (RECORD)", integrity.ok, detail))
+    return cases
+
+
+def check_markdown(result: Any, cases: Sequence[Case]) -> str:
+    ok = not result.drifted
+    facts = {"lock": result.lock_path, "locked env digest": result.env_digest_locked,
+             "live env digest": result.env_digest_live, "strict": result.strict}
+    rows = [(c.name, "ok" if c.ok else "**drift**", c.detail.replace("|", "\\|"))
+            for c in cases]
+    return markdown("envlock check", ok, "environment matches the lock" if ok
+                    else "DRIFT from the lock", facts, ("check", "", "detail"), rows)

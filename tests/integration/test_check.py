@@ -40,6 +40,34 @@ def test_added_and_changed_packages_are_drift(fresh_venv, tmp_path):
     assert added == ["typing-extensions"]
 
 
+def test_check_writes_ci_reports(fresh_venv, tmp_path):
+    """The CI form of the gate: JUnit cases name what drifted; Markdown for the step summary."""
+    import xml.etree.ElementTree as ET
+
+    lock = tmp_path / "l.yaml"
+    pip(fresh_venv, "install", "six==1.16.0")
+    lock_venv(fresh_venv, lock)
+    summary = tmp_path / "step-summary.md"
+    reports = ("--junit", str(tmp_path / "check.xml"), "--markdown", str(tmp_path / "check.md"))
+    ok = run_envlock("check", "--lock", str(lock), "--python", str(fresh_venv), *reports,
+                     env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert ok.returncode == 0
+    suite = ET.parse(tmp_path / "check.xml").getroot().find("testsuite")
+    assert suite.get("failures") == "0" and int(suite.get("tests")) >= 7
+    pip(fresh_venv, "install", "six==1.17.0")
+    drift = run_envlock("check", "--lock", str(lock), "--python", str(fresh_venv), *reports,
+                        env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert drift.returncode == 1
+    suite = ET.parse(tmp_path / "check.xml").getroot().find("testsuite")
+    failed = {c.get("name"): c.find("failure").get("message")
+              for c in suite.findall("testcase") if c.find("failure") is not None}
+    assert set(failed) == {"environment digest", "package six"}
+    assert "locked 1.16.0" in failed["package six"] and "live 1.17.0" in failed["package six"]
+    assert (tmp_path / "check.md").read_text().startswith("## ❌ envlock check: DRIFT")
+    summary_text = summary.read_text()  # both runs appended, as two CI steps would
+    assert "## ✅ envlock check" in summary_text and "## ❌ envlock check" in summary_text
+
+
 def test_deep_check_finds_a_file_edited_in_site_packages(fresh_venv, tmp_path):
     pip(fresh_venv, "install", "six==1.16.0")
     lock = tmp_path / "l.yaml"

@@ -23,10 +23,18 @@ def check_command(
         "--project", help="Directory whose git state is compared; default: the current "
         "directory when the lock recorded git state.")] = None,
     env_allow: EnvAllowOpt = None,
+    junit: Annotated[Path | None, typer.Option(
+        "--junit", help="Write a JUnit XML report (one case per check).")] = None,
+    markdown: Annotated[Path | None, typer.Option(
+        "--markdown", help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check the live environment against a lock; exit 1 on drift."""
-    from envlock import lockfile
+    """Check the live environment against a lock; exit 1 on drift.
+
+    For CI: --junit and --markdown write reports; the summary also goes to
+    $GITHUB_STEP_SUMMARY when that is set."""
+    from envlock import lockfile, report
     from envlock.check import check
     from envlock.cli import output as out
     from envlock.cli.render import check_text
@@ -38,6 +46,8 @@ def check_command(
         project = Path(".")
     result = check(lock, lock_path, python=python, deep=deep, strict=strict, project=project,
                    env_allow=env_allow or ())
+    cases = report.check_cases(result)
+    report.write(junit, markdown, "envlock.check", cases, report.check_markdown(result, cases))
     code = EXIT_DRIFT if result.drifted else EXIT_OK
     raise typer.Exit(out.emit(result.to_dict(), check_text(result), code))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -46,18 +45,12 @@ def verify_command(
                     output=out.passthrough(True))
     comparison = result.comparison
     reproduced = result.exit_code == 0 and bool(comparison and comparison.reproduced)
-    run_case = (f"replay of {run_id}", result.exit_code == 0,
-                f"exit code {result.exit_code}, replay run {result.replay_run_id}")
-    if junit:
-        junit.write_text(report.junit("envlock.verify", run_case, comparison))
+    run_case = report.Case(f"replay of {run_id}", result.exit_code == 0,
+                           f"exit code {result.exit_code}, replay run {result.replay_run_id}")
     facts = {"run": run_id, "replay run": result.replay_run_id, "image": result.image,
              "exit code": result.exit_code}
-    summary = report.markdown(f"envlock verify {run_id}", reproduced, facts, comparison)
-    if markdown:
-        markdown.write_text(summary)
-    if os.environ.get("GITHUB_STEP_SUMMARY"):
-        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as handle:
-            handle.write(summary)
+    report.write(junit, markdown, "envlock.verify", report.verify_cases(run_case, comparison),
+                 report.verify_markdown(run_id, reproduced, facts, comparison))
     human = (f"{'REPRODUCED' if reproduced else 'NOT REPRODUCED'}: run {run_id} "
              f"(replay {result.replay_run_id}, exit {result.exit_code})")
     if comparison:
