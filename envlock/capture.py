@@ -96,9 +96,13 @@ def capture(run_id: str | None = None, *, python: str | None = None,
     """
     import os
 
+    from envlock import config
     from envlock.snapshot import snapshot
     from envlock.tracking import Tracker
 
+    cfg = config.load(Path(project))
+    cfg.apply_tracking_uri()
+    env_allow = cfg.get("env_allow", list(env_allow))
     known = run_id or os.environ.get("MLFLOW_RUN_ID")
     lock = snapshot(python=python, project=project, command=command, env_allow=env_allow)
     local = _keep(lock, project, known or "latest")  # kept even if the store is down
@@ -120,8 +124,10 @@ def capture(run_id: str | None = None, *, python: str | None = None,
         from envlock.build import build as build_image
         from envlock.engine import Engine
 
-        options = BuildOptions(registry=registry, push=push, base_image=base_image,
-                               code_dir=Path(project), run_id=run.run_id)
+        options = BuildOptions(
+            registry=cfg.get("registry", registry), push=push, code_dir=Path(project),
+            base_image=cfg.base_image_for(lock.python["version"], base_image),
+            run_id=run.run_id, extra_deny=tuple(cfg.get("deny")))
         built = build_image(lock, options, engine or Engine.connect(), reporter)
         result.image, base, recipe = built.pinned, built.base, built.recipe
         result.built = built.to_dict()

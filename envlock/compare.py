@@ -44,6 +44,7 @@ class MetricRow:
     original: float | None
     replay: float | None
     ok: bool
+    tolerance: Tolerance | None = None  # set when this metric has its own tolerance
 
     @property
     def delta(self) -> float | None:
@@ -52,8 +53,12 @@ class MetricRow:
         return self.replay - self.original
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "original": self.original, "replay": self.replay,
-                "delta": self.delta, "ok": self.ok}
+        out: dict[str, Any] = {"name": self.name, "original": self.original, "replay": self.replay,
+                               "delta": self.delta, "ok": self.ok}
+        if self.tolerance is not None:
+            out["tolerance"] = {"absolute": self.tolerance.absolute,
+                                "relative": self.tolerance.relative}
+        return out
 
 
 @dataclass(frozen=True)
@@ -73,17 +78,21 @@ class Comparison:
 
 
 def compare(original: Mapping[str, float], replay: Mapping[str, float],
-            tolerance: Tolerance = Tolerance(), metrics: Iterable[str] = ()) -> Comparison:
+            tolerance: Tolerance = Tolerance(), metrics: Iterable[str] = (),
+            per_metric: Mapping[str, Tolerance] | None = None) -> Comparison:
     """Every metric of the original (or just ``metrics``) must be in the replay, within
-    ``tolerance`` (``math.isclose`` semantics; NaN equals NaN)."""
+    its tolerance: ``per_metric[name]`` when given, else ``tolerance`` (``math.isclose``
+    semantics; NaN equals NaN)."""
     names = list(metrics) or sorted(original)
     rows = []
     for name in names:
+        own = (per_metric or {}).get(name)
+        tol = own or tolerance
         a, b = original.get(name), replay.get(name)
         if a is None or b is None:
-            rows.append(MetricRow(name, a, b, False))
+            rows.append(MetricRow(name, a, b, False, own))
             continue
         same = (math.isnan(a) and math.isnan(b)) or math.isclose(
-            a, b, rel_tol=tolerance.relative, abs_tol=tolerance.absolute)
-        rows.append(MetricRow(name, a, b, same))
+            a, b, rel_tol=tol.relative, abs_tol=tol.absolute)
+        rows.append(MetricRow(name, a, b, same, own))
     return Comparison(rows=tuple(rows), tolerance=tolerance)

@@ -79,9 +79,8 @@ def ensure_image(engine: Any, reference: str, run_id: str) -> str:
         except EnvlockError as exc:
             raise ReplayError(
                 f"image {reference} of run {run_id} is gone from the registry and this "
-                f"engine ({exc.message})", f"rebuild it from the run's lockfile artifact: "
-                f"mlflow artifacts download -r {run_id} -a envlock/envlock.lock.yaml, then "
-                "envlock build LOCKFILE") from exc
+                f"engine ({exc.message})", "rebuild it from the run's lock: envlock build "
+                f"--from-run {run_id} --no-cache --registry REGISTRY/REPO") from exc
     if info is None:
         raise ReplayError(f"image {reference} of run {run_id} is not in this engine",
                           "it was never pushed; replay on the host that built it or rebuild "
@@ -97,7 +96,8 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
            mounts: list[str] | None = None, env: list[str] | None = None,
            command: str | None = None, track: bool = True, force: bool = False,
            tolerance: Tolerance | None = None, metrics: tuple[str, ...] = (),
-           network: str = "none", host_gpu: dict[str, Any] | None = None,
+           per_metric: dict[str, Tolerance] | None = None, network: str = "none",
+           host_gpu: dict[str, Any] | None = None,
            output: Callable[[bytes], None] | None = None) -> ReplayResult:
     from envlock import compat, lockfile
 
@@ -139,7 +139,7 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
                                          gpus=request, network=network,
                                          on_output=output or _to_stdout)
             comparison = _record(tracker, run, replay_id, store / "store", code, tolerance,
-                                 metrics) if replay_id else None
+                                 metrics, per_metric) if replay_id else None
         except BaseException:
             if replay_id:  # never leave a replay run RUNNING
                 tracker.finish(replay_id, False)
@@ -149,11 +149,13 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
 
 
 def _record(tracker: Any, run: Any, replay_id: str, store: Path, code: int,
-            tolerance: Tolerance | None, metrics: tuple[str, ...]) -> Comparison:
+            tolerance: Tolerance | None, metrics: tuple[str, ...],
+            per_metric: dict[str, Tolerance] | None = None) -> Comparison:
     """Relay the container's MLflow data into the replay run, compare, tag, finish."""
     tracker.copy_from_file_store(store, replay_id)
     replayed = tracker.run(replay_id)
-    comparison = compare(run.metrics, replayed.metrics, tolerance or Tolerance(), metrics)
+    comparison = compare(run.metrics, replayed.metrics, tolerance or Tolerance(), metrics,
+                         per_metric)
     reproduced = code == 0 and comparison.reproduced
     tracker.set_tags(replay_id, {"envlock.exit_code": str(code),
                                  "envlock.verdict": "reproduced" if reproduced

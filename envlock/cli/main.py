@@ -37,6 +37,7 @@ from envlock.cli.commands import (  # noqa: E402
     build,
     capture,
     check,
+    config,
     diff,
     lock,
     replay,
@@ -74,7 +75,7 @@ def main(
         logging.basicConfig(level=logging.DEBUG, format="envlock: %(name)s: %(message)s")
 
 
-for module in (lock, show, diff, check, build, capture, replay, verify):
+for module in (lock, show, diff, check, build, capture, replay, verify, config):
     module.register(app)
 
 

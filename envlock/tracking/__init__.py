@@ -50,6 +50,10 @@ class Tracker:
             from mlflow.tracking import MlflowClient
         except ImportError as exc:  # pragma: no cover - a dependency
             raise TrackingError("MLflow is not installed", "pip install mlflow") from exc
+        if uri is None:
+            from envlock import config
+
+            config.load().apply_tracking_uri()  # the project's tracking_uri, if set
         self.uri = uri or str(mlflow.get_tracking_uri())
         if self.uri.startswith(("http://", "https://")):
             from envlock.provision import reachable

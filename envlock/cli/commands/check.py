@@ -34,7 +34,7 @@ def check_command(
 
     For CI: --junit and --markdown write reports; the summary also goes to
     $GITHUB_STEP_SUMMARY when that is set."""
-    from envlock import lockfile, report
+    from envlock import config, lockfile, report
     from envlock.check import check
     from envlock.cli import output as out
     from envlock.cli.render import check_text
@@ -45,7 +45,7 @@ def check_command(
     if project is None and lock.git is not None:
         project = Path(".")
     result = check(lock, lock_path, python=python, deep=deep, strict=strict, project=project,
-                   env_allow=env_allow or ())
+                   env_allow=config.load(project).get("env_allow", env_allow))
     cases = report.check_cases(result)
     report.write(junit, markdown, "envlock.check", cases, report.check_markdown(result, cases))
     code = EXIT_DRIFT if result.drifted else EXIT_OK

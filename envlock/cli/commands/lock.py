@@ -14,8 +14,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable 
 ProjectOpt = Annotated[Path, typer.Option(
     "--project", help="Directory whose git state is recorded.", show_default=True)]
 EnvAllowOpt = Annotated[list[str] | None, typer.Option(
-    "--env-allow", help="Extra env var name pattern to record (repeatable, e.g. 'MY_SEED*'). "
-    "Secret-looking names are never recorded.")]
+    "--env-allow", help="Extra env var name pattern to record (repeatable, e.g. 'MY_SEED*'; "
+    "default: the config's env_allow). Secret-looking names are never recorded.")]
 
 
 def lock_command(
@@ -35,13 +35,14 @@ def lock_command(
 
     Records Python, every package with its source, torch/CUDA/cuDNN/NCCL, GPU and driver,
     OS, git state (commit, diff, untracked files) and the runtime knobs."""
-    from envlock import lockfile
+    from envlock import config, lockfile
     from envlock.cli import output as out
     from envlock.snapshot import snapshot
 
     out.begin("lock", as_json)
+    env_allow = config.load(project).get("env_allow", env_allow)
     lock = snapshot(python=python, project=None if no_git else project, command=command,
-                    env_allow=env_allow or (), probe_gpu=not no_gpu, exclude=(output,))
+                    env_allow=env_allow, probe_gpu=not no_gpu, exclude=(output,))
     path = lockfile.write(lock, output)
     for warning in lock_warnings(lock, no_git):
         out.warn(warning)

@@ -13,7 +13,8 @@ from envlock.cli.commands.lock import JsonOpt
 def verify_command(
     run_id: Annotated[str, typer.Argument(help="The captured MLflow run to verify.")],
     tolerance: Annotated[str | None, typer.Option(
-        "--tolerance", help="1e-6 (absolute), 0.5% (relative) or abs=…,rel=…; default exact.")
+        "--tolerance", help="1e-6 (absolute), 0.5% (relative) or abs=…,rel=…; default: the "
+        "config's tolerance, else exact. Per-metric tolerances come from the config.")
     ] = None,
     metric: Annotated[list[str] | None, typer.Option(
         "--metric", help="Compare only these metrics (repeatable).")] = None,
@@ -28,20 +29,19 @@ def verify_command(
     """Replay a run and compare its metrics: exit 0 reproduced, 1 not, 2 bad input.
 
     Reports: JUnit XML (the run and one case per metric) and Markdown."""
-    from envlock import report
+    from envlock import config, report
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
-    from envlock.compare import Tolerance
     from envlock.engine import Engine
     from envlock.errors import EXIT_DRIFT, EXIT_OK
     from envlock.replay import replay
     from envlock.tracking import Tracker
 
     out.begin("verify", as_json)
-    tol = Tolerance.parse(tolerance)
+    tol, per_metric = config.load().tolerances(tolerance)
 
     result = replay(run_id, engine=Engine.connect(), tracker=Tracker(), gpus=gpus,
-                    tolerance=tol, metrics=tuple(metric or ()),
+                    tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
                     output=out.passthrough(True))
     comparison = result.comparison
     reproduced = result.exit_code == 0 and bool(comparison and comparison.reproduced)

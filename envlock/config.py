@@ -1,0 +1,201 @@
+"""Project configuration: ``[tool.envlock]`` in ``pyproject.toml`` or ``envlock.yaml``.
+
+Precedence, highest first: a command-line flag, the setting's environment variable
+(e.g. ``ENVLOCK_REGISTRY``), the project's config file, the built-in default.
+List settings given on the command line replace the config's list.
+
+The file is found by walking up from the project directory (the current directory
+unless a command says otherwise) to the repository root; in one directory
+``envlock.yaml`` wins over ``pyproject.toml``. ``ENVLOCK_CONFIG`` names a file
+explicitly. ``envlock config`` shows every effective value and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envlock.errors import EnvlockError
+
+
+class ConfigError(EnvlockError):
+    """A config file that cannot be read or holds unknown or mistyped settings."""
+
+
+@dataclass(frozen=True)
+class Key:
+    kind: type  # str, list or dict
+    env: str | None
+    help: str
+    default: Any = None
+
+
+#: Every setting, its type, its environment variable and what it does.
+KEYS: dict[str, Key] = {
+    "registry": Key(str, "ENVLOCK_REGISTRY", "push images to HOST[:PORT]/REPO"),
+    "base_image": Key(str, "ENVLOCK_BASE_IMAGE", "base image for every Python version"),
+    "base_images": Key(dict, None, "base image per Python version ('3.11' or '3.11.9')", {}),
+    "tracking_uri": Key(str, "MLFLOW_TRACKING_URI", "MLflow tracking URI"),
+    "tolerance": Key(str, None, "default metric tolerance: 1e-6, 0.5% or abs=…,rel=…"),
+    "tolerances": Key(dict, None, "tolerance per metric name", {}),
+    "env_allow": Key(list, None, "extra env var name patterns to record", []),
+    "deny": Key(list, None, "extra path patterns kept out of the code layer", []),
+}
+
+#: Accepted spellings: TOML and YAML users write both.
+_ALIASES = {k.replace("_", "-"): k for k in KEYS}
+
+
+@dataclass(frozen=True)
+class Setting:
+    value: Any
+    source: str  # "flag", "env NAME", the config file, or "default"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def setting(self, key: str, flag: Any = None) -> Setting:
+        spec = KEYS[key]
+        if flag not in (None, [], (), {}):
+            return Setting(list(flag) if spec.kind is list else flag, "flag")
+        if spec.env and os.environ.get(spec.env):
+            return Setting(os.environ[spec.env], f"env {spec.env}")
+        if key in self.values:
+            return Setting(self.values[key], str(self.path))
+        default = spec.default
+        return Setting(type(default)(default) if default is not None else None, "default")
+
+    def get(self, key: str, flag: Any = None) -> Any:
+        return self.setting(key, flag).value
+
+    def base_image_for(self, python_version: str, flag: str | None = None) -> str | None:
+        """``--base-image``, else ``$ENVLOCK_BASE_IMAGE``, else ``base_images`` for this
+        Python (full version first, then major.minor), else ``base_image``."""
+        chosen = self.setting("base_image", flag)
+        if chosen.source in ("flag", "env ENVLOCK_BASE_IMAGE"):
+            return str(chosen.value)
+        per_version = self.values.get("base_images", {})
+        minor = ".".join(python_version.split(".")[:2])
+        for version in (python_version, minor):
+            if version in per_version:
+                return str(per_version[version])
+        return chosen.value
+
+    def apply_tracking_uri(self) -> None:
+        """Make the config's tracking URI MLflow's default (the env var still wins)."""
+        if "tracking_uri" in self.values and not os.environ.get("MLFLOW_TRACKING_URI"):
+            os.environ["MLFLOW_TRACKING_URI"] = str(self.values["tracking_uri"])
+
+    def tolerances(self, flag: str | None = None) -> tuple[Any, dict[str, Any]]:
+        """The default tolerance (flag > config) and the per-metric ones."""
+        from envlock.compare import Tolerance
+
+        per_metric = {name: Tolerance.parse(str(spec))
+                      for name, spec in self.get("tolerances").items()}
+        return Tolerance.parse(self.get("tolerance", flag)), per_metric
+
+
+def find(start: Path | None = None) -> Path | None:
+    """The config file that applies to ``start`` (default: the current directory)."""
+    explicit = os.environ.get("ENVLOCK_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"ENVLOCK_CONFIG={explicit}: no such file",
+                              "point it at an envlock.yaml or pyproject.toml, or unset it")
+        return path
+    directory = (start or Path.cwd()).resolve()
+    if directory.is_file():
+        directory = directory.parent
+    for candidate in (directory, *directory.parents):
+        if (candidate / "envlock.yaml").is_file():
+            return candidate / "envlock.yaml"
+        pyproject = candidate / "pyproject.toml"
+        if pyproject.is_file() and "[tool.envlock" in pyproject.read_text(errors="replace"):
+            return pyproject
+        if (candidate / ".git").exists():
+            break  # the repository root bounds the search
+    return None
+
+
+def load(start: Path | None = None) -> Config:
+    path = find(start)
+    if path is None:
+        return Config()
+    return Config(path, parse(path))
+
+
+def parse(path: Path) -> dict[str, Any]:
+    """Validated settings of one file; unknown keys and wrong types are errors."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
+    if path.name == "pyproject.toml":
+        import tomllib
+
+        try:
+            raw = tomllib.loads(text).get("tool", {}).get("envlock", {})
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    else:
+        import yaml
+
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}: not valid YAML{where}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the envlock settings must be a mapping",
+                          "write key: value pairs, e.g. registry: ghcr.io/acme/runs")
+    return validate(raw, path)
+
+
+def validate(raw: Mapping[str, Any], path: Path | str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        key = _ALIASES.get(name, name)
+        spec = KEYS.get(key)
+        if spec is None:
+            raise ConfigError(f"{path}: unknown setting {name!r}",
+                              f"known settings: {', '.join(KEYS)}")
+        if spec.kind is list and isinstance(value, str):
+            value = [value]
+        if not _well_typed(value, spec.kind):
+            raise ConfigError(f"{path}: {name} must be {_KIND_NAMES[spec.kind]}, "
+                              f"not {type(value).__name__}", f"{name}: {spec.help}")
+        if isinstance(value, dict):
+            value = {str(k): str(v) for k, v in value.items()}
+        values[key] = value
+    if "tolerance" in values or "tolerances" in values:
+        from envlock.compare import Tolerance
+
+        for spec_text in [values.get("tolerance"), *values.get("tolerances", {}).values()]:
+            if spec_text is not None:
+                try:
+                    Tolerance.parse(str(spec_text))
+                except EnvlockError as exc:
+                    raise ConfigError(f"{path}: tolerance {spec_text!r} is not understood",
+                                      "use e.g. 1e-6, 0.5%, or abs=1e-6,rel=1e-3") from exc
+    return values
+
+
+_KIND_NAMES: dict[type, str] = {str: "a string", list: "a list of strings",
+                                dict: "a mapping of strings"}
+
+
+def _well_typed(value: Any, kind: type) -> bool:
+    if kind is dict:
+        return isinstance(value, dict) and all(isinstance(v, str | int | float)
+                                               for v in value.values())
+    if kind is list:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return isinstance(value, kind)
