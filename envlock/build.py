@@ -35,6 +35,7 @@ class BuildOptions:
     run_id: str | None = None
     no_cache: bool = False
     verify: bool = True
+    env_only: bool = False  # no code layer: the environment image is the result
     extra_deny: tuple[str, ...] = ()
     auth: dict[str, str] | None = None
 
@@ -185,15 +186,17 @@ def build(lock: Lock, options: BuildOptions, engine: Engine,
     timer = Timer()
     repository = render.repository_for(lock, options.registry)
     code_tag = render.default_code_tag(lock, options.run_id, options.tag)
-    with timer("code"):
-        report.step("packing the code at the locked git state")
-        code = code_context(lock, options.code_dir, options.extra_deny)
+    code = None
+    if not options.env_only:
+        with timer("code"):
+            report.step("packing the code at the locked git state")
+            code = code_context(lock, options.code_dir, options.extra_deny)
     base_ref = render.choose_base(lock, options.base_image)
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
     def recipe_for(base: str) -> render.Recipe:
         return render.render(lock, base, repository, code_tag, run_id=options.run_id,
-                             code_digest=code.digest, created=created)
+                             code_digest=code.digest if code else None, created=created)
 
     recipe = recipe_for(base_ref)  # tags and names do not depend on the base
     env_info, env_reused = (None, None) if options.no_cache else \
@@ -212,12 +215,17 @@ def build(lock: Lock, options: BuildOptions, engine: Engine,
             check_base_python(engine, base, lock)
         recipe = recipe_for(base)
         env_info, provisioned, fidelity = _build_env(engine, lock, recipe, options, report, timer)
-    code_info, code_reused = _code_image(engine, recipe, env_info, code, lock, report, timer)
+    if code is None:
+        image, code_info, code_reused = recipe.env_image, env_info, False
+    else:
+        image = recipe.code_image
+        code_info, code_reused = _code_image(engine, recipe, env_info, code, lock, report, timer)
     result = BuildResult(
-        image=recipe.code_image, image_id=code_info.id, pinned=code_info.id, pushed=False,
+        image=image, image_id=code_info.id, pinned=code_info.id, pushed=False,
         env_image=recipe.env_image, env_image_id=env_info.id, env_reused=env_reused,
         code_reused=code_reused, base=base, env_digest=lock.env_digest,
-        lock_digest=lock.lock_digest, code_digest=code.digest, provisioned=provisioned,
+        lock_digest=lock.lock_digest, code_digest=code.digest if code else "",
+        provisioned=provisioned,
         fidelity=fidelity, recipe=render.dockerfile(recipe))
     if options.registry and options.push:
         with timer("push"):
@@ -288,7 +296,7 @@ def _code_image(engine: Engine, recipe: render.Recipe, env_info: ImageInfo, code
 def _push(engine: Engine, recipe: render.Recipe, result: BuildResult, options: BuildOptions,
           report: Reporter) -> None:
     totals = PushStats()
-    for reference in (recipe.env_image, recipe.code_image):
+    for reference in dict.fromkeys((recipe.env_image, result.image)):
         repository, tag = reference.rsplit(":", 1)
         local = engine.image(reference)
         assert local is not None
@@ -308,7 +316,7 @@ def _push(engine: Engine, recipe: render.Recipe, result: BuildResult, options: B
         if not confirmed:
             raise RegistryError(f"{reference} was pushed but registry {registry_of(reference)} "
                                 "does not hold it", "retry the push")
-        if reference == recipe.code_image:
+        if reference == result.image:
             result.pinned = f"{repository}@{confirmed}"
     result.pushed = True
     result.push_stats = {"layers_pushed": totals.layers_pushed,

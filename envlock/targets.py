@@ -18,14 +18,20 @@ def load(target: str | Path) -> Lock:
     path = Path(target)
     if path.exists() or not _RUN_ID.fullmatch(str(target)):
         return lockfile.load(path)
+    return load_run(str(target))[0]
+
+
+def load_run(run_id: str) -> tuple[Lock, dict[str, str]]:
+    """The lock of a captured MLflow run, and the run's tags."""
     from envlock.tracking import Tracker
 
     with tempfile.TemporaryDirectory(prefix="envlock-run-") as tmp:
         tracker = Tracker()
-        run = tracker.run(str(target))
+        run = tracker.run(run_id)
         if "envlock.lock_digest" not in run.tags:
             from envlock.errors import UsageError
 
-            raise UsageError(f"run {target} has no envlock lock",
-                             f"capture it first: envlock capture --run-id {target}")
-        return lockfile.load(tracker.download(str(target), "envlock.lock.yaml", Path(tmp)))
+            raise UsageError(f"run {run_id} has no envlock lock",
+                             f"capture it first: envlock capture --run-id {run_id}")
+        lock = lockfile.load(tracker.download(run_id, "envlock.lock.yaml", Path(tmp)))
+        return lock, dict(run.tags)

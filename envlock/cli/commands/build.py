@@ -10,16 +10,19 @@ import typer
 from envlock.cli.commands.lock import JsonOpt
 
 RegistryOpt = Annotated[str | None, typer.Option(
-    "--registry", help="Push to HOST[:PORT]/REPO (default: $ENVLOCK_REGISTRY; none: local only).",
-    envvar="ENVLOCK_REGISTRY")]
+    "--registry", help="Push to HOST[:PORT]/REPO (default: $ENVLOCK_REGISTRY, else the "
+    "config's registry; none: local only).")]
 BaseOpt = Annotated[str | None, typer.Option(
-    "--base-image", help="Base image (pinned to its digest); default: python:<version>-slim "
-    "from the lock.", envvar="ENVLOCK_BASE_IMAGE")]
+    "--base-image", help="Base image (pinned to its digest); default: $ENVLOCK_BASE_IMAGE, "
+    "else the config's base_images/base_image, else python:<version>-slim from the lock.")]
 
 
 def build_command(
-    lock_path: Annotated[Path, typer.Argument(help="The lockfile to build.")] = Path(
-        "envlock.lock.yaml"),
+    lock_path: Annotated[Path | None, typer.Argument(
+        help="The lockfile to build (default: envlock.lock.yaml).", show_default=False)] = None,
+    from_run: Annotated[str | None, typer.Option(
+        "--from-run", help="Rebuild the image of this MLflow run from its lockfile artifact "
+        "(and its recorded base image) alone.")] = None,
     code: Annotated[Path | None, typer.Option(
         "--code", help="Repository holding the locked commit (default: the locked git root).")
     ] = None,
@@ -33,6 +36,12 @@ def build_command(
                        ] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild the environment layer and "
                                            "re-provision every wheel.")] = False,
+    env_only: Annotated[bool, typer.Option(
+        "--env-only", help="Build the environment image only, no code layer (for a rebuild "
+        "whose code is not at hand).")] = False,
+    verify: Annotated[bool, typer.Option(
+        "--verify/--no-verify", help="Prove the built environment matches the lock: versions, "
+        "files and RECORD hashes, checked inside the image before it is tagged.")] = True,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the recipe (an equivalent "
                                           "Dockerfile); touch nothing.")] = False,
     as_json: JsonOpt = False,
@@ -40,12 +49,29 @@ def build_command(
     """Build, verify, push and pin the image of a lock.
 
     Base pinned by digest, one environment layer per env_digest (reused), one code layer
-    per run; the environment is verified against the lock before anything is tagged."""
-    from envlock import lockfile, render
+    per run; the environment is verified against the lock before anything is tagged.
+    `--from-run RUN_ID --no-cache` rebuilds a run's environment from its lock alone, as
+    after its image was garbage-collected."""
+    from envlock import config, lockfile, render
     from envlock.cli import output as out
+    from envlock.errors import UsageError
 
     out.begin("build", as_json)
-    lock = lockfile.load(lock_path)
+    if from_run and lock_path:
+        raise UsageError("give a lockfile or --from-run, not both")
+    cfg = config.load(code)
+    recorded_base = None
+    if from_run:
+        from envlock import targets
+
+        lock, tags = targets.load_run(from_run)
+        recorded_base = tags.get("envlock.base_image")
+        run_id = run_id or from_run
+        tag = tag or f"{from_run}-rebuild"
+    else:
+        lock = lockfile.load(lock_path or Path("envlock.lock.yaml"))
+    registry = cfg.get("registry", registry)
+    base_image = cfg.base_image_for(lock.python["version"], base_image) or recorded_base
     if dry_run:
         recipe = render.render(lock, render.choose_base(lock, base_image),
                                render.repository_for(lock, registry),
@@ -57,14 +83,19 @@ def build_command(
     from envlock.progress import Reporter
 
     options = BuildOptions(registry=registry, push=not no_push, base_image=base_image,
-                           code_dir=code, tag=tag, run_id=run_id, no_cache=no_cache)
+                           code_dir=code, tag=tag, run_id=run_id, no_cache=no_cache,
+                           verify=verify, env_only=env_only,
+                           extra_deny=tuple(cfg.get("deny")))
     with Reporter("envlock build") as reporter:
         result = build(lock, options, Engine.connect(), reporter)
     where = "pushed and pinned" if result.pushed else "local only (not pushed)"
-    human = (f"environment {result.env_image} "
-             f"({'reused from ' + result.env_reused if result.env_reused else 'built'})\n"
-             f"image {result.image} {where}\n{result.pinned}")
-    raise typer.Exit(out.emit(result.to_dict(), human))
+    lines = [f"environment {result.env_image} "
+             f"({'reused from ' + result.env_reused if result.env_reused else 'built'})"]
+    if result.fidelity:
+        lines.append(f"verified against the lock: {result.fidelity['packages']} packages, "
+                     f"{result.fidelity['files_verified']} files match their RECORD hashes")
+    lines += [f"image {result.image} {where}", result.pinned]
+    raise typer.Exit(out.emit(result.to_dict(), "\n".join(lines)))
 
 
 def register(app: typer.Typer) -> None:
