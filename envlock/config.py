@@ -138,7 +138,12 @@ def parse(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
     if path.name == "pyproject.toml":
-        import tomllib
+        import sys
+
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10
+            import tomli as tomllib
 
         try:
             raw = tomllib.loads(text).get("tool", {}).get("envlock", {})
