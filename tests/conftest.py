@@ -13,12 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_envlock(*args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None,
-                check: bool = False) -> subprocess.CompletedProcess[str]:
+                check: bool = False, stdin: str | None = None
+                ) -> subprocess.CompletedProcess[str]:
     """The real CLI in a child process, as a user runs it."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("ENVLOCK_DEBUG", None)
     result = subprocess.run([sys.executable, "-m", "envlock", *args], cwd=cwd, env=full_env,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, input=stdin,
+                            stdin=None if stdin is not None else subprocess.DEVNULL)
     if check and result.returncode != 0:
         raise AssertionError(f"envlock {' '.join(args)} exited {result.returncode}:\n"
                              f"{result.stdout}\n{result.stderr}")

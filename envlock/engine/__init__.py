@@ -74,6 +74,20 @@ class Engine:
             raise unavailable(exc) from exc
         return cls(client)
 
+    def login(self, registry: str, username: str, password: str) -> None:
+        """Credentials for ``registry`` for this engine session (nothing is written to the
+        Docker config). Every later push, pull and digest lookup on that registry uses them;
+        wrong ones fail here, before anything is built or recorded."""
+        import docker
+
+        try:
+            self.client.login(username=username, password=password, registry=registry,
+                              reauth=True)
+        except docker.errors.APIError as exc:
+            raise registry_error(exc, registry, f"logging in as {username}") from exc
+        except docker.errors.DockerException as exc:
+            raise unavailable(exc) from exc
+
     # ---------------------------------------------------------------- images
 
     def image(self, reference: str) -> ImageInfo | None:

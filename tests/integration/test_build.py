@@ -20,11 +20,11 @@ from tests.conftest import git, run_envlock
 REPO = f"tests/mlproj-{uuid.uuid4().hex[:8]}"
 
 
-def build(lock, infra, *extra, registry=True, repo=None, env=None):
+def build(lock, infra, *extra, registry=True, repo=None, env=None, stdin=None):
     args = ["build", str(lock), "--base-image", infra.base_image, "--json", *extra]
     if registry:
         args += ["--registry", f"{infra.registry}/{repo or REPO}"]
-    result = run_envlock(*args, env={"CI": "1", **(env or {})})
+    result = run_envlock(*args, env={"CI": "1", **(env or {})}, stdin=stdin)
     payload = json.loads(result.stdout) if result.stdout.strip() else None
     return result, payload
 
@@ -301,6 +301,68 @@ def test_registry_credentials_come_from_the_docker_config(first, infra, tmp_path
     res = track(created_images, payload)
     assert res["pushed"] and res["pinned"].startswith(f"{infra.auth_registry}/{REPO}@sha256:")
     assert infra.auth_password not in result.stdout + result.stderr
+
+
+def _auth_registry_has(infra, repository, tag):
+    import base64
+    import urllib.error
+    import urllib.request
+
+    token = base64.b64encode(f"{infra.auth_user}:{infra.auth_password}".encode()).decode()
+    request = urllib.request.Request(
+        f"http://{infra.auth_registry}/v2/{repository}/manifests/{tag}", method="HEAD",
+        headers={"Authorization": f"Basic {token}",
+                 "Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10):
+            return True
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 404, exc
+        return False
+
+
+def test_credentials_from_stdin_push_and_pull_without_a_login_step(first, infra, tmp_path,
+                                                                   created_images,
+                                                                   docker_client):
+    """--registry-username + --registry-password-stdin: no docker login, no Docker config."""
+    repo = f"{REPO}-stdin"
+    no_config = {"DOCKER_CONFIG": str(tmp_path / "empty-docker-config")}
+    creds = ("--registry-username", infra.auth_user, "--registry-password-stdin")
+    result, payload = build(first[0], infra, "--run-id", "stdin-1", *creds, "--registry",
+                            f"{infra.auth_registry}/{repo}", env=no_config, registry=False,
+                            stdin=infra.auth_password + "\n")
+    assert result.returncode == 0, result.stderr
+    res = track(created_images, payload)
+    assert res["pushed"] and res["pinned"].startswith(f"{infra.auth_registry}/{repo}@sha256:")
+    assert _auth_registry_has(infra, repo, "stdin-1")
+    assert infra.auth_password not in result.stdout + result.stderr
+    # Pull: with the environment image gone from the engine, the next build pulls it from
+    # the authenticated registry instead of rebuilding it.
+    docker_client.images.remove(res["env_image"], force=True)
+    again, payload = build(first[0], infra, "--run-id", "stdin-2", *creds, "--registry",
+                           f"{infra.auth_registry}/{repo}", env=no_config, registry=False,
+                           stdin=infra.auth_password + "\n")
+    assert again.returncode == 0, again.stderr
+    assert track(created_images, payload)["env_reused"] == "registry"
+
+
+def test_wrong_or_half_given_credentials_fail_before_anything_is_built(first, infra, tmp_path):
+    repo = f"{REPO}-badauth"
+    no_config = {"DOCKER_CONFIG": str(tmp_path / "empty-docker-config")}
+    wrong = run_envlock("build", str(first[0]), "--base-image", infra.base_image, "--registry",
+                        f"{infra.auth_registry}/{repo}", "--run-id", "bad-1",
+                        "--registry-username", infra.auth_user, "--registry-password-stdin",
+                        env=no_config, stdin="not-the-password\n")
+    assert_error(wrong, infra.auth_registry, "refused the credentials")
+    assert "not-the-password" not in wrong.stdout + wrong.stderr
+    assert not _auth_registry_has(infra, repo, "bad-1")
+    half = run_envlock("build", str(first[0]), "--registry", f"{infra.auth_registry}/{repo}",
+                       "--registry-username", infra.auth_user, env=no_config)
+    assert_error(half, "--registry-username and --registry-password-stdin go together")
+    empty = run_envlock("build", str(first[0]), "--registry", f"{infra.auth_registry}/{repo}",
+                        "--registry-username", infra.auth_user, "--registry-password-stdin",
+                        env=no_config, stdin="")
+    assert_error(empty, "read an empty password")
 
 
 def test_a_base_that_cannot_be_pinned(first, infra):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,6 +16,35 @@ RegistryOpt = Annotated[str | None, typer.Option(
 BaseOpt = Annotated[str | None, typer.Option(
     "--base-image", help="Base image (pinned to its digest); default: $ENVLOCK_BASE_IMAGE, "
     "else the config's base_images/base_image, else python:<version>-slim from the lock.")]
+RegistryUserOpt = Annotated[str | None, typer.Option(
+    "--registry-username", help="Registry user, with --registry-password-stdin (default: "
+    "the Docker config's credentials and credential helpers).",
+    envvar="ENVLOCK_REGISTRY_USERNAME")]
+PasswordStdinOpt = Annotated[bool, typer.Option(
+    "--registry-password-stdin", help="Read the registry password or token from stdin (never "
+    "from a flag: it would show in shell history and process lists).")]
+
+
+def connect_engine(registry: str | None, username: str | None, password_stdin: bool) -> Any:
+    """The engine, logged in to ``registry``'s host when credentials were given."""
+    from envlock.engine import Engine, registry_of
+    from envlock.errors import UsageError
+
+    if bool(username) != password_stdin:
+        raise UsageError("--registry-username and --registry-password-stdin go together",
+                         "echo \"$TOKEN\" | envlock … --registry-username USER "
+                         "--registry-password-stdin")
+    engine = Engine.connect()
+    if username:
+        if not registry:
+            raise UsageError("registry credentials were given but no registry",
+                             "pass --registry HOST[:PORT]/REPO")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise UsageError("--registry-password-stdin read an empty password",
+                             "pipe the password or token into envlock")
+        engine.login(registry_of(registry), username, password)
+    return engine
 
 
 def build_command(
@@ -31,6 +61,8 @@ def build_command(
     run_id: Annotated[str | None, typer.Option("--run-id", help="Run ID to label and tag "
                                                   "the image with.")] = None,
     registry: RegistryOpt = None,
+    registry_username: RegistryUserOpt = None,
+    registry_password_stdin: PasswordStdinOpt = False,
     base_image: BaseOpt = None,
     no_push: Annotated[bool, typer.Option("--no-push", help="Build and tag locally only.")
                        ] = False,
@@ -79,7 +111,6 @@ def build_command(
         raise typer.Exit(out.emit({"recipe": render.dockerfile(recipe), **recipe.to_dict()},
                                   render.dockerfile(recipe)))
     from envlock.build import BuildOptions, build
-    from envlock.engine import Engine
     from envlock.progress import Reporter
 
     options = BuildOptions(registry=registry, push=not no_push, base_image=base_image,
@@ -87,7 +118,8 @@ def build_command(
                            verify=verify, env_only=env_only,
                            extra_deny=tuple(cfg.get("deny")))
     with Reporter("envlock build") as reporter:
-        result = build(lock, options, Engine.connect(), reporter)
+        result = build(lock, options, connect_engine(registry, registry_username,
+                                                     registry_password_stdin), reporter)
     where = "pushed and pinned" if result.pushed else "local only (not pushed)"
     lines = [f"environment {result.env_image} "
              f"({'reused from ' + result.env_reused if result.env_reused else 'built'})"]

@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.commands.build import BaseOpt, RegistryOpt
+from envlock.cli.commands.build import (
+    BaseOpt,
+    PasswordStdinOpt,
+    RegistryOpt,
+    RegistryUserOpt,
+    connect_engine,
+)
 from envlock.cli.commands.lock import EnvAllowOpt, JsonOpt, PythonOpt
 
 
@@ -21,6 +27,8 @@ def capture_command(
     project: Annotated[Path, typer.Option("--project", help="The experiment's repository.")
                        ] = Path("."),
     registry: RegistryOpt = None,
+    registry_username: RegistryUserOpt = None,
+    registry_password_stdin: PasswordStdinOpt = False,
     base_image: BaseOpt = None,
     no_build: Annotated[bool, typer.Option("--no-build", help="Record the lock only.")] = False,
     no_push: Annotated[bool, typer.Option("--no-push", help="Build locally, do not push.")
@@ -36,10 +44,17 @@ def capture_command(
     from envlock.progress import Reporter
 
     out.begin("capture", as_json)
+    engine = None  # connected by capture() itself, after the lock is safely written
+    if not no_build and (registry_username or registry_password_stdin):
+        from envlock import config
+
+        engine = connect_engine(config.load(project).get("registry", registry),
+                                registry_username, registry_password_stdin)
     with Reporter("envlock capture") as reporter:
         result = capture(run_id, python=python, command=command, project=project,
                          registry=registry, base_image=base_image, build=not no_build,
-                         push=not no_push, env_allow=env_allow or (), reporter=reporter)
+                         push=not no_push, env_allow=env_allow or (), engine=engine,
+                         reporter=reporter)
     human = (f"captured run {result.run_id} ({result.picked})\n"
              f"lockfile {result.lockfile}\nenv_digest {result.env_digest}\n"
              f"{'image ' + result.image if result.image else 'no image (--no-build)'}")
