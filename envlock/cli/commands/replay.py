@@ -3,18 +3,36 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from typing import Annotated, Any
 
 import typer
 
+from envlock.cli.commands.build import (
+    PasswordStdinOpt,
+    RegistryUserOpt,
+    connect_engine,
+    image_registry,
+)
 from envlock.cli.commands.lock import JsonOpt
+
+
+class Target(str, Enum):
+    local = "local"
+    kubernetes = "kubernetes"
+
+
+TOLERATION_HELP = ("Kubernetes: tolerate a node taint (repeatable): KEY=VALUE:EFFECT, "
+                   "KEY:EFFECT (any value) or KEY:Exists (any value and effect); EFFECT is "
+                   "NoSchedule, PreferNoSchedule or NoExecute.")
 
 
 def replay_command(
     run_id: Annotated[str, typer.Argument(help="The captured MLflow run to replay.")],
     gpus: Annotated[str | None, typer.Option(
         "--gpus", help="all | none | N | device=0,1 (default: all when the run had GPUs and "
-        "this host has them).")] = None,
+        "this host has them). On Kubernetes: N GPUs (default: as many as the run had).")
+    ] = None,
     mount: Annotated[list[str] | None, typer.Option("--mount", help="SRC:DST bind mount "
                                                        "(repeatable).")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", help="K=V for the container "
@@ -34,27 +52,68 @@ def replay_command(
                                         "driver checks fail.")] = False,
     detach: Annotated[bool, typer.Option("--detach", help="Run the whole replay in the "
                                          "background; its output goes to a log file.")] = False,
+    on: Annotated[Target, typer.Option("--on", help="Where to run it: this host's engine, "
+                                       "or a Job on the current Kubernetes cluster.")
+                  ] = Target.local,
+    namespace: Annotated[str, typer.Option("--namespace", help="Kubernetes: the Job's "
+                                           "namespace.")] = "default",
+    node_selector: Annotated[list[str] | None, typer.Option(
+        "--node-selector", help="Kubernetes: KEY=VALUE node label the pod must land on "
+        "(repeatable).")] = None,
+    toleration: Annotated[list[str] | None, typer.Option("--toleration", help=TOLERATION_HELP)
+                          ] = None,
+    image_pull_secret: Annotated[str | None, typer.Option(
+        "--image-pull-secret", help="Kubernetes: Secret with the registry credentials.")
+    ] = None,
+    env_from_secret: Annotated[list[str] | None, typer.Option(
+        "--env-from-secret", help="Kubernetes: a Secret whose keys become environment "
+        "variables (tokens, passwords; repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Kubernetes: print the Job as "
+                                          "YAML; create and submit nothing.")] = False,
+    registry_username: RegistryUserOpt = None,
+    registry_password_stdin: PasswordStdinOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-run a captured experiment from its pinned image and compare its metrics.
 
     Pulls the image by digest, checks the host's GPUs and driver, runs it hardened, logs a
-    replay run linked to the original. Exits with the experiment's exit code."""
+    replay run linked to the original. Exits with the experiment's exit code. With
+    --on kubernetes the image runs as a Job on the current cluster (pre-flight on its
+    nodes' GPU labels); its MLflow logs straight into the replay run, so the tracking
+    store must be a server the cluster can reach."""
+    from envlock import config
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
-    from envlock.compare import Tolerance
-    from envlock.engine import Engine
     from envlock.replay import replay
     from envlock.tracking import Tracker
 
     out.begin("replay", as_json)
-    tol = Tolerance.parse(tolerance)
-    if detach:
+    tol, per_metric = config.load().tolerances(tolerance)
+    kube_flags = {"--namespace": namespace != "default", "--node-selector": node_selector,
+                  "--toleration": toleration, "--image-pull-secret": image_pull_secret,
+                  "--env-from-secret": env_from_secret, "--dry-run": dry_run}
+    local_flags = {"--mount": mount, "--network": network != "none", "--no-track": no_track}
+    _only_with(kube_flags if on is Target.local else local_flags, on)
+    if detach and not dry_run:
         raise typer.Exit(_detach(run_id))
-    result = replay(run_id, engine=Engine.connect(), tracker=Tracker(), gpus=gpus,
+    if on is Target.kubernetes:
+        from envlock.kube import KubeOptions
+
+        options = KubeOptions(namespace=namespace, gpus=gpus,
+                              node_selector=tuple(node_selector or ()),
+                              tolerations=tuple(toleration or ()),
+                              image_pull_secret=image_pull_secret, env=tuple(env or ()),
+                              env_from_secrets=tuple(env_from_secret or ()), command=command)
+        raise typer.Exit(_on_kubernetes(run_id, options, dry_run=dry_run, force=force,
+                                        tolerance=tol, metrics=tuple(metric or ()),
+                                        per_metric=per_metric, as_json=as_json))
+    tracker = Tracker()
+    engine = connect_engine(image_registry(tracker, run_id, registry_username), registry_username,
+                            registry_password_stdin)
+    result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
                     mounts=mount, env=env, command=command, track=not no_track, force=force,
-                    tolerance=tol, metrics=tuple(metric or ()), network=network,
-                    output=out.passthrough(as_json))
+                    tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
+                    network=network, output=out.passthrough(as_json))
     for warning in result.warnings:
         out.warn(warning)
     lines = [f"replay of {run_id}: exit {result.exit_code}"
@@ -62,6 +121,41 @@ def replay_command(
     if result.comparison:
         lines.append(comparison_table(result.comparison))
     raise typer.Exit(out.emit(result.to_dict(), "\n".join(lines), result.exit_code))
+
+
+def _only_with(flags: dict[str, Any], on: Target) -> None:
+    from envlock.errors import UsageError
+
+    other = "local" if on is Target.kubernetes else "kubernetes"
+    for flag, given in flags.items():
+        if given:
+            raise UsageError(f"{flag} works only with --on {other}",
+                             f"drop it, or replay with --on {other}")
+
+
+def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, force: bool, tolerance: Any,
+                   metrics: tuple[str, ...], per_metric: Any, as_json: bool) -> int:
+    from envlock import kube, yamlout
+    from envlock.cli import output as out
+    from envlock.cli.render import comparison_table
+    from envlock.tracking import Tracker
+
+    if dry_run:
+        plan = kube.plan(run_id, tracker=Tracker(), options=options)
+        for warning in plan.warnings:
+            out.warn(warning)
+        return out.emit(plan.to_dict(), yamlout.dump(plan.manifest))
+    result = kube.replay_on_kubernetes(run_id, tracker=Tracker(), options=options, force=force,
+                                       tolerance=tolerance, metrics=metrics,
+                                       per_metric=per_metric,
+                                       output=out.passthrough(as_json))
+    for warning in result.warnings:
+        out.warn(warning)
+    lines = [f"replay of {run_id} on kubernetes (job {result.job}): exit {result.exit_code}, "
+             f"replay run {result.replay_run_id}"]
+    if result.comparison:
+        lines.append(comparison_table(result.comparison))
+    return out.emit(result.to_dict(), "\n".join(lines), result.exit_code)
 
 
 def _detach(run_id: str) -> int:

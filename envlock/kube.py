@@ -1,0 +1,669 @@
+"""``envlock replay RUN_ID --on kubernetes``: the run's pinned image as a batch/v1 Job.
+
+Pure parts (tested without a cluster): parsing the options, ``job_manifest()`` and the
+GPU/driver pre-flight from NVIDIA GPU feature discovery node labels. The only code that
+talks to a cluster is ``run_job()`` and ``node_preflight()``, through the official
+``kubernetes`` client, imported lazily (``pip install 'envlock[kubernetes]'``).
+
+Unlike a local replay there is no private file store to relay: the experiment's own
+MLflow logs straight into the replay run that envlock creates before submitting
+(``MLFLOW_TRACKING_URI`` + ``MLFLOW_RUN_ID``), so the tracking store must be a server
+the pods can reach.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import re
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from envlock.compare import Comparison, Tolerance, compare
+from envlock.compat import Verdict, preflight
+from envlock.errors import EnvlockError, UsageError
+from envlock.redact import is_secret_name, strip_url_credentials
+from envlock.render import USER_ID, WORKDIR
+from envlock.replay import ReplayError, ReplayResult
+
+CONTAINER = "experiment"
+DRY_RUN_REPLAY_ID = "<created at submit>"
+GPU_RESOURCE = "nvidia.com/gpu"
+LABEL_PREFIX = "envlock.dev"
+TTL_SECONDS = 24 * 3600  # finished Jobs (and their logs) stay a day, then are removed
+WORKSPACE_COPY = "/envlock/workspace"  # where the init container fills the workspace volume
+EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+RESERVED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")
+
+_NAME = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_NAME = re.compile(_NAME + r"\Z")
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\Z")
+_DNS_PART = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+_DNS_SUBDOMAIN = re.compile(rf"{_DNS_PART}(?:\.{_DNS_PART})*\Z")
+_ENV_NAME = re.compile(r"[-._A-Za-z][-._A-Za-z0-9]*\Z")
+
+
+class KubeError(EnvlockError):
+    """The cluster is not configured, unreachable, or refused a request."""
+
+
+# ------------------------------------------------------------------ names and labels
+
+def is_label_value(text: str) -> bool:
+    return text == "" or bool(_LABEL_NAME.match(text))
+
+
+def is_label_key(key: str) -> bool:
+    """``[prefix/]name``: prefix a DNS subdomain (≤ 253), name ≤ 63 alphanumerics, -_."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return False
+    return bool(_LABEL_NAME.match(name))
+
+
+def is_dns_subdomain(name: str) -> bool:
+    return len(name) <= 253 and bool(_DNS_SUBDOMAIN.match(name))
+
+
+def job_name(run_id: str, suffix: str | None = None) -> str:
+    """``envlock-replay-<12 of the run id>-<8 of the replay id, or random>`` (DNS-1123)."""
+    def clean(text: str) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+    tail = clean(suffix or "")[:8].strip("-") or secrets.token_hex(3)
+    return f"envlock-replay-{clean(run_id)[:12].strip('-')}-{tail}"
+
+
+# ------------------------------------------------------------------ option parsing
+
+def parse_gpu_count(value: str | None, default: int) -> int:
+    """``--gpus`` on Kubernetes: a number of whole GPUs (``none`` is 0)."""
+    if value is None:
+        return default
+    if value == "none":
+        return 0
+    if value.isdigit():
+        return int(value)
+    raise UsageError(f"--gpus {value!r} does not work with --on kubernetes",
+                     "ask for a number of GPUs, e.g. --gpus 1 (the scheduler picks the devices)")
+
+
+def parse_node_selector(values: Iterable[str]) -> dict[str, str]:
+    selector: dict[str, str] = {}
+    for value in values:
+        key, found, label = value.partition("=")
+        if not found or not is_label_key(key) or not is_label_value(label):
+            raise UsageError(f"--node-selector {value!r} is not a valid KEY=VALUE node label",
+                             "e.g. --node-selector nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3")
+        selector[key] = label
+    return selector
+
+
+def parse_toleration(value: str) -> dict[str, str]:
+    """``--toleration``: ``KEY=VALUE:EFFECT`` tolerates that taint, ``KEY:EFFECT`` any value
+    of KEY with that effect, ``KEY:Exists`` any value and effect (kubectl taint spelling)."""
+    head, colon, effect = value.rpartition(":")
+    key, equals, label = head.partition("=")
+    problem = None
+    if not colon or not is_label_key(key):
+        problem = "needs a valid KEY and a :EFFECT"
+    elif effect == "Exists" and not equals:
+        return {"key": key, "operator": "Exists"}
+    elif effect not in EFFECTS:
+        problem = f"effect {effect!r} is not one of {', '.join(EFFECTS)} (or Exists)"
+    elif equals and not (label and is_label_value(label)):
+        problem = f"{label!r} is not a valid label value"
+    if problem:
+        raise UsageError(f"--toleration {value!r}: {problem}",
+                         "use KEY=VALUE:EFFECT, KEY:EFFECT or KEY:Exists")
+    if equals:
+        return {"key": key, "operator": "Equal", "value": label, "effect": effect}
+    return {"key": key, "operator": "Exists", "effect": effect}
+
+
+def parse_env(values: Iterable[str]) -> dict[str, str]:
+    """``--env K=V`` for the pod; secret-looking names are refused (the manifest is plain
+    text: printed by --dry-run and readable by anyone who can read the Job)."""
+    env: dict[str, str] = {}
+    for value in values:
+        key, found, text = value.partition("=")
+        if not found or not _ENV_NAME.match(key):
+            raise UsageError(f"--env {value!r} must look like NAME=VALUE")
+        if is_secret_name(key):
+            raise UsageError(f"--env {key}=… looks like a secret; it would be stored in the Job "
+                             "in plain text", "put it in a Kubernetes Secret and pass "
+                             "--env-from-secret SECRET_NAME")
+        if key in RESERVED_ENV:
+            raise UsageError(f"--env {key} is set by envlock on Kubernetes",
+                             "MLFLOW_TRACKING_URI is this host's tracking URI, MLFLOW_RUN_ID "
+                             "the replay run")
+        env[key] = text
+    return env
+
+
+def check_name(kind: str, value: str, label: bool = False) -> str:
+    ok = bool(_DNS_LABEL.match(value)) if label else is_dns_subdomain(value)
+    if not ok:
+        raise UsageError(f"{kind} {value!r} is not a valid Kubernetes name",
+                         "lowercase letters, digits and '-', starting and ending alphanumeric")
+    return value
+
+
+def tracking_uri_problem(uri: str) -> str | None:
+    """Why a pod could not log to ``uri`` (None: it can, as far as envlock can tell)."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if uri == "databricks" or scheme == "databricks":
+        return None
+    if scheme in ("", "file", "sqlite") or len(scheme) == 1:  # len 1: a Windows drive
+        return f"the tracking store {uri} is on this machine; a pod cannot reach it"
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return f"the tracking store {uri} is on loopback; inside a pod that is the pod itself"
+    return None
+
+
+# ------------------------------------------------------------------ the manifest
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a replay Job is made of; ``job_manifest()`` renders it."""
+
+    name: str
+    run_id: str
+    image: str
+    tracking_uri: str
+    replay_run_id: str | None = None  # None: a dry run, nothing created yet
+    namespace: str = "default"
+    gpus: int = 0
+    command: str | None = None  # overrides the image's CMD (the captured command)
+    original_command: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    env_from_secrets: tuple[str, ...] = ()
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, str], ...] = ()
+    image_pull_secret: str | None = None
+    ttl_seconds: int = TTL_SECONDS
+
+
+def _labels(spec: JobSpec) -> dict[str, str]:
+    labels = {"app.kubernetes.io/name": "envlock-replay", "app.kubernetes.io/managed-by": "envlock",
+              f"{LABEL_PREFIX}/run-id": spec.run_id}
+    if spec.replay_run_id:
+        labels[f"{LABEL_PREFIX}/replay-run-id"] = spec.replay_run_id
+    return {k: v for k, v in labels.items() if is_label_value(v)}  # full ids: annotations
+
+
+def _annotations(spec: JobSpec) -> dict[str, str]:
+    notes = {f"{LABEL_PREFIX}/image": spec.image, f"{LABEL_PREFIX}/run-id": spec.run_id,
+             f"{LABEL_PREFIX}/replay-run-id": spec.replay_run_id or DRY_RUN_REPLAY_ID}
+    if spec.original_command:
+        notes[f"{LABEL_PREFIX}/command"] = spec.original_command
+    return notes
+
+
+def _container(spec: JobSpec) -> dict[str, Any]:
+    env = {"MLFLOW_TRACKING_URI": spec.tracking_uri,
+           "MLFLOW_RUN_ID": spec.replay_run_id or DRY_RUN_REPLAY_ID,
+           "HOME": WORKDIR, "GIT_PYTHON_REFRESH": "quiet", **spec.env}
+    container: dict[str, Any] = {
+        "name": CONTAINER, "image": spec.image, "imagePullPolicy": "IfNotPresent",
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "securityContext": _container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "workspace", "mountPath": WORKDIR}],
+    }
+    if spec.command:
+        container["command"] = ["/bin/sh", "-c", spec.command]
+    if spec.env_from_secrets:
+        container["envFrom"] = [{"secretRef": {"name": s}} for s in spec.env_from_secrets]
+    if spec.gpus:
+        container["resources"] = {"limits": {GPU_RESOURCE: str(spec.gpus)}}
+    return container
+
+
+def _container_security() -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": USER_ID, "runAsGroup": USER_ID,
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _workspace_init(image: str) -> dict[str, Any]:
+    """Fill the writable workspace volume with the image's /workspace (the code), as a
+    Docker volume is filled from the image in a local replay; an emptyDir starts empty."""
+    return {"name": "workspace", "image": image, "imagePullPolicy": "IfNotPresent",
+            "command": ["/bin/sh", "-c", f"cp -a {WORKDIR}/. {WORKSPACE_COPY}/"],
+            "securityContext": _container_security(),
+            "volumeMounts": [{"name": "workspace", "mountPath": WORKSPACE_COPY}]}
+
+
+def job_manifest(spec: JobSpec) -> dict[str, Any]:
+    """The batch/v1 Job for ``spec`` as plain data (what --dry-run prints)."""
+    labels = _labels(spec)
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": {"runAsNonRoot": True, "runAsUser": USER_ID, "runAsGroup": USER_ID,
+                            "fsGroup": USER_ID, "seccompProfile": {"type": "RuntimeDefault"}},
+        "initContainers": [_workspace_init(spec.image)],
+        "containers": [_container(spec)],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "workspace", "emptyDir": {}}],
+    }
+    if spec.node_selector:
+        pod["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod["tolerations"] = [dict(t) for t in spec.tolerations]
+    if spec.image_pull_secret:
+        pod["imagePullSecrets"] = [{"name": spec.image_pull_secret}]
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels,
+                     "annotations": _annotations(spec)},
+        "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": spec.ttl_seconds,
+                 "template": {"metadata": {"labels": dict(labels)}, "spec": pod}},
+    }
+
+
+# ------------------------------------------------------------------ node-label pre-flight
+
+def _label(labels: Mapping[str, str], *keys: str) -> str | None:
+    return next((labels[k] for k in keys if labels.get(k)), None)
+
+
+def host_gpu_from_labels(labels: Mapping[str, str],
+                         known_names: Iterable[str] = ()) -> dict[str, Any] | None:
+    """A node's GPU feature discovery labels as the ``host_gpu`` dict ``probe_gpu()``
+    returns; None when the node has no driver labels. GFD writes the product with
+    dashes for spaces, so a name the lock knows is given back in the lock's spelling."""
+    driver = _label(labels, "nvidia.com/cuda.driver-version.full")
+    if driver is None and labels.get("nvidia.com/cuda.driver.major"):
+        parts = [labels.get(f"nvidia.com/cuda.driver.{p}", "") for p in ("major", "minor", "rev")]
+        driver = ".".join(p for p in parts if p)
+    if not driver:
+        return None
+    cuda = _label(labels, "nvidia.com/cuda.runtime-version.full")
+    if cuda is None and labels.get("nvidia.com/cuda.runtime.major"):
+        cuda = f"{labels['nvidia.com/cuda.runtime.major']}." \
+               f"{labels.get('nvidia.com/cuda.runtime.minor', '0')}"
+    product = labels.get("nvidia.com/gpu.product", "unknown")
+    name = next((n for n in known_names if n.replace(" ", "-") == product), product)
+    major, minor = labels.get("nvidia.com/gpu.compute.major"), \
+        labels.get("nvidia.com/gpu.compute.minor")
+    memory = labels.get("nvidia.com/gpu.memory", "")
+    count = labels.get("nvidia.com/gpu.count", "1")
+    devices = [{"index": i, "name": name,
+                "compute_capability": f"{major}.{minor or 0}" if major else None,
+                "memory_mib": int(memory) if memory.isdigit() else None}
+               for i in range(int(count) if count.isdigit() else 1)]
+    return {"status": "present" if devices else "no devices", "driver_version": driver,
+            "cuda_driver_version": cuda, "devices": devices}
+
+
+def preflight_from_nodes(nodes: Mapping[str, Mapping[str, str]], locked: dict[str, Any],
+                         gpus: int, node_selector: Mapping[str, str] | None = None) -> Verdict:
+    """``compat.preflight`` against every labeled node the pod could land on (matching the
+    node selector, with enough GPUs). Fails only when none of them can run the image;
+    without GFD labels the check is skipped with a warning."""
+    if not gpus:
+        return Verdict(ok=True)
+    selector = node_selector or {}
+    names = [d.get("name", "") for d in (locked.get("gpu") or {}).get("devices", [])]
+    hosts = {name: host_gpu_from_labels(labels, names) for name, labels in nodes.items()
+             if all(labels.get(k) == v for k, v in selector.items())}
+    labeled = {name: host for name, host in hosts.items()
+               if host and len(host["devices"]) >= gpus}
+    if not labeled:
+        why = "no node matches the node selector" if not hosts else \
+            f"no matching node has GPU feature discovery labels showing {gpus} GPU(s)"
+        return Verdict(ok=True, warnings=(f"GPU/driver pre-flight skipped: {why}",))
+    verdicts = {name: preflight(locked, host, True) for name, host in labeled.items()}
+    good = sorted(name for name, v in verdicts.items() if v.ok)
+    bad = {name: v for name, v in verdicts.items() if not v.ok}
+    warnings = sorted({w for v in verdicts.values() for w in v.warnings})
+    if not good:
+        problems = tuple(f"node {name}: {'; '.join(v.problems)}" for name, v in sorted(bad.items()))
+        return Verdict(ok=False, problems=problems, warnings=tuple(warnings))
+    if bad:
+        warnings.append(f"nodes {', '.join(sorted(bad))} cannot run the image; pin the pod to "
+                        f"one that can, e.g. --node-selector kubernetes.io/hostname={good[0]}")
+    return Verdict(ok=True, warnings=tuple(warnings))
+
+
+# ------------------------------------------------------------------ the cluster
+
+def _modules() -> tuple[Any, Any]:
+    try:
+        from kubernetes import client, config
+    except ImportError as exc:
+        raise UsageError("the Kubernetes client is not installed",
+                         "pip install 'envlock[kubernetes]'") from exc
+    return client, config
+
+
+def load_client() -> Any:
+    """An ApiClient from the kubeconfig (``KUBECONFIG`` or ~/.kube/config), else the
+    in-cluster service account."""
+    client, config = _modules()
+    try:
+        return config.new_client_from_config()
+    except (config.ConfigException, OSError) as exc:
+        first: Exception = exc
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        raise KubeError(f"no Kubernetes cluster configured ({_first_line(first)})",
+                        "set KUBECONFIG or run inside a cluster") from first
+    return client.ApiClient(configuration)
+
+
+def to_model(api: Any, manifest: Mapping[str, Any], kind: str = "V1Job") -> Any:
+    """``manifest`` as the client's own model (validated by it), for any client ≥ 29."""
+    import inspect
+
+    text = json.dumps(manifest)
+    if "response_text" in inspect.signature(api.deserialize).parameters:  # pydantic models
+        return api.deserialize(text, kind, "application/json")
+    return api.deserialize(_Response(text), kind)
+
+
+@dataclass(frozen=True)
+class _Response:
+    """What the older clients' ``ApiClient.deserialize`` reads: a response's ``data``."""
+
+    data: str
+
+
+_HINTS = {401: "your kubeconfig credentials were refused; log in to the cluster again",
+          403: "envlock needs RBAC to create jobs and get/list pods, pods/log and nodes in "
+               "that namespace",
+          404: "check --namespace",
+          409: "a Job with that name exists; retry",
+          422: "the cluster rejected the manifest; inspect it with --dry-run"}
+
+
+def _call(what: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return func(*args, **kwargs)
+    except ApiException as exc:
+        raise KubeError(f"Kubernetes API: {what} failed: {exc.status} {_api_reason(exc)}",
+                        _HINTS.get(exc.status or 0, "see kubectl for details")) from exc
+    except (HTTPError, OSError) as exc:
+        raise KubeError(f"cannot reach the Kubernetes API server ({what}): {_first_line(exc)}",
+                        "check that the cluster is up and your kubeconfig's server") from exc
+
+
+def _api_reason(exc: Any) -> str:
+    try:
+        return str(json.loads(exc.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(exc.reason)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def node_preflight(api: Any, locked: dict[str, Any], gpus: int,
+                   node_selector: Mapping[str, str]) -> Verdict:
+    """``preflight_from_nodes`` on the cluster's nodes; skipped when they can't be listed."""
+    if not gpus:
+        return Verdict(ok=True)
+    client, _ = _modules()
+    try:
+        nodes = _call("listing nodes", client.CoreV1Api(api).list_node).items
+    except KubeError as exc:
+        return Verdict(ok=True, warnings=(f"GPU/driver pre-flight skipped: {exc.message}",))
+    return preflight_from_nodes({n.metadata.name: dict(n.metadata.labels or {}) for n in nodes},
+                                locked, gpus, node_selector)
+
+
+_STUCK = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                    "CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+
+
+def _stuck(pod: Any) -> str | None:
+    status = pod.status
+    for state in (status.init_container_statuses or []) + (status.container_statuses or []):
+        waiting = state.state.waiting if state.state else None
+        if waiting and waiting.reason in _STUCK:
+            return f"{state.name}: {waiting.reason}: {waiting.message or ''}".strip(": ")
+    return None
+
+
+def _wait_for_pod(core: Any, namespace: str, job: str, timeout: float, poll: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = _call("listing the Job's pods", core.list_namespaced_pod, namespace,
+                     label_selector=f"job-name={job}").items
+        for pod in pods:
+            if pod.status.phase in ("Running", "Succeeded", "Failed"):
+                return str(pod.metadata.name)
+            reason = _stuck(pod)
+            if reason:
+                raise KubeError(f"pod {pod.metadata.name} cannot start ({reason})",
+                                "check that the cluster can pull the image (--image-pull-secret)")
+        if time.monotonic() > deadline:
+            raise KubeError(f"the pod of Job {namespace}/{job} did not start in {timeout:.0f} s",
+                            f"kubectl describe job -n {namespace} {job}: maybe no node fits "
+                            "its GPUs, node selector or tolerations")
+        time.sleep(poll)
+
+
+def _stream_logs(core: Any, namespace: str, pod: str, output: Callable[[bytes], None]) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        response = _call("streaming logs", core.read_namespaced_pod_log, pod, namespace,
+                         container=CONTAINER, follow=True, _preload_content=False)
+    except KubeError as exc:
+        if isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 400:
+            return  # the container never started (its init failed): no logs to show
+        raise
+    try:
+        for chunk in response.stream(4096):
+            output(chunk)
+    finally:
+        response.release_conn()
+
+
+def _wait_for_job(batch: Any, namespace: str, job: str, poll: float) -> bool:
+    while True:
+        status = _call("reading the Job", batch.read_namespaced_job_status, job, namespace).status
+        if status.succeeded or status.failed:
+            return bool(status.succeeded)
+        time.sleep(poll)
+
+
+def _exit_code(core: Any, namespace: str, pod: str, succeeded: bool) -> int:
+    status = _call("reading the pod", core.read_namespaced_pod, pod, namespace).status
+    for state in status.init_container_statuses or []:
+        done = state.state.terminated if state.state else None
+        if done and done.exit_code:
+            return int(done.exit_code)
+    for state in status.container_statuses or []:
+        done = state.state.terminated if state.state else None
+        if state.name == CONTAINER and done is not None:
+            return int(done.exit_code)
+    return 0 if succeeded else 1
+
+
+def run_job(manifest: Mapping[str, Any], *, output: Callable[[bytes], None], api: Any = None,
+            start_timeout: float = 1800, poll: float = 2.0) -> int:
+    """Submit the Job, stream its pod's logs, wait for it; the experiment's exit code.
+    A Job that fails to start or is interrupted is deleted; a finished one stays until
+    its ``ttlSecondsAfterFinished``."""
+    client, _ = _modules()
+    api = api or load_client()
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    _call("creating the Job", batch.create_namespaced_job, namespace, to_model(api, manifest))
+    try:
+        pod = _wait_for_pod(core, namespace, name, start_timeout, poll)
+        _stream_logs(core, namespace, pod, output)
+        return _exit_code(core, namespace, pod, _wait_for_job(batch, namespace, name, poll))
+    except BaseException:
+        with contextlib.suppress(KubeError):  # the original error matters more
+            _call("deleting the Job", batch.delete_namespaced_job, name, namespace,
+                  propagation_policy="Background")
+        raise
+
+
+# ------------------------------------------------------------------ orchestration
+
+@dataclass(frozen=True)
+class KubeOptions:
+    """What ``envlock replay --on kubernetes`` was asked for (raw CLI values)."""
+
+    namespace: str = "default"
+    gpus: str | None = None
+    node_selector: tuple[str, ...] = ()
+    tolerations: tuple[str, ...] = ()
+    image_pull_secret: str | None = None
+    env: tuple[str, ...] = ()
+    env_from_secrets: tuple[str, ...] = ()
+    command: str | None = None
+
+
+@dataclass
+class KubeReplayResult(ReplayResult):
+    job: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "on": "kubernetes", "job": self.job}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A replay Job worked out from a run, before anything is created."""
+
+    run: Any
+    locked: dict[str, Any]
+    spec: JobSpec
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return job_manifest(self.spec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.spec.run_id, "job": f"{self.spec.namespace}/{self.spec.name}",
+                "manifest": self.manifest, "warnings": list(self.warnings)}
+
+
+def plan(run_id: str, *, tracker: Any, options: KubeOptions) -> Plan:
+    """Read the run and its lock, parse the options; creates and writes nothing."""
+    import tempfile
+
+    from envlock import lockfile
+
+    run = tracker.run(run_id)
+    image = run.tags.get("envlock.image")
+    if not image:
+        raise ReplayError(f"run {run_id} has no envlock image",
+                          f"capture it first: envlock capture --run-id {run_id}")
+    if "@sha256:" not in image:
+        raise ReplayError(f"image {image} of run {run_id} is not pinned in a registry",
+                          "a cluster pulls images: capture with a --registry it can reach")
+    with tempfile.TemporaryDirectory(prefix="envlock-kube-") as tmp:
+        lock = lockfile.load(tracker.download(run_id, "envlock.lock.yaml", Path(tmp)))
+    uri = strip_url_credentials(tracker.uri) or tracker.uri  # never printed with a password
+    warnings = [tracking_uri_problem(uri) or ""]
+    if uri != tracker.uri:
+        warnings.append("the tracking URI's credentials are left out of the Job; pass them "
+                        "with --env-from-secret")
+    original = lock.runtime.get("command")
+    if not options.command and not original:
+        raise UsageError(f"run {run_id} recorded no command", "pass --command")
+    spec = JobSpec(
+        name=job_name(run_id), run_id=run_id, image=image, tracking_uri=uri,
+        namespace=check_name("--namespace", options.namespace, label=True),
+        gpus=parse_gpu_count(options.gpus, len(lock.gpu.get("devices") or [])),
+        command=options.command, original_command=original, env=parse_env(options.env),
+        env_from_secrets=tuple(check_name("--env-from-secret", s)
+                               for s in options.env_from_secrets),
+        node_selector=parse_node_selector(options.node_selector),
+        tolerations=tuple(parse_toleration(t) for t in options.tolerations),
+        image_pull_secret=options.image_pull_secret and check_name(
+            "--image-pull-secret", options.image_pull_secret))
+    locked = {"frameworks": lock.frameworks, "gpu": lock.gpu}
+    return Plan(run=run, locked=locked, spec=spec, warnings=tuple(w for w in warnings if w))
+
+
+def _check_tracking(uri: str) -> None:
+    problem = tracking_uri_problem(uri)
+    hint = ("run `mlflow server` where the cluster can reach it and set MLFLOW_TRACKING_URI "
+            "to its URL; --dry-run prints the Job anyway")
+    if problem:
+        raise UsageError(problem, hint)
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        raise UsageError(f"the tracking URI {parts.scheme}://…@{parts.hostname} carries "
+                         "credentials; they would be stored in the Job in plain text",
+                         "put MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD (or "
+                         "MLFLOW_TRACKING_TOKEN) in a Secret and pass --env-from-secret NAME")
+
+
+def replay_on_kubernetes(run_id: str, *, tracker: Any, options: KubeOptions,
+                         force: bool = False, tolerance: Tolerance | None = None,
+                         metrics: tuple[str, ...] = (),
+                         per_metric: Mapping[str, Tolerance] | None = None, api: Any = None,
+                         output: Callable[[bytes], None] | None = None) -> KubeReplayResult:
+    """Pre-flight on node labels, create the replay run, run the Job, compare metrics."""
+    _check_tracking(tracker.uri)
+    draft = plan(run_id, tracker=tracker, options=options)
+    api = api or load_client()
+    verdict = node_preflight(api, draft.locked, draft.spec.gpus, draft.spec.node_selector)
+    if not verdict.ok and not force:
+        raise ReplayError(f"no node can run the image: {'; '.join(verdict.problems)}",
+                          "pick nodes with --node-selector, or --force to try anyway")
+    run = draft.run
+    replay_id = tracker.create_run(run.experiment_id, f"replay of {run.name or run_id}", {
+        "envlock.replay_of": run_id, "envlock.image": draft.spec.image,
+        "envlock.replayed_on": "kubernetes"})
+    spec = replace(draft.spec, replay_run_id=replay_id, name=job_name(run_id, replay_id))
+    try:
+        tracker.set_tags(replay_id, {"envlock.kubernetes.job": f"{spec.namespace}/{spec.name}"})
+        code = run_job(job_manifest(spec), output=output or _to_stdout, api=api)
+        comparison = _record(tracker, run, replay_id, code, tolerance, metrics,
+                             per_metric)
+    except BaseException:
+        tracker.finish(replay_id, False)  # never leave a replay run RUNNING
+        raise
+    return KubeReplayResult(original_run_id=run_id, replay_run_id=replay_id, image=spec.image,
+                            exit_code=code, comparison=comparison,
+                            warnings=[*verdict.warnings, *verdict.problems],  # forced
+                            job=f"{spec.namespace}/{spec.name}")
+
+
+def _record(tracker: Any, run: Any, replay_id: str, code: int, tolerance: Tolerance | None,
+            metrics: tuple[str, ...], per_metric: Mapping[str, Tolerance] | None) -> Comparison:
+    """The pod logged into the replay run itself: compare, tag, finish."""
+    replayed = tracker.run(replay_id)
+    comparison = compare(run.metrics, replayed.metrics, tolerance or Tolerance(), metrics,
+                         per_metric)
+    reproduced = code == 0 and comparison.reproduced
+    tracker.set_tags(replay_id, {"envlock.exit_code": str(code),
+                                 "envlock.verdict": "reproduced" if reproduced
+                                 else "not reproduced"})
+    tracker.finish(replay_id, code == 0)
+    return comparison
+
+
+def _to_stdout(chunk: bytes) -> None:
+    sys.stdout.buffer.write(chunk)
+    sys.stdout.flush()

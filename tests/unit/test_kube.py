@@ -1,0 +1,303 @@
+"""Replay on Kubernetes without a cluster: the Job manifest (round-tripped through the
+official client's own models), option parsing, and the GPU/driver pre-flight on recorded
+GPU feature discovery node labels (tests/fixtures/recorded/kube, see PROVENANCE.md)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from envlock import kube, yamlout
+from envlock.errors import EnvlockError, UsageError
+from envlock.snapshot import gpu
+from tests.factories import make_lock
+
+client = pytest.importorskip("kubernetes.client")
+
+RECORDED = Path(__file__).parents[1] / "fixtures" / "recorded" / "kube"
+RUN_ID = "0f3c9a1e2b7d4c56a8e9f0123456789a"
+REPLAY_ID = "9b8a7c6d5e4f40312233445566778899"
+IMAGE = "registry.example.com/team/proj@sha256:" + "ab" * 32
+URI = "http://mlflow.ml.svc.cluster.local:5000"
+
+
+def spec(**overrides: object) -> kube.JobSpec:
+    fields: dict[str, object] = {"name": kube.job_name(RUN_ID, REPLAY_ID), "run_id": RUN_ID,
+                                 "image": IMAGE, "tracking_uri": URI,
+                                 "replay_run_id": REPLAY_ID,
+                                 "original_command": "python train.py --epochs 3"}
+    fields.update(overrides)
+    return kube.JobSpec(**fields)  # type: ignore[arg-type]
+
+
+OPTION_SETS = {
+    "cpu": spec(),
+    "gpus-selectors-tolerations": spec(
+        gpus=2, namespace="ml-replays",
+        node_selector=kube.parse_node_selector(["nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3",
+                                                "pool=gpu"]),
+        tolerations=tuple(kube.parse_toleration(t) for t in
+                          ("nvidia.com/gpu=present:NoSchedule", "dedicated:NoExecute",
+                           "spot:Exists"))),
+    "command-env-secrets": spec(
+        command="python train.py --epochs 1", env=kube.parse_env(["SEED=7", "OMP_NUM_THREADS="]),
+        env_from_secrets=("mlflow-credentials",), image_pull_secret="regcred"),
+    "dry-run": spec(replay_run_id=None, name=kube.job_name(RUN_ID)),
+}
+
+
+def container(manifest: dict) -> dict:
+    return manifest["spec"]["template"]["spec"]["containers"][0]
+
+
+def env_of(manifest: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container(manifest)["env"]}
+
+
+# ------------------------------------------------------------------ the manifest
+
+@pytest.mark.parametrize("name", sorted(OPTION_SETS))
+def test_manifest_round_trips_through_the_clients_models(name):
+    manifest = kube.job_manifest(OPTION_SETS[name])
+    api = client.ApiClient()
+    job = kube.to_model(api, manifest)
+    assert isinstance(job, client.V1Job)
+    assert job.spec.template.spec.containers[0].security_context.read_only_root_filesystem
+    assert api.sanitize_for_serialization(job) == manifest  # no field unknown to the API
+
+
+def test_round_trip_would_catch_a_misspelled_field():
+    manifest = kube.job_manifest(spec())
+    manifest["spec"]["backofLimit"] = manifest["spec"].pop("backoffLimit")
+    api = client.ApiClient()
+    assert api.sanitize_for_serialization(kube.to_model(api, manifest)) != manifest
+
+
+def test_manifest_runs_the_pinned_image_hardened():
+    manifest = kube.job_manifest(spec())
+    pod = manifest["spec"]["template"]["spec"]
+    main = container(manifest)
+    assert manifest["apiVersion"] == "batch/v1" and manifest["kind"] == "Job"
+    assert main["image"] == IMAGE and "@sha256:" in main["image"]
+    assert pod["restartPolicy"] == "Never" and manifest["spec"]["backoffLimit"] == 0
+    assert manifest["spec"]["ttlSecondsAfterFinished"] > 0
+    security = main["securityContext"]
+    assert security["runAsNonRoot"] is True and security["runAsUser"] == 1000
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert mounts == {"/tmp": "tmp", "/workspace": "workspace"}
+    assert all(volumes[n] == {"name": n, "emptyDir": {}} for n in mounts.values())
+    # the emptyDir is filled with the image's /workspace (the code) before the experiment
+    init = pod["initContainers"][0]
+    assert init["image"] == IMAGE and init["securityContext"] == security
+    assert "/workspace/." in init["command"][-1]
+    assert "command" not in main  # the image's CMD is the captured command
+    assert manifest["metadata"]["annotations"]["envlock.dev/command"] == \
+        "python train.py --epochs 3"
+
+
+def test_gpu_limits_only_when_asked():
+    assert "resources" not in container(kube.job_manifest(spec()))
+    limits = container(kube.job_manifest(OPTION_SETS["gpus-selectors-tolerations"]))
+    assert limits["resources"] == {"limits": {"nvidia.com/gpu": "2"}}
+
+
+def test_labels_are_valid_and_link_back_to_the_runs():
+    for option_set in OPTION_SETS.values():
+        manifest = kube.job_manifest(option_set)
+        name = manifest["metadata"]["name"]
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63
+        labels = manifest["metadata"]["labels"]
+        assert manifest["spec"]["template"]["metadata"]["labels"] == labels
+        for key, value in labels.items():
+            assert kube.is_label_key(key) and kube.is_label_value(value) and len(value) <= 63
+        assert labels["envlock.dev/run-id"] == RUN_ID
+        assert labels["app.kubernetes.io/managed-by"] == "envlock"
+        notes = manifest["metadata"]["annotations"]
+        assert notes["envlock.dev/image"] == IMAGE and notes["envlock.dev/run-id"] == RUN_ID
+    real = kube.job_manifest(spec())
+    assert real["metadata"]["labels"]["envlock.dev/replay-run-id"] == REPLAY_ID
+    assert real["metadata"]["name"] == f"envlock-replay-{RUN_ID[:12]}-{REPLAY_ID[:8]}"
+
+
+def test_env_points_the_experiments_mlflow_at_the_replay_run():
+    env = env_of(kube.job_manifest(spec()))
+    assert env["MLFLOW_TRACKING_URI"] == URI and env["MLFLOW_RUN_ID"] == REPLAY_ID
+    dry = kube.job_manifest(OPTION_SETS["dry-run"])
+    assert env_of(dry)["MLFLOW_RUN_ID"] == kube.DRY_RUN_REPLAY_ID
+    assert "envlock.dev/replay-run-id" not in dry["metadata"]["labels"]
+    assert dry["metadata"]["annotations"]["envlock.dev/replay-run-id"] == \
+        kube.DRY_RUN_REPLAY_ID
+
+
+def test_scheduling_command_env_and_secrets():
+    pod = kube.job_manifest(OPTION_SETS["gpus-selectors-tolerations"])
+    assert pod["metadata"]["namespace"] == "ml-replays"
+    template = pod["spec"]["template"]["spec"]
+    assert template["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+                                        "pool": "gpu"}
+    assert template["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present",
+         "effect": "NoSchedule"},
+        {"key": "dedicated", "operator": "Exists", "effect": "NoExecute"},
+        {"key": "spot", "operator": "Exists"}]
+    custom = kube.job_manifest(OPTION_SETS["command-env-secrets"])
+    main = container(custom)
+    assert main["command"] == ["/bin/sh", "-c", "python train.py --epochs 1"]
+    assert env_of(custom)["SEED"] == "7" and env_of(custom)["OMP_NUM_THREADS"] == ""
+    assert main["envFrom"] == [{"secretRef": {"name": "mlflow-credentials"}}]
+    assert custom["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_dry_run_yaml_reads_back_as_the_manifest():
+    manifest = kube.job_manifest(OPTION_SETS["command-env-secrets"])
+    assert yaml.safe_load(yamlout.dump(manifest)) == manifest
+
+
+@pytest.mark.parametrize("run_id", [RUN_ID, "ABC_def.123", "x" * 80])
+def test_job_names_are_dns_labels(run_id):
+    for suffix in (None, REPLAY_ID, "--"):
+        name = kube.job_name(run_id, suffix)
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63
+
+
+# ------------------------------------------------------------------ option parsing
+
+@pytest.mark.parametrize("text", ["gpu", "=v:NoSchedule", "k=v:Sometimes", "k=:NoSchedule",
+                                  "k=v:Exists", "bad key:NoSchedule", "k=a b:NoExecute", ""])
+def test_bad_tolerations_are_refused_with_the_syntax(text):
+    with pytest.raises(UsageError) as err:
+        kube.parse_toleration(text)
+    assert "KEY=VALUE:EFFECT" in str(err.value)
+
+
+@pytest.mark.parametrize("values", [["pool"], ["=gpu"], ["pool=a b"], ["a/b/c=x"],
+                                    ["k=" + "v" * 64]])
+def test_bad_node_selectors_are_refused(values):
+    with pytest.raises(UsageError, match="--node-selector"):
+        kube.parse_node_selector(values)
+
+
+def test_gpus_must_be_a_number_on_kubernetes():
+    assert kube.parse_gpu_count(None, 2) == 2
+    assert kube.parse_gpu_count("none", 2) == 0 and kube.parse_gpu_count("4", 0) == 4
+    for value in ("all", "device=0,1", "-1"):
+        with pytest.raises(UsageError, match="number"):
+            kube.parse_gpu_count(value, 1)
+
+
+@pytest.mark.parametrize("name", ["HF_TOKEN", "WANDB_API_KEY", "DB_PASSWORD", "aws_secret",
+                                  "GOOGLE_APPLICATION_CREDENTIALS", "BASIC_AUTH"])
+def test_secret_looking_env_is_refused_for_a_secret(name):
+    with pytest.raises(UsageError) as err:
+        kube.parse_env([f"{name}=hunter2"])
+    assert "--env-from-secret" in str(err.value) and "hunter2" not in str(err.value)
+
+
+def test_env_that_envlock_sets_is_refused():
+    with pytest.raises(UsageError, match="set by envlock"):
+        kube.parse_env(["MLFLOW_RUN_ID=abc"])
+    with pytest.raises(UsageError, match="NAME=VALUE"):
+        kube.parse_env(["no-equals"])
+
+
+@pytest.mark.parametrize("uri, reachable", [
+    ("sqlite:///home/me/mlflow.db", False), ("file:///home/me/mlruns", False),
+    ("mlruns", False), ("http://127.0.0.1:5000", False), ("http://localhost:5000", False),
+    ("http://[::1]:5000", False), (URI, True), ("https://mlflow.example.com", True),
+    ("databricks", True), ("postgresql://db.internal/mlflow", True)])
+def test_tracking_uris_a_pod_cannot_reach(uri, reachable):
+    assert (kube.tracking_uri_problem(uri) is None) is reachable
+
+
+def test_a_tracking_uri_with_credentials_is_refused_without_echoing_them():
+    with pytest.raises(UsageError) as err:
+        kube._check_tracking("https://alice:hunter2@mlflow.example.com")
+    assert "--env-from-secret" in str(err.value) and "hunter2" not in str(err.value)
+    kube._check_tracking(URI)  # a server the cluster can reach: fine
+
+
+# ------------------------------------------------------------------ node-label pre-flight
+
+def recorded_labels(name: str) -> dict[str, str]:
+    text = (RECORDED / name).read_text()
+    return dict(json.loads(text if name.endswith(".json") else "{" + text + "}"))
+
+
+OLD = recorded_labels("gfd-labels-a100-driver450.json")
+NEW = recorded_labels("gfd-labels-rtx4000ada-driver580.txt")
+UNLABELED = {k: v for k, v in NEW.items() if not k.startswith("nvidia.com/")}
+LOCK = make_lock()  # torch 2.3.1+cu121, recorded on an A100-SXM4-80GB
+LOCKED = {"frameworks": LOCK.frameworks, "gpu": LOCK.gpu}
+
+
+def test_labels_become_the_host_gpu_shape_of_probe_gpu():
+    host = kube.host_gpu_from_labels(NEW)
+    probed = gpu.gpu_section({"driver_version": "1", "devices": [
+        {"index": 0, "name": "x", "compute_capability": [8, 9], "memory_total_bytes": 1}]})
+    assert host is not None and set(host) == set(probed)
+    assert set(host["devices"][0]) == set(probed["devices"][0])
+    assert host["driver_version"] == "580.95.05" and host["cuda_driver_version"] == "13.0"
+    assert host["devices"] == [{"index": 0, "name": "NVIDIA-RTX-4000-Ada-Generation",
+                                "compute_capability": "8.9", "memory_mib": 20475}]
+    old = kube.host_gpu_from_labels(OLD)  # only the older GFD label spelling
+    assert old is not None and old["driver_version"] == "450.80.02"
+    assert old["cuda_driver_version"] == "11.0"
+    assert old["devices"][0]["compute_capability"] == "8.0"
+    assert kube.host_gpu_from_labels(UNLABELED) is None
+
+
+def test_product_label_is_matched_to_the_locks_device_name():
+    host = kube.host_gpu_from_labels(NEW, ["NVIDIA RTX 4000 Ada Generation"])
+    assert host is not None and host["devices"][0]["name"] == "NVIDIA RTX 4000 Ada Generation"
+
+
+def test_node_with_a_driver_too_old_for_the_locks_cuda_fails():
+    verdict = kube.preflight_from_nodes({"dgx": OLD}, LOCKED, gpus=1)
+    assert not verdict.ok
+    assert "dgx" in verdict.problems[0] and "450.80.02" in verdict.problems[0]
+
+
+def test_node_with_a_new_enough_driver_passes():
+    verdict = kube.preflight_from_nodes({"lke": NEW}, LOCKED, gpus=1)
+    assert verdict.ok and not verdict.problems
+
+
+def test_unlabeled_nodes_skip_the_preflight_with_a_warning():
+    verdict = kube.preflight_from_nodes({"plain": UNLABELED}, LOCKED, gpus=1)
+    assert verdict.ok and "skipped" in verdict.warnings[0]
+    assert "skipped" in kube.preflight_from_nodes({}, LOCKED, gpus=1).warnings[0]
+
+
+def test_only_nodes_the_pod_can_land_on_count():
+    nodes = {"dgx": OLD, "lke": NEW}
+    mixed = kube.preflight_from_nodes(nodes, LOCKED, gpus=1)
+    assert mixed.ok and any("dgx" in w and "--node-selector" in w for w in mixed.warnings)
+    pinned = kube.preflight_from_nodes(
+        nodes, LOCKED, gpus=1, node_selector={"nvidia.com/gpu.product": "A100-SXM4-40GB"})
+    assert not pinned.ok
+    too_many = kube.preflight_from_nodes(nodes, LOCKED, gpus=2)
+    assert too_many.ok and "skipped" in too_many.warnings[0]
+    assert kube.preflight_from_nodes({"dgx": OLD}, LOCKED, gpus=0).ok
+
+
+# ------------------------------------------------------------------ the cluster
+
+def test_no_kubeconfig_is_one_line_with_a_hint(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing" / "config"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+    with pytest.raises(EnvlockError) as err:
+        kube.run_job(kube.job_manifest(spec()), output=lambda chunk: None)
+    assert err.value.message.startswith("no Kubernetes cluster configured")
+    assert "\n" not in str(err.value)
+    assert err.value.hint == "set KUBECONFIG or run inside a cluster"
