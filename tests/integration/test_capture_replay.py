@@ -488,3 +488,39 @@ def test_rebuild_from_the_lock_alone_after_the_image_is_gone(sqlite_exp, infra, 
     assert result["image"] == f"{repo}:{run_id}-rebuild" and result["pushed"]
     assert result["pinned"].startswith(f"{repo}@sha256:")
     assert result["env_digest"] == built["env_digest"]
+
+
+def test_capture_and_replay_through_an_authenticated_registry(sqlite_exp, infra, tmp_path,
+                                                              created_images, docker_client):
+    """Credentials on stdin, no docker login: capture pushes, replay pulls; without them the
+    replay fails with a clear error and records no replay run."""
+    repo = f"{infra.auth_registry}/tests/auth-{uuid.uuid4().hex[:8]}"
+    env = sqlite_exp.env(DOCKER_CONFIG=str(tmp_path / "empty-docker-config"))
+    creds = ("--registry-username", infra.auth_user, "--registry-password-stdin")
+    password = infra.auth_password + "\n"
+    run_id = sqlite_exp.train()
+    captured = run_envlock("capture", "--run-id", run_id, "--python", str(sqlite_exp.python),
+                           "--command", "python train.py", "--base-image", infra.base_image,
+                           "--registry", repo, *creds, "--json", cwd=sqlite_exp.root, env=env,
+                           stdin=password)
+    assert captured.returncode == 0, captured.stderr[-2000:]
+    built = json.loads(captured.stdout)["result"]["built"]
+    assert built["pinned"].startswith(f"{repo}@sha256:")
+    for reference in (built["image"], built["env_image"]):
+        docker_client.images.remove(reference, force=True)
+
+    def replays():
+        return client(sqlite_exp.store).search_runs(
+            [client(sqlite_exp.store).get_run(run_id).info.experiment_id],
+            f"tags.`envlock.replay_of` = '{run_id}'")
+
+    denied = run_envlock("replay", run_id, cwd=sqlite_exp.root, env=env)
+    assert denied.returncode == 2 and "refused the credentials" in denied.stderr
+    assert replays() == []
+    replayed = run_envlock("replay", run_id, *creds, "--json", cwd=sqlite_exp.root, env=env,
+                           stdin=password)
+    assert replayed.returncode == 0, replayed.stderr[-2000:]
+    created_images.add(built["pinned"])
+    assert json.loads(replayed.stdout)["result"]["comparison"]["reproduced"] is True
+    assert len(replays()) == 1
+    assert infra.auth_password not in captured.stdout + captured.stderr + replayed.stdout

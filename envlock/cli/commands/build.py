@@ -25,6 +25,20 @@ PasswordStdinOpt = Annotated[bool, typer.Option(
     "from a flag: it would show in shell history and process lists).")]
 
 
+def image_registry(tracker: Any, run_id: str, username: str | None) -> str | None:
+    """The registry holding a captured run's image (looked up only when credentials are
+    given); None when the image is local only or the run has none."""
+    if not username:
+        return None
+    image = tracker.run(run_id).tags.get("envlock.image") or ""
+    if "@sha256:" not in image:
+        from envlock.errors import UsageError
+
+        raise UsageError(f"run {run_id} has no image in a registry to log in to",
+                         "drop --registry-username; its image is local or not captured")
+    return str(image)
+
+
 def connect_engine(registry: str | None, username: str | None, password_stdin: bool) -> Any:
     """The engine, logged in to ``registry``'s host when credentials were given."""
     from envlock.engine import Engine, registry_of

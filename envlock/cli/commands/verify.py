@@ -7,6 +7,12 @@ from typing import Annotated
 
 import typer
 
+from envlock.cli.commands.build import (
+    PasswordStdinOpt,
+    RegistryUserOpt,
+    connect_engine,
+    image_registry,
+)
 from envlock.cli.commands.lock import JsonOpt
 
 
@@ -24,6 +30,8 @@ def verify_command(
         "--markdown", help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY).")
     ] = None,
     gpus: Annotated[str | None, typer.Option("--gpus", help="As for replay.")] = None,
+    registry_username: RegistryUserOpt = None,
+    registry_password_stdin: PasswordStdinOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay a run and compare its metrics: exit 0 reproduced, 1 not, 2 bad input.
@@ -32,7 +40,6 @@ def verify_command(
     from envlock import config, report
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
-    from envlock.engine import Engine
     from envlock.errors import EXIT_DRIFT, EXIT_OK
     from envlock.replay import replay
     from envlock.tracking import Tracker
@@ -40,7 +47,10 @@ def verify_command(
     out.begin("verify", as_json)
     tol, per_metric = config.load().tolerances(tolerance)
 
-    result = replay(run_id, engine=Engine.connect(), tracker=Tracker(), gpus=gpus,
+    tracker = Tracker()
+    engine = connect_engine(image_registry(tracker, run_id, registry_username), registry_username,
+                            registry_password_stdin)
+    result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
                     tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
                     output=out.passthrough(True))
     comparison = result.comparison
