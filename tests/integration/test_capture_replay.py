@@ -319,6 +319,21 @@ def test_capture_and_replay_against_a_tracking_server(tmp_path, experiment_venv,
     replayed = exp.envlock("replay", run_id, "--json")
     assert replayed.returncode == 0 and replayed.stdout, replayed.stderr[-3000:]
     assert json.loads(replayed.stdout)["result"]["comparison"]["reproduced"] is True
+    # Every other command that reads a run works against the server too.
+    second = exp.train()
+    assert exp.envlock("capture", "--run-id", second, "--python", str(exp.python), "--command",
+                       "python train.py", "--base-image", infra.base_image, "--registry",
+                       f"{infra.registry}/{REPO}-srv").returncode == 0
+    diffed = exp.envlock("diff", run_id, second)  # both lockfiles downloaded from the server
+    assert diffed.returncode == 0, diffed.stdout + diffed.stderr
+    verified = exp.envlock("verify", run_id, "--junit", str(tmp_path / "verify.xml"))
+    assert verified.returncode == 0, verified.stderr[-3000:]
+    lineage = exp.envlock("lineage", run_id, "--json")
+    assert lineage.returncode == 0, lineage.stderr
+    assert len(json.loads(lineage.stdout)["result"]["replays"]) == 2
+    rebuilt = exp.envlock("build", "--from-run", run_id, "--env-only", "--no-push", "--json")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert json.loads(rebuilt.stdout)["result"]["env_digest"] == payload["env_digest"]
 
 
 def test_the_pytorch_example_replays_with_identical_metrics(tmp_path, infra, created_images):
