@@ -43,7 +43,8 @@ def replay_command(
                         ] = False,
     tolerance: Annotated[str | None, typer.Option(
         "--tolerance", help="Metric tolerance: 1e-6 (absolute), 0.5% (relative), or "
-        "abs=…,rel=…. Default: exact.")] = None,
+        "abs=…,rel=…. Default: the config's tolerance, else exact (per-metric "
+        "tolerances come from the config).")] = None,
     metric: Annotated[list[str] | None, typer.Option("--metric", help="Compare only these "
                                                         "metrics (repeatable).")] = None,
     network: Annotated[str, typer.Option("--network", help="Container network (none, host, "
