@@ -52,10 +52,10 @@ def markdown(title: str, ok: bool, verdict: str, facts: dict[str, Any],
 def write(junit_path: Path | None, markdown_path: Path | None, suite: str,
           cases: Sequence[Case], summary: str) -> None:
     """Write the requested reports; append the summary to ``$GITHUB_STEP_SUMMARY``."""
-    if junit_path:
-        junit_path.write_text(junit(suite, cases), encoding="utf-8")
-    if markdown_path:
-        markdown_path.write_text(summary, encoding="utf-8")
+    for path, text in ((junit_path, junit(suite, cases)), (markdown_path, summary)):
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)  # e.g. --junit reports/check.xml
+            path.write_text(text, encoding="utf-8")
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as handle:
             handle.write(summary)

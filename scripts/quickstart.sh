@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, on the embedded defaults: train the minimal example (MLflow's SQLite store),
-# capture its environment into an image, replay it, verify it as a CI gate would, and show
-# the lineage with every verdict.
+# capture its environment into an image, replay it, verify it and check the venv as CI gates
+# would, and show the lineage with every verdict.
 # A registry is used only when ENVLOCK_REGISTRY is set; otherwise the image stays local.
 # Usage: bash scripts/quickstart.sh
 set -euo pipefail
@@ -17,7 +17,7 @@ work="${ENVLOCK_QUICKSTART_DIR:-$(mktemp -d)/experiment}"
 echo "== setting up the experiment in $work =="
 mkdir -p "$work" && cd "$work"
 cp "$repo_root/examples/minimal/train.py" .
-printf 'mlflow.db\n.envlock/\n.venv/\n' > .gitignore
+printf 'mlflow.db\n.envlock/\n.venv/\nreports/\n' > .gitignore
 if [ ! -d .git ]; then
   git init -q -b main && git add -A
   git -c user.name=quickstart -c user.email=quickstart@example.invalid commit -qm "experiment"
@@ -41,8 +41,12 @@ echo "== 3. envlock replay $run_id =="
 "$envlock" replay "$run_id"
 
 echo "== 4. envlock verify $run_id (the CI gate: exit 0 reproduced, 1 not) =="
-"$envlock" verify "$run_id" --junit "$work/verify.junit.xml" --markdown "$work/verify.md"
+"$envlock" verify "$run_id" --junit "$work/reports/verify.junit.xml" --markdown "$work/reports/verify.md"
 
-echo "== 5. envlock lineage $run_id =="
+echo "== 5. envlock check (the pull-request gate: this venv against the run's lock) =="
+"$envlock" check --lock ".envlock/runs/$run_id/envlock.lock.yaml" --python .venv/bin/python \
+  --junit "$work/reports/check.junit.xml"
+
+echo "== 6. envlock lineage $run_id =="
 "$envlock" lineage "$run_id"
 echo "quickstart: OK (experiment, MLflow store and lockfiles in $work)"

@@ -76,7 +76,8 @@ def test_write_appends_the_summary_for_github(tmp_path, monkeypatch):
     summary = tmp_path / "summary.md"
     summary.write_text("earlier step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    write(tmp_path / "r.xml", tmp_path / "r.md", "s", [Case("a", True, "fine")], "## report\n")
+    write(tmp_path / "reports" / "r.xml", tmp_path / "r.md", "s", [Case("a", True, "fine")],
+          "## report\n")
     assert summary.read_text() == "earlier step\n## report\n"
     assert (tmp_path / "r.md").read_text() == "## report\n"
-    assert ET.parse(tmp_path / "r.xml").getroot().find("testsuite").get("tests") == "1"
+    assert ET.parse(tmp_path / "reports" / "r.xml").getroot().find("testsuite").get("tests") == "1"
