@@ -34,6 +34,7 @@ import typer  # noqa: E402
 
 from envlock import __version__  # noqa: E402
 from envlock.cli.commands import (  # noqa: E402
+    archive,
     build,
     capture,
     check,
@@ -75,7 +76,7 @@ def main(
         logging.basicConfig(level=logging.DEBUG, format="envlock: %(name)s: %(message)s")
 
 
-for module in (lock, show, diff, check, build, capture, replay, verify, config):
+for module in (lock, show, diff, check, build, capture, replay, verify, config, archive):
     module.register(app)
 
 

@@ -12,7 +12,7 @@ import tarfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from envlock.engine.errors import BuildError, EngineError, registry_error, unavailable
 
@@ -148,6 +148,53 @@ class Engine:
 
         with contextlib.suppress(docker.errors.ImageNotFound):
             self.client.api.remove_image(reference, force=True, noprune=False)
+
+    def repo_tags(self, reference: str) -> tuple[str, ...]:
+        """The ``repo:tag`` names the engine has for an image (empty if none or unknown)."""
+        import docker
+
+        try:
+            attrs = self.client.api.inspect_image(reference)
+        except docker.errors.NotFound:
+            return ()
+        except docker.errors.DockerException as exc:
+            raise unavailable(exc) from exc
+        return tuple(attrs.get("RepoTags") or ())
+
+    def save(self, reference: str, dest: BinaryIO) -> None:
+        """``docker save`` of one image, streamed into ``dest``."""
+        import docker
+
+        try:
+            for chunk in self.client.api.get_image(reference, chunk_size=1 << 20):
+                dest.write(chunk)
+        except docker.errors.NotFound as exc:
+            raise EngineError(f"image {reference} is not in the engine") from exc
+        except docker.errors.APIError as exc:
+            raise EngineError(f"saving {reference} failed: {exc.explanation}") from exc
+        except docker.errors.DockerException as exc:
+            raise unavailable(exc) from exc
+
+    def load(self, archive: BinaryIO) -> list[str]:
+        """``docker load`` of a tar (docker-archive ``manifest.json``); what it loaded."""
+        import docker
+
+        loaded: list[str] = []
+        try:
+            for event in self.client.api.load_image(archive):
+                if "error" in event or "errorDetail" in event:
+                    detail = (event.get("errorDetail") or {}).get("message") or event["error"]
+                    raise EngineError(f"the engine refused to load the image: {detail}")
+                text = str(event.get("stream") or "")
+                for prefix in ("Loaded image ID: ", "Loaded image: "):
+                    if text.startswith(prefix):
+                        loaded.append(text[len(prefix):].strip())
+        except docker.errors.APIError as exc:
+            raise EngineError(f"the engine refused to load the image: {exc.explanation}"
+                              ) from exc
+        except docker.errors.DockerException as exc:
+            raise unavailable(exc) from exc
+        return loaded
 
     # ---------------------------------------------------------------- containers
 

@@ -156,6 +156,77 @@ class Tracker:
                            order_by=["attributes.start_time ASC"])
         return [self.run(r.info.run_id) for r in found]
 
+    # ---------------------------------------------------------------- export / import
+
+    def run_record(self, run_id: str) -> dict[str, Any]:
+        """What an archive carries of a run: its experiment's name, times, status, params,
+        tags, and every metric's full history (value, step, timestamp)."""
+        run = self._call("reading run", self.client.get_run, run_id)
+        experiment = self._call("reading experiment", self.client.get_experiment,
+                                run.info.experiment_id)
+        metrics = {key: [{"value": m.value, "step": m.step, "timestamp": m.timestamp}
+                         for m in self._call("reading metric history",
+                                             self.client.get_metric_history, run_id, key)]
+                   for key in sorted(run.data.metrics)}
+        return {"run_id": run.info.run_id, "run_name": run.info.run_name or "",
+                "experiment_name": experiment.name, "status": run.info.status,
+                "start_time": run.info.start_time, "end_time": run.info.end_time,
+                "params": dict(run.data.params), "tags": dict(run.data.tags),
+                "metrics": metrics}
+
+    def download_envlock_dir(self, run_id: str, dest: Path) -> Path | None:
+        """The run's ``envlock/`` artifacts downloaded into ``dest`` (None: it has none)."""
+        found = self._call("listing artifacts", self.client.list_artifacts, run_id,
+                           ARTIFACT_DIR)
+        if not found:
+            return None
+        path = self._call("downloading artifacts", self.client.download_artifacts, run_id,
+                          ARTIFACT_DIR, str(dest))
+        return Path(path)
+
+    def experiment_named(self, name: str) -> str:
+        """The id of the experiment called ``name``, created if there is none."""
+        experiment = self._call("reading experiment", self.client.get_experiment_by_name, name)
+        if experiment is None:
+            return str(self._call("creating experiment", self.client.create_experiment, name))
+        if experiment.lifecycle_stage == "deleted":
+            raise TrackingError(f"experiment {name!r} of {self.uri} is deleted",
+                                "restore it (mlflow experiments restore) or pass --experiment")
+        return str(experiment.experiment_id)
+
+    def runs_tagged(self, experiment_id: str, key: str, value: str) -> list[RunData]:
+        """The active runs of an experiment whose tag ``key`` equals ``value``."""
+        quoted = value.replace("'", "\\'")
+        found = self._call("searching runs", self.client.search_runs, [experiment_id],
+                           filter_string=f"tags.`{key}` = '{quoted}'",
+                           order_by=["attributes.start_time ASC"])
+        return [self.run(r.info.run_id) for r in found]
+
+    def create_run_at(self, experiment_id: str, name: str, tags: dict[str, str],
+                      start_time: int | None) -> str:
+        """A new run with a given start time (milliseconds), as an imported run keeps it."""
+        run = self._call("creating run", self.client.create_run, experiment_id,
+                         start_time=start_time, tags=tags, run_name=name)
+        return str(run.info.run_id)
+
+    def log_record(self, run_id: str, params: dict[str, str],
+                   metrics: dict[str, list[dict[str, Any]]], tags: dict[str, str]) -> None:
+        """Params, tags and full metric histories in batches (MLflow splits them)."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        history = [Metric(key, float(point["value"]), int(point["timestamp"]),
+                          int(point["step"]))
+                   for key, points in metrics.items() for point in points]
+        self._call("logging the run's data", self.client.log_batch, run_id, metrics=history,
+                   params=[Param(k, v) for k, v in params.items()],
+                   tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def finish_at(self, run_id: str, status: str, end_time: int | None) -> None:
+        self._call("finishing run", self.client.set_terminated, run_id, status, end_time)
+
+    def delete_run(self, run_id: str) -> None:
+        self._call("deleting run", self.client.delete_run, run_id)
+
     def copy_from_file_store(self, store: Path, run_id: str) -> int:
         """Relay what the experiment logged inside its container (a private file store
         written by whatever MLflow the image has) into ``run_id`` of this store."""

@@ -13,6 +13,7 @@ and a stale ``six-1.15.0.egg-info`` left in site-packages, as old setuptools lea
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import venv
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, git, init_repo
+from tests.conftest import ROOT, git, init_repo, run_envlock
 
 PYPROJECT = """[build-system]
 requires = ["setuptools>=64"]
@@ -220,3 +221,45 @@ def make_project(root: Path) -> Project:
 @pytest.fixture(scope="session")
 def project(tmp_path_factory) -> Project:
     return make_project(tmp_path_factory.mktemp("proj") / "mlproj")
+
+
+# ---------------------------------------------------------------- MLflow experiments
+TRAIN = (ROOT / "examples" / "minimal" / "train.py").read_text()
+@dataclass
+class Experiment:
+    root: Path
+    python: Path
+    store: str
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {"MLFLOW_TRACKING_URI": self.store, "CI": "1", **extra}
+
+    def train(self, *args: str) -> str:
+        out = subprocess.run([str(self.python), "train.py", *args], cwd=self.root,
+                             env={**os.environ, **self.env()}, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr
+        from mlflow.tracking import MlflowClient
+
+        runs = MlflowClient(self.store).search_runs(["0"], order_by=["attributes.start_time DESC"],
+                                                    max_results=1)
+        return runs[0].info.run_id
+
+    def envlock(self, *args: str, **env: str):
+        return run_envlock(*args, cwd=self.root, env=self.env(**env))
+
+
+@pytest.fixture(scope="session")
+def experiment_venv(tmp_path_factory) -> Path:
+    """The experiment's own interpreter: system Python 3.11 (= the test base image) with
+    MLflow's client and the SQLite store's dependencies."""
+    venv_dir = tmp_path_factory.mktemp("mlvenv") / "venv"
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv_dir)], check=True)
+    python = venv_dir / "bin" / "python"
+    pip(python, "install", "mlflow-skinny", "sqlalchemy", "alembic")
+    return python
+
+
+def make_experiment(root: Path, python: Path, store: str) -> Experiment:
+    init_repo(root, {"train.py": TRAIN, ".gitignore": "mlflow.db\nmlruns/\n.envlock/\n"})
+    return Experiment(root=root, python=python, store=store)

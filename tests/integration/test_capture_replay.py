@@ -12,56 +12,14 @@ import sys
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, init_repo, run_envlock
-from tests.integration.conftest import SYSTEM_PYTHON, pip
+from tests.integration.conftest import SYSTEM_PYTHON, TRAIN, Experiment, make_experiment, pip
 
-TRAIN = (ROOT / "examples" / "minimal" / "train.py").read_text()
 REPO = f"tests/capture-{uuid.uuid4().hex[:8]}"
-
-
-@dataclass
-class Experiment:
-    root: Path
-    python: Path
-    store: str
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return {"MLFLOW_TRACKING_URI": self.store, "CI": "1", **extra}
-
-    def train(self, *args: str) -> str:
-        out = subprocess.run([str(self.python), "train.py", *args], cwd=self.root,
-                             env={**os.environ, **self.env()}, capture_output=True, text=True,
-                             timeout=300)
-        assert out.returncode == 0, out.stderr
-        from mlflow.tracking import MlflowClient
-
-        runs = MlflowClient(self.store).search_runs(["0"], order_by=["attributes.start_time DESC"],
-                                                    max_results=1)
-        return runs[0].info.run_id
-
-    def envlock(self, *args: str, **env: str):
-        return run_envlock(*args, cwd=self.root, env=self.env(**env))
-
-
-@pytest.fixture(scope="session")
-def experiment_venv(tmp_path_factory) -> Path:
-    """The experiment's own interpreter: system Python 3.11 (= the test base image) with
-    MLflow's client and the SQLite store's dependencies."""
-    venv_dir = tmp_path_factory.mktemp("mlvenv") / "venv"
-    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv_dir)], check=True)
-    python = venv_dir / "bin" / "python"
-    pip(python, "install", "mlflow-skinny", "sqlalchemy", "alembic")
-    return python
-
-
-def make_experiment(root: Path, python: Path, store: str) -> Experiment:
-    init_repo(root, {"train.py": TRAIN, ".gitignore": "mlflow.db\nmlruns/\n.envlock/\n"})
-    return Experiment(root=root, python=python, store=store)
 
 
 @pytest.fixture(scope="module")

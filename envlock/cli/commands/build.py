@@ -39,25 +39,35 @@ def image_registry(tracker: Any, run_id: str, username: str | None) -> str | Non
     return str(image)
 
 
-def connect_engine(registry: str | None, username: str | None, password_stdin: bool) -> Any:
-    """The engine, logged in to ``registry``'s host when credentials were given."""
-    from envlock.engine import Engine, registry_of
+def read_credentials(username: str | None, password_stdin: bool) -> tuple[str, str] | None:
+    """(user, password) from --registry-username + --registry-password-stdin, else None."""
     from envlock.errors import UsageError
 
     if bool(username) != password_stdin:
         raise UsageError("--registry-username and --registry-password-stdin go together",
                          "echo \"$TOKEN\" | envlock … --registry-username USER "
                          "--registry-password-stdin")
+    if not username:
+        return None
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise UsageError("--registry-password-stdin read an empty password",
+                         "pipe the password or token into envlock")
+    return username, password
+
+
+def connect_engine(registry: str | None, username: str | None, password_stdin: bool) -> Any:
+    """The engine, logged in to ``registry``'s host when credentials were given."""
+    from envlock.engine import Engine, registry_of
+    from envlock.errors import UsageError
+
+    credentials = read_credentials(username, password_stdin)
+    if credentials and not registry:
+        raise UsageError("registry credentials were given but no registry",
+                         "pass --registry HOST[:PORT]/REPO")
     engine = Engine.connect()
-    if username:
-        if not registry:
-            raise UsageError("registry credentials were given but no registry",
-                             "pass --registry HOST[:PORT]/REPO")
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise UsageError("--registry-password-stdin read an empty password",
-                             "pipe the password or token into envlock")
-        engine.login(registry_of(registry), username, password)
+    if credentials and registry:
+        engine.login(registry_of(registry), *credentials)
     return engine
 
 
