@@ -18,7 +18,6 @@ import ipaddress
 import json
 import re
 import secrets
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -26,12 +25,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from envlock.compare import Comparison, Tolerance, compare
+from envlock.compare import Tolerance
 from envlock.compat import Verdict, preflight
 from envlock.errors import EnvlockError, UsageError
 from envlock.redact import is_secret_name, strip_url_credentials
 from envlock.render import USER_ID, WORKDIR
-from envlock.replay import ReplayError, ReplayResult
+from envlock.replay import ReplayError, ReplayResult, conclude, to_stdout
 
 CONTAINER = "experiment"
 DRY_RUN_REPLAY_ID = "<created at submit>"
@@ -638,8 +637,8 @@ def replay_on_kubernetes(run_id: str, *, tracker: Any, options: KubeOptions,
     spec = replace(draft.spec, replay_run_id=replay_id, name=job_name(run_id, replay_id))
     try:
         tracker.set_tags(replay_id, {"envlock.kubernetes.job": f"{spec.namespace}/{spec.name}"})
-        code = run_job(job_manifest(spec), output=output or _to_stdout, api=api)
-        comparison = _record(tracker, run, replay_id, code, tolerance, metrics,
+        code = run_job(job_manifest(spec), output=output or to_stdout, api=api)
+        comparison = conclude(tracker, run, replay_id, code, tolerance, metrics,
                              per_metric)
     except BaseException:
         tracker.finish(replay_id, False)  # never leave a replay run RUNNING
@@ -648,22 +647,3 @@ def replay_on_kubernetes(run_id: str, *, tracker: Any, options: KubeOptions,
                             exit_code=code, comparison=comparison,
                             warnings=[*verdict.warnings, *verdict.problems],  # forced
                             job=f"{spec.namespace}/{spec.name}")
-
-
-def _record(tracker: Any, run: Any, replay_id: str, code: int, tolerance: Tolerance | None,
-            metrics: tuple[str, ...], per_metric: Mapping[str, Tolerance] | None) -> Comparison:
-    """The pod logged into the replay run itself: compare, tag, finish."""
-    replayed = tracker.run(replay_id)
-    comparison = compare(run.metrics, replayed.metrics, tolerance or Tolerance(), metrics,
-                         per_metric)
-    reproduced = code == 0 and comparison.reproduced
-    tracker.set_tags(replay_id, {"envlock.exit_code": str(code),
-                                 "envlock.verdict": "reproduced" if reproduced
-                                 else "not reproduced"})
-    tracker.finish(replay_id, code == 0)
-    return comparison
-
-
-def _to_stdout(chunk: bytes) -> None:
-    sys.stdout.buffer.write(chunk)
-    sys.stdout.flush()

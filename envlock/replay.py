@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,7 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
            mounts: list[str] | None = None, env: list[str] | None = None,
            command: str | None = None, track: bool = True, force: bool = False,
            tolerance: Tolerance | None = None, metrics: tuple[str, ...] = (),
-           per_metric: dict[str, Tolerance] | None = None, network: str = "none",
+           per_metric: Mapping[str, Tolerance] | None = None, network: str = "none",
            host_gpu: dict[str, Any] | None = None,
            output: Callable[[bytes], None] | None = None) -> ReplayResult:
     from envlock import compat, lockfile
@@ -137,7 +137,7 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
         try:
             code = engine.run_experiment(image_id, argv, env=container_env, binds=binds,
                                          gpus=request, network=network,
-                                         on_output=output or _to_stdout)
+                                         on_output=output or to_stdout)
             comparison = _record(tracker, run, replay_id, store / "store", code, tolerance,
                                  metrics, per_metric) if replay_id else None
         except BaseException:
@@ -150,9 +150,17 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
 
 def _record(tracker: Any, run: Any, replay_id: str, store: Path, code: int,
             tolerance: Tolerance | None, metrics: tuple[str, ...],
-            per_metric: dict[str, Tolerance] | None = None) -> Comparison:
-    """Relay the container's MLflow data into the replay run, compare, tag, finish."""
+            per_metric: Mapping[str, Tolerance] | None = None) -> Comparison:
+    """Relay the container's MLflow data into the replay run, then conclude it."""
     tracker.copy_from_file_store(store, replay_id)
+    return conclude(tracker, run, replay_id, code, tolerance, metrics, per_metric)
+
+
+def conclude(tracker: Any, run: Any, replay_id: str, code: int, tolerance: Tolerance | None,
+             metrics: tuple[str, ...], per_metric: Mapping[str, Tolerance] | None = None
+             ) -> Comparison:
+    """Compare the replay run's metrics with the original's, tag the verdict, finish it
+    (local replays and Kubernetes Jobs alike)."""
     replayed = tracker.run(replay_id)
     comparison = compare(run.metrics, replayed.metrics, tolerance or Tolerance(), metrics,
                          per_metric)
@@ -164,7 +172,6 @@ def _record(tracker: Any, run: Any, replay_id: str, store: Path, code: int,
     return comparison
 
 
-def _to_stdout(chunk: bytes) -> None:
+def to_stdout(chunk: bytes) -> None:
     sys.stdout.buffer.write(chunk)
     sys.stdout.flush()
-
