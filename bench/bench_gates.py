@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Benchmark the CI gates and the archives against the tools they stand beside.
+
+Not a test: run it by hand, from the repository root, with the test infrastructure
+(``scripts/infra.sh``: Docker engine, open registry, digest-pinned Python base)::
+
+    .venv/bin/python bench/bench_gates.py [--rounds 5] [--json FILE] [--workdir DIR]
+
+One experiment (examples/minimal in a fresh ``/usr/bin/python3`` venv with mlflow-skinny,
+sqlalchemy and alembic; SQLite store) is trained and captured to the open registry. Then,
+each pair timed in alternating order, medians over ``--rounds``:
+
+1. ``envlock check --lock L --python VENV --junit F --markdown F``  vs  ``pip freeze`` of
+   the same venv (the cheapest way a pipeline can look at an environment).
+2. ``envlock verify RUN --junit F --markdown F``  vs  ``envlock replay RUN``: what the gate
+   adds to a replay.
+3. ``envlock export RUN``  vs  ``docker save`` of the same image; ``envlock import`` into the
+   engine (from a fresh store) vs ``docker load`` of the ``docker save`` tar.
+4. Once each (they provision every wheel from the index, so they are slow and noisy):
+   ``envlock build --from-run RUN --no-cache --env-only --no-push``  vs  ``envlock build
+   LOCK --no-cache --env-only --no-push`` on the same lock read from a local file: what
+   reading the lock from the tracking store adds to a rebuild.
+
+Images created are removed at the end (never the base). See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_replay as br  # noqa: E402 - shared helpers (run, infra_env, experiment)
+
+REPO = br.REPO
+
+
+def alternate(rounds: int, first: list[str], second: list[str], *, cwd: Path, env: dict,
+              before=None) -> tuple[list[float], list[float]]:
+    a_times: list[float] = []
+    b_times: list[float] = []
+    for index in range(rounds):
+        pair = [(first, a_times), (second, b_times)]
+        for cmd, times in (pair if index % 2 == 0 else pair[::-1]):
+            if before:
+                before(cmd)
+            times.append(br.run(cmd, cwd=cwd, env=env)[0])
+    return a_times, b_times
+
+
+def ratio(a: list[float], b: list[float]) -> float:
+    return (br.med(a) or 0) / (br.med(b) or 1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--workdir", type=Path)
+    args = parser.parse_args()
+
+    infra = br.infra_env()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="envlock-bench-gates-"))
+    exp = workdir / "exp"
+    envlock = str(Path(sys.executable).with_name("envlock"))
+    stamp = time.strftime("%H%M%S")
+    env = {**os.environ, **infra, "MLFLOW_TRACKING_URI": f"sqlite:///{exp}/mlflow.db",
+           "CI": "1", "ENVLOCK_CACHE": str(workdir / "cache")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    br.make_experiment(exp, env)
+    br.train(exp, env)
+    repository = f"{infra['ENVLOCK_TEST_REGISTRY']}/envlock-bench/gates-{stamp}"
+    _, proc = br.run([envlock, "capture", "--python", ".venv/bin/python", "--command",
+                      br.COMMAND, "--base-image", infra["ENVLOCK_TEST_BASE_IMAGE"],
+                      "--registry", repository, "--json"], cwd=exp, env=env)
+    captured = br.result_of(proc, "capture")
+    run_id, image = captured["run_id"], captured["image"]
+    created = [captured["built"]["image"], captured["built"]["env_image"]]
+    lock = captured["lockfile"]
+    reports = workdir / "reports"
+    results: dict = {"machine": platform.node(), "cpus": os.cpu_count(), "rounds": args.rounds,
+                     "run_id": run_id, "image": image}
+    try:
+        br.log("1. check gate vs pip freeze")
+        check, freeze = alternate(
+            args.rounds, [envlock, "check", "--lock", lock, "--python", ".venv/bin/python",
+                          "--junit", str(reports / "check.xml"), "--markdown",
+                          str(reports / "check.md")],
+            [".venv/bin/python", "-m", "pip", "freeze", "--disable-pip-version-check"],
+            cwd=exp, env=env)
+        results["check"] = {"check_s": br.med(check), "pip_freeze_s": br.med(freeze),
+                            "ratio": ratio(check, freeze), "samples": [check, freeze]}
+
+        br.log("2. verify gate vs replay")
+        verify, replay = alternate(
+            args.rounds, [envlock, "verify", run_id, "--junit", str(reports / "v.xml"),
+                          "--markdown", str(reports / "v.md")],
+            [envlock, "replay", run_id], cwd=exp, env=env)
+        results["verify"] = {"verify_s": br.med(verify), "replay_s": br.med(replay),
+                             "ratio": ratio(verify, replay), "samples": [verify, replay]}
+
+        br.log("3. export vs docker save; import vs docker load")
+        archive, saved = workdir / "run.tar", workdir / "saved.tar"
+        export, save = alternate(
+            args.rounds, [envlock, "export", run_id, "-o", str(archive)],
+            ["docker", "save", "-o", str(saved), image], cwd=exp, env=env)
+        sizes = {"archive_bytes": archive.stat().st_size, "docker_save_bytes":
+                 saved.stat().st_size}
+        stores = iter(range(10_000))
+
+        def fresh_store(cmd: list[str]) -> None:
+            if cmd[1:2] == ["import"]:  # each import into a store of its own
+                env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir}/import-{next(stores)}.db"
+
+        imported, loaded = alternate(
+            args.rounds, [envlock, "import", str(archive)],
+            ["docker", "load", "-q", "-i", str(saved)], cwd=exp, env=env, before=fresh_store)
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{exp}/mlflow.db"
+        results["archive"] = {"export_s": br.med(export), "docker_save_s": br.med(save),
+                              "export_ratio": ratio(export, save), "import_s": br.med(imported),
+                              "docker_load_s": br.med(loaded),
+                              "import_ratio": ratio(imported, loaded), **sizes,
+                              "samples": [export, save, imported, loaded]}
+
+        br.log("4. rebuild from the run vs from the local lock (no cache, once each)")
+        shutil.rmtree(workdir / "cache", ignore_errors=True)
+        from_run, _ = br.run([envlock, "build", "--from-run", run_id, "--no-cache",
+                              "--env-only", "--no-push", "--json"], cwd=exp, env=env)
+        shutil.rmtree(workdir / "cache", ignore_errors=True)
+        from_lock, proc = br.run([envlock, "build", lock, "--no-cache", "--env-only",
+                                  "--no-push", "--base-image",
+                                  infra["ENVLOCK_TEST_BASE_IMAGE"], "--json"], cwd=exp, env=env)
+        fidelity = br.result_of(proc, "build")["fidelity"]
+        results["rebuild"] = {"from_run_s": from_run, "from_lock_s": from_lock,
+                              "ratio": from_run / from_lock, "fidelity": fidelity}
+    finally:
+        for ref in created:
+            br.run(["docker", "rmi", "-f", ref], env=env, check=False)
+
+    c, v, a, r = (results[k] for k in ("check", "verify", "archive", "rebuild"))
+    print(f"check gate        {br.fmt(c['check_s'])} vs pip freeze {br.fmt(c['pip_freeze_s'])}"
+          f"  ({c['ratio']:.2f}x)")
+    print(f"verify gate       {br.fmt(v['verify_s'])} vs replay {br.fmt(v['replay_s'])}"
+          f"  ({v['ratio']:.2f}x)")
+    print(f"export            {br.fmt(a['export_s'])} vs docker save {br.fmt(a['docker_save_s'])}"
+          f"  ({a['export_ratio']:.2f}x; {a['archive_bytes'] / 2**20:.1f} MiB vs "
+          f"{a['docker_save_bytes'] / 2**20:.1f} MiB)")
+    print(f"import (engine)   {br.fmt(a['import_s'])} vs docker load {br.fmt(a['docker_load_s'])}"
+          f"  ({a['import_ratio']:.2f}x)")
+    print(f"rebuild from run  {br.fmt(r['from_run_s'])} vs from lock file "
+          f"{br.fmt(r['from_lock_s'])}  ({r['ratio']:.2f}x; verified "
+          f"{r['fidelity']['packages']} packages, {r['fidelity']['files_verified']} files)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except br.BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        sys.exit(1)
