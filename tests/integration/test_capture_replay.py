@@ -292,6 +292,16 @@ def test_capture_and_replay_against_a_tracking_server(tmp_path, experiment_venv,
     rebuilt = exp.envlock("build", "--from-run", run_id, "--env-only", "--no-push", "--json")
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert json.loads(rebuilt.stdout)["result"]["env_digest"] == payload["env_digest"]
+    # export from the server, import into a separate SQLite store: the lineage crosses over
+    archive = tmp_path / "run.tar"
+    exported = exp.envlock("export", run_id, "-o", str(archive))
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    elsewhere = f"sqlite:///{tmp_path}/elsewhere.db"
+    imported = exp.envlock("import", str(archive), "--json", MLFLOW_TRACKING_URI=elsewhere)
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    copy = client(elsewhere).get_run(json.loads(imported.stdout)["result"]["run_id"])
+    assert copy.data.tags["envlock.imported_from"] == run_id
+    assert copy.data.metrics == client(mlflow_server).get_run(run_id).data.metrics
 
 
 def test_the_pytorch_example_replays_with_identical_metrics(tmp_path, infra, created_images):
