@@ -304,28 +304,35 @@ def test_capture_and_replay_against_a_tracking_server(tmp_path, experiment_venv,
     assert copy.data.metrics == client(mlflow_server).get_run(run_id).data.metrics
 
 
-def test_the_pytorch_example_replays_with_identical_metrics(tmp_path, infra, created_images):
-    """The real PyTorch example (CPU build), captured and replayed: identical metrics."""
-    example = ROOT / "examples" / "pytorch"
-    root = init_repo(tmp_path / "torch", {"train.py": (example / "train.py").read_text(),
-                                          ".gitignore": "mlflow.db\n.envlock/\n.venv/\n"})
+@pytest.mark.parametrize("name, args, metrics, torch", [
+    ("pytorch", ("--epochs", "10"), {"loss", "final_loss", "accuracy"}, "2.13.0+cpu"),
+    ("sklearn", (), {"accuracy", "log_loss"}, "none"),
+])
+def test_the_examples_replay_with_identical_metrics(name, args, metrics, torch, tmp_path, infra,
+                                                    created_images):
+    """The real PyTorch (CPU build) and scikit-learn examples, captured and replayed:
+    identical metrics."""
+    example = ROOT / "examples" / name
+    root = init_repo(tmp_path / name, {"train.py": (example / "train.py").read_text(),
+                                       ".gitignore": "mlflow.db\n.envlock/\n.venv/\n"})
     subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(root / ".venv")], check=True)
     python = root / ".venv" / "bin" / "python"
     pip(python, "install", "-r", str(example / "requirements.txt"))
     exp = Experiment(root=root, python=python, store=f"sqlite:///{tmp_path}/mlflow.db")
-    run_id = exp.train("--epochs", "10")
+    run_id = exp.train(*args)
     captured = exp.envlock("capture", "--python", str(python), "--command",
-                           "python train.py --epochs 10", "--base-image", infra.base_image,
-                           "--registry", f"{infra.registry}/{REPO}-torch", "--json")
+                           " ".join(("python train.py", *args)), "--base-image",
+                           infra.base_image, "--registry", f"{infra.registry}/{REPO}-{name}",
+                           "--json")
     assert captured.returncode == 0, captured.stderr
     payload = json.loads(captured.stdout)["result"]
     created_images.update({payload["built"]["image"], payload["built"]["env_image"]})
-    assert client(exp.store).get_run(run_id).data.tags["envlock.torch"] == "2.13.0+cpu"
+    assert client(exp.store).get_run(run_id).data.tags["envlock.torch"] == torch
     replayed = exp.envlock("replay", run_id, "--json")
     assert replayed.returncode == 0, replayed.stderr[-2000:]
     comparison = json.loads(replayed.stdout)["result"]["comparison"]
     assert comparison["reproduced"] is True
-    assert {m["name"] for m in comparison["metrics"]} == {"loss", "final_loss", "accuracy"}
+    assert {m["name"] for m in comparison["metrics"]} == metrics
     assert all(m["delta"] == 0 for m in comparison["metrics"])
 
 
