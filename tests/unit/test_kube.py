@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import kubernetes.client as client
 import pytest
 import yaml
 
@@ -15,8 +16,6 @@ from envlock import kube, yamlout
 from envlock.errors import EnvlockError, UsageError
 from envlock.snapshot import gpu
 from tests.factories import make_lock
-
-client = pytest.importorskip("kubernetes.client")
 
 RECORDED = Path(__file__).parents[1] / "fixtures" / "recorded" / "kube"
 RUN_ID = "0f3c9a1e2b7d4c56a8e9f0123456789a"
