@@ -25,20 +25,6 @@ PasswordStdinOpt = Annotated[bool, typer.Option(
     "from a flag: it would show in shell history and process lists).")]
 
 
-def image_registry(tracker: Any, run_id: str, username: str | None) -> str | None:
-    """The registry holding a captured run's image (looked up only when credentials are
-    given); None when the image is local only or the run has none."""
-    if not username:
-        return None
-    image = tracker.run(run_id).tags.get("envlock.image") or ""
-    if "@sha256:" not in image:
-        from envlock.errors import UsageError
-
-        raise UsageError(f"run {run_id} has no image in a registry to log in to",
-                         "drop --registry-username; its image is local or not captured")
-    return str(image)
-
-
 def read_credentials(username: str | None, password_stdin: bool) -> tuple[str, str] | None:
     """(user, password) from --registry-username + --registry-password-stdin, else None."""
     from envlock.errors import UsageError
@@ -69,6 +55,21 @@ def connect_engine(registry: str | None, username: str | None, password_stdin: b
     if credentials and registry:
         engine.login(registry_of(registry), *credentials)
     return engine
+
+
+def engine_for_run(tracker: Any, run_id: str, username: str | None,
+                   password_stdin: bool) -> Any:
+    """The engine for replaying a run, logged in to the registry holding the run's image
+    when credentials were given."""
+    registry = None
+    if username:
+        registry = tracker.run(run_id).tags.get("envlock.image") or ""
+        if "@sha256:" not in registry:
+            from envlock.errors import UsageError
+
+            raise UsageError(f"run {run_id} has no image in a registry to log in to",
+                             "drop --registry-username; its image is local or not captured")
+    return connect_engine(registry, username, password_stdin)
 
 
 def build_command(

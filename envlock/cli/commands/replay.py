@@ -11,10 +11,19 @@ import typer
 from envlock.cli.commands.build import (
     PasswordStdinOpt,
     RegistryUserOpt,
-    connect_engine,
-    image_registry,
+    engine_for_run,
 )
 from envlock.cli.commands.lock import JsonOpt
+
+GpusOpt = Annotated[str | None, typer.Option(
+    "--gpus", help="all | none | N | device=0,1 (default: all when the run had GPUs and "
+    "this host has them).")]
+ToleranceOpt = Annotated[str | None, typer.Option(
+    "--tolerance", help="Metric tolerance: 1e-6 (absolute), 0.5% (relative), or "
+    "abs=…,rel=…. Default: the config's tolerance, else exact (per-metric tolerances come "
+    "from the config).")]
+MetricOpt = Annotated[list[str] | None, typer.Option(
+    "--metric", help="Compare only these metrics (repeatable).")]
 
 
 class Target(str, Enum):
@@ -29,10 +38,7 @@ TOLERATION_HELP = ("Kubernetes: tolerate a node taint (repeatable): KEY=VALUE:EF
 
 def replay_command(
     run_id: Annotated[str, typer.Argument(help="The captured MLflow run to replay.")],
-    gpus: Annotated[str | None, typer.Option(
-        "--gpus", help="all | none | N | device=0,1 (default: all when the run had GPUs and "
-        "this host has them). On Kubernetes: N GPUs (default: as many as the run had).")
-    ] = None,
+    gpus: GpusOpt = None,
     mount: Annotated[list[str] | None, typer.Option("--mount", help="SRC:DST bind mount "
                                                        "(repeatable).")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", help="K=V for the container "
@@ -41,21 +47,18 @@ def replay_command(
                                                    "the captured command.")] = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not create a replay run.")
                         ] = False,
-    tolerance: Annotated[str | None, typer.Option(
-        "--tolerance", help="Metric tolerance: 1e-6 (absolute), 0.5% (relative), or "
-        "abs=…,rel=…. Default: the config's tolerance, else exact (per-metric "
-        "tolerances come from the config).")] = None,
-    metric: Annotated[list[str] | None, typer.Option("--metric", help="Compare only these "
-                                                        "metrics (repeatable).")] = None,
+    tolerance: ToleranceOpt = None,
+    metric: MetricOpt = None,
     network: Annotated[str, typer.Option("--network", help="Container network (none, host, "
                                          "bridge).")] = "none",
     force: Annotated[bool, typer.Option("--force", help="Run even when the pre-flight GPU/"
                                         "driver checks fail.")] = False,
     detach: Annotated[bool, typer.Option("--detach", help="Run the whole replay in the "
                                          "background; its output goes to a log file.")] = False,
-    on: Annotated[Target, typer.Option("--on", help="Where to run it: this host's engine, "
-                                       "or a Job on the current Kubernetes cluster.")
-                  ] = Target.local,
+    on: Annotated[Target, typer.Option(
+        "--on", help="Where to run it: this host's engine, or a Job on the current Kubernetes "
+        "cluster (there --gpus takes a number; default: as many as the run had).")
+    ] = Target.local,
     namespace: Annotated[str, typer.Option("--namespace", help="Kubernetes: the Job's "
                                            "namespace.")] = "default",
     node_selector: Annotated[list[str] | None, typer.Option(
@@ -109,8 +112,7 @@ def replay_command(
                                         tolerance=tol, metrics=tuple(metric or ()),
                                         per_metric=per_metric, as_json=as_json))
     tracker = Tracker()
-    engine = connect_engine(image_registry(tracker, run_id, registry_username), registry_username,
-                            registry_password_stdin)
+    engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
     result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
                     mounts=mount, env=env, command=command, track=not no_track, force=force,
                     tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,

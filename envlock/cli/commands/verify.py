@@ -10,26 +10,22 @@ import typer
 from envlock.cli.commands.build import (
     PasswordStdinOpt,
     RegistryUserOpt,
-    connect_engine,
-    image_registry,
+    engine_for_run,
 )
 from envlock.cli.commands.lock import JsonOpt
+from envlock.cli.commands.replay import GpusOpt, MetricOpt, ToleranceOpt
 
 
 def verify_command(
     run_id: Annotated[str, typer.Argument(help="The captured MLflow run to verify.")],
-    tolerance: Annotated[str | None, typer.Option(
-        "--tolerance", help="1e-6 (absolute), 0.5% (relative) or abs=…,rel=…; default: the "
-        "config's tolerance, else exact. Per-metric tolerances come from the config.")
-    ] = None,
-    metric: Annotated[list[str] | None, typer.Option(
-        "--metric", help="Compare only these metrics (repeatable).")] = None,
+    tolerance: ToleranceOpt = None,
+    metric: MetricOpt = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report.")
                      ] = None,
     markdown: Annotated[Path | None, typer.Option(
         "--markdown", help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY).")
     ] = None,
-    gpus: Annotated[str | None, typer.Option("--gpus", help="As for replay.")] = None,
+    gpus: GpusOpt = None,
     registry_username: RegistryUserOpt = None,
     registry_password_stdin: PasswordStdinOpt = False,
     as_json: JsonOpt = False,
@@ -48,8 +44,7 @@ def verify_command(
     tol, per_metric = config.load().tolerances(tolerance)
 
     tracker = Tracker()
-    engine = connect_engine(image_registry(tracker, run_id, registry_username), registry_username,
-                            registry_password_stdin)
+    engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
     result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
                     tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
                     output=out.passthrough(True))
