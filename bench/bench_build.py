@@ -46,6 +46,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchlib import BenchError, infra_env, log, run
+
 REPO = Path(__file__).resolve().parent.parent
 #: Bump when the venv recipes change: invalidates the cached venvs.
 RECIPE = 1
@@ -62,54 +64,8 @@ TARGETS = {
     "code_layers": 1,       # ... layers pushed
     "size_ratio": 1.05,     # image size / (base + site-packages + code)
 }
-CMD_TIMEOUT = 1800
 MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json, "
                   "application/vnd.oci.image.manifest.v1+json")
-
-
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-class BenchError(Exception):
-    pass
-
-
-def run(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None,
-        timeout: float = CMD_TIMEOUT,
-        check: bool = True) -> tuple[float, subprocess.CompletedProcess]:
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"timed out after {timeout}s: {shlex.join(cmd)}") from exc
-    dt = time.perf_counter() - t0
-    if check and proc.returncode != 0:
-        raise BenchError(f"exit {proc.returncode}: (cd {cwd or '.'} && {shlex.join(cmd)})\n"
-                         f"stdout: {proc.stdout.strip()[-1500:]}\n"
-                         f"stderr: {proc.stderr.strip()[-3000:]}")
-    return dt, proc
-
-
-# --------------------------------------------------------------------------- infra
-
-
-def infra_env() -> dict[str, str]:
-    """Start (or reuse) the test infrastructure; its ``export`` lines as a dict."""
-    proc = subprocess.run([str(REPO / "scripts" / "infra.sh"), "up"], capture_output=True,
-                          text=True, timeout=900)
-    if proc.returncode != 0:
-        raise BenchError(f"scripts/infra.sh up failed:\n{proc.stderr[-2000:]}")
-    out: dict[str, str] = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("export ") and "=" in line:
-            key, _, value = line[len("export "):].partition("=")
-            out[key] = shlex.split(value)[0] if value else ""
-    for key in ("ENVLOCK_TEST_REGISTRY", "ENVLOCK_TEST_BASE_IMAGE"):
-        if not out.get(key):
-            raise BenchError(f"scripts/infra.sh up printed no {key}")
-    return out
 
 
 def registry_get(registry: str, path: str, accept: str | None = None) -> tuple[bytes, dict]:

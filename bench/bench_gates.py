@@ -36,10 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_replay as br  # noqa: E402 - shared helpers (run, infra_env, experiment)
-
-REPO = br.REPO
+import bench_replay  # the experiment set-up (this folder is on sys.path as a script runs)
+import benchlib as lib
 
 
 def alternate(rounds: int, first: list[str], second: list[str], *, cwd: Path, env: dict,
@@ -51,12 +49,12 @@ def alternate(rounds: int, first: list[str], second: list[str], *, cwd: Path, en
         for cmd, times in (pair if index % 2 == 0 else pair[::-1]):
             if before:
                 before(cmd)
-            times.append(br.run(cmd, cwd=cwd, env=env)[0])
+            times.append(lib.run(cmd, cwd=cwd, env=env)[0])
     return a_times, b_times
 
 
 def ratio(a: list[float], b: list[float]) -> float:
-    return (br.med(a) or 0) / (br.med(b) or 1)
+    return (lib.med(a) or 0) / (lib.med(b) or 1)
 
 
 def main() -> int:
@@ -66,7 +64,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
 
-    infra = br.infra_env()
+    infra = lib.infra_env()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="envlock-bench-gates-"))
     exp = workdir / "exp"
     envlock = str(Path(sys.executable).with_name("envlock"))
@@ -74,13 +72,13 @@ def main() -> int:
     env = {**os.environ, **infra, "MLFLOW_TRACKING_URI": f"sqlite:///{exp}/mlflow.db",
            "CI": "1", "ENVLOCK_CACHE": str(workdir / "cache")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    br.make_experiment(exp, env)
-    br.train(exp, env)
+    bench_replay.make_experiment(exp, env)
+    bench_replay.train(exp, env)
     repository = f"{infra['ENVLOCK_TEST_REGISTRY']}/envlock-bench/gates-{stamp}"
-    _, proc = br.run([envlock, "capture", "--python", ".venv/bin/python", "--command",
-                      br.COMMAND, "--base-image", infra["ENVLOCK_TEST_BASE_IMAGE"],
+    _, proc = lib.run([envlock, "capture", "--python", ".venv/bin/python", "--command",
+                      bench_replay.COMMAND, "--base-image", infra["ENVLOCK_TEST_BASE_IMAGE"],
                       "--registry", repository, "--json"], cwd=exp, env=env)
-    captured = br.result_of(proc, "capture")
+    captured = lib.result_of(proc, "capture")
     run_id, image = captured["run_id"], captured["image"]
     created = [captured["built"]["image"], captured["built"]["env_image"]]
     lock = captured["lockfile"]
@@ -88,25 +86,25 @@ def main() -> int:
     results: dict = {"machine": platform.node(), "cpus": os.cpu_count(), "rounds": args.rounds,
                      "run_id": run_id, "image": image}
     try:
-        br.log("1. check gate vs pip freeze")
+        lib.log("1. check gate vs pip freeze")
         check, freeze = alternate(
             args.rounds, [envlock, "check", "--lock", lock, "--python", ".venv/bin/python",
                           "--junit", str(reports / "check.xml"), "--markdown",
                           str(reports / "check.md")],
             [".venv/bin/python", "-m", "pip", "freeze", "--disable-pip-version-check"],
             cwd=exp, env=env)
-        results["check"] = {"check_s": br.med(check), "pip_freeze_s": br.med(freeze),
+        results["check"] = {"check_s": lib.med(check), "pip_freeze_s": lib.med(freeze),
                             "ratio": ratio(check, freeze), "samples": [check, freeze]}
 
-        br.log("2. verify gate vs replay")
+        lib.log("2. verify gate vs replay")
         verify, replay = alternate(
             args.rounds, [envlock, "verify", run_id, "--junit", str(reports / "v.xml"),
                           "--markdown", str(reports / "v.md")],
             [envlock, "replay", run_id], cwd=exp, env=env)
-        results["verify"] = {"verify_s": br.med(verify), "replay_s": br.med(replay),
+        results["verify"] = {"verify_s": lib.med(verify), "replay_s": lib.med(replay),
                              "ratio": ratio(verify, replay), "samples": [verify, replay]}
 
-        br.log("3. export vs docker save; import vs docker load")
+        lib.log("3. export vs docker save; import vs docker load")
         archive, saved = workdir / "run.tar", workdir / "saved.tar"
         export, save = alternate(
             args.rounds, [envlock, "export", run_id, "-o", str(archive)],
@@ -123,39 +121,39 @@ def main() -> int:
             args.rounds, [envlock, "import", str(archive)],
             ["docker", "load", "-q", "-i", str(saved)], cwd=exp, env=env, before=fresh_store)
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{exp}/mlflow.db"
-        results["archive"] = {"export_s": br.med(export), "docker_save_s": br.med(save),
-                              "export_ratio": ratio(export, save), "import_s": br.med(imported),
-                              "docker_load_s": br.med(loaded),
+        results["archive"] = {"export_s": lib.med(export), "docker_save_s": lib.med(save),
+                              "export_ratio": ratio(export, save), "import_s": lib.med(imported),
+                              "docker_load_s": lib.med(loaded),
                               "import_ratio": ratio(imported, loaded), **sizes,
                               "samples": [export, save, imported, loaded]}
 
-        br.log("4. rebuild from the run vs from the local lock (no cache, once each)")
+        lib.log("4. rebuild from the run vs from the local lock (no cache, once each)")
         shutil.rmtree(workdir / "cache", ignore_errors=True)
-        from_run, _ = br.run([envlock, "build", "--from-run", run_id, "--no-cache",
+        from_run, _ = lib.run([envlock, "build", "--from-run", run_id, "--no-cache",
                               "--env-only", "--no-push", "--json"], cwd=exp, env=env)
         shutil.rmtree(workdir / "cache", ignore_errors=True)
-        from_lock, proc = br.run([envlock, "build", lock, "--no-cache", "--env-only",
+        from_lock, proc = lib.run([envlock, "build", lock, "--no-cache", "--env-only",
                                   "--no-push", "--base-image",
                                   infra["ENVLOCK_TEST_BASE_IMAGE"], "--json"], cwd=exp, env=env)
-        fidelity = br.result_of(proc, "build")["fidelity"]
+        fidelity = lib.result_of(proc, "build")["fidelity"]
         results["rebuild"] = {"from_run_s": from_run, "from_lock_s": from_lock,
                               "ratio": from_run / from_lock, "fidelity": fidelity}
     finally:
         for ref in created:
-            br.run(["docker", "rmi", "-f", ref], env=env, check=False)
+            lib.run(["docker", "rmi", "-f", ref], env=env, check=False)
 
     c, v, a, r = (results[k] for k in ("check", "verify", "archive", "rebuild"))
-    print(f"check gate        {br.fmt(c['check_s'])} vs pip freeze {br.fmt(c['pip_freeze_s'])}"
+    print(f"check gate        {lib.fmt(c['check_s'])} vs pip freeze {lib.fmt(c['pip_freeze_s'])}"
           f"  ({c['ratio']:.2f}x)")
-    print(f"verify gate       {br.fmt(v['verify_s'])} vs replay {br.fmt(v['replay_s'])}"
+    print(f"verify gate       {lib.fmt(v['verify_s'])} vs replay {lib.fmt(v['replay_s'])}"
           f"  ({v['ratio']:.2f}x)")
-    print(f"export            {br.fmt(a['export_s'])} vs docker save {br.fmt(a['docker_save_s'])}"
+    print(f"export            {lib.fmt(a['export_s'])} vs docker save {lib.fmt(a['docker_save_s'])}"
           f"  ({a['export_ratio']:.2f}x; {a['archive_bytes'] / 2**20:.1f} MiB vs "
           f"{a['docker_save_bytes'] / 2**20:.1f} MiB)")
-    print(f"import (engine)   {br.fmt(a['import_s'])} vs docker load {br.fmt(a['docker_load_s'])}"
+    print(f"import (engine)   {lib.fmt(a['import_s'])} vs docker load {lib.fmt(a['docker_load_s'])}"
           f"  ({a['import_ratio']:.2f}x)")
-    print(f"rebuild from run  {br.fmt(r['from_run_s'])} vs from lock file "
-          f"{br.fmt(r['from_lock_s'])}  ({r['ratio']:.2f}x; verified "
+    print(f"rebuild from run  {lib.fmt(r['from_run_s'])} vs from lock file "
+          f"{lib.fmt(r['from_lock_s'])}  ({r['ratio']:.2f}x; verified "
           f"{r['fidelity']['packages']} packages, {r['fidelity']['files_verified']} files)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
@@ -165,6 +163,6 @@ def main() -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except br.BenchError as exc:
+    except lib.BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -36,19 +36,19 @@ import os
 import platform
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchlib import BenchError, fmt, infra_env, log, med, result_of, run
+
 REPO = Path(__file__).resolve().parent.parent
 SYSTEM_PYTHON = "/usr/bin/python3"  # must match the base image's Python (3.11.2)
 PACKAGES = ("mlflow-skinny", "sqlalchemy", "alembic")
 COMMAND = "python train.py"
 TARGETS = {"replay_overhead_s": 1.5}
-CMD_TIMEOUT = 1200
 DOCKER_ENV = ("MLFLOW_TRACKING_URI=file:///tmp/mlruns/store", "MLFLOW_ALLOW_FILE_STORE=true",
               "GIT_PYTHON_REFRESH=quiet")
 
@@ -113,67 +113,6 @@ marks.append(["(bench) import modules to wrap", s - T0, time.perf_counter() - T0
 sys.argv = ["envlock", *sys.argv[1:]]
 cli_main.run()
 '''
-
-
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-class BenchError(Exception):
-    pass
-
-
-def run(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None,
-        timeout: float = CMD_TIMEOUT,
-        check: bool = True) -> tuple[float, subprocess.CompletedProcess]:
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"timed out after {timeout}s: {shlex.join(cmd)}") from exc
-    dt = time.perf_counter() - t0
-    if check and proc.returncode != 0:
-        raise BenchError(f"exit {proc.returncode}: (cd {cwd or '.'} && {shlex.join(cmd)})\n"
-                         f"stdout: {proc.stdout.strip()[-1500:]}\n"
-                         f"stderr: {proc.stderr.strip()[-3000:]}")
-    return dt, proc
-
-
-def med(xs: list[float]) -> float | None:
-    return statistics.median(xs) if xs else None
-
-
-def fmt(x: float | None, unit: str = "s") -> str:
-    return "n/a" if x is None else f"{x:.2f} {unit}".rstrip()
-
-
-def infra_env() -> dict[str, str]:
-    """Start (or reuse) the test infrastructure; its ``export`` lines as a dict."""
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "infra.sh"), "up"],
-                          capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        raise BenchError(f"scripts/infra.sh up failed:\n{proc.stderr[-2000:]}")
-    out: dict[str, str] = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("export ") and "=" in line:
-            key, _, value = line[len("export "):].partition("=")
-            out[key] = shlex.split(value)[0] if value else ""
-    for key in ("ENVLOCK_TEST_REGISTRY", "ENVLOCK_TEST_BASE_IMAGE"):
-        if not out.get(key):
-            raise BenchError(f"scripts/infra.sh up printed no {key}")
-    return out
-
-
-def result_of(proc: subprocess.CompletedProcess, what: str) -> dict:
-    try:
-        data = json.loads(proc.stdout)
-    except json.JSONDecodeError as exc:
-        raise BenchError(f"{what}: stdout is not JSON: {proc.stdout[-500:]!r}\n"
-                         f"stderr: {proc.stderr[-1500:]}") from exc
-    if not data.get("ok"):
-        raise BenchError(f"{what}: not ok: {json.dumps(data)[:1500]}")
-    return data["result"]
 
 
 # --------------------------------------------------------------------------- experiment
