@@ -91,3 +91,14 @@ def test_version_and_help():
     for command in ("lock", "show", "diff", "check"):
         result = run_envlock(command, "--help")
         assert result.returncode == 0 and "--json" in result.stdout, command
+
+
+def test_config_and_build_bad_input(tmp_path):
+    assert_one_line_error(run_envlock("config", "--project", str(tmp_path / "nope")),
+                          "no such directory")
+    (tmp_path / "envlock.yaml").write_text("regsitry: x\n")
+    assert_one_line_error(run_envlock("config", "--project", str(tmp_path)),
+                          "unknown setting 'regsitry'", "known settings: registry")
+    good = lockfile.write(make_lock(), tmp_path / "good.yaml")
+    assert_one_line_error(run_envlock("build", str(good), "--from-run", "0" * 32),
+                          "not both", "drop LOCK")

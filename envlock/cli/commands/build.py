@@ -115,7 +115,8 @@ def build_command(
 
     out.begin("build", as_json)
     if from_run and lock_path:
-        raise UsageError("give a lockfile or --from-run, not both")
+        raise UsageError("give a lockfile or --from-run, not both",
+                         "drop LOCK to rebuild the run, or drop --from-run")
     cfg = config.load(code)
     recorded_base = None
     if from_run:

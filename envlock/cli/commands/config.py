@@ -24,6 +24,11 @@ def config_command(
     from envlock.cli import output as out
 
     out.begin("config", as_json)
+    if not project.is_dir():
+        from envlock.errors import UsageError
+
+        raise UsageError(f"--project {project}: no such directory",
+                         "pass the experiment's repository or a directory inside it")
     cfg = config.load(project)
     settings = {key: cfg.setting(key) for key in config.KEYS}
     result = {"file": str(cfg.path) if cfg.path else None,
