@@ -13,6 +13,7 @@ and a stale ``six-1.15.0.egg-info`` left in site-packages, as old setuptools lea
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -247,6 +248,18 @@ class Experiment:
 
     def envlock(self, *args: str, **env: str):
         return run_envlock(*args, cwd=self.root, env=self.env(**env))
+
+    def capture(self, run_id: str, infra: Infra, created: set[str], *where: str,
+                command: str = "python train.py") -> dict:
+        """``envlock capture --json`` of ``run_id`` on the test base image; ``where`` is
+        ``--registry REPO`` or ``--no-push``. The images it builds are removed at the end."""
+        result = self.envlock("capture", "--run-id", run_id, "--python", str(self.python),
+                              "--command", command, "--base-image", infra.base_image, *where,
+                              "--json")
+        assert result.returncode == 0, result.stderr[-3000:]
+        payload = json.loads(result.stdout)["result"]
+        created.update({payload["built"]["image"], payload["built"]["env_image"]})
+        return payload
 
 
 @pytest.fixture(scope="session")

@@ -266,12 +266,8 @@ def test_capture_and_replay_against_a_tracking_server(tmp_path, experiment_venv,
                                                       infra, created_images):
     exp = make_experiment(tmp_path / "srv", experiment_venv, mlflow_server)
     run_id = exp.train()
-    captured = exp.envlock("capture", "--python", str(exp.python), "--command",
-                           "python train.py", "--base-image", infra.base_image,
-                           "--registry", f"{infra.registry}/{REPO}-srv", "--json")
-    assert captured.returncode == 0, captured.stderr
-    payload = json.loads(captured.stdout)["result"]
-    created_images.update({payload["built"]["image"], payload["built"]["env_image"]})
+    payload = exp.capture(run_id, infra, created_images, "--registry",
+                          f"{infra.registry}/{REPO}-srv")
     shown = exp.envlock("show", run_id)
     assert shown.returncode == 0 and "Python:" in shown.stdout
     replayed = exp.envlock("replay", run_id, "--json")
@@ -320,13 +316,8 @@ def test_the_examples_replay_with_identical_metrics(name, args, metrics, torch, 
     pip(python, "install", "-r", str(example / "requirements.txt"))
     exp = Experiment(root=root, python=python, store=f"sqlite:///{tmp_path}/mlflow.db")
     run_id = exp.train(*args)
-    captured = exp.envlock("capture", "--python", str(python), "--command",
-                           " ".join(("python train.py", *args)), "--base-image",
-                           infra.base_image, "--registry", f"{infra.registry}/{REPO}-{name}",
-                           "--json")
-    assert captured.returncode == 0, captured.stderr
-    payload = json.loads(captured.stdout)["result"]
-    created_images.update({payload["built"]["image"], payload["built"]["env_image"]})
+    exp.capture(run_id, infra, created_images, "--registry", f"{infra.registry}/{REPO}-{name}",
+                command=" ".join(("python train.py", *args)))
     assert client(exp.store).get_run(run_id).data.tags["envlock.torch"] == torch
     replayed = exp.envlock("replay", run_id, "--json")
     assert replayed.returncode == 0, replayed.stderr[-2000:]
@@ -362,31 +353,23 @@ def test_an_old_mlflow_in_the_image_still_lands_in_todays_store(tmp_path, infra,
     tracker.copy_from_file_store(private, run_id)
     tracker.finish(run_id, True)
     exp = Experiment(root=root, python=python, store=store)
-    captured = exp.envlock("capture", "--run-id", run_id, "--python", str(python), "--command",
-                           "python train.py", "--base-image", infra.base_image, "--registry",
-                           f"{infra.registry}/{REPO}-old", "--json")
-    assert captured.returncode == 0, captured.stderr
-    payload = json.loads(captured.stdout)["result"]
-    created_images.update({payload["built"]["image"], payload["built"]["env_image"]})
+    exp.capture(run_id, infra, created_images, "--registry", f"{infra.registry}/{REPO}-old")
     replayed = exp.envlock("replay", run_id, "--json")
     assert replayed.returncode == 0, replayed.stderr[-2000:]
     assert json.loads(replayed.stdout)["result"]["comparison"]["reproduced"] is True
 
 
-def capture_fresh_run(exp, infra):
+def capture_fresh_run(exp, infra, created):
     """A run of its own (the module's captured run is deleted by the fault tests)."""
     run_id = exp.train()
-    result = exp.envlock("capture", "--run-id", run_id, "--python", str(exp.python),
-                         "--command", "python train.py", "--base-image", infra.base_image,
-                         "--no-push")
-    assert result.returncode == 0, result.stderr
+    exp.capture(run_id, infra, created, "--no-push")
     return run_id
 
 
-def test_verify_gates_ci_with_junit_and_markdown(sqlite_exp, infra, tmp_path):
+def test_verify_gates_ci_with_junit_and_markdown(sqlite_exp, infra, tmp_path, created_images):
     import xml.etree.ElementTree as ET
 
-    run_id = capture_fresh_run(sqlite_exp, infra)
+    run_id = capture_fresh_run(sqlite_exp, infra, created_images)
     summary = tmp_path / "step-summary.md"
     result = sqlite_exp.envlock("verify", run_id, "--junit", str(tmp_path / "j.xml"),
                                 "--markdown", str(tmp_path / "s.md"),
@@ -401,10 +384,11 @@ def test_verify_gates_ci_with_junit_and_markdown(sqlite_exp, infra, tmp_path):
     assert summary.read_text() == (tmp_path / "s.md").read_text()
 
 
-def test_verify_fails_when_metrics_drift_and_on_bad_input(sqlite_exp, infra, tmp_path):
+def test_verify_fails_when_metrics_drift_and_on_bad_input(sqlite_exp, infra, tmp_path,
+                                                         created_images):
     from mlflow.tracking import MlflowClient
 
-    run_id = capture_fresh_run(sqlite_exp, infra)
+    run_id = capture_fresh_run(sqlite_exp, infra, created_images)
     MlflowClient(sqlite_exp.store).log_metric(run_id, "w", 99.0)  # the record no longer holds
     result = sqlite_exp.envlock("verify", run_id, "--junit", str(tmp_path / "j.xml"))
     assert result.returncode == 1 and result.stdout.startswith("NOT REPRODUCED")
@@ -450,11 +434,7 @@ def test_rebuild_from_the_lock_alone_after_the_image_is_gone(sqlite_exp, infra, 
     wheel or image) and proven to match the lock, file by file."""
     repo = f"{infra.registry}/tests/rebuild-{uuid.uuid4().hex[:8]}"
     run_id = sqlite_exp.train()
-    captured = sqlite_exp.envlock("capture", "--run-id", run_id, "--python",
-                                  str(sqlite_exp.python), "--command", "python train.py",
-                                  "--base-image", infra.base_image, "--registry", repo, "--json")
-    assert captured.returncode == 0, captured.stderr[-2000:]
-    built = json.loads(captured.stdout)["result"]["built"]
+    built = sqlite_exp.capture(run_id, infra, created_images, "--registry", repo)["built"]
     for reference in (built["image"], built["env_image"]):
         delete_from_registry(reference)
         docker_client.images.remove(reference, force=True)

@@ -78,13 +78,8 @@ def store_b(tmp_path_factory) -> str:
 def pushed(exp_a, infra, created_images):
     """A run of examples/minimal captured in store A, its image pushed to the registry."""
     run_id = exp_a.train()
-    result = exp_a.envlock("capture", "--run-id", run_id, "--python", str(exp_a.python),
-                           "--command", "python train.py", "--base-image", infra.base_image,
-                           "--registry", f"{infra.registry}/{REPO}", "--json")
-    assert result.returncode == 0, result.stderr[-3000:]
-    payload = json.loads(result.stdout)["result"]
-    created_images.update({payload["built"]["image"], payload["built"]["env_image"]})
-    return run_id, payload
+    return run_id, exp_a.capture(run_id, infra, created_images, "--registry",
+                                 f"{infra.registry}/{REPO}")
 
 
 @pytest.fixture(scope="module")
@@ -189,14 +184,9 @@ def test_import_into_another_repository_keeps_the_digest_and_replays(
 def test_a_local_only_run_round_trips_through_docker_load(exp_a, infra, docker_client,
                                                          created_images, tmp_path):
     run_id = exp_a.train()
-    captured = exp_a.envlock("capture", "--run-id", run_id, "--python", str(exp_a.python),
-                             "--command", "python train.py", "--base-image", infra.base_image,
-                             "--no-push", "--json")
-    assert captured.returncode == 0, captured.stderr[-3000:]
-    payload = json.loads(captured.stdout)["result"]
+    payload = exp_a.capture(run_id, infra, created_images, "--no-push")
     image_id = payload["built"]["image_id"]
     assert payload["image"] == image_id
-    created_images.update({payload["built"]["image"], payload["built"]["env_image"]})
     path = tmp_path / "local.tar"
     exported = exp_a.envlock("export", run_id, "-o", str(path), "--json")
     assert exported.returncode == 0, exported.stderr[-3000:]
