@@ -67,6 +67,26 @@ live_pid() {
     echo "$pid"
 }
 
+# Start a daemon in its own session, detached from our stdio, and record ITS pid.
+#   spawn_daemon PIDFILE LOGFILE [sudo] CMD...
+# `setsid CMD &` alone is not enough: when the caller runs with job control (set -m, an
+# interactive shell, some CI runners) the background job leads its process group, so
+# setsid forks and $! is a parent that exits at once. Instead a tiny sh writes its own
+# pid and then execs the daemon, so the pid file names the daemon whatever setsid did.
+spawn_daemon() {
+    local pidfile=$1 logfile=$2 i
+    shift 2
+    rm -f "$pidfile"
+    # stdio redirected and the lock fd closed so `eval "$(infra.sh up)"` does not wait on it
+    setsid sh -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pidfile" "$@" \
+        </dev/null >"$logfile" 2>&1 9>&- &
+    for ((i = 0; i < 100; i++)); do
+        [ -s "$pidfile" ] && return 0
+        sleep 0.05
+    done
+    die "could not start $* (no pid file after 5s; log: $logfile)"
+}
+
 # ---------------------------------------------------------------- packages
 ensure_packages() {
     # $@: "command:package" pairs; installs the packages whose command is missing
@@ -123,15 +143,12 @@ start_dockerd_and_wait() {
     else
         log "docker engine: starting dockerd (log: $STATE/dockerd.log)"
         launched=yes
-        # Started as a direct simple command so that $! is dockerd itself (or sudo); stdio
-        # redirected and the lock fd closed so `eval "$(infra.sh up)"` does not wait on it.
         if [ "$(id -u)" = 0 ]; then
-            setsid dockerd </dev/null >"$STATE/dockerd.log" 2>&1 9>&- &
+            spawn_daemon "$STATE/dockerd.pid" "$STATE/dockerd.log" dockerd
         else
             command -v sudo >/dev/null 2>&1 || die "dockerd must be started as root (no sudo)"
-            sudo setsid dockerd </dev/null >"$STATE/dockerd.log" 2>&1 9>&- &
+            spawn_daemon "$STATE/dockerd.pid" "$STATE/dockerd.log" sudo dockerd
         fi
-        echo $! >"$STATE/dockerd.pid"
     fi
     for ((i = 0; i < DOCKERD_WAIT * 2; i++)); do
         if docker_ok; then
@@ -214,21 +231,44 @@ ensure_registry() {
         kill "$pid" 2>/dev/null || true
         sleep 0.5
     fi
+    local attempt
+    for attempt in 1 2 3; do
+        start_registry_and_wait "$name" "$port" "$want" && return 0
+        log "registry $name: attempt $attempt failed; log tail:"
+        tail -n 20 "$STATE/registry-$name.log" >&2 || true
+        port_holder "$port"
+        sleep $((attempt * 2))
+    done
+    die "registry $name could not be started on 127.0.0.1:$port (log: $STATE/registry-$name.log)"
+}
+
+# what listens on TCP port $1, if anything (for error messages)
+port_holder() {
+    command -v ss >/dev/null 2>&1 || return 0
+    local line
+    line=$(ss -Hltnp "sport = :$1" 2>/dev/null | head -n 3) || true
+    [ -n "$line" ] && log "port $1 is held by: $line"
+    return 0
+}
+
+# returns 0 once /v2/ answers with $3, 1 when the registry exited or never answered
+start_registry_and_wait() {
+    local name=$1 port=$2 want=$3 code i
     log "registry $name: starting on 127.0.0.1:$port (log: $STATE/registry-$name.log)"
-    setsid docker-registry serve "$STATE/registry-$name.yml" </dev/null >"$STATE/registry-$name.log" 2>&1 9>&- &
-    echo $! >"$STATE/registry-$name.pid"
-    for ((i = 0; i < 60; i++)); do
+    spawn_daemon "$STATE/registry-$name.pid" "$STATE/registry-$name.log" \
+        docker-registry serve "$STATE/registry-$name.yml"
+    for ((i = 0; i < 80; i++)); do
         code=$(v2_status "http://127.0.0.1:$port/v2/")
         [ "$code" = "$want" ] && return 0
         if ! live_pid "$STATE/registry-$name.pid" "registry-$name.yml" >/dev/null; then
-            sleep 0.5
-            tail -n 20 "$STATE/registry-$name.log" >&2 || true
-            die "registry $name exited during start"
+            log "registry $name: exited during start (last HTTP code $code)"
+            return 1
         fi
         sleep 0.25
     done
-    tail -n 20 "$STATE/registry-$name.log" >&2 || true
-    die "registry $name on 127.0.0.1:$port did not answer within 15s (last HTTP code $code)"
+    log "registry $name: no answer within 20s (last HTTP code $code); stopping it"
+    kill "$(cat "$STATE/registry-$name.pid")" 2>/dev/null || true
+    return 1
 }
 
 check_auth_registry() {

@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo_root=$PWD
 bash scripts/bootstrap.sh
-eval "$(bash scripts/infra.sh up)"             # Docker engine + a Python base image
+infra_env=$(bash scripts/infra.sh up)          # Docker engine + a Python base image
+eval "$infra_env"                              # (apart, so a failing infra.sh stops us)
 envlock="$repo_root/.venv/bin/envlock"
 export ENVLOCK_BASE_IMAGE="${ENVLOCK_BASE_IMAGE:-$ENVLOCK_TEST_BASE_IMAGE}"
 system_python="${QUICKSTART_PYTHON:-/usr/bin/python3}"   # same Python as the base image

@@ -7,5 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
-eval "$(bash scripts/infra.sh up)"
+# Not `eval "$(…)"` directly: that would hide a failing infra.sh behind eval's status 0.
+infra_env=$(bash scripts/infra.sh up) || { echo "test.sh: test infrastructure did not come up (above)" >&2; exit 1; }
+eval "$infra_env"
 exec .venv/bin/python -m pytest "$@"
