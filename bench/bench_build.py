@@ -609,7 +609,8 @@ def report(r: dict) -> dict:
         print(f"f     --no-cache rebuild: env layer diff id "
               f"{'SAME' if f['same_diff_id'] else 'DIFFERENT'} ({f['first_env_diff_id'][:19]} vs "
               f"{f['second_env_diff_id'][:19]}); pushed digest "
-              f"{'SAME' if f['same_pushed_digest'] else 'DIFFERENT'}; second build "
+              f"{'SAME' if f['same_pushed_digest'] else 'DIFFERENT'}; env image id "
+              f"{'SAME' if f['same_env_image_id'] else 'DIFFERENT'}; second build "
               f"{f['second_build']['wall_s']:.2f}s, push {f['second_build']['push_stats']}")
     rows = []
     if a:
@@ -648,6 +649,10 @@ def report(r: dict) -> dict:
         rows.append(("f env layer reproducible across --no-cache",
                      "same" if f["same_diff_id"] else "different", "same (stretch)",
                      f["same_diff_id"]))
+        rows.append(("f   env image id and pushed digest too",
+                     "same" if f["same_env_image_id"] and f["same_pushed_digest"]
+                     else "different", "same (stretch)",
+                     f["same_env_image_id"] and f["same_pushed_digest"]))
     print()
     print(f"{'':7}{'metric':<50} {'value':>12}  {'target':<15}")
     for name, value, target, ok in rows:

@@ -18,7 +18,14 @@ from typing import Any
 
 from envlock import render
 from envlock.code import code_context
-from envlock.engine import Engine, ImageInfo, PushStats, registry_of, tar_directory
+from envlock.engine import (
+    STAGING_LABEL,
+    Engine,
+    ImageInfo,
+    PushStats,
+    registry_of,
+    tar_directory,
+)
 from envlock.engine.errors import BuildError, EngineError, RegistryError
 from envlock.errors import UsageError
 from envlock.lockfile import Lock
@@ -261,6 +268,10 @@ def _build_env(engine: Engine, lock: Lock, recipe: render.Recipe, options: Build
             report.step("verifying the environment layer against the lock (versions, "
                         "files, RECORD hashes)")
             fidelity = verify_fidelity(engine, image_id, lock) if options.verify else None
+        # Same layers, canonical config: the same lock on the same base gives this id again.
+        image_id = engine.restate(
+            image_id, created=render.CREATED, drop_labels=(STAGING_LABEL,),
+            created_by=f"envlock: {len(lock.packages)} locked packages ({lock.env_digest})")
         engine.tag(image_id, recipe.repository, recipe.env_tag)
     finally:
         engine.remove(f"{recipe.repository}:{staging_tag}")

@@ -23,6 +23,14 @@ WORKDIR = "/workspace"
 WHEELHOUSE = "/tmp/envlock-wheelhouse"
 USER_ID = 1000
 USER_NAME = "envlock"
+#: The time every file of the environment layer carries, and its image's creation time.
+#: With it pip compiles hash-checked .pyc files (SOURCE_DATE_EPOCH), so the same lock on
+#: the same base gives the same layer and the same image id, build after build.
+#: 1980-01-01: the oldest time a zip file can hold.
+SOURCE_DATE_EPOCH = 315532800
+CREATED = "1980-01-01T00:00:00Z"
+#: Directories of the base that the build changes, so the layer holds them too.
+_BASE_DIRS = ("/etc", "/opt", "/tmp")
 #: Knobs that describe the capturing host, not the experiment: replay decides them.
 HOST_KNOBS = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
               "ROCR_VISIBLE_DEVICES")
@@ -123,8 +131,12 @@ def _labels_common(lock: Lock, base: str) -> dict[str, str]:
 
 
 def install_command(python: str = "python3") -> str:
-    """Runs inside the base: a venv with nothing in it, then exactly the locked wheels."""
-    return (f"set -e; {python} -m venv --without-pip {VENV}; "
+    """Runs inside the base: a venv with nothing in it, then exactly the locked wheels,
+    then every time stamp made deterministic (see ``SOURCE_DATE_EPOCH``)."""
+    epoch = SOURCE_DATE_EPOCH
+    dirs = " ".join(_BASE_DIRS)
+    return (f"set -e; export SOURCE_DATE_EPOCH={epoch} PYTHONDONTWRITEBYTECODE=1; "
+            f"{python} -m venv --without-pip {VENV}; "
             f"{VENV}/bin/python {WHEELHOUSE}/tools/pip.whl/pip install "
             f"--no-index --no-deps --no-cache-dir --disable-pip-version-check "
             f"--no-warn-script-location --find-links {WHEELHOUSE} "
@@ -133,7 +145,9 @@ def install_command(python: str = "python3") -> str:
             f"echo '{USER_NAME}:x:{USER_ID}:{USER_ID}:{USER_NAME}:{WORKDIR}:/bin/sh' "
             f">> /etc/passwd; grep -q '^{USER_NAME}:' /etc/group || "
             f"echo '{USER_NAME}:x:{USER_ID}:' >> /etc/group; "
-            f"chown {USER_ID}:{USER_ID} {WORKDIR}")
+            f"chown {USER_ID}:{USER_ID} {WORKDIR}; "
+            f"find {VENV.rsplit('/', 1)[0]} {WORKDIR} -exec touch -h -d @{epoch} {{}} +; "
+            f"touch -h -d @{epoch} /etc/passwd /etc/group {dirs}")
 
 
 def _instruction_labels(labels: dict[str, str]) -> list[str]:

@@ -141,6 +141,25 @@ def test_environment_image_is_reused_from_the_registry(first, infra, docker_clie
     assert again["env_image_id"] == res["env_image_id"]
 
 
+def test_a_no_cache_rebuild_gives_the_same_environment_image(first, infra, docker_client,
+                                                            created_images):
+    """Every wheel provisioned again, installed again in a new container, in another
+    repository: the same image id (the sha256 of a config naming the sha256 of every
+    layer's bytes) and, once pushed, the same registry digest."""
+    lock, res, _ = first
+    repo = f"{REPO}-rebuilt"
+    result, payload = build(lock, infra, "--env-only", "--no-cache", repo=repo)
+    assert result.returncode == 0, result.stderr
+    again = track(created_images, payload)
+    assert again["env_reused"] is None and again["provisioned"]  # really built again
+    assert again["env_image_id"] == res["env_image_id"]
+    original = docker_client.images.get_registry_data(res["env_image"])
+    assert again["pinned"] == f"{infra.registry}/{repo}@{original.id}"
+    config = docker_client.images.get(again["env_image_id"]).attrs
+    assert config["Created"] == "1980-01-01T00:00:00Z" and not config["Container"]
+    assert "envlock.staging" not in config["Config"]["Labels"]
+
+
 def test_no_push_keeps_the_image_local(project, infra, docker_client, created_images):
     lock = project.lock(name="local.lock.yaml")
     tag = f"local-{uuid.uuid4().hex[:8]}"
@@ -161,7 +180,8 @@ def test_dry_run_prints_the_recipe_and_touches_nothing(first):
                          "0" * 64, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[5].startswith("FROM base@sha256:")
-    assert "RUN set -e; python3 -m venv --without-pip /opt/envlock/venv" in result.stdout
+    assert "RUN set -e; export SOURCE_DATE_EPOCH=315532800 PYTHONDONTWRITEBYTECODE=1; " \
+        "python3 -m venv --without-pip /opt/envlock/venv" in result.stdout
     assert "USER 1000:1000" in result.stdout
 
 
