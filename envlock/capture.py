@@ -38,7 +38,8 @@ class CaptureResult:
         return dict(self.__dict__)
 
 
-def lineage_tags(lock: Lock, image: str | None, base: str | None) -> dict[str, str]:
+def lineage_tags(lock: Lock, image: str | None, base: str | None,
+                 env_image_id: str | None = None) -> dict[str, str]:
     torch = lock.frameworks.get("torch") or {}
     git = lock.git or {}
     tags = {
@@ -55,6 +56,8 @@ def lineage_tags(lock: Lock, image: str | None, base: str | None) -> dict[str, s
     }
     if base:
         tags["envlock.base_image"] = base
+    if env_image_id:  # reproducible: `build --from-run --no-cache` compares against it
+        tags["envlock.env_image_id"] = env_image_id
     if image:
         tags["envlock.image"] = image
     return tags
@@ -118,7 +121,7 @@ def capture(run_id: str | None = None, *, python: str | None = None,
     local = _keep(lock, project, run.run_id)
     result = CaptureResult(run_id=run.run_id, picked=picked, lockfile=str(local),
                            env_digest=lock.env_digest, lock_digest=lock.lock_digest)
-    recipe = base = None
+    recipe = base = env_image_id = None
     if build:
         from envlock.build import BuildOptions
         from envlock.build import build as build_image
@@ -130,8 +133,9 @@ def capture(run_id: str | None = None, *, python: str | None = None,
             run_id=run.run_id, extra_deny=tuple(cfg.get("deny")))
         built = build_image(lock, options, engine or Engine.connect(), reporter)
         result.image, base, recipe = built.pinned, built.base, built.recipe
+        env_image_id = built.env_image_id
         result.built = built.to_dict()
-    result.tags = lineage_tags(lock, result.image, base)
+    result.tags = lineage_tags(lock, result.image, base, env_image_id)
     try:
         with tempfile.TemporaryDirectory(prefix="envlock-artifacts-") as tmp:
             artifact_files(lock, recipe, Path(tmp))

@@ -58,6 +58,7 @@ def test_capture_records_lineage_tags_and_artifacts(sqlite_exp, captured):
                 "envlock.git_commit", "envlock.dirty", "envlock.command", "envlock.version"):
         assert tags[key], key
     assert tags["envlock.command"] == "python train.py" and tags["envlock.python"] == "3.11.2"
+    assert tags["envlock.env_image_id"] == payload["built"]["env_image_id"]
     names = {a.path for a in client(sqlite_exp.store).list_artifacts(run_id, "envlock")}
     assert {"envlock/envlock.lock.yaml", "envlock/Dockerfile", "envlock/untracked.txt"} <= names
     assert Path(payload["lockfile"]).is_file()
@@ -431,7 +432,8 @@ def test_rebuild_from_the_lock_alone_after_the_image_is_gone(sqlite_exp, infra, 
                                                              docker_client):
     """The long-term guarantee: with its image deleted from the engine AND the registry, a
     run's environment is provisioned and built again from its lockfile artifact (no cached
-    wheel or image) and proven to match the lock, file by file."""
+    wheel or image), proven to match the lock file by file, and is the very image the run
+    recorded (same image id)."""
     repo = f"{infra.registry}/tests/rebuild-{uuid.uuid4().hex[:8]}"
     run_id = sqlite_exp.train()
     built = sqlite_exp.capture(run_id, infra, created_images, "--registry", repo)["built"]
@@ -458,6 +460,9 @@ def test_rebuild_from_the_lock_alone_after_the_image_is_gone(sqlite_exp, infra, 
     assert result["image"] == f"{repo}:{run_id}-rebuild" and result["pushed"]
     assert result["pinned"].startswith(f"{repo}@sha256:")
     assert result["env_digest"] == built["env_digest"]
+    # Not only the same files: the same bytes, so the same environment image id.
+    assert result["env_image_id"] == built["env_image_id"]
+    assert result["env_image_matches_run"] is True
 
 
 def test_capture_and_replay_through_an_authenticated_registry(sqlite_exp, infra, tmp_path,

@@ -118,12 +118,13 @@ def build_command(
         raise UsageError("give a lockfile or --from-run, not both",
                          "drop LOCK to rebuild the run, or drop --from-run")
     cfg = config.load(code)
-    recorded_base = None
+    recorded_base = recorded_env = None
     if from_run:
         from envlock import targets
 
         lock, tags = targets.load_run(from_run)
         recorded_base = tags.get("envlock.base_image")
+        recorded_env = tags.get("envlock.env_image_id")
         run_id = run_id or from_run
         tag = tag or f"{from_run}-rebuild"
     else:
@@ -152,8 +153,25 @@ def build_command(
     if result.fidelity:
         lines.append(f"verified against the lock: {result.fidelity['packages']} packages, "
                      f"{result.fidelity['files_verified']} files match their RECORD hashes")
+    payload = result.to_dict()
+    if from_run:
+        payload["env_image_matches_run"] = (recorded_env == result.env_image_id
+                                            if recorded_env else None)
+        lines.append(_against_run(from_run, recorded_env, result.env_image_id,
+                                  bool(result.fidelity and result.fidelity.get("ok"))))
     lines += [f"image {result.image} {where}", result.pinned]
-    raise typer.Exit(out.emit(result.to_dict(), "\n".join(lines)))
+    raise typer.Exit(out.emit(payload, "\n".join(lines)))
+
+
+def _against_run(run_id: str, recorded: str | None, rebuilt: str, verified: bool) -> str:
+    if not recorded:
+        return f"run {run_id} recorded no environment image id to compare with"
+    if recorded == rebuilt:
+        return f"environment image identical to the one run {run_id} recorded ({rebuilt[:19]})"
+    why = "its files match the lock, so another Docker engine or envlock version wrote " \
+        "them differently" if verified else "not verified against the lock (--no-verify)"
+    return f"environment image {rebuilt[:19]} differs from the {recorded[:19]} run {run_id} " \
+        f"recorded: {why}"
 
 
 def register(app: typer.Typer) -> None:
