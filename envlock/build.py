@@ -45,6 +45,9 @@ class BuildOptions:
     env_only: bool = False  # no code layer: the environment image is the result
     extra_deny: tuple[str, ...] = ()
     auth: dict[str, str] | None = None
+    #: When the image counts as created (RFC 3339). A run's image takes the run's start, so
+    #: a rebuild from the run gives the same code image; None: now.
+    created: str | None = None
 
 
 @dataclass
@@ -199,7 +202,7 @@ def build(lock: Lock, options: BuildOptions, engine: Engine,
             report.step("packing the code at the locked git state")
             code = code_context(lock, options.code_dir, options.extra_deny)
     base_ref = render.choose_base(lock, options.base_image)
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    created = options.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
     def recipe_for(base: str) -> render.Recipe:
         return render.render(lock, base, repository, code_tag, run_id=options.run_id,
@@ -226,7 +229,8 @@ def build(lock: Lock, options: BuildOptions, engine: Engine,
         image, code_info, code_reused = recipe.env_image, env_info, False
     else:
         image = recipe.code_image
-        code_info, code_reused = _code_image(engine, recipe, env_info, code, lock, report, timer)
+        code_info, code_reused = _code_image(engine, recipe, env_info, code, lock, report, timer,
+                                             created)
     result = BuildResult(
         image=image, image_id=code_info.id, pinned=code_info.id, pushed=False,
         env_image=recipe.env_image, env_image_id=env_info.id, env_reused=env_reused,
@@ -282,7 +286,8 @@ def _build_env(engine: Engine, lock: Lock, recipe: render.Recipe, options: Build
 
 
 def _code_image(engine: Engine, recipe: render.Recipe, env_info: ImageInfo, code: Any,
-                lock: Lock, report: Reporter, timer: Timer) -> tuple[ImageInfo, bool]:
+                lock: Lock, report: Reporter, timer: Timer, created: str
+                ) -> tuple[ImageInfo, bool]:
     existing = engine.image(recipe.code_image)
     if existing and existing.labels.get("envlock.code_digest") == code.digest and \
             existing.labels.get("envlock.lock_digest") == lock.lock_digest and \
@@ -297,8 +302,14 @@ def _code_image(engine: Engine, recipe: render.Recipe, env_info: ImageInfo, code
             import json
 
             changes.append(f"CMD {json.dumps(['/bin/sh', '-c', command])}")
-        image_id = engine.commit_after(env_info.id, ["true"], [(render.WORKDIR, code.tar)],
-                                       changes, recipe.repository, recipe.code_tag, run=False)
+        staged = engine.commit_after(env_info.id, ["true"], [("/", code.tar)],  # /workspace/…
+                                     changes, recipe.repository, recipe.code_tag, run=False)
+        # Canonical config as for the environment: same code, lock, run and time -> same id.
+        image_id = engine.restate(staged, created=created, drop_labels=(STAGING_LABEL,),
+                                  created_by=f"envlock: code {code.digest}")
+        if image_id != staged:
+            engine.tag(image_id, recipe.repository, recipe.code_tag)  # moves the tag
+            engine.remove(staged)
     info = engine.image(image_id)
     assert info is not None
     return info, False

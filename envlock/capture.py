@@ -130,7 +130,7 @@ def capture(run_id: str | None = None, *, python: str | None = None,
         options = BuildOptions(
             registry=cfg.get("registry", registry), push=push, code_dir=Path(project),
             base_image=cfg.base_image_for(lock.python["version"], base_image),
-            run_id=run.run_id, extra_deny=tuple(cfg.get("deny")))
+            run_id=run.run_id, extra_deny=tuple(cfg.get("deny")), created=run.started)
         built = build_image(lock, options, engine or Engine.connect(), reporter)
         result.image, base, recipe = built.pinned, built.base, built.recipe
         env_image_id = built.env_image_id

@@ -22,7 +22,7 @@ from envlock import proc
 from envlock.errors import EnvlockError, UsageError
 from envlock.lockfile import Lock
 from envlock.redact import is_secret_file
-from envlock.render import USER_ID
+from envlock.render import USER_ID, WORKDIR
 
 
 class CodeError(EnvlockError):
@@ -138,12 +138,21 @@ def _copy_untracked(root: Path, dest: Path, item: dict[str, object]) -> None:
 
 
 def pack(tree: Path, extra_deny: tuple[str, ...] = ()) -> CodeContext:
-    """Deterministic tar of ``tree`` for /workspace, minus secret and .dockerignore'd files."""
+    """Deterministic tar of ``tree`` as ``workspace/…`` (extracted at /), minus secret and
+    .dockerignore'd files."""
     patterns = dockerignore_patterns(tree)
     buffer = io.BytesIO()
     excluded: list[str] = []
     files = 0
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        # Rooted at / with /workspace itself as the first entry: the engine then gives the
+        # directory this entry's time (an entry "." is not applied), so the code layer is
+        # the same bytes from build to build.
+        top = WORKDIR.strip("/")
+        root = tarfile.TarInfo(top)
+        root.type, root.mode, root.uid, root.gid, root.mtime = tarfile.DIRTYPE, 0o755, \
+            USER_ID, USER_ID, 0
+        archive.addfile(root)
         for path in sorted(tree.rglob("*")):
             rel = path.relative_to(tree).as_posix()
             if rel == ".git" or rel.startswith(".git/"):
@@ -153,7 +162,7 @@ def pack(tree: Path, extra_deny: tuple[str, ...] = ()) -> CodeContext:
                 continue
             if any(rel.startswith(e + "/") for e in excluded):
                 continue
-            info = archive.gettarinfo(str(path), arcname=rel)
+            info = archive.gettarinfo(str(path), arcname=f"{top}/{rel}")
             info.uid = info.gid = USER_ID
             info.uname = info.gname = ""
             info.mtime = 0

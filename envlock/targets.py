@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envlock import lockfile
 from envlock.lockfile import Lock
+
+if TYPE_CHECKING:
+    from envlock.tracking import RunData
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -21,8 +25,8 @@ def load(target: str | Path) -> Lock:
     return load_run(str(target))[0]
 
 
-def load_run(run_id: str) -> tuple[Lock, dict[str, str]]:
-    """The lock of a captured MLflow run, and the run's tags."""
+def load_run(run_id: str) -> tuple[Lock, RunData]:
+    """The lock of a captured MLflow run, and the run (tags, start time, ...)."""
     from envlock.tracking import Tracker
 
     with tempfile.TemporaryDirectory(prefix="envlock-run-") as tmp:
@@ -34,4 +38,4 @@ def load_run(run_id: str) -> tuple[Lock, dict[str, str]]:
             raise UsageError(f"run {run_id} has no envlock lock",
                              f"capture it first: envlock capture --run-id {run_id}")
         lock = lockfile.load(tracker.download(run_id, "envlock.lock.yaml", Path(tmp)))
-        return lock, dict(run.tags)
+        return lock, run

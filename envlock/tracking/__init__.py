@@ -37,6 +37,15 @@ class RunData:
     metrics: dict[str, float] = field(default_factory=dict)
     start_time: int | None = None
 
+    @property
+    def started(self) -> str | None:
+        """The run's start as RFC 3339 (UTC, seconds): the creation time of its image."""
+        if not self.start_time:
+            return None
+        import time
+
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.start_time // 1000))
+
     def envlock_tags(self) -> dict[str, str]:
         return {k: v for k, v in self.tags.items() if k.startswith(TAG_PREFIX)}
 

@@ -433,7 +433,7 @@ def test_rebuild_from_the_lock_alone_after_the_image_is_gone(sqlite_exp, infra, 
     """The long-term guarantee: with its image deleted from the engine AND the registry, a
     run's environment is provisioned and built again from its lockfile artifact (no cached
     wheel or image), proven to match the lock file by file, and is the very image the run
-    recorded (same image id)."""
+    recorded: same image ids, same registry digest, so the run's own pin replays again."""
     repo = f"{infra.registry}/tests/rebuild-{uuid.uuid4().hex[:8]}"
     run_id = sqlite_exp.train()
     built = sqlite_exp.capture(run_id, infra, created_images, "--registry", repo)["built"]
@@ -458,11 +458,21 @@ def test_rebuild_from_the_lock_alone_after_the_image_is_gone(sqlite_exp, infra, 
     assert fidelity["files_verified"] > 1000
     assert "cache" not in set(result["provisioned"].values())  # provisioned afresh
     assert result["image"] == f"{repo}:{run_id}-rebuild" and result["pushed"]
-    assert result["pinned"].startswith(f"{repo}@sha256:")
     assert result["env_digest"] == built["env_digest"]
-    # Not only the same files: the same bytes, so the same environment image id.
+    # Not only the same files: the same bytes, so the same images and the run's very pin.
     assert result["env_image_id"] == built["env_image_id"]
-    assert result["env_image_matches_run"] is True
+    assert result["env_image_matches_run"] is True and result["image_matches_run"] is True
+    assert result["image_id"] == built["image_id"]
+    assert result["pinned"] == client(sqlite_exp.store).get_run(run_id).data.tags[
+        "envlock.image"]
+    human = sqlite_exp.envlock("build", "--from-run", run_id, "--registry", repo)
+    assert human.returncode == 0, human.stderr[-3000:]
+    assert f"environment image identical to the one run {run_id} recorded" in human.stdout
+    assert f"image identical to the one run {run_id} recorded" in human.stdout
+    assert f"the run's own pin resolves again: envlock replay {run_id}" in human.stdout
+    again = sqlite_exp.envlock("replay", run_id)  # the recorded pin resolves again
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "REPRODUCED" in again.stdout
 
 
 def test_capture_and_replay_through_an_authenticated_registry(sqlite_exp, infra, tmp_path,

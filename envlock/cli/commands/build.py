@@ -118,13 +118,15 @@ def build_command(
         raise UsageError("give a lockfile or --from-run, not both",
                          "drop LOCK to rebuild the run, or drop --from-run")
     cfg = config.load(code)
-    recorded_base = recorded_env = None
+    recorded_base = recorded_env = recorded_image = created = None
     if from_run:
         from envlock import targets
 
-        lock, tags = targets.load_run(from_run)
-        recorded_base = tags.get("envlock.base_image")
-        recorded_env = tags.get("envlock.env_image_id")
+        lock, run = targets.load_run(from_run)
+        recorded_base = run.tags.get("envlock.base_image")
+        recorded_env = run.tags.get("envlock.env_image_id")
+        recorded_image = run.tags.get("envlock.image")
+        created = run.started  # as capture did: the same code image again
         run_id = run_id or from_run
         tag = tag or f"{from_run}-rebuild"
     else:
@@ -143,7 +145,7 @@ def build_command(
     options = BuildOptions(registry=registry, push=not no_push, base_image=base_image,
                            code_dir=code, tag=tag, run_id=run_id, no_cache=no_cache,
                            verify=verify, env_only=env_only,
-                           extra_deny=tuple(cfg.get("deny")))
+                           extra_deny=tuple(cfg.get("deny")), created=created)
     with Reporter("envlock build") as reporter:
         result = build(lock, options, connect_engine(registry, registry_username,
                                                      registry_password_stdin), reporter)
@@ -155,23 +157,33 @@ def build_command(
                      f"{result.fidelity['files_verified']} files match their RECORD hashes")
     payload = result.to_dict()
     if from_run:
+        verified = bool(result.fidelity and result.fidelity.get("ok"))
         payload["env_image_matches_run"] = (recorded_env == result.env_image_id
                                             if recorded_env else None)
-        lines.append(_against_run(from_run, recorded_env, result.env_image_id,
-                                  bool(result.fidelity and result.fidelity.get("ok"))))
+        lines.append(_against_run(
+            from_run, "environment image", recorded_env, result.env_image_id,
+            "its files match the lock, so another Docker engine or envlock version wrote them "
+            "differently" if verified else "not verified against the lock (--no-verify)"))
+        if not env_only:
+            mine = result.pinned.rpartition("@")[2] or result.image_id
+            theirs = (recorded_image or "").rpartition("@")[2] or None
+            payload["image_matches_run"] = mine == theirs if theirs else None
+            lines.append(_against_run(
+                from_run, "image", theirs, mine, "a different environment image, code (--code) "
+                "or Docker engine"))
+            if recorded_image in (result.pinned, result.image_id):  # same repository too
+                lines.append(f"the run's own pin resolves again: envlock replay {from_run}")
     lines += [f"image {result.image} {where}", result.pinned]
     raise typer.Exit(out.emit(payload, "\n".join(lines)))
 
 
-def _against_run(run_id: str, recorded: str | None, rebuilt: str, verified: bool) -> str:
+def _against_run(run_id: str, what: str, recorded: str | None, rebuilt: str, why: str) -> str:
+    """One line: is the rebuilt ``what`` the very one the run recorded?"""
     if not recorded:
-        return f"run {run_id} recorded no environment image id to compare with"
+        return f"run {run_id} recorded no {what} digest to compare with"
     if recorded == rebuilt:
-        return f"environment image identical to the one run {run_id} recorded ({rebuilt[:19]})"
-    why = "its files match the lock, so another Docker engine or envlock version wrote " \
-        "them differently" if verified else "not verified against the lock (--no-verify)"
-    return f"environment image {rebuilt[:19]} differs from the {recorded[:19]} run {run_id} " \
-        f"recorded: {why}"
+        return f"{what} identical to the one run {run_id} recorded ({rebuilt[:19]})"
+    return f"{what} {rebuilt[:19]} differs from the {recorded[:19]} run {run_id} recorded: {why}"
 
 
 def register(app: typer.Typer) -> None:
