@@ -16,6 +16,9 @@ each pair timed in alternating order, medians over ``--rounds``:
    adds to a replay.
 3. ``envlock export RUN``  vs  ``docker save`` of the same image; ``envlock import`` into the
    engine (from a fresh store) vs ``docker load`` of the ``docker save`` tar.
+   3b. the same export for a second run captured ``--no-push`` (a local-only image: envlock
+   reads ``docker save`` and gzips the layers) vs ``docker save | gzip``, the like-for-like
+   baseline; plus one plain ``docker save`` of it for its size.
 4. Once each (they provision every wheel from the index, so they are slow and noisy):
    ``envlock build --from-run RUN --no-cache --env-only --no-push``  vs  ``envlock build
    LOCK --no-cache --env-only --no-push`` on the same lock read from a local file: what
@@ -127,6 +130,28 @@ def main() -> int:
                               "import_ratio": ratio(imported, loaded), **sizes,
                               "samples": [export, save, imported, loaded]}
 
+        lib.log("3b. export of a local-only run (layers gzipped) vs docker save")
+        bench_replay.train(exp, env)
+        _, proc = lib.run([envlock, "capture", "--python", ".venv/bin/python", "--command",
+                          bench_replay.COMMAND, "--base-image",
+                          infra["ENVLOCK_TEST_BASE_IMAGE"], "--no-push", "--json"],
+                          cwd=exp, env=env)
+        local = lib.result_of(proc, "capture")
+        created.append(local["built"]["image"])
+        local_archive, local_saved = workdir / "local.tar", workdir / "local-saved.tar.gz"
+        export_local, save_local = alternate(
+            args.rounds, [envlock, "export", local["run_id"], "-o", str(local_archive)],
+            ["sh", "-c", f"docker save {local['image']} | gzip -c > {local_saved}"],
+            cwd=exp, env=env)
+        plain_s, _ = lib.run(["docker", "save", "-o", str(saved), local["image"]], env=env)
+        results["local_archive"] = {
+            "export_s": lib.med(export_local), "docker_save_gzip_s": lib.med(save_local),
+            "ratio": ratio(export_local, save_local), "docker_save_once_s": plain_s,
+            "archive_bytes": local_archive.stat().st_size,
+            "docker_save_gzip_bytes": local_saved.stat().st_size,
+            "docker_save_bytes": saved.stat().st_size,
+            "samples": [export_local, save_local]}
+
         lib.log("4. rebuild from the run vs from the local lock (no cache, once each)")
         shutil.rmtree(workdir / "cache", ignore_errors=True)
         from_run, _ = lib.run([envlock, "build", "--from-run", run_id, "--no-cache",
@@ -150,6 +175,12 @@ def main() -> int:
     print(f"export            {lib.fmt(a['export_s'])} vs docker save {lib.fmt(a['docker_save_s'])}"
           f"  ({a['export_ratio']:.2f}x; {a['archive_bytes'] / 2**20:.1f} MiB vs "
           f"{a['docker_save_bytes'] / 2**20:.1f} MiB)")
+    loc = results["local_archive"]
+    print(f"export, local     {lib.fmt(loc['export_s'])} vs docker save | gzip "
+          f"{lib.fmt(loc['docker_save_gzip_s'])}  ({loc['ratio']:.2f}x; "
+          f"{loc['archive_bytes'] / 2**20:.1f} MiB vs {loc['docker_save_gzip_bytes'] / 2**20:.1f}"
+          f" MiB; docker save alone {lib.fmt(loc['docker_save_once_s'])}, "
+          f"{loc['docker_save_bytes'] / 2**20:.1f} MiB)")
     print(f"import (engine)   {lib.fmt(a['import_s'])} vs docker load {lib.fmt(a['docker_load_s'])}"
           f"  ({a['import_ratio']:.2f}x)")
     print(f"rebuild from run  {lib.fmt(r['from_run_s'])} vs from lock file "

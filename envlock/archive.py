@@ -12,10 +12,11 @@ The archive is a plain (uncompressed) tar built from existing standards:
                                             the image's digests (``envlock.archive/1``); last
 
 An image pinned in a registry (``repo@sha256:…``) is copied from it by digest, so its
-manifest digest stays the same; a local-only image comes from ``docker save`` and keeps
-its image id (= config digest). Import verifies every digest before it touches anything,
-pushes (``--registry``) or loads the image, and re-creates the run with ``envlock.image``
-set last, so an imported run never points at an image that does not exist.
+manifest digest stays the same; a local-only image comes from ``docker save``, its layers
+gzipped on the way (their diff ids checked), and keeps its image id (= config digest).
+Import verifies every digest before it touches anything, pushes (``--registry``) or loads
+the image, and re-creates the run with ``envlock.image`` set last, so an imported run never
+points at an image that does not exist.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from envlock import __version__, oci
 from envlock.errors import EnvlockError, UsageError
@@ -569,7 +570,7 @@ class _ImageSource:
     def _engine_layers(self, source: tarfile.TarFile,
                        image_id: str) -> tuple[bytes, list[tuple[str, int, str]]]:
         """Config and layers of a ``docker save`` tar, written as blobs (config digest =
-        image id; an uncompressed layer's digest = its diff id, checked while copying)."""
+        image id; an uncompressed layer is gzipped, its diff id checked while doing so)."""
         from envlock.engine.errors import EngineError
 
         entry = json.loads(_member_bytes(source, "manifest.json"))[0]
@@ -583,13 +584,41 @@ class _ImageSource:
         for number, (name, diff_id) in enumerate(zip(entry["Layers"], diff_ids, strict=True)):
             member = source.getmember(name)
             media = oci.layer_media_type(_member_head(source, member))
-            expected = diff_id if media == oci.OCI_LAYER else _member_digest(source, member)
-            self.report.detail(f"layer {number + 1}/{len(diff_ids)} {expected[:19]}… "
+            self.report.detail(f"layer {number + 1}/{len(diff_ids)} {diff_id[:19]}… "
                                f"({member.size} bytes)")
+            if media == oci.OCI_LAYER:  # docker save writes them uncompressed: gzip them
+                layers.append(self._gzipped(source.extractfile(member), diff_id))
+                continue
+            expected = _member_digest(source, member)
             self.writer.add_stream(oci.blob_path(expected), member.size,
                                    source.extractfile(member), expected)
             layers.append((expected, member.size, media))
         return config, layers
+
+    def _gzipped(self, layer: Any, diff_id: str) -> tuple[str, int, str]:
+        """An uncompressed layer as a gzip blob (zlib's default level, a header without
+        time or name, so the same layer always gives the same blob); its bytes must hash
+        to ``diff_id`` on the way."""
+        import zlib
+
+        plain = hashlib.sha256()
+        packer = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, 31)
+        staged = self.tmp / "layer.gz"
+        with staged.open("wb") as out:
+            for chunk in iter(lambda: layer.read(_CHUNK), b""):
+                plain.update(chunk)
+                out.write(packer.compress(chunk))
+            out.write(packer.flush())
+        if "sha256:" + plain.hexdigest() != diff_id:
+            raise ArchiveError(f"layer {diff_id[:19]}… changed while it was saved",
+                               "the image changed while it was exported: try again")
+        size = staged.stat().st_size
+        with staged.open("rb") as handle:
+            digest = _member_digest_file(handle)
+            handle.seek(0)
+            self.writer.add_stream(oci.blob_path(digest), size, handle, digest)
+        staged.unlink()
+        return digest, size, oci.OCI_LAYER + "+gzip"
 
     def _finish(self, data: bytes, media: str, manifest: dict[str, Any], name: str | None,
                 reference: str, source: str) -> ImageRecord:
@@ -627,9 +656,13 @@ def _member_head(source: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
 
 
 def _member_digest(source: tarfile.TarFile, member: tarfile.TarInfo) -> str:
-    digest = hashlib.sha256()
     handle = source.extractfile(member)
-    for chunk in iter(lambda: handle.read(_CHUNK) if handle else b"", b""):
+    return _member_digest_file(handle) if handle else "sha256:" + hashlib.sha256().hexdigest()
+
+
+def _member_digest_file(handle: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: handle.read(_CHUNK), b""):
         digest.update(chunk)
     return "sha256:" + digest.hexdigest()
 

@@ -192,6 +192,13 @@ def test_a_local_only_run_round_trips_through_docker_load(exp_a, infra, docker_c
     assert exported.returncode == 0, exported.stderr[-3000:]
     image = json.loads(exported.stdout)["result"]["image"]
     assert image["source"] == "engine" and image["config_digest"] == image_id
+    with tarfile.open(path) as archive:  # docker save's layers, gzipped on the way
+        index = json.load(archive.extractfile("index.json"))
+        digest = index["manifests"][0]["digest"].split(":")[1]
+        layers = json.load(archive.extractfile(f"blobs/sha256/{digest}"))["layers"]
+    assert {layer["mediaType"] for layer in layers} == {
+        "application/vnd.oci.image.layer.v1.tar+gzip"}
+    assert path.stat().st_size < 0.6 * docker_client.images.get(image_id).attrs["Size"]
 
     forget_image(docker_client, image_id)
     store_c = f"sqlite:///{tmp_path}/c.db"
