@@ -108,7 +108,8 @@ def build_command(
     Base pinned by digest, one environment layer per env_digest (reused), one code layer
     per run; the environment is verified against the lock before anything is tagged.
     `--from-run RUN_ID --no-cache` rebuilds a run's environment from its lock alone, as
-    after its image was garbage-collected."""
+    after its image was garbage-collected, and says whether the result is the very image
+    the run recorded (images are reproducible: same lock, base and code, same digest)."""
     from envlock import config, lockfile, render
     from envlock.cli import output as out
     from envlock.errors import UsageError
