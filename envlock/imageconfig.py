@@ -10,10 +10,10 @@ image id (the sha256 of the config) depends on nothing but those.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime, timezone
 from typing import Any
+
+from envlock import oci
 
 #: The run settings an image config carries (Docker's ``container_config`` extras -
 #: hostname, attach flags, the container's own image name - are not part of an image).
@@ -58,9 +58,8 @@ def canonical_config(inspect: dict[str, Any], history: list[dict[str, Any]], *, 
 
 def config_bytes(config: dict[str, Any]) -> bytes:
     """Canonical JSON (sorted keys, no spaces): the bytes whose sha256 is the image id."""
-    return json.dumps(config, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode()
+    return oci.canonical_json(config)
 
 
 def image_id(config: dict[str, Any]) -> str:
-    return "sha256:" + hashlib.sha256(config_bytes(config)).hexdigest()
+    return oci.sha256_digest(config_bytes(config))
