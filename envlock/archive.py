@@ -555,7 +555,7 @@ class _ImageSource:
         if info is None:
             raise EngineError(f"image {image} of run {self.run_id} is not in this engine",
                               "export on the host that built it, or push it first")
-        names = [t for t in engine.repo_tags(info.id) if t.endswith(f":{self.run_id}")]
+        names = [t for t in info.repo_tags if t.endswith(f":{self.run_id}")]
         saved = self.tmp / "saved.tar"
         self.report.step(f"saving {info.id[:19]}… from the engine")
         with saved.open("wb") as handle:

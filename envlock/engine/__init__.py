@@ -27,6 +27,7 @@ class ImageInfo:
     labels: dict[str, str]
     repo_digests: tuple[str, ...]
     size: int
+    repo_tags: tuple[str, ...] = ()
 
     def digest_in(self, repository: str) -> str | None:
         """The registry manifest digest this image has under ``repository``, if pushed."""
@@ -109,7 +110,8 @@ class Engine:
             raise unavailable(exc) from exc
         return ImageInfo(id=attrs["Id"], labels=(attrs.get("Config") or {}).get("Labels") or {},
                          repo_digests=tuple(attrs.get("RepoDigests") or ()),
-                         size=int(attrs.get("Size") or 0))
+                         size=int(attrs.get("Size") or 0),
+                         repo_tags=tuple(attrs.get("RepoTags") or ()))
 
     def registry_digest(self, reference: str) -> str | None:
         """The manifest digest the registry holds for ``reference`` (None: not there)."""
@@ -152,18 +154,6 @@ class Engine:
 
         with contextlib.suppress(docker.errors.ImageNotFound):
             self.client.api.remove_image(reference, force=True, noprune=False)
-
-    def repo_tags(self, reference: str) -> tuple[str, ...]:
-        """The ``repo:tag`` names the engine has for an image (empty if none or unknown)."""
-        import docker
-
-        try:
-            attrs = self.client.api.inspect_image(reference)
-        except docker.errors.NotFound:
-            return ()
-        except docker.errors.DockerException as exc:
-            raise unavailable(exc) from exc
-        return tuple(attrs.get("RepoTags") or ())
 
     def save(self, reference: str, dest: BinaryIO) -> None:
         """``docker save`` of one image, streamed into ``dest``."""
