@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from envlock import __version__, oci
 from envlock.errors import EnvlockError, UsageError
@@ -601,21 +601,23 @@ class _ImageSource:
         to ``diff_id`` on the way."""
         import zlib
 
-        plain = hashlib.sha256()
+        plain, packed = hashlib.sha256(), hashlib.sha256()
         packer = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, 31)
         staged = self.tmp / "layer.gz"
         with staged.open("wb") as out:
             for chunk in iter(lambda: layer.read(_CHUNK), b""):
                 plain.update(chunk)
-                out.write(packer.compress(chunk))
-            out.write(packer.flush())
+                data = packer.compress(chunk)
+                packed.update(data)
+                out.write(data)
+            data = packer.flush()
+            packed.update(data)
+            out.write(data)
         if "sha256:" + plain.hexdigest() != diff_id:
             raise ArchiveError(f"layer {diff_id[:19]}… changed while it was saved",
                                "the image changed while it was exported: try again")
-        size = staged.stat().st_size
+        digest, size = "sha256:" + packed.hexdigest(), staged.stat().st_size
         with staged.open("rb") as handle:
-            digest = _member_digest_file(handle)
-            handle.seek(0)
             self.writer.add_stream(oci.blob_path(digest), size, handle, digest)
         staged.unlink()
         return digest, size, oci.OCI_LAYER + "+gzip"
@@ -656,13 +658,9 @@ def _member_head(source: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
 
 
 def _member_digest(source: tarfile.TarFile, member: tarfile.TarInfo) -> str:
-    handle = source.extractfile(member)
-    return _member_digest_file(handle) if handle else "sha256:" + hashlib.sha256().hexdigest()
-
-
-def _member_digest_file(handle: IO[bytes]) -> str:
     digest = hashlib.sha256()
-    for chunk in iter(lambda: handle.read(_CHUNK), b""):
+    handle = source.extractfile(member)
+    for chunk in iter(lambda: handle.read(_CHUNK) if handle else b"", b""):
         digest.update(chunk)
     return "sha256:" + digest.hexdigest()
 
