@@ -119,21 +119,21 @@ def build_command(
         raise UsageError("give a lockfile or --from-run, not both",
                          "drop LOCK to rebuild the run, or drop --from-run")
     cfg = config.load(code)
-    recorded_base = recorded_env = recorded_image = created = None
+    recorded: dict[str, str] = {}  # the run's tags, with --from-run
+    created = None
     if from_run:
         from envlock import targets
 
         lock, run = targets.load_run(from_run)
-        recorded_base = run.tags.get("envlock.base_image")
-        recorded_env = run.tags.get("envlock.env_image_id")
-        recorded_image = run.tags.get("envlock.image")
+        recorded = run.tags
         created = run.started  # as capture did: the same code image again
         run_id = run_id or from_run
         tag = tag or f"{from_run}-rebuild"
     else:
         lock = lockfile.load(lock_path or Path("envlock.lock.yaml"))
     registry = cfg.get("registry", registry)
-    base_image = cfg.base_image_for(lock.python["version"], base_image) or recorded_base
+    base_image = cfg.base_image_for(lock.python["version"], base_image) or \
+        recorded.get("envlock.base_image")
     if dry_run:
         recipe = render.render(lock, render.choose_base(lock, base_image),
                                render.repository_for(lock, registry),
@@ -158,33 +158,38 @@ def build_command(
                      f"{result.fidelity['files_verified']} files match their RECORD hashes")
     payload = result.to_dict()
     if from_run:
-        verified = bool(result.fidelity and result.fidelity.get("ok"))
-        payload["env_image_matches_run"] = (recorded_env == result.env_image_id
-                                            if recorded_env else None)
-        lines.append(_against_run(
-            from_run, "environment image", recorded_env, result.env_image_id,
-            "its files match the lock, so another Docker engine or envlock version wrote them "
-            "differently" if verified else "not verified against the lock (--no-verify)"))
-        if not env_only:
-            mine = result.pinned.rpartition("@")[2] or result.image_id
-            theirs = (recorded_image or "").rpartition("@")[2] or None
-            payload["image_matches_run"] = mine == theirs if theirs else None
-            lines.append(_against_run(
-                from_run, "image", theirs, mine, "a different environment image, code (--code) "
-                "or Docker engine"))
-            if recorded_image in (result.pinned, result.image_id):  # same repository too
-                lines.append(f"the run's own pin resolves again: envlock replay {from_run}")
+        lines += _against_run(from_run, recorded, result, payload, env_only)
     lines += [f"image {result.image} {where}", result.pinned]
     raise typer.Exit(out.emit(payload, "\n".join(lines)))
 
 
-def _against_run(run_id: str, what: str, recorded: str | None, rebuilt: str, why: str) -> str:
-    """One line: is the rebuilt ``what`` the very one the run recorded?"""
-    if not recorded:
-        return f"run {run_id} recorded no {what} digest to compare with"
-    if recorded == rebuilt:
-        return f"{what} identical to the one run {run_id} recorded ({rebuilt[:19]})"
-    return f"{what} {rebuilt[:19]} differs from the {recorded[:19]} run {run_id} recorded: {why}"
+def _against_run(run_id: str, tags: dict[str, str], result: Any, payload: dict[str, Any],
+                 env_only: bool) -> list[str]:
+    """Is the rebuild the very image(s) the run recorded? Lines for people, and
+    ``env_image_matches_run`` / ``image_matches_run`` (None: nothing recorded) in ``payload``."""
+    verified = bool(result.fidelity and result.fidelity.get("ok"))
+    pairs = [("env_image", "environment image", tags.get("envlock.env_image_id"),
+              result.env_image_id,
+              "its files match the lock, so another Docker engine or envlock version wrote "
+              "them differently" if verified else "not verified against the lock (--no-verify)")]
+    pin = tags.get("envlock.image") or ""
+    if not env_only:  # a registry pin or a local image id: compare the digests
+        pairs.append(("image", "image", pin.rpartition("@")[2] or None,
+                      result.pinned.rpartition("@")[2],
+                      "a different environment image, code (--code) or Docker engine"))
+    lines = []
+    for key, what, recorded, rebuilt, why in pairs:
+        payload[f"{key}_matches_run"] = recorded == rebuilt if recorded else None
+        if not recorded:
+            lines.append(f"run {run_id} recorded no {what} digest to compare with")
+        elif recorded == rebuilt:
+            lines.append(f"{what} identical to the one run {run_id} recorded ({rebuilt[:19]})")
+        else:
+            lines.append(f"{what} {rebuilt[:19]} differs from the {recorded[:19]} run {run_id} "
+                         f"recorded: {why}")
+    if not env_only and pin in (result.pinned, result.image_id):  # same repository too
+        lines.append(f"the run's own pin resolves again: envlock replay {run_id}")
+    return lines
 
 
 def register(app: typer.Typer) -> None:
