@@ -6,8 +6,13 @@ same bytes. Two digests make it trustworthy:
 * ``env_digest`` covers exactly what defines the environment image: the Python
   implementation/version/architecture, the platform family and every package
   with its source. Git state, GPUs, host name and knobs do not change it.
-* ``lock_digest`` covers the whole document except itself; loading recomputes it,
-  so a hand-edited lock is caught.
+* ``lock_digest`` covers the whole document except itself; loading recomputes it over
+  the document as written (before any migration), so a hand-edited lock is caught.
+
+Schema 2 adds two optional sections: ``host`` (the machine the experiment ran on: CPU
+model, core count and ISA level, memory, ``/dev/shm``; it does not change the
+environment image) and ``code`` (a project that is not a git repository: every packed
+file with its sha256). A schema-1 lock migrates with both unknown (null).
 """
 
 from __future__ import annotations
@@ -24,11 +29,16 @@ from typing import Any
 from envlock import __version__
 from envlock.errors import LockfileError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_LOCKFILE = "envlock.lock.yaml"
 
+def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 knew nothing of the host's resources nor of projects outside git."""
+    return {**doc, "schema_version": 2, "host": None, "code": None}
+
+
 #: Migrations from schema N to N+1; each takes and returns a raw document.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
 
 #: Required keys of each mapping section (types checked on load).
 SECTION_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -139,6 +149,10 @@ class Lock:
     runtime: dict[str, Any] = field(default_factory=lambda: {"env": {}, "command": None})
     index: dict[str, Any] = field(default_factory=dict)
     shadowed: tuple[Shadowed, ...] = ()
+    #: The machine it ran on (cpu, memory, shm); None when unknown (a schema-1 lock).
+    host: dict[str, Any] | None = None
+    #: A project outside git: its packed files with their sha256 (None: git or no code).
+    code: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
     generator: str = f"envlock {__version__}"
 
@@ -171,7 +185,7 @@ def _digest(data: Any) -> str:
 def env_identity(lock: Lock) -> dict[str, Any]:
     """Exactly the facts an environment image depends on."""
     py = lock.python
-    project_root = (lock.git or {}).get("root")
+    project_root = (lock.git or {}).get("root") or (lock.code or {}).get("root")
     return {
         "python": {"implementation": py["implementation"], "version": py["version"],
                    "arch": py["arch"]},
@@ -194,7 +208,9 @@ def _body(lock: Lock) -> dict[str, Any]:
         "os": lock.os,
         "frameworks": lock.frameworks,
         "gpu": lock.gpu,
+        "host": lock.host,
         "git": lock.git,
+        "code": lock.code,
         "runtime": lock.runtime,
         "index": lock.index,
         "packages": [p.to_dict() for p in lock.packages],
@@ -269,10 +285,14 @@ def loads(text: str, source: str = "<lockfile>") -> Lock:
                             "regenerate it with `envlock lock`") from exc
     if not isinstance(doc, dict):
         raise LockfileError(source, "not an envlock lockfile (expected a YAML mapping)")
-    doc = migrate(doc, source)
-    lock = from_document(doc, source)
-    recorded = doc.get("lock_digest")
-    if recorded != lock.lock_digest:
+    version = doc.get("schema_version")
+    migrated = migrate(doc, source)
+    lock = from_document(migrated, source)
+    # The digest is of the document as written: a migrated lock is checked as its own
+    # schema wrote it, a current one also against the model it loads into.
+    written = _digest({k: v for k, v in doc.items() if k != "lock_digest"})
+    if doc.get("lock_digest") != written or (
+            version == SCHEMA_VERSION and written != lock.lock_digest):
         raise LockfileError(source, "lock_digest does not match the content (edited by hand?)",
                             "regenerate it with `envlock lock`")
     return lock
@@ -340,6 +360,10 @@ def from_document(doc: dict[str, Any], source: str = "<lockfile>") -> Lock:
     if git is not None and not isinstance(git, dict):
         raise LockfileError(source, "field `git` must be a mapping or null")
     shadowed = doc.get("shadowed") or []
+    for name in ("host", "code"):
+        if doc.get(name) is not None and not isinstance(doc[name], dict):
+            raise LockfileError(source, f"field `{name}` must be a mapping or null",
+                                "regenerate it with `envlock lock`")
     return Lock(
         python=_section(doc, "python", source),
         os=_section(doc, "os", source),
@@ -350,6 +374,8 @@ def from_document(doc: dict[str, Any], source: str = "<lockfile>") -> Lock:
         index=_section(doc, "index", source),
         packages=tuple(_package(p, i, source) for i, p in enumerate(raw_packages)),
         shadowed=tuple(Shadowed(**s) for s in shadowed),
+        host=doc.get("host"),
+        code=doc.get("code"),
         schema_version=doc["schema_version"],
         generator=str(doc.get("generator", "")),
     )

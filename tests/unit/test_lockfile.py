@@ -24,8 +24,8 @@ def test_round_trip_is_byte_identical(tmp_path):
 def test_document_order_is_stable_and_readable():
     doc = lockfile.to_document(make_lock())
     assert list(doc)[:4] == ["schema_version", "generator", "env_digest", "lock_digest"]
-    assert list(doc)[4:] == ["python", "os", "frameworks", "gpu", "git", "runtime", "index",
-                             "packages", "shadowed"]
+    assert list(doc)[4:] == ["python", "os", "frameworks", "gpu", "host", "git", "code",
+                             "runtime", "index", "packages", "shadowed"]
 
 
 def test_env_digest_ignores_git_gpu_host_and_knobs():
@@ -105,6 +105,41 @@ def test_migration_from_an_older_schema_runs(tmp_path, monkeypatch):
     monkeypatch.setitem(lockfile.MIGRATIONS, 0, v0_to_v1)
     lock = lockfile.from_document(lockfile.migrate(doc, "old.yaml"), "old.yaml")
     assert lock.python["implementation"] == "cpython"
+
+
+def _v1_document() -> dict:
+    """A lock as schema 1 wrote it: no host, no code, its digest over that document."""
+    doc = lockfile.to_document(make_lock())
+    del doc["host"], doc["code"], doc["lock_digest"]
+    doc["schema_version"] = 1
+    doc["lock_digest"] = lockfile._digest(doc)
+    return doc
+
+
+def test_a_schema_1_lock_migrates_with_host_and_code_unknown(tmp_path):
+    path = tmp_path / "v1.yaml"
+    path.write_text(yaml.safe_dump(_v1_document()))
+    lock = lockfile.load(path)
+    assert lock.schema_version == lockfile.SCHEMA_VERSION == 2
+    assert lock.host is None and lock.code is None
+    assert lock.env_digest == make_lock().env_digest  # the environment is the same one
+    assert lockfile.loads(lockfile.dumps(lock)) == lock  # written back as schema 2
+
+
+def test_a_hand_edited_schema_1_lock_is_still_caught(tmp_path):
+    doc = _v1_document()
+    doc["python"]["version"] = "3.12.0"
+    path = tmp_path / "v1.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(LockfileError, match="lock_digest does not match"):
+        lockfile.load(path)
+
+
+def test_host_and_code_must_be_mappings(tmp_path):
+    doc = lockfile.to_document(make_lock())
+    doc["host"] = "big machine"
+    with pytest.raises(LockfileError, match="`host` must be a mapping"):
+        lockfile.from_document(doc)
 
 
 def test_write_is_atomic_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
