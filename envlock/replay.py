@@ -2,10 +2,13 @@
 
 The engine and the tracker are passed in. The experiment's own MLflow calls write to a
 private file store mounted into the container (``MLFLOW_TRACKING_URI=file:///…``),
-whatever MLflow version the image holds; envlock then relays those params, metrics,
-tags and artifacts into the replay run of the real store with the host's MLflow.
+whatever MLflow version the image holds; envlock then relays the whole run tree —
+child runs, params, metric histories, tags, datasets, artifacts and logged models —
+into the replay run of the real store with the host's MLflow (envlock.tracking.relay).
 That keeps a months-old image working against today's store schema, for the embedded
-SQLite store and a tracking server alike.
+SQLite store and a tracking server alike. The replay's tree is then compared with the
+original's (envlock.compare.compare_tree): metrics and params of every matched run,
+and with ``compare_artifacts`` every artifact by sha256.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envlock.compare import Comparison, Tolerance, compare
+from envlock.compare import Comparison, Tolerance, compare_artifacts, compare_tree
 from envlock.errors import EnvlockError, UsageError
+from envlock.runtree import RelayReport
 
 STORE_MOUNT = "/envlock/mlruns"
 
@@ -35,6 +39,7 @@ class ReplayResult:
     exit_code: int
     comparison: Comparison | None = None
     warnings: list[str] = field(default_factory=list)
+    relay: RelayReport | None = None
 
     @property
     def ok(self) -> bool:
@@ -44,6 +49,7 @@ class ReplayResult:
         return {"original_run_id": self.original_run_id, "replay_run_id": self.replay_run_id,
                 "image": self.image, "exit_code": self.exit_code, "ok": self.ok,
                 "warnings": self.warnings,
+                "relay": self.relay.to_dict() if self.relay else None,
                 "comparison": self.comparison.to_dict() if self.comparison else None}
 
 
@@ -97,7 +103,7 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
            command: str | None = None, track: bool = True, force: bool = False,
            tolerance: Tolerance | None = None, metrics: tuple[str, ...] = (),
            per_metric: Mapping[str, Tolerance] | None = None, network: str = "none",
-           host_gpu: dict[str, Any] | None = None,
+           host_gpu: dict[str, Any] | None = None, compare_files: bool = False,
            output: Callable[[bytes], None] | None = None) -> ReplayResult:
     from envlock import compat, lockfile
 
@@ -134,40 +140,57 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
                          "GIT_PYTHON_REFRESH": "quiet", **extra_env}
         binds[str(store)] = {"bind": STORE_MOUNT, "mode": "rw"}
         argv = ["/bin/sh", "-c", command] if command else None
+        relay = comparison = None
         try:
             code = engine.run_experiment(image_id, argv, env=container_env, binds=binds,
                                          gpus=request, network=network,
                                          on_output=output or to_stdout)
-            comparison = _record(tracker, run, replay_id, store / "store", code, tolerance,
-                                 metrics, per_metric) if replay_id else None
+            if replay_id:
+                relay = tracker.relay_file_store(store / "store", replay_id,
+                                                 f"{STORE_MOUNT}/store")
+                comparison = conclude(tracker, run, replay_id, code, tolerance, metrics,
+                                      per_metric, relay=relay, compare_files=compare_files)
         except BaseException:
             if replay_id:  # never leave a replay run RUNNING
                 tracker.finish(replay_id, False)
             raise
     return ReplayResult(original_run_id=run_id, replay_run_id=replay_id, image=image,
-                        exit_code=code, comparison=comparison, warnings=list(verdict.warnings))
-
-
-def _record(tracker: Any, run: Any, replay_id: str, store: Path, code: int,
-            tolerance: Tolerance | None, metrics: tuple[str, ...],
-            per_metric: Mapping[str, Tolerance] | None = None) -> Comparison:
-    """Relay the container's MLflow data into the replay run, then conclude it."""
-    tracker.copy_from_file_store(store, replay_id)
-    return conclude(tracker, run, replay_id, code, tolerance, metrics, per_metric)
+                        exit_code=code, comparison=comparison, warnings=list(verdict.warnings),
+                        relay=relay)
 
 
 def conclude(tracker: Any, run: Any, replay_id: str, code: int, tolerance: Tolerance | None,
-             metrics: tuple[str, ...], per_metric: Mapping[str, Tolerance] | None = None
-             ) -> Comparison:
-    """Compare the replay run's metrics with the original's, tag the verdict, finish it
-    (local replays and Kubernetes Jobs alike)."""
-    replayed = tracker.run(replay_id)
-    comparison = compare(run.metrics, replayed.metrics, tolerance or Tolerance(), metrics,
-                         per_metric)
+             metrics: tuple[str, ...], per_metric: Mapping[str, Tolerance] | None = None, *,
+             relay: RelayReport | None = None, compare_files: bool = False) -> Comparison:
+    """Compare the replay's run tree with the original's (and its artifacts when asked),
+    record which replay run stands for which original, tag the verdict and finish the
+    replay run (local replays and Kubernetes Jobs alike)."""
+    import json
+    from dataclasses import replace
+
+    comparison = compare_tree(tracker.run_tree(run.run_id), tracker.run_tree(replay_id),
+                              tolerance or Tolerance(), metrics, per_metric,
+                              relay.missing if relay else ())
+    pairs = [("", run.run_id, replay_id)] + [(r.name, r.original_id, r.replay_id)
+                                             for r in comparison.runs
+                                             if r.original_id and r.replay_id]
+    for _name, original_id, replay_child in pairs[1:]:  # original -> replay, every run
+        tracker.set_tags(str(replay_child), {"envlock.replay_of": str(original_id)})
+    if compare_files:
+        comparison = replace(comparison, artifacts=compare_artifacts(
+            (name, tracker.artifact_digests(str(a)), tracker.artifact_digests(str(b)))
+            for name, a, b in pairs))
     reproduced = code == 0 and comparison.reproduced
-    tracker.set_tags(replay_id, {"envlock.exit_code": str(code),
-                                 "envlock.verdict": "reproduced" if reproduced
-                                 else "not reproduced"})
+    verdict = "reproduced" if reproduced else (
+        comparison.verdict if comparison.relay_missing else "not reproduced")
+    record = {"relay": relay.to_dict() if relay else None, "exit_code": code,
+              "verdict": verdict, "comparison": comparison.to_dict()}
+    tracker.log_text(replay_id, "replay.json", json.dumps(record, indent=1, sort_keys=True))
+    tags = {"envlock.exit_code": str(code), "envlock.verdict": verdict[:5000],
+            "envlock.replay_runs": str(1 + sum(1 for r in comparison.runs if r.replay_id))}
+    if relay:
+        tags["envlock.relay"] = relay.summary()
+    tracker.set_tags(replay_id, tags)
     tracker.finish(replay_id, code == 0)
     return comparison
 

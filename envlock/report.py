@@ -62,22 +62,66 @@ def write(junit_path: Path | None, markdown_path: Path | None, suite: str,
 
 
 # ----------------------------------------------------------------------------- verify
-def verify_cases(run_case: Case, comparison: Comparison | None) -> list[Case]:
-    """The replay itself, then one case per compared metric."""
+def verify_cases(run_case: Case, comparison: Comparison | None,
+                 relay: Any = None) -> list[Case]:
+    """The replay itself, the relay, then one case per compared metric, one for the
+    params, one per child run of the tree and one per compared artifact."""
     cases = [run_case]
-    for row in comparison.rows if comparison else ():
+    if relay is not None:
+        cases.append(Case("relay", relay.complete, relay.summary() if relay.complete
+                          else "incomplete: " + "; ".join(relay.missing)))
+    if comparison is None:
+        return cases
+    for row in comparison.rows:
         cases.append(Case(f"metric {row.name}", row.ok,
                           f"original {row.original}, replay {row.replay}, delta {row.delta}"))
+    changed = [p for p in comparison.params if not p.ok]
+    cases.append(Case("params", not changed, "; ".join(
+        f"{p.name}: {p.original!r} -> {p.replay!r}" for p in changed)
+        or f"{len(comparison.params)} params the same"))
+    for run in comparison.runs:
+        cases.append(Case(f"run {run.name} ({run.original_id or run.replay_id})", run.ok,
+                          _run_detail(run)))
+    for artifact in comparison.artifacts or ():
+        label = f"{artifact.run}/" if artifact.run else ""
+        cases.append(Case(f"artifact {label}{artifact.path}", artifact.ok, artifact.status))
     return cases
+
+
+def _run_detail(run: Any) -> str:
+    if run.rule in ("missing", "extra"):
+        return f"{run.rule} in the replay"
+    differs = [f"{m.name} {m.original} -> {m.replay}" for m in run.metrics if not m.ok]
+    changed = [f"{p.name} {p.original!r} -> {p.replay!r}" for p in run.params if not p.ok]
+    return (f"replay run {run.replay_id}, matched by {run.rule}; "
+            f"{len(run.metrics) - len(differs)}/{len(run.metrics)} metrics same"
+            + (f"; differ: {', '.join(differs)}" if differs else "")
+            + (f"; params changed: {', '.join(changed)}" if changed else ""))
 
 
 def verify_markdown(run_id: str, reproduced: bool, facts: dict[str, Any],
                     comparison: Comparison | None) -> str:
     rows = [(r.name, r.original, r.replay, r.delta, "ok" if r.ok else "**differs**")
             for r in (comparison.rows if comparison else ())]
-    return markdown(f"envlock verify {run_id}", reproduced,
+    text = markdown(f"envlock verify {run_id}", reproduced,
                     "reproduced" if reproduced else "NOT reproduced", facts,
                     ("metric", "original", "replay", "delta", ""), rows)
+    if comparison is None:
+        return text
+    extra = [f"- relay incomplete: {m}" for m in comparison.relay_missing]
+    extra += [f"- param `{p.name}`: `{p.original}` → `{p.replay}`"
+              for p in comparison.params if not p.ok]
+    if comparison.runs:
+        extra += ["", "| run | original | replay | matched by | |", "|---|---|---|---|---|"]
+        extra += [f"| {'&nbsp;' * 2 * (r.depth - 1)}{r.name} | {r.original_id or '-'} | "
+                  f"{r.replay_id or '-'} | {r.rule} | {'ok' if r.ok else '**differs**'} |"
+                  for r in comparison.runs]
+    if comparison.artifacts is not None:
+        extra += ["", "| run | artifact | |", "|---|---|---|"]
+        extra += [f"| {a.run or '(root)'} | {a.path} | "
+                  f"{a.status if a.ok else '**' + a.status + '**'} |"
+                  for a in comparison.artifacts]
+    return text + ("\n".join(extra) + "\n" if extra else "")
 
 
 # ------------------------------------------------------------------------------ check

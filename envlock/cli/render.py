@@ -143,11 +143,43 @@ def check_text(result: CheckResult) -> str:
 
 
 def comparison_table(comparison: Comparison) -> str:
+    """The root's metrics, then changed params, the child runs, the artifacts, the verdict."""
     rows = [("metric", "original", "replay", "delta", "")]
     for row in comparison.rows:
         rows.append((row.name, _fmt(row.original), _fmt(row.replay),
                      _fmt(row.delta), "ok" if row.ok else "DIFFERS"))
+    lines = [table(rows)]
+    lines += [f"param {p.name}: original {p.original!r}, replay {p.replay!r}"
+              for p in comparison.params if not p.ok]
+    if comparison.runs:
+        lines.append(runs_table(comparison))
+    if comparison.artifacts is not None:
+        lines.append(artifacts_table(comparison))
+    lines += [f"relay incomplete: {m}" for m in comparison.relay_missing]
     verdict = "REPRODUCED" if comparison.reproduced else "NOT REPRODUCED"
     tol = comparison.tolerance
-    return (table(rows) + f"\n{verdict} (tolerance abs={tol.absolute:g}, "
-            f"rel={tol.relative:g})")
+    lines.append(f"{verdict} (tolerance abs={tol.absolute:g}, rel={tol.relative:g})")
+    return "\n".join(lines)
+
+
+def runs_table(comparison: Comparison) -> str:
+    rows = [("child run", "original", "replay", "matched by", "metrics", "params")]
+    for run in comparison.runs:
+        differs = [m.name for m in run.metrics if not m.ok]
+        changed = [p.name for p in run.params if not p.ok]
+        rows.append(("  " * (run.depth - 1) + run.name, (run.original_id or "-")[:12],
+                     (run.replay_id or "-")[:12], run.rule,
+                     f"{len(run.metrics) - len(differs)}/{len(run.metrics)} ok"
+                     + (f" (differ: {', '.join(differs)})" if differs else ""),
+                     "same" if not changed else "CHANGED: " + ", ".join(changed)))
+    return table(rows)
+
+
+def artifacts_table(comparison: Comparison) -> str:
+    rows = [("run", "artifact", "")]
+    rows += [(a.run or "(replay run)", a.path, a.status) for a in comparison.artifacts or ()]
+    counts: dict[str, int] = {}
+    for artifact in comparison.artifacts or ():
+        counts[artifact.status] = counts.get(artifact.status, 0) + 1
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
+    return table(rows) + f"\nartifacts: {summary}"

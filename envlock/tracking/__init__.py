@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envlock.errors import EnvlockError
+
+if TYPE_CHECKING:
+    from envlock.runtree import RelayReport, RunNode
 
 TAG_PREFIX = "envlock."
 ARTIFACT_DIR = "envlock"
@@ -145,6 +148,11 @@ class Tracker:
         self._call("uploading artifacts", self.client.log_artifacts, run_id, str(directory),
                    ARTIFACT_DIR)
 
+    def log_text(self, run_id: str, name: str, text: str) -> None:
+        """One text artifact ``envlock/NAME`` (a replay's record, its host)."""
+        self._call("uploading artifacts", self.client.log_text, run_id, text,
+                   f"{ARTIFACT_DIR}/{name}")
+
     def download(self, run_id: str, name: str, dest: Path) -> Path:
         path = self._call("downloading artifacts", self.client.download_artifacts, run_id,
                           f"{ARTIFACT_DIR}/{name}", str(dest))
@@ -236,44 +244,148 @@ class Tracker:
     def delete_run(self, run_id: str) -> None:
         self._call("deleting run", self.client.delete_run, run_id)
 
-    def copy_from_file_store(self, store: Path, run_id: str) -> int:
-        """Relay what the experiment logged inside its container (a private file store
-        written by whatever MLflow the image has) into ``run_id`` of this store."""
-        from mlflow.entities import Metric, Param, RunTag
+    def relay_file_store(self, store: Path, run_id: str,
+                         container_root: str | None = None) -> RelayReport:
+        """Relay the run tree the experiment logged inside its container (a private file
+        store written by whatever MLflow the image has, mounted there at
+        ``container_root``) into ``run_id`` and new child runs (envlock.tracking.relay)."""
         from mlflow.tracking import MlflowClient
 
+        from envlock.runtree import RelayReport
+        from envlock.tracking.relay import Relay, StoreView
+
         if not store.is_dir() or not any(store.iterdir()):
-            return 0
+            return RelayReport(missing=["the experiment logged no MLflow run in the replay"])
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3.x: maintenance mode
         inner = self._call("reading the replay's file store", MlflowClient,
                            tracking_uri=store.as_uri())
-        copied = 0
-        for experiment in self._call("reading the replay's file store",
-                                     inner.search_experiments):
-            for run in inner.search_runs([experiment.experiment_id]):
-                metrics = [Metric(m.key, m.value, m.timestamp, m.step)
-                           for key in run.data.metrics
-                           for m in inner.get_metric_history(run.info.run_id, key)]
-                params = [Param(k, v) for k, v in run.data.params.items()]
-                tags = [RunTag(k, v) for k, v in run.data.tags.items()
-                        if not k.startswith("mlflow.")]
-                self._call("relaying metrics", self.client.log_batch, run_id,
-                           metrics=metrics, params=params, tags=tags)
-                artifacts = Path(inner.download_artifacts(run.info.run_id, "", str(store /
-                                 f"_dl_{run.info.run_id}"))) if _has_artifacts(inner, run) \
-                    else None
-                if artifacts and any(artifacts.iterdir()):
-                    self._call("relaying artifacts", self.client.log_artifacts, run_id,
-                               str(artifacts))
-                copied += 1
-        return copied
+        experiment = self.run(run_id).experiment_id
+        view = StoreView(inner, container_root or str(store), store)
+        with _quiet():
+            return Relay(view, self.client, experiment, run_id).run()
+
+    # ---------------------------------------------------------------- run trees
+
+    def run_tree(self, run_id: str) -> RunNode:
+        """The run and all its descendants (``mlflow.parentRunId``), for comparison."""
+        from envlock.runtree import RunNode, build_tree
+
+        root = self.run(run_id)
+        nodes: dict[str, RunNode] = {}
+        parents: dict[str, str] = {}
+        frontier = [run_id]
+        while frontier:
+            parent = frontier.pop(0)
+            for child in self._search(root.experiment_id,
+                                      f"tags.`mlflow.parentRunId` = '{parent}'"):
+                if child.info.run_id not in nodes and child.info.run_id != run_id:
+                    nodes[child.info.run_id] = _node(child)
+                    parents[child.info.run_id] = parent
+                    frontier.append(child.info.run_id)
+        top = RunNode(root.run_id, root.name, root.params, root.metrics, root.start_time or 0)
+        return build_tree(top, parents, nodes)
+
+    def replay_children(self, replay_id: str) -> list[RunData]:
+        """The runs a relay created under a replay run (each tagged with its root)."""
+        replay = self.run(replay_id)
+        return [self.run(r.info.run_id) for r in self._search(
+            replay.experiment_id, f"tags.`envlock.replay_root` = '{replay_id}'")]
+
+    def _search(self, experiment_id: str, filter_string: str) -> list[Any]:
+        found: list[Any] = []
+        token = None
+        while True:
+            page = self._call("searching runs", self.client.search_runs, [experiment_id],
+                              filter_string=filter_string, max_results=1000,
+                              order_by=["attributes.start_time ASC"], page_token=token)
+            found += page
+            token = page.token
+            if not token:
+                return found
+
+    # ---------------------------------------------------------------- artifacts
+
+    def artifact_digests(self, run_id: str) -> dict[str, str]:
+        """sha256 of every artifact of a run (envlock's own ``envlock/`` left out) and of
+        the MLflow 3 models it logged (as ``models/NAME/PATH``)."""
+        run = self._call("reading run", self.client.get_run, run_id)
+        digests = {path: sha for path, sha in self._digests(run.info.artifact_uri).items()
+                   if not path.startswith(ARTIFACT_DIR + "/")}
+        seen: dict[str, int] = {}
+        for model in self._models_of(run.info.experiment_id, run_id):
+            seen[model.name] = seen.get(model.name, 0) + 1
+            label = model.name if seen[model.name] == 1 else f"{model.name}#{seen[model.name]}"
+            for path, sha in self._digests(model.artifact_location).items():
+                digests[f"models/{label}/{path}"] = sha
+        return digests
+
+    def _models_of(self, experiment_id: str, run_id: str) -> list[Any]:
+        search = getattr(self.client, "search_logged_models", None)
+        if search is None:
+            return []
+        found: list[Any] = []
+        token = None
+        while True:
+            page = self._call("searching models", search, experiment_ids=[experiment_id],
+                              page_token=token)
+            found += [m for m in page if m.source_run_id == run_id]
+            token = page.token
+            if not token:
+                return sorted(found, key=lambda m: (m.creation_timestamp or 0, m.model_id))
+
+    def _digests(self, uri: str | None) -> dict[str, str]:
+        """Hash in place when the artifacts are on this machine; else download first."""
+        import tempfile
+
+        local = _local_path(uri)
+        if local is not None:
+            return _hash_tree(local) if local.is_dir() else {}
+        import mlflow.artifacts
+
+        with tempfile.TemporaryDirectory(prefix="envlock-artifacts-") as tmp:
+            path = self._call("downloading artifacts", mlflow.artifacts.download_artifacts,
+                              artifact_uri=uri, dst_path=tmp, tracking_uri=self.uri)
+            return _hash_tree(Path(path))
 
 
-def _has_artifacts(client: Any, run: Any) -> bool:
-    try:
-        return bool(client.list_artifacts(run.info.run_id))
-    except Exception:  # noqa: BLE001 - no artifact repository: nothing to relay
-        return False
+def _node(run: Any) -> RunNode:
+    from envlock.runtree import RunNode
+
+    return RunNode(run.info.run_id, run.info.run_name or "", dict(run.data.params),
+                   dict(run.data.metrics), run.info.start_time or 0)
+
+
+def _local_path(uri: str | None) -> Path | None:
+    if not uri:
+        return None
+    if uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(uri).path))
+    return Path(uri) if uri.startswith("/") else None
+
+
+def _hash_tree(root: Path) -> dict[str, str]:
+    import hashlib
+
+    out = {}
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            path = Path(dirpath) / name
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            out[path.relative_to(root).as_posix()] = "sha256:" + digest.hexdigest()
+    return out
+
+
+def _quiet() -> Any:
+    """MLflow prints "View run … at …" on stdout, which belongs to envlock's results."""
+    import contextlib
+    import sys
+
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _first_line(exc: BaseException) -> str:

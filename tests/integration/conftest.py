@@ -15,8 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 import venv
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,3 +279,41 @@ def experiment_venv(tmp_path_factory) -> Path:
 def make_experiment(root: Path, python: Path, store: str) -> Experiment:
     init_repo(root, {"train.py": TRAIN, ".gitignore": "mlflow.db\nmlruns/\n.envlock/\n"})
     return Experiment(root=root, python=python, store=store)
+
+
+# ---------------------------------------------------------------- a tracking server
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on loopback (about 25 s to answer on 2 cores)."""
+    work = tmp_path_factory.mktemp("server")
+    port = free_port()
+    mlflow = Path(sys.executable).with_name("mlflow")
+    log = open(work / "server.log", "w")  # noqa: SIM115 - open for the server's lifetime
+    proc = subprocess.Popen([str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{work}/server.db",
+                             "--artifacts-destination", str(work / "artifacts"),
+                             "--workers", "1"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            assert proc.poll() is None, (work / "server.log").read_text()[-2000:]
+            time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail(f"mlflow server did not answer: {(work / 'server.log').read_text()[-2000:]}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()

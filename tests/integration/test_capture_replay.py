@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -227,42 +226,6 @@ def test_autolog_captures_when_the_run_ends(tmp_path):
 # ---------------------------------------------------------------- tracking server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` on loopback (about 25 s to answer on 2 cores)."""
-    work = tmp_path_factory.mktemp("server")
-    port = free_port()
-    mlflow = Path(sys.executable).with_name("mlflow")
-    log = open(work / "server.log", "w")  # noqa: SIM115 - open for the server's lifetime
-    proc = subprocess.Popen([str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", f"sqlite:///{work}/server.db",
-                             "--artifacts-destination", str(work / "artifacts"),
-                             "--workers", "1"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            break
-        except OSError:
-            assert proc.poll() is None, (work / "server.log").read_text()[-2000:]
-            time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail(f"mlflow server did not answer: {(work / 'server.log').read_text()[-2000:]}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
-
-
 def test_capture_and_replay_against_a_tracking_server(tmp_path, experiment_venv, mlflow_server,
                                                       infra, created_images):
     exp = make_experiment(tmp_path / "srv", experiment_venv, mlflow_server)
@@ -351,7 +314,7 @@ def test_an_old_mlflow_in_the_image_still_lands_in_todays_store(tmp_path, infra,
 
     tracker = Tracker(store)
     run_id = tracker.create_run("0", "original", {})
-    tracker.copy_from_file_store(private, run_id)
+    assert tracker.relay_file_store(private, run_id).complete
     tracker.finish(run_id, True)
     exp = Experiment(root=root, python=python, store=store)
     exp.capture(run_id, infra, created_images, "--registry", f"{infra.registry}/{REPO}-old")
@@ -379,7 +342,8 @@ def test_verify_gates_ci_with_junit_and_markdown(sqlite_exp, infra, tmp_path, cr
     assert result.stdout.startswith("REPRODUCED")
     suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
     names = [case.get("name") for case in suite.findall("testcase")]
-    assert names == [f"replay of {run_id}", "metric b", "metric loss", "metric w"]
+    assert names == [f"replay of {run_id}", "relay", "metric b", "metric loss", "metric w",
+                     "params"]
     assert suite.get("failures") == "0"
     assert "reproduced" in (tmp_path / "s.md").read_text()
     assert summary.read_text() == (tmp_path / "s.md").read_text()

@@ -23,7 +23,10 @@ ToleranceOpt = Annotated[str | None, typer.Option(
     "abs=…,rel=…. Default: the config's tolerance, else exact (per-metric tolerances come "
     "from the config).")]
 MetricOpt = Annotated[list[str] | None, typer.Option(
-    "--metric", help="Compare only these metrics (repeatable).")]
+    "--metric", help="Compare only these metrics (repeatable; in every run of the tree).")]
+CompareArtifactsOpt = Annotated[bool, typer.Option(
+    "--compare-artifacts", help="Also compare every artifact (and logged model file) of "
+    "every run by sha256: identical / differs / missing; any but identical fails.")]
 
 
 class Target(str, Enum):
@@ -49,6 +52,7 @@ def replay_command(
                         ] = False,
     tolerance: ToleranceOpt = None,
     metric: MetricOpt = None,
+    compare_artifacts: CompareArtifactsOpt = False,
     network: Annotated[str, typer.Option("--network", help="Container network (none, host, "
                                          "bridge).")] = "none",
     force: Annotated[bool, typer.Option("--force", help="Run even when the pre-flight GPU/"
@@ -81,7 +85,10 @@ def replay_command(
     """Re-run a captured experiment from its pinned image and compare its metrics.
 
     Pulls the image by digest, checks the host's GPUs and driver, runs it hardened, logs a
-    replay run linked to the original. Exits with the experiment's exit code. With
+    replay run linked to the original: every run the experiment makes (child runs of a
+    search too) is relayed with its params, metric histories, tags, datasets, artifacts
+    and models, then compared with the original's tree (metrics, params; artifacts with
+    --compare-artifacts). Exits with the experiment's exit code. With
     --on kubernetes the image runs as a Job on the current cluster (pre-flight on its
     nodes' GPU labels); its MLflow logs straight into the replay run, so the tracking
     store must be a server the cluster can reach."""
@@ -96,7 +103,8 @@ def replay_command(
     kube_flags = {"--namespace": namespace != "default", "--node-selector": node_selector,
                   "--toleration": toleration, "--image-pull-secret": image_pull_secret,
                   "--env-from-secret": env_from_secret, "--dry-run": dry_run}
-    local_flags = {"--mount": mount, "--network": network != "none", "--no-track": no_track}
+    local_flags = {"--mount": mount, "--network": network != "none", "--no-track": no_track,
+                   "--compare-artifacts": compare_artifacts}
     _only_with(kube_flags if on is Target.local else local_flags, on)
     if detach and not dry_run:
         raise typer.Exit(_detach(run_id))
@@ -116,11 +124,14 @@ def replay_command(
     result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
                     mounts=mount, env=env, command=command, track=not no_track, force=force,
                     tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
-                    network=network, output=out.passthrough(as_json))
+                    network=network, compare_files=compare_artifacts,
+                    output=out.passthrough(as_json))
     for warning in result.warnings:
         out.warn(warning)
     lines = [f"replay of {run_id}: exit {result.exit_code}"
              + (f", replay run {result.replay_run_id}" if result.replay_run_id else "")]
+    if result.relay:
+        lines.append(result.relay.summary())
     if result.comparison:
         lines.append(comparison_table(result.comparison))
     raise typer.Exit(out.emit(result.to_dict(), "\n".join(lines), result.exit_code))
@@ -203,8 +214,14 @@ def lineage_command(
              f"  env_digest  {result['env_digest'] or '- (not captured)'}",
              f"  image       {result['image'] or '-'}",
              f"  replays     {len(replays)}"]
-    lines += [f"    {r['run_id']}  {r['status']:<9} {r['verdict'] or '-'}"
-              for r in result["replays"]]
+    for replay in result["replays"]:
+        replay["runs"] = [{"original_run_id": c.tags.get("envlock.replay_of"),
+                           "replay_run_id": c.run_id, "name": c.name}
+                          for c in tracker.replay_children(replay["run_id"])]
+        lines.append(f"    {replay['run_id']}  {replay['status']:<9} "
+                     f"{replay['verdict'] or '-'}")
+        lines += [f"      {c['original_run_id'] or '(unmatched)'} -> {c['replay_run_id']}  "
+                  f"{c['name']}" for c in replay["runs"]]
     raise typer.Exit(out.emit(result, "\n".join(lines)))
 
 

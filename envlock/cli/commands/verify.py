@@ -13,13 +13,14 @@ from envlock.cli.commands.build import (
     engine_for_run,
 )
 from envlock.cli.commands.lock import JsonOpt
-from envlock.cli.commands.replay import GpusOpt, MetricOpt, ToleranceOpt
+from envlock.cli.commands.replay import CompareArtifactsOpt, GpusOpt, MetricOpt, ToleranceOpt
 
 
 def verify_command(
     run_id: Annotated[str, typer.Argument(help="The captured MLflow run to verify.")],
     tolerance: ToleranceOpt = None,
     metric: MetricOpt = None,
+    compare_artifacts: CompareArtifactsOpt = False,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report.")
                      ] = None,
     markdown: Annotated[Path | None, typer.Option(
@@ -32,7 +33,10 @@ def verify_command(
 ) -> None:
     """Replay a run and compare its metrics: exit 0 reproduced, 1 not, 2 bad input.
 
-    Reports: JUnit XML (the run and one case per metric) and Markdown."""
+    The whole run tree is compared (child runs, params; artifacts with
+    --compare-artifacts); a relay that could not carry everything is not reproduced.
+    Reports: JUnit XML (the run, the relay, each metric, the params, each child run and
+    artifact) and Markdown."""
     from envlock import config, report
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
@@ -47,17 +51,20 @@ def verify_command(
     engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
     result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
                     tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
-                    output=out.passthrough(True))
+                    compare_files=compare_artifacts, output=out.passthrough(True))
     comparison = result.comparison
     reproduced = result.exit_code == 0 and bool(comparison and comparison.reproduced)
     run_case = report.Case(f"replay of {run_id}", result.exit_code == 0,
                            f"exit code {result.exit_code}, replay run {result.replay_run_id}")
     facts = {"run": run_id, "replay run": result.replay_run_id, "image": result.image,
              "exit code": result.exit_code}
-    report.write(junit, markdown, "envlock.verify", report.verify_cases(run_case, comparison),
+    report.write(junit, markdown, "envlock.verify",
+                 report.verify_cases(run_case, comparison, result.relay),
                  report.verify_markdown(run_id, reproduced, facts, comparison))
     human = (f"{'REPRODUCED' if reproduced else 'NOT REPRODUCED'}: run {run_id} "
              f"(replay {result.replay_run_id}, exit {result.exit_code})")
+    if result.relay:
+        human += "\n" + result.relay.summary()
     if comparison:
         human += "\n" + comparison_table(comparison)
     raise typer.Exit(out.emit({**result.to_dict(), "reproduced": reproduced}, human,
