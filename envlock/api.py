@@ -44,8 +44,10 @@ _installed: dict[str, Any] = {}
 
 
 def autolog(**options: Any) -> None:
-    """Capture automatically when the active MLflow run ends (``mlflow.end_run`` or leaving
-    ``with mlflow.start_run()``), recording this script's command line and directory."""
+    """Capture automatically when the active top-level MLflow run ends (``mlflow.end_run``
+    or leaving ``with mlflow.start_run()``), recording this script's command line and
+    directory. Child runs (a search's candidates, ``nested=True``) are part of their
+    parent's capture, not captured each on its own."""
     import mlflow
     from mlflow.tracking import fluent
 
@@ -59,7 +61,7 @@ def autolog(**options: Any) -> None:
     def end_run(*args: Any, **kwargs: Any) -> Any:
         active = mlflow.active_run()
         result = original(*args, **kwargs)
-        if active is not None:
+        if active is not None and "mlflow.parentRunId" not in active.data.tags:
             opts = {"python": sys.executable, "project": cwd, "command": command,
                     **_installed["options"]}
             _capture(active.info.run_id, **opts)

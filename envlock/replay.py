@@ -177,9 +177,9 @@ def conclude(tracker: Any, run: Any, replay_id: str, code: int, tolerance: Toler
     for _name, original_id, replay_child in pairs[1:]:  # original -> replay, every run
         tracker.set_tags(str(replay_child), {"envlock.replay_of": str(original_id)})
     if compare_files:
+        digests = tracker.artifact_digests_of([str(i) for _n, a, b in pairs for i in (a, b)])
         comparison = replace(comparison, artifacts=compare_artifacts(
-            (name, tracker.artifact_digests(str(a)), tracker.artifact_digests(str(b)))
-            for name, a, b in pairs))
+            (name, digests[str(a)], digests[str(b)]) for name, a, b in pairs))
     reproduced = code == 0 and comparison.reproduced
     verdict = "reproduced" if reproduced else (
         comparison.verdict if comparison.relay_missing else "not reproduced")

@@ -111,14 +111,16 @@ class Tracker:
                        metrics=dict(run.data.metrics), start_time=run.info.start_time)
 
     def latest_run(self) -> RunData:
-        """The most recent run of the active experiment (MLFLOW_EXPERIMENT_NAME/ID or 0)."""
+        """The most recent top-level run of the active experiment (MLFLOW_EXPERIMENT_NAME/
+        ID or 0): after a search, its parent run, not the last candidate's child run."""
         experiment_id = self._active_experiment()
         runs = self._call("searching runs", self.client.search_runs, [experiment_id],
-                          max_results=1, order_by=["attributes.start_time DESC"])
+                          max_results=200, order_by=["attributes.start_time DESC"])
         if not runs:
             raise UnknownRun(f"experiment {experiment_id} of {self.uri} has no runs",
                              "pass --run-id, or run the training script first")
-        return self.run(runs[0].info.run_id)
+        top = next((r for r in runs if "mlflow.parentRunId" not in r.data.tags), runs[0])
+        return self.run(top.info.run_id)
 
     def _active_experiment(self) -> str:
         if os.environ.get("MLFLOW_EXPERIMENT_ID"):
@@ -308,30 +310,49 @@ class Tracker:
     def artifact_digests(self, run_id: str) -> dict[str, str]:
         """sha256 of every artifact of a run (envlock's own ``envlock/`` left out) and of
         the MLflow 3 models it logged (as ``models/NAME/PATH``)."""
-        run = self._call("reading run", self.client.get_run, run_id)
-        digests = {path: sha for path, sha in self._digests(run.info.artifact_uri).items()
-                   if not path.startswith(ARTIFACT_DIR + "/")}
-        seen: dict[str, int] = {}
-        for model in self._models_of(run.info.experiment_id, run_id):
-            seen[model.name] = seen.get(model.name, 0) + 1
-            label = model.name if seen[model.name] == 1 else f"{model.name}#{seen[model.name]}"
-            for path, sha in self._digests(model.artifact_location).items():
-                digests[f"models/{label}/{path}"] = sha
-        return digests
+        return self.artifact_digests_of([run_id])[run_id]
 
-    def _models_of(self, experiment_id: str, run_id: str) -> list[Any]:
+    def artifact_digests_of(self, run_ids: list[str]) -> dict[str, dict[str, str]]:
+        """:meth:`artifact_digests` of several runs of one experiment: one search for
+        their artifact locations and one for their models, whatever their number."""
+        if not run_ids:
+            return {}
+        experiment = self.run(run_ids[0]).experiment_id
+        quoted = ", ".join(f"'{r}'" for r in run_ids)
+        runs = {r.info.run_id: r for r in self._search(experiment,
+                                                        f"attributes.run_id IN ({quoted})")}
+        models = self._models_by_run(experiment)
+        out: dict[str, dict[str, str]] = {}
+        for run_id in run_ids:
+            if run_id not in runs:
+                raise UnknownRun(f"no run {run_id} in experiment {experiment} of {self.uri}")
+            digests = {path: sha for path, sha in
+                       self._digests(runs[run_id].info.artifact_uri).items()
+                       if not path.startswith(ARTIFACT_DIR + "/")}
+            seen: dict[str, int] = {}
+            for model in models.get(run_id, []):
+                seen[model.name] = seen.get(model.name, 0) + 1
+                label = model.name if seen[model.name] == 1 else \
+                    f"{model.name}#{seen[model.name]}"
+                for path, sha in self._digests(model.artifact_location).items():
+                    digests[f"models/{label}/{path}"] = sha
+            out[run_id] = digests
+        return out
+
+    def _models_by_run(self, experiment_id: str) -> dict[str, list[Any]]:
         search = getattr(self.client, "search_logged_models", None)
-        if search is None:
-            return []
-        found: list[Any] = []
+        found: dict[str, list[Any]] = {}
         token = None
-        while True:
+        while search is not None:
             page = self._call("searching models", search, experiment_ids=[experiment_id],
                               page_token=token)
-            found += [m for m in page if m.source_run_id == run_id]
+            for model in page:
+                found.setdefault(model.source_run_id or "", []).append(model)
             token = page.token
             if not token:
-                return sorted(found, key=lambda m: (m.creation_timestamp or 0, m.model_id))
+                break
+        return {k: sorted(v, key=lambda m: (m.creation_timestamp or 0, m.model_id))
+                for k, v in found.items()}
 
     def _digests(self, uri: str | None) -> dict[str, str]:
         """Hash in place when the artifacts are on this machine; else download first."""

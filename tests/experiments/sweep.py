@@ -50,23 +50,31 @@ def train(lr, seed):
     return w, history
 
 
-class Scaler(mlflow.pyfunc.PythonModel):
-    def __init__(self, w):
-        self.w = w
+def log_model(w):
+    import mlflow.pyfunc
 
-    def predict(self, context, model_input):
-        return [x * self.w for x in model_input]
+    class Scaler(mlflow.pyfunc.PythonModel):
+        def __init__(self, w):
+            self.w = w
+
+        def predict(self, context, model_input):
+            return [x * self.w for x in model_input]
+
+    mlflow.pyfunc.log_model(python_model=Scaler(w), artifact_path="model", pip_requirements=[])
 
 
 candidates = [round(0.05 * (i + 1), 2) for i in range(args.children)]
 results = {}
 with mlflow.start_run(run_name="sweep") as parent, tempfile.TemporaryDirectory() as tmp:
     mlflow.log_params({"candidates": len(candidates), "steps": args.steps})
-    from mlflow.data.http_dataset_source import HTTPDatasetSource
-    from mlflow.data.meta_dataset import MetaDataset
-
-    mlflow.log_input(MetaDataset(HTTPDatasetSource("https://data.example/toy.csv"),
-                                 name="toy"), context="training")
+    try:  # mlflow-skinny 2.x cannot import its dataset classes without numpy
+        from mlflow.data.http_dataset_source import HTTPDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+    except ImportError:
+        pass
+    else:
+        mlflow.log_input(MetaDataset(HTTPDatasetSource("https://data.example/toy.csv"),
+                                     name="toy"), context="training")
     for i, lr in enumerate(candidates):
         with mlflow.start_run(run_name=f"lr={lr}", nested=True):
             mlflow.log_params({"lr": lr, "seed": i})
@@ -90,7 +98,5 @@ with mlflow.start_run(run_name="sweep") as parent, tempfile.TemporaryDirectory()
             handle.write(rng.randbytes(args.artifact_mb * 1024 * 1024))
         mlflow.log_artifact(blob, "checkpoints")
     if args.model:
-        w, _ = train(best, 0)
-        mlflow.pyfunc.log_model(python_model=Scaler(w), artifact_path="model",
-                                pip_requirements=[])
+        log_model(train(best, 0)[0])
 print(f"sweep: best lr {best}, loss {results[best]:.6f}, run {parent.info.run_id}")
