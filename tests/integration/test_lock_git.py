@@ -114,9 +114,13 @@ def test_submodule_commits(tmp_path):
 def test_not_a_repository_is_normal_with_a_warning(tmp_path):
     plain = tmp_path / "plain"
     plain.mkdir()
+    (plain / "train.py").write_text("print(1)\n")
     lock, _, result = lock_repo(plain, tmp_path)
     assert lock.git is None
-    assert "not a git repository" in result.stderr
+    assert [f["path"] for f in lock.code["files"]] == ["train.py"]  # packed by content
+    assert "not a git repository: recorded its 1 files" in result.stderr
+    none, _, _ = lock_repo(plain, tmp_path, "--no-code")
+    assert none.git is None and none.code is None
 
 
 def test_repository_without_commits(tmp_path):
