@@ -153,12 +153,15 @@ def _consider(found: _Found, root: Path, rel: str, patterns: list[str], rules: R
 def _entry(root: Path, rel: str) -> dict[str, Any]:
     """One file, read once: its sha256 and size, and its mode as 755 or 644."""
     digest, size = hashlib.sha256(), 0
-    path = root / rel
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-        executable = os.fstat(handle.fileno()).st_mode & 0o111
+    try:
+        with (root / rel).open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+            executable = os.fstat(handle.fileno()).st_mode & 0o111
+    except OSError as exc:
+        raise UsageError(f"{root / rel} cannot be read ({exc.strerror}), so the project "
+                         "cannot be recorded", "add it to .envlockignore") from exc
     return {"path": rel, "sha256": "sha256:" + digest.hexdigest(), "size": size,
             "mode": "755" if executable else "644"}
 

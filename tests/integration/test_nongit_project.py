@@ -150,6 +150,18 @@ def test_over_the_size_cap_nothing_is_recorded(plain_exp, infra):
                    for k in _client(plain_exp.store).get_run(run_id).data.tags)
 
 
+def test_a_rebuild_from_the_run_packs_the_same_code_image(plain_exp, captured, infra,
+                                                          created_images):
+    run_id, payload = captured
+    result = plain_exp.envlock("build", "--from-run", run_id, "--registry",
+                               f"{infra.registry}/{REPO}", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rebuilt = json.loads(result.stdout)["result"]
+    created_images.add(rebuilt["image"])
+    assert rebuilt["code_digest"] == payload["built"]["code_digest"]
+    assert rebuilt["image_matches_run"] is True
+
+
 def test_a_file_edited_after_capture_stops_the_rebuild_naming_it(plain_exp, captured):
     run_id, _ = captured
     data = plain_exp.root / "data" / "points.csv"
