@@ -173,3 +173,19 @@ def test_a_file_edited_after_capture_stops_the_rebuild_naming_it(plain_exp, capt
     assert result.returncode == 2
     assert "data/points.csv" in result.stderr and "changed since" in result.stderr
     assert "capture again" in result.stderr
+
+
+def test_check_reports_edited_files_as_code_and_fails_only_when_strict(plain_exp, captured):
+    _, payload = captured
+    args = ("check", "--lock", payload["lockfile"], "--python", str(plain_exp.python))
+    same = plain_exp.envlock(*args)
+    assert same.returncode == 0 and "code:" not in same.stdout, same.stdout + same.stderr
+    helpers = plain_exp.root / "helpers.py"
+    try:
+        helpers.write_text(HELPERS + "# tuned by hand\n")
+        loose = plain_exp.envlock(*args)
+        strict = plain_exp.envlock(*args, "--strict")
+    finally:
+        helpers.write_text(HELPERS)
+    assert loose.returncode == 0 and "code:" in loose.stdout and "helpers.py" in loose.stdout
+    assert strict.returncode == 1

@@ -259,3 +259,18 @@ def test_a_bad_size_in_the_config_is_one_line_naming_the_file(configured):
     with pytest.raises(config.ConfigError) as caught:
         config.load(configured)
     assert "envlock.yaml: code_max_size 'huge' is not understood" in str(caught.value)
+
+
+# ---------------------------------------------------------------- show and diff text
+
+def test_show_and_diff_text_summarize_the_code_section(tmp_path):
+    from envlock.cli.render import diff_text, lock_summary
+
+    root = project(tmp_path / "p")
+    old = directory_lock(root)
+    summary = lock_summary(old, "lock")
+    assert f"directory {root.resolve()}: 3 files, 25 B, 3 withheld" in summary
+    write(root, {"helpers.py": "X = 2\n"})
+    text = diff_text(diff_locks(old, directory_lock(root)), "a", "b")
+    assert "code:" in text and "helpers.py" in text
+    assert len(next(line for line in text.splitlines() if "helpers.py" in line)) < 80
