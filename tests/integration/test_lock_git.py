@@ -118,7 +118,7 @@ def test_not_a_repository_is_normal_with_a_warning(tmp_path):
     lock, _, result = lock_repo(plain, tmp_path)
     assert lock.git is None
     assert [f["path"] for f in lock.code["files"]] == ["train.py"]  # packed by content
-    assert "not a git repository: recorded its 1 files" in result.stderr
+    assert "not a git repository: recorded its 1 file (9 B)" in result.stderr
     none, _, _ = lock_repo(plain, tmp_path, "--no-code")
     assert none.git is None and none.code is None
 

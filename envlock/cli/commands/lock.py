@@ -70,7 +70,8 @@ def lock_warnings(lock, no_git: bool) -> list[str]:  # type: ignore[no-untyped-d
     if lock.code:
         from envlock.snapshot.directory import human_size
 
-        warnings.append(f"not a git repository: recorded its {len(lock.code['files'])} files "
+        count = len(lock.code["files"])
+        warnings.append(f"not a git repository: recorded its {count} file{'s' * (count != 1)} "
                         f"({human_size(lock.code['total_bytes'])}) by content; exclude more "
                         "with .envlockignore")
     withheld = (lock.git or lock.code or {}).get("withheld")
