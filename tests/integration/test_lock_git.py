@@ -77,6 +77,12 @@ def test_untracked_files_are_listed_with_hashes_ignored_and_secret_ones_are_not(
     assert "may hold secrets: .env, tracked/.env" in result.stderr
 
 
+def test_untracked_files_an_envlockignore_excludes_are_not_listed(repo, tmp_path):
+    (repo / ".envlockignore").write_text("data/\n")
+    lock, _, _ = lock_repo(repo, tmp_path)
+    assert {u["path"] for u in lock.git["untracked"]} == {"notes.md", ".envlockignore"}
+
+
 def test_no_secret_reaches_the_lock_or_any_output(repo, tmp_path):
     env = {"TORCH_HUB_TOKEN": "tok-999", "NCCL_SOCKET_IFNAME": "eth0", "MY_API_KEY": "k-777",
            "CUDA_PASSWORD_X": "pw-555"}
