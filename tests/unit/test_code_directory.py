@@ -274,3 +274,16 @@ def test_show_and_diff_text_summarize_the_code_section(tmp_path):
     text = diff_text(diff_locks(old, directory_lock(root)), "a", "b")
     assert "code:" in text and "helpers.py" in text
     assert len(next(line for line in text.splitlines() if "helpers.py" in line)) < 80
+
+
+def test_a_moved_project_packs_the_same_code_from_code_dir(tmp_path):
+    import shutil
+
+    root = project(tmp_path / "p")
+    lock = directory_lock(root)
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(root, moved, symlinks=True)
+    shutil.rmtree(root)
+    assert code_context(lock, moved).digest == code_context(lock, moved).digest
+    with pytest.raises(UsageError, match="no such directory"):
+        code_context(lock, None)
