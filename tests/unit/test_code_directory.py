@@ -281,9 +281,10 @@ def test_a_moved_project_packs_the_same_code_from_code_dir(tmp_path):
 
     root = project(tmp_path / "p")
     lock = directory_lock(root)
+    before = code_context(lock, None).digest
     moved = tmp_path / "elsewhere"
     shutil.copytree(root, moved, symlinks=True)
     shutil.rmtree(root)
-    assert code_context(lock, moved).digest == code_context(lock, moved).digest
+    assert code_context(lock, moved).digest == before
     with pytest.raises(UsageError, match="no such directory"):
         code_context(lock, None)
