@@ -199,7 +199,8 @@ def build(lock: Lock, options: BuildOptions, engine: Engine,
     code = None
     if not options.env_only:
         with timer("code"):
-            report.step("packing the code at the locked git state")
+            report.step("packing the code at the locked git state" if lock.git else
+                        "packing the locked files of the project directory")
             code = code_context(lock, options.code_dir, options.extra_deny)
     base_ref = render.choose_base(lock, options.base_image)
     created = options.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -50,6 +50,7 @@ def lineage_tags(lock: Lock, image: str | None, base: str | None,
         "envlock.cuda": torch.get("cuda") or "none",
         "envlock.driver": lock.gpu.get("driver_version") or "none",
         "envlock.git_commit": git.get("commit") or "none",
+        "envlock.code_kind": "git" if lock.git else "directory" if lock.code else "none",
         "envlock.dirty": "true" if git.get("dirty") else "false",
         "envlock.command": lock.runtime.get("command") or "",
         "envlock.version": __version__,
@@ -64,7 +65,8 @@ def lineage_tags(lock: Lock, image: str | None, base: str | None,
 
 
 def artifact_files(lock: Lock, recipe: str | None, directory: Path) -> list[Path]:
-    """The lockfile, the build recipe, the git diff and the untracked list, as files."""
+    """The lockfile, the build recipe, the git diff and the untracked list (outside git:
+    ``files.txt``, every packed file with its sha256), as files."""
     files = [lockfile.write(lock, directory / "envlock.lock.yaml")]
     if recipe:
         (directory / "Dockerfile").write_text(recipe)
@@ -79,6 +81,10 @@ def artifact_files(lock: Lock, recipe: str | None, directory: Path) -> list[Path
                         for u in git.get("untracked") or [])
     (directory / "untracked.txt").write_text(untracked)
     files.append(directory / "untracked.txt")
+    if lock.code:
+        packed = "".join(f"{f['sha256']}  {f['path']}\n" for f in lock.code.get("files") or [])
+        (directory / "files.txt").write_text(packed)
+        files.append(directory / "files.txt")
     return files
 
 
@@ -91,11 +97,13 @@ def capture(run_id: str | None = None, *, python: str | None = None,
             command: str | None = None, project: str | Path = ".",
             registry: str | None = None, base_image: str | None = None, build: bool = True,
             push: bool = True, env_allow: Iterable[str] = (), tracker: Any = None,
-            engine: Any = None, reporter: Any = None) -> CaptureResult:
+            engine: Any = None, reporter: Any = None, code_max_size: str | None = None
+            ) -> CaptureResult:
     """Capture the environment of an MLflow run (see module docs). Returns what was recorded.
 
     ``run_id``: the run; default ``MLFLOW_RUN_ID``, else the latest run of the active
     experiment. ``command``: the command that ran it (default: the one ``autolog`` recorded).
+    ``code_max_size``: the cap for packing a project outside git (default: the config's).
     """
     import os
 
@@ -107,7 +115,8 @@ def capture(run_id: str | None = None, *, python: str | None = None,
     cfg.apply_tracking_uri()
     env_allow = cfg.get("env_allow", list(env_allow))
     known = run_id or os.environ.get("MLFLOW_RUN_ID")
-    lock = snapshot(python=python, project=project, command=command, env_allow=env_allow)
+    lock = snapshot(python=python, project=project, command=command, env_allow=env_allow,
+                    code_rules=cfg.code_rules(code_max_size))
     local = _keep(lock, project, known or "latest")  # kept even if the store is down
     try:
         tracker = tracker or Tracker()

@@ -38,7 +38,7 @@ class CheckResult:
 
 def check(lock: Lock, lock_path: str | Path = "<lock>", python: str | None = None,
           deep: bool = False, strict: bool = False, project: str | Path | None = ".",
-          env_allow: Iterable[str] = ()) -> CheckResult:
+          env_allow: Iterable[str] = (), code_rules: Any = None) -> CheckResult:
     """Snapshot the live environment and compare it to ``lock``.
 
     Drift is any change to packages or Python; with ``strict`` any difference at all
@@ -47,7 +47,7 @@ def check(lock: Lock, lock_path: str | Path = "<lock>", python: str | None = Non
     from envlock.snapshot import take
 
     live, raw = take(python=python, project=project, env_allow=env_allow, deep=deep,
-                     exclude=(lock_path,))
+                     exclude=(lock_path,), code_rules=code_rules)
     live = live.with_command(lock.runtime.get("command"))  # the command is not environment
     integrity = from_probe(raw["distributions"]) if deep else None
     return CheckResult(lock_path=str(lock_path), env_digest_locked=lock.env_digest,

@@ -1,6 +1,8 @@
 """The code layer's content: the git-tracked files at the locked commit, the locked
-uncommitted diff applied, and the locked untracked files (hash-checked); never
-``.git``, ignored files or secret files (built-in deny list plus ``.dockerignore``).
+uncommitted diff applied, and the locked untracked files (hash-checked) — or, for a
+project outside git, the files the lock's ``code`` section lists (hash-checked); never
+``.git``, ignored files or secret files (built-in deny list plus ``.dockerignore`` and
+``.envlockignore``).
 
 The tree is packed as a deterministic tar (sorted, fixed times and owner), whose
 sha256 is the ``code_digest`` that lets an unchanged run reuse its image.
@@ -17,6 +19,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from envlock import proc
 from envlock.errors import EnvlockError, UsageError
@@ -45,12 +48,21 @@ def _git(root: Path, *args: str, input: bytes | None = None) -> bytes:
     return out.stdout
 
 
-def dockerignore_patterns(root: Path) -> list[str]:
-    try:
-        lines = (root / ".dockerignore").read_text().splitlines()
-    except OSError:
-        return []
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+#: Ignore files read in this order (same syntax; the later file's rules win on a tie).
+IGNORE_FILES = (".dockerignore", ".envlockignore")
+
+
+def ignore_patterns(root: Path) -> list[str]:
+    """The rules of ``.dockerignore`` then ``.envlockignore`` in ``root`` (either may be absent)."""
+    patterns: list[str] = []
+    for name in IGNORE_FILES:
+        try:
+            lines = (root / name).read_text().splitlines()
+        except OSError:
+            continue
+        patterns += [line.strip() for line in lines
+                     if line.strip() and not line.lstrip().startswith("#")]
+    return patterns
 
 
 def ignored(path: str, patterns: list[str]) -> bool:
@@ -76,9 +88,16 @@ def _extract(tar_bytes: bytes, dest: Path) -> None:
 
 
 def materialize(lock: Lock, code_dir: Path, dest: Path) -> None:
-    """Recreate the locked work tree of ``code_dir``'s repository under ``dest``."""
+    """Recreate the locked work tree of ``code_dir``'s repository under ``dest`` (outside
+    git: the locked files of the directory ``code_dir``, each checked against its sha256)."""
+    if lock.code:
+        return _materialize_directory(lock.code, code_dir, dest)
     git = lock.git
-    if not git or not git.get("commit"):
+    if not git:
+        raise UsageError("the lock records no code (it was taken with --no-git), so its code "
+                         "layer cannot be built", "lock again without --no-git, or build "
+                         "the environment image alone with --env-only")
+    if not git.get("commit"):
         raise UsageError("the lock has no git commit, so its code cannot be rebuilt",
                          "lock inside a git repository with at least one commit")
     root = Path(_git(code_dir, "rev-parse", "--show-toplevel").decode().strip())
@@ -137,10 +156,52 @@ def _copy_untracked(root: Path, dest: Path, item: dict[str, object]) -> None:
     target.chmod(source.stat().st_mode & 0o777)
 
 
+def _materialize_directory(code: dict[str, Any], source: Path, dest: Path) -> None:
+    for item in code.get("files") or []:
+        _copy_verified(source, dest, item)
+    for link in code.get("symlinks") or []:
+        target = _inside(dest, str(link["path"]))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(str(link["target"]))
+    for directory in [dest, *(p for p in dest.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        directory.chmod(0o755)  # whatever the umask: the same layer bytes
+
+
+def _inside(dest: Path, rel: str) -> Path:
+    if rel.startswith("/") or ".." in rel.split("/"):
+        raise CodeError(f"the lock lists a file outside the project: {rel}",
+                        "lock again (envlock lock / envlock capture)")
+    return dest / rel
+
+
+def _copy_verified(source: Path, dest: Path, item: dict[str, Any]) -> None:
+    """Copy one locked file, hashing it on the way; a changed or missing file is an error."""
+    rel = str(item["path"])
+    target = _inside(dest, rel)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    try:
+        with (source / rel).open("rb") as src, target.open("wb") as out:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                digest.update(block)
+                out.write(block)
+    except OSError as exc:
+        problem = "is missing from" if isinstance(exc, FileNotFoundError) else \
+            f"cannot be read ({exc.strerror}) in"
+        raise CodeError(f"{rel}, recorded in the lock, {problem} {source}",
+                        "restore it, or capture again (envlock capture / envlock lock) so "
+                        "the lock matches the code") from None
+    if "sha256:" + digest.hexdigest() != item.get("sha256"):
+        raise CodeError(f"{rel} in {source} changed since the lock was taken (its sha256 "
+                        "differs)", "restore it, or capture again (envlock capture / envlock "
+                        "lock) so the lock matches the code")
+    target.chmod(0o755 if str(item.get("mode")) == "755" else 0o644)
+
+
 def pack(tree: Path, extra_deny: tuple[str, ...] = ()) -> CodeContext:
-    """Deterministic tar of ``tree`` as ``workspace/…`` (extracted at /), minus secret and
-    .dockerignore'd files."""
-    patterns = dockerignore_patterns(tree)
+    """Deterministic tar of ``tree`` as ``workspace/…`` (extracted at /), minus secret files
+    and what ``.dockerignore`` / ``.envlockignore`` exclude."""
+    patterns = ignore_patterns(tree)
     buffer = io.BytesIO()
     excluded: list[str] = []
     files = 0
@@ -179,11 +240,13 @@ def pack(tree: Path, extra_deny: tuple[str, ...] = ()) -> CodeContext:
 
 def code_context(lock: Lock, code_dir: Path | None, extra_deny: tuple[str, ...] = ()
                  ) -> CodeContext:
-    """The code layer for ``lock``; ``code_dir`` defaults to the locked repository root."""
-    directory = code_dir or Path((lock.git or {}).get("root") or ".")
+    """The code layer for ``lock``; ``code_dir`` defaults to the locked repository root
+    (outside git: the locked directory)."""
+    directory = code_dir or Path(lock.project_root or ".")
     if not directory.is_dir():
         raise UsageError(f"--code {directory}: no such directory",
-                         "pass the experiment's repository (a clone that has the locked commit)")
+                         "pass the experiment's directory (for git: a clone that has the "
+                         "locked commit)")
     with tempfile.TemporaryDirectory(prefix="envlock-code-") as tmp:
         materialize(lock, directory, Path(tmp))
         return pack(Path(tmp), extra_deny)

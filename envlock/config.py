@@ -43,6 +43,8 @@ KEYS: dict[str, Key] = {
     "tolerances": Key(dict, None, "tolerance per metric name", {}),
     "env_allow": Key(list, None, "extra env var name patterns to record", []),
     "deny": Key(list, None, "extra path patterns kept out of the code layer", []),
+    "code_max_size": Key(str, "ENVLOCK_CODE_MAX_SIZE", "size cap for packing a project "
+                         "outside git (e.g. 512m, 1g)", "256m"),
 }
 
 #: Accepted spellings: TOML and YAML users write both.
@@ -86,6 +88,14 @@ class Config:
             if version in per_version:
                 return str(per_version[version])
         return chosen.value
+
+    def code_rules(self, max_size: str | None = None) -> Any:
+        """The rules for recording a project outside git: the deny list and the size cap
+        (``--code-max-size`` > ``$ENVLOCK_CODE_MAX_SIZE`` > the file > 256m)."""
+        from envlock.snapshot.directory import Rules, parse_size
+
+        return Rules(deny=tuple(self.get("deny")),
+                     max_size=parse_size(self.get("code_max_size", max_size)))
 
     def apply_tracking_uri(self) -> None:
         """Make the config's tracking URI MLflow's default (the env var still wins)."""
@@ -174,12 +184,22 @@ def validate(raw: Mapping[str, Any], path: Path | str) -> dict[str, Any]:
                               f"known settings: {', '.join(KEYS)}")
         if spec.kind is list and isinstance(value, str):
             value = [value]
+        if key == "code_max_size" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # a number of bytes
         if not _well_typed(value, spec.kind):
             raise ConfigError(f"{path}: {name} must be {_KIND_NAMES[spec.kind]}, "
                               f"not {type(value).__name__}", f"{name}: {spec.help}")
         if isinstance(value, dict):
             value = {str(k): str(v) for k, v in value.items()}
         values[key] = value
+    if "code_max_size" in values:
+        from envlock.snapshot.directory import parse_size
+
+        try:
+            parse_size(values["code_max_size"])
+        except EnvlockError as exc:
+            raise ConfigError(f"{path}: code_max_size {values['code_max_size']!r} is not "
+                              "understood", "write a size such as 512m, 1g or 1.5GiB") from exc
     if "tolerance" in values or "tolerances" in values:
         from envlock.compare import Tolerance
 

@@ -17,6 +17,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "git": ("commit", "branch", "remote_url", "dirty", "diff_sha256", "untracked", "submodules"),
     "runtime": ("env", "command"),
 }
+#: A project outside git: files added, removed or changed (by sha256 and mode).
+CODE = "code"
 #: Categories whose differences mean the environment itself drifted.
 ENV_CATEGORIES = ("packages", "python")
 
@@ -129,6 +131,25 @@ def _package_changes(old: tuple[Package, ...], new: tuple[Package, ...]) -> list
     return out
 
 
+def _code_entries(code: dict[str, Any]) -> dict[str, str]:
+    """path -> what identifies its content: ``sha256 mode`` for files, ``-> target`` for links."""
+    entries = {f["path"]: f"{f['sha256']} {f.get('mode', '644')}" for f in code.get("files") or []}
+    entries.update({s["path"]: f"-> {s['target']}" for s in code.get("symlinks") or []})
+    return entries
+
+
+def _code_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Change]:
+    """One change per file added, removed or changed; the directory's location is not code."""
+    if old is None or new is None:
+        return [Change(CODE, "directory", bool(old), bool(new))] if old != new else []
+    a, b = _code_entries(old), _code_entries(new)
+    changes = [Change(CODE, path, a.get(path), b.get(path)) for path in sorted(set(a) | set(b))
+               if a.get(path) != b.get(path)]
+    if sorted(old.get("withheld") or []) != sorted(new.get("withheld") or []):
+        changes.append(Change(CODE, "withheld", old.get("withheld"), new.get("withheld")))
+    return changes
+
+
 def diff_locks(old: Lock, new: Lock) -> LockDiff:
     changes: list[Change] = []
     for category in FIELDS:
@@ -138,6 +159,7 @@ def diff_locks(old: Lock, new: Lock) -> LockDiff:
                 changes.append(Change("git", "repository", bool(a), bool(b)))
             continue
         changes.extend(_section_changes(category, a, b))
+    changes.extend(_code_changes(old.code, new.code))
     return LockDiff(old_env_digest=old.env_digest, new_env_digest=new.env_digest,
                     packages=tuple(_package_changes(old.packages, new.packages)),
                     changes=tuple(changes))

@@ -164,6 +164,11 @@ class Lock:
     def lock_digest(self) -> str:
         return _digest(_body(self))
 
+    @property
+    def project_root(self) -> str | None:
+        """The experiment's code directory: the git root, else the packed directory."""
+        return (self.git or {}).get("root") or (self.code or {}).get("root")
+
     def package(self, name: str) -> Package | None:
         wanted = name.lower().replace("_", "-").replace(".", "-")
         return next((p for p in self.packages if p.name == wanted), None)
@@ -185,7 +190,7 @@ def _digest(data: Any) -> str:
 def env_identity(lock: Lock) -> dict[str, Any]:
     """Exactly the facts an environment image depends on."""
     py = lock.python
-    project_root = (lock.git or {}).get("root") or (lock.code or {}).get("root")
+    project_root = lock.project_root
     return {
         "python": {"implementation": py["implementation"], "version": py["version"],
                    "arch": py["arch"]},

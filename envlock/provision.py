@@ -314,7 +314,7 @@ def provision(lock: Lock, wheelhouse: Path, *, cache: Path | None = None,
     and ``tools/pip.whl`` (the installer, not installed into the image)."""
     cache = cache or CACHE
     wheelhouse.mkdir(parents=True, exist_ok=True)
-    root = (lock.git or {}).get("root")
+    root = lock.project_root
     jobs = [_Job(p, wheelhouse, cache, root, log) for p in lock.packages]
     done: dict[str, Provided] = {}
     reasons: dict[str, list[str]] = {p.name: [] for p in lock.packages}

@@ -67,7 +67,7 @@ class Recipe:
 
 
 def project_name(lock: Lock) -> str:
-    root = (lock.git or {}).get("root") or "project"
+    root = lock.project_root or "project"
     name = _NAME.sub("-", root.rstrip("/").rsplit("/", 1)[-1].lower()).strip("-._")
     return name or "project"
 

@@ -63,6 +63,17 @@ def git_line(git: dict[str, Any] | None) -> str:
             f"{changes.get('unstaged', 0)} unstaged, {changes.get('untracked', 0)} untracked)")
 
 
+def code_line(code: dict[str, Any]) -> str:
+    """A project outside git: how many files were packed, their size, what was withheld."""
+    from envlock.snapshot.directory import human_size
+
+    files, links = len(code.get("files") or []), len(code.get("symlinks") or [])
+    withheld = len(code.get("withheld") or [])
+    return (f"directory {code.get('root')}: {files} files"
+            f"{f', {links} symlinks' if links else ''}, "
+            f"{human_size(int(code.get('total_bytes') or 0))}, {withheld} withheld")
+
+
 def lock_summary(lock: Lock, title: str) -> str:
     py, os_ = lock.python, lock.os
     sources: dict[str, int] = {}
@@ -87,6 +98,7 @@ def lock_summary(lock: Lock, title: str) -> str:
                f"{_fmt(os_['libc'].get('family'))} {_fmt(os_['libc'].get('version'))}, "
                f"{os_['arch']}{', in ' + os_['container'] if os_.get('container') else ''}"),
         ("Git", git_line(lock.git)),
+        *([("Code", code_line(lock.code))] if lock.code else []),
         ("Command", lock.runtime.get("command") or "-"),
         ("Env knobs", ", ".join(f"{k}={v}" for k, v in lock.runtime.get("env", {}).items()) or "-"),
         ("env_digest", lock.env_digest),
@@ -116,9 +128,18 @@ def diff_text(diff: LockDiff, a: str, b: str) -> str:
                 rows.append(("~", pc.name, version or "", source or ""))
         lines += [f"packages ({len(diff.packages)}):", table(rows)]
     for category, changes in diff.by_category().items():
-        lines += [f"{category}:", table([(c.field, f"{_fmt(c.old)} → {_fmt(c.new)}")
+        show = _code_value if category == "code" else _fmt
+        lines += [f"{category}:", table([(c.field, f"{show(c.old)} → {show(c.new)}")
                                          for c in changes])]
     return "\n".join(lines)
+
+
+def _code_value(value: Any) -> str:
+    """A file's ``sha256:… mode`` shortened for people (absent: ``-``)."""
+    if isinstance(value, str) and value.startswith("sha256:"):
+        digest, _, mode = value.partition(" ")
+        return f"{digest[:19]} {mode}".strip()
+    return _fmt(value)
 
 
 def check_text(result: CheckResult) -> str:

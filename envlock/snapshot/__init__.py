@@ -19,6 +19,7 @@ from envlock.snapshot.interpreter import start_probe
 
 if TYPE_CHECKING:
     from envlock.lockfile import Lock, Package
+    from envlock.snapshot.directory import Rules
 
 
 def _with_git_state(pkgs: list[Package]) -> list[Package]:
@@ -50,20 +51,22 @@ def redact_command(command: str | Sequence[str] | None) -> str | None:
 def snapshot(python: str | None = None, project: str | Path | None = ".",
              command: str | Sequence[str] | None = None, env_allow: Iterable[str] = (),
              environ: Mapping[str, str] | None = None, probe_gpu: bool = True,
-             exclude: tuple[str | Path, ...] = ()) -> Lock:
+             exclude: tuple[str | Path, ...] = (), code_rules: Rules | None = None) -> Lock:
     """Snapshot the environment of ``python`` (default: envlock's own interpreter).
 
-    ``project`` is the directory whose git state is recorded (None: no git).
+    ``project`` is the experiment's code directory (None: no code recorded): its git state,
+    or outside git every file it packs, with ``code_rules`` (deny list, size cap).
     ``command`` is the command that ran the experiment; secret-looking values are masked.
     """
-    return take(python, project, command, env_allow, environ, probe_gpu, exclude=exclude)[0]
+    return take(python, project, command, env_allow, environ, probe_gpu, exclude=exclude,
+                code_rules=code_rules)[0]
 
 
 def take(python: str | None = None, project: str | Path | None = ".",
          command: str | Sequence[str] | None = None, env_allow: Iterable[str] = (),
          environ: Mapping[str, str] | None = None, probe_gpu: bool = True,
-         deep: bool = False, exclude: tuple[str | Path, ...] = ()
-         ) -> tuple[Lock, dict[str, Any]]:
+         deep: bool = False, exclude: tuple[str | Path, ...] = (),
+         code_rules: Rules | None = None) -> tuple[Lock, dict[str, Any]]:
     """:func:`snapshot`, also returning the probe's raw facts (with ``deep``: the RECORD
     verification of every installed file)."""
     from envlock.lockfile import Lock
@@ -80,6 +83,7 @@ def take(python: str | None = None, project: str | Path | None = ".",
     if project is not None:  # envlock's and MLflow's local state is never the experiment's code
         exclude = (*exclude, *(Path(project) / name for name in LOCAL_STATE))
     git_section = _git(project, exclude)
+    code_section = _directory(project, exclude, code_rules) if git_section is None else None
     raw = pending.result()
     gpu_section, toolkit = gpu_job.result(), toolkit_job.result()
     py = raw["python"]
@@ -95,6 +99,7 @@ def take(python: str | None = None, project: str | Path | None = ".",
         frameworks=fw,
         gpu=gpu_section,
         git=git_section,
+        code=code_section,
         runtime={"env": runtime.runtime_env(env, env_allow), "command": redact_command(command),
                  "withheld_env": runtime.secret_names(env, env_allow)},
         index=index.index_section(env, py.get("prefix")),
@@ -135,3 +140,12 @@ def _git(project: str | Path | None, exclude: tuple[str | Path, ...] = ()) -> di
     from envlock.snapshot.git import probe_git
 
     return probe_git(project, exclude)
+
+
+def _directory(project: str | Path | None, exclude: tuple[str | Path, ...],
+               rules: Rules | None) -> dict | None:
+    if project is None:
+        return None
+    from envlock.snapshot.directory import Rules, probe_directory
+
+    return probe_directory(project, rules or Rules(), exclude)

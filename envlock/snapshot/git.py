@@ -5,7 +5,8 @@ Read with the ``git`` CLI through envlock's one subprocess wrapper (four calls a
 GitPython's import alone took 33 ms of the 150 ms a whole ``envlock lock`` may take).
 Not a repository is a normal case (``None``). Credentials embedded in remote URLs are
 stripped, and files that hold secrets (``.env``, keys, ...) are left out of the diff
-and the untracked list; their names are reported as *withheld*.
+and the untracked list; their names are reported as *withheld*. Untracked files that
+``.dockerignore`` / ``.envlockignore`` exclude are not listed: the code layer never holds them.
 """
 
 from __future__ import annotations
@@ -133,6 +134,8 @@ def probe_git(path: str | Path = ".", exclude: tuple[str | Path, ...] = ()
               ) -> dict[str, Any] | None:
     """The git section of the lock for the repository containing ``path``, or None.
     ``exclude``: files that are not the experiment's code (the lockfile being written)."""
+    from envlock.code import ignore_patterns, ignored
+
     repo = Repo.discover(path)
     if repo is None:
         return None
@@ -144,7 +147,10 @@ def probe_git(path: str | Path = ".", exclude: tuple[str | Path, ...] = ()
     changed = sorted(set(status["staged"]) | set(status["unstaged"]))
     diff, encoding, withheld = _diff(repo, head, changed, skip)
     untracked: list[dict[str, Any]] = []
+    patterns = ignore_patterns(repo.root)  # never packed, so neither hashed nor needed later
     for rel in sorted(status["untracked"]):
+        if ignored(rel, patterns):
+            continue
         if is_secret_file(rel):
             withheld.append(rel)
             continue

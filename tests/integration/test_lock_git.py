@@ -77,6 +77,12 @@ def test_untracked_files_are_listed_with_hashes_ignored_and_secret_ones_are_not(
     assert "may hold secrets: .env, tracked/.env" in result.stderr
 
 
+def test_untracked_files_an_envlockignore_excludes_are_not_listed(repo, tmp_path):
+    (repo / ".envlockignore").write_text("data/\n")
+    lock, _, _ = lock_repo(repo, tmp_path)
+    assert {u["path"] for u in lock.git["untracked"]} == {"notes.md", ".envlockignore"}
+
+
 def test_no_secret_reaches_the_lock_or_any_output(repo, tmp_path):
     env = {"TORCH_HUB_TOKEN": "tok-999", "NCCL_SOCKET_IFNAME": "eth0", "MY_API_KEY": "k-777",
            "CUDA_PASSWORD_X": "pw-555"}
@@ -114,9 +120,13 @@ def test_submodule_commits(tmp_path):
 def test_not_a_repository_is_normal_with_a_warning(tmp_path):
     plain = tmp_path / "plain"
     plain.mkdir()
+    (plain / "train.py").write_text("print(1)\n")
     lock, _, result = lock_repo(plain, tmp_path)
     assert lock.git is None
-    assert "not a git repository" in result.stderr
+    assert [f["path"] for f in lock.code["files"]] == ["train.py"]  # packed by content
+    assert "not a git repository: recorded its 1 file (9 B)" in result.stderr
+    none, _, _ = lock_repo(plain, tmp_path, "--no-code")
+    assert none.git is None and none.code is None
 
 
 def test_repository_without_commits(tmp_path):

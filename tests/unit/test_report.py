@@ -26,8 +26,30 @@ def test_junit_has_the_run_and_one_case_per_metric():
     comparison = compare({"acc": 0.9, "loss": 0.1}, {"acc": 0.9, "loss": 0.2}, Tolerance())
     xml = junit("envlock.verify", verify_cases(Case("replay of r1", True, "exit 0"), comparison))
     suite = ET.fromstring(xml).find("testsuite")
-    assert (suite.get("tests"), suite.get("failures")) == ("3", "1")
+    assert (suite.get("tests"), suite.get("failures")) == ("4", "1")  # run, 2 metrics, params
     assert _failed(xml) == ["metric loss"]
+
+
+def test_junit_has_the_relay_params_child_runs_and_artifacts():
+    from envlock.compare import compare_artifacts, compare_tree
+    from envlock.runtree import RelayReport, RunNode
+
+    original = RunNode("o", "grid", {"cv": "3"}, {"best": 0.9}, 0, (
+        RunNode("o1", "a", {"C": "1"}, {"score": 0.5}), RunNode("o2", "b", {"C": "2"})))
+    replay = RunNode("r", "replay", {"cv": "3"}, {"best": 0.9}, 0, (
+        RunNode("r1", "z", {"C": "1"}, {"score": 0.5}),))
+    comparison = compare_tree(original, replay)
+    comparison = replace(comparison, artifacts=compare_artifacts(
+        [("", {"m.pkl": "sha256:1"}, {"m.pkl": "sha256:1"})]))
+    relay = RelayReport(runs=2, missing=["artifacts of run b: stored at /x"])
+    xml = junit("envlock.verify", verify_cases(Case("replay of o", True, "exit 0"), comparison,
+                                               relay))
+    names = [c.get("name") for c in ET.fromstring(xml).iter("testcase")]
+    assert names == ["replay of o", "relay", "metric best", "params", "run a (o1)",
+                     "run b (o2)", "artifact m.pkl"]
+    assert _failed(xml) == ["relay", "run b (o2)"]
+    text = verify_markdown("o", False, {}, comparison)
+    assert "| b | o2 | - | missing | **differs** |" in text and "| (root) | m.pkl |" in text
 
 
 def test_verify_markdown_summary():
@@ -47,7 +69,7 @@ def test_check_cases_for_an_identical_environment_all_pass():
     result = _check_result(make_lock())
     cases = check_cases(result)
     assert [c.name for c in cases] == ["environment digest", "python", "frameworks", "gpu",
-                                       "os", "git", "runtime"]
+                                       "os", "git", "code", "runtime"]
     assert all(c.ok for c in cases)
     assert check_markdown(result, cases).startswith(
         "## ✅ envlock check: environment matches the lock")

@@ -79,7 +79,8 @@ def build_command(
         "--from-run", help="Rebuild the image of this MLflow run from its lockfile artifact "
         "(and its recorded base image) alone.")] = None,
     code: Annotated[Path | None, typer.Option(
-        "--code", help="Repository holding the locked commit (default: the locked git root).")
+        "--code", help="Repository holding the locked commit (default: the locked git root); "
+        "outside git, the directory holding the locked files (default: the locked one).")
     ] = None,
     tag: Annotated[str | None, typer.Option("--tag", help="Image tag (default: the run ID, "
                                                "else lock-<lock digest>).")] = None,

@@ -14,7 +14,7 @@ from envlock.cli.commands.build import (
     RegistryUserOpt,
     connect_engine,
 )
-from envlock.cli.commands.lock import EnvAllowOpt, JsonOpt, PythonOpt
+from envlock.cli.commands.lock import CodeMaxSizeOpt, EnvAllowOpt, JsonOpt, PythonOpt
 
 
 def capture_command(
@@ -24,8 +24,9 @@ def capture_command(
     python: PythonOpt = None,
     command: Annotated[str | None, typer.Option(
         "--command", "-c", help="The command that ran the experiment.")] = None,
-    project: Annotated[Path, typer.Option("--project", help="The experiment's repository.")
-                       ] = Path("."),
+    project: Annotated[Path, typer.Option(
+        "--project", help="The experiment's directory (a git repository, or any directory: "
+        "then its files are packed by content).")] = Path("."),
     registry: RegistryOpt = None,
     registry_username: RegistryUserOpt = None,
     registry_password_stdin: PasswordStdinOpt = False,
@@ -34,6 +35,7 @@ def capture_command(
     no_push: Annotated[bool, typer.Option("--no-push", help="Build locally, do not push.")
                        ] = False,
     env_allow: EnvAllowOpt = None,
+    code_max_size: CodeMaxSizeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Lock, build and push the environment of an MLflow run; record it on the run.
@@ -54,7 +56,7 @@ def capture_command(
         result = capture(run_id, python=python, command=command, project=project,
                          registry=registry, base_image=base_image, build=not no_build,
                          push=not no_push, env_allow=env_allow or (), engine=engine,
-                         reporter=reporter)
+                         reporter=reporter, code_max_size=code_max_size)
     human = (f"captured run {result.run_id} ({result.picked})\n"
              f"lockfile {result.lockfile}\nenv_digest {result.env_digest}\n"
              f"{'image ' + result.image if result.image else 'no image (--no-build)'}")

@@ -20,8 +20,8 @@ def check_command(
         "--strict", help="Fail on any difference (GPU, OS, git, knobs), not only packages "
         "and Python.")] = False,
     project: Annotated[Path | None, typer.Option(
-        "--project", help="Directory whose git state is compared; default: the current "
-        "directory when the lock recorded git state.")] = None,
+        "--project", help="Directory whose code (git state, or files outside git) is "
+        "compared; default: the current directory when the lock recorded code.")] = None,
     env_allow: EnvAllowOpt = None,
     junit: Annotated[Path | None, typer.Option(
         "--junit", help="Write a JUnit XML report (one case per check).")] = None,
@@ -42,10 +42,11 @@ def check_command(
 
     out.begin("check", as_json)
     lock = lockfile.load(lock_path)
-    if project is None and lock.git is not None:
+    if project is None and (lock.git is not None or lock.code is not None):
         project = Path(".")
+    cfg = config.load(project)
     result = check(lock, lock_path, python=python, deep=deep, strict=strict, project=project,
-                   env_allow=config.load(project).get("env_allow", env_allow))
+                   env_allow=cfg.get("env_allow", env_allow), code_rules=cfg.code_rules())
     cases = report.check_cases(result)
     report.write(junit, markdown, "envlock.check", cases, report.check_markdown(result, cases))
     code = EXIT_DRIFT if result.drifted else EXIT_OK

@@ -12,7 +12,11 @@ PythonOpt = Annotated[str | None, typer.Option(
     "Nothing is installed into it.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")]
 ProjectOpt = Annotated[Path, typer.Option(
-    "--project", help="Directory whose git state is recorded.", show_default=True)]
+    "--project", help="The experiment's directory: its git state is recorded, or outside git "
+    "every file it packs, with its sha256.", show_default=True)]
+CodeMaxSizeOpt = Annotated[str | None, typer.Option(
+    "--code-max-size", help="Size cap for packing a project outside git (e.g. 512m, 1g; "
+    "default: the config's code_max_size, else 256m).")]
 EnvAllowOpt = Annotated[list[str] | None, typer.Option(
     "--env-allow", help="Extra env var name pattern to record (repeatable, e.g. 'MY_SEED*'; "
     "default: the config's env_allow). Secret-looking names are never recorded.")]
@@ -26,23 +30,28 @@ def lock_command(
         "--command", "-c", help="The command that ran the experiment (recorded, secrets "
         "masked).")] = None,
     project: ProjectOpt = Path("."),
-    no_git: Annotated[bool, typer.Option("--no-git", help="Do not record git state.")] = False,
+    no_git: Annotated[bool, typer.Option("--no-git", "--no-code",
+                                         help="Record no code (no git state, no files).")
+                      ] = False,
     no_gpu: Annotated[bool, typer.Option("--no-gpu", help="Skip the GPU/NVML probe.")] = False,
     env_allow: EnvAllowOpt = None,
+    code_max_size: CodeMaxSizeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Snapshot an environment into a lockfile.
 
     Records Python, every package with its source, torch/CUDA/cuDNN/NCCL, GPU and driver,
-    OS, git state (commit, diff, untracked files) and the runtime knobs."""
+    OS, git state (commit, diff, untracked files) — outside git every file of the project
+    with its sha256 — and the runtime knobs."""
     from envlock import config, lockfile
     from envlock.cli import output as out
     from envlock.snapshot import snapshot
 
     out.begin("lock", as_json)
-    env_allow = config.load(project).get("env_allow", env_allow)
+    cfg = config.load(project)
     lock = snapshot(python=python, project=None if no_git else project, command=command,
-                    env_allow=env_allow, probe_gpu=not no_gpu, exclude=(output,))
+                    env_allow=cfg.get("env_allow", env_allow), probe_gpu=not no_gpu,
+                    exclude=(output,), code_rules=cfg.code_rules(code_max_size))
     path = lockfile.write(lock, output)
     for warning in lock_warnings(lock, no_git):
         out.warn(warning)
@@ -58,12 +67,17 @@ def lock_command(
 
 def lock_warnings(lock, no_git: bool) -> list[str]:  # type: ignore[no-untyped-def]
     warnings = []
-    if lock.git is None and not no_git:
-        warnings.append("not a git repository: the experiment's code is not recorded "
-                        "(run inside the repository or pass --project DIR)")
-    if lock.git and lock.git.get("withheld"):
+    if lock.code:
+        from envlock.snapshot.directory import human_size
+
+        count = len(lock.code["files"])
+        warnings.append(f"not a git repository: recorded its {count} file{'s' * (count != 1)} "
+                        f"({human_size(lock.code['total_bytes'])}) by content; exclude more "
+                        "with .envlockignore")
+    withheld = (lock.git or lock.code or {}).get("withheld")
+    if withheld:
         warnings.append(f"left out of the lock because they may hold secrets: "
-                        f"{', '.join(lock.git['withheld'])}")
+                        f"{', '.join(withheld)}")
     if lock.runtime.get("withheld_env"):
         warnings.append(f"env vars not recorded (secret-looking names): "
                         f"{', '.join(lock.runtime['withheld_env'])}")
