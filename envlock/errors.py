@@ -51,5 +51,17 @@ class ProbeError(EnvlockError):
     """A snapshot probe failed in a way that would make the lock incomplete."""
 
 
+class CommandTimeout(EnvlockError, TimeoutError):
+    """A command envlock ran did not finish in time (a hung nvidia-smi on a wedged GPU
+    host, a git on a dead network filesystem). It was killed; probes record it."""
+
+    def __init__(self, command: str, timeout: float) -> None:
+        super().__init__(f"`{command}` did not finish within {timeout:g} s and was stopped",
+                         "check that the machine is healthy (a wedged GPU or a hung "
+                         "filesystem), then retry")
+        self.command = command
+        self.timeout = timeout
+
+
 class UsageError(EnvlockError):
     """Arguments that cannot work together or point at nothing."""

@@ -19,10 +19,19 @@ def _debug(message: str, *args: object) -> None:
 def run(cmd: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None,
         input: bytes | None = None, timeout: float | None = 120,
         check: bool = False) -> subprocess.CompletedProcess[bytes]:
-    """Run ``cmd`` capturing stdout/stderr as bytes. Raises OSError/TimeoutExpired as is."""
+    """Run ``cmd`` capturing stdout/stderr as bytes. Raises OSError as is and, when it
+    outlives ``timeout`` (it is then killed), :class:`envlock.errors.CommandTimeout` —
+    a ``TimeoutError``, unlike ``subprocess.TimeoutExpired``."""
     _debug("run: %s", shlex.join(cmd))
-    result = subprocess.run(list(cmd), cwd=cwd, env=None if env is None else dict(env),
-                            input=input, capture_output=True, timeout=timeout, check=False)
+    try:
+        result = subprocess.run(list(cmd), cwd=cwd, env=None if env is None else dict(env),
+                                input=input, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        from envlock.errors import CommandTimeout
+
+        _debug("timed out after %ss: %s", timeout, shlex.join(cmd))
+        raise CommandTimeout(shlex.join([os.path.basename(cmd[0]), *cmd[1:3]]),
+                             timeout or 0) from None
     _debug("exit %s: %s", result.returncode, shlex.join(cmd))
     if check and result.returncode != 0:
         raise subprocess.CalledProcessError(result.returncode, list(cmd), result.stdout,

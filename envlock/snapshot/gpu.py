@@ -77,7 +77,8 @@ def _device(raw: dict[str, Any]) -> dict[str, Any]:
 def gpu_section(raw: dict[str, Any]) -> dict[str, Any]:
     """The lock's ``gpu`` section from raw NVML (or nvidia-smi) facts."""
     if raw.get("error") or not raw.get("driver_version"):
-        return {**NONE, "status": "none", "reason": raw.get("error", "no NVIDIA driver")}
+        return {**NONE, "status": "timed out" if raw.get("timed_out") else "none",
+                "reason": raw.get("error", "no NVIDIA driver")}
     cuda = raw.get("cuda_driver_version")
     return {
         "status": "present" if raw.get("devices") else "no devices",
@@ -129,15 +130,26 @@ def parse_nvidia_smi_banner(text: str) -> dict[str, str] | None:
         else None
 
 
+def probe_timeout() -> float:
+    """Seconds a probe command (nvidia-smi, nvcc) may take: ENVLOCK_PROBE_TIMEOUT, else 20."""
+    try:
+        return float(os.environ.get("ENVLOCK_PROBE_TIMEOUT") or 20)
+    except ValueError:
+        return 20.0
+
+
 def read_nvidia_smi() -> dict[str, Any]:
     exe = shutil.which("nvidia-smi")
     if not exe:
         return {"error": "no nvidia-smi"}
     query = "index,name,driver_version,compute_cap,memory.total"
     try:
-        out = proc.run([exe, f"--query-gpu={query}", "--format=csv"], timeout=20)
-        banner = proc.run([exe], timeout=20)
-    except (OSError, TimeoutError) as exc:
+        out = proc.run([exe, f"--query-gpu={query}", "--format=csv"], timeout=probe_timeout())
+        banner = proc.run([exe], timeout=probe_timeout())
+    except TimeoutError as exc:
+        return {"error": f"nvidia-smi timed out ({getattr(exc, 'message', exc)})",
+                "timed_out": True}
+    except OSError as exc:
         return {"error": f"nvidia-smi failed: {exc}"}
     if out.returncode != 0:
         return {"error": f"nvidia-smi exited {out.returncode}"}
@@ -160,7 +172,7 @@ def probe_gpu() -> dict[str, Any]:
     raw = read_nvml()
     if raw.get("error") and shutil.which("nvidia-smi"):
         fallback = read_nvidia_smi()
-        if not fallback.get("error"):
+        if not fallback.get("error") or fallback.get("timed_out"):
             raw = fallback
     return gpu_section(raw)
 
@@ -194,8 +206,11 @@ def _toolkit_roots() -> list[Path]:
 
 def _nvcc_toolkit(nvcc: str) -> dict[str, Any] | None:
     try:
-        out = proc.run([nvcc, "--version"], timeout=20)
-    except (OSError, TimeoutError):
+        out = proc.run([nvcc, "--version"], timeout=probe_timeout())
+    except TimeoutError:  # recorded, so a wedged host shows in the lock instead of failing it
+        return {"version": None, "path": str(Path(nvcc).parent.parent), "from": "nvcc",
+                "status": "timed out"}
+    except OSError:
         return None
     version = parse_nvcc_version(out.stdout.decode(errors="replace"))
     if not version:
