@@ -264,7 +264,7 @@ def _build_env(engine: Engine, lock: Lock, recipe: render.Recipe, options: Build
                 image_id = engine.commit_after(
                     recipe.base, ["/bin/sh", "-c", recipe.install_command],
                     [(render.WHEELHOUSE.rsplit("/", 1)[0], archive)],
-                    ['ENTRYPOINT []', 'CMD ["python"]', *recipe.env_changes],
+                    list(recipe.env_changes),
                     recipe.repository, staging_tag)
             finally:
                 archive.close()
@@ -297,14 +297,9 @@ def _code_image(engine: Engine, recipe: render.Recipe, env_info: ImageInfo, code
         return existing, True
     with timer("code_layer"):
         report.step(f"adding the code layer ({code.files} files) → {recipe.code_image}")
-        command = lock.runtime.get("command")
-        changes = list(recipe.code_changes)
-        if command:
-            import json
-
-            changes.append(f"CMD {json.dumps(['/bin/sh', '-c', command])}")
         staged = engine.commit_after(env_info.id, ["true"], [("/", code.tar)],  # /workspace/…
-                                     changes, recipe.repository, recipe.code_tag, run=False)
+                                     list(recipe.code_changes), recipe.repository,
+                                     recipe.code_tag, run=False)
         # Canonical config as for the environment: same code, lock, run and time -> same id.
         image_id = engine.restate(staged, created=created, drop_labels=(STAGING_LABEL,),
                                   created_by=f"envlock: code {code.digest}")

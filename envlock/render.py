@@ -10,6 +10,7 @@ wheelhouse never becomes an image layer (see ``engine/``).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,12 +175,17 @@ def render(lock: Lock, base: str, repository: str, code_tag: str, *, run_id: str
     }
     knobs = {k: v for k, v in lock.runtime.get("env", {}).items() if k not in HOST_KNOBS}
     path = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    env_changes = (f'ENV VIRTUAL_ENV="{VENV}"', f'ENV PATH="{path}"', "ENV PYTHONUNBUFFERED=1",
+    # Every instruction the builder commits comes from here, so the published recipe
+    # (build --dry-run, the run's Dockerfile artifact) is exactly what is built.
+    env_changes = ("ENTRYPOINT []", 'CMD ["python"]',
+                   f'ENV VIRTUAL_ENV="{VENV}"', f'ENV PATH="{path}"', "ENV PYTHONUNBUFFERED=1",
                    f"WORKDIR {WORKDIR}", f"USER {USER_ID}:{USER_ID}",
                    *_instruction_labels(env_labels))
+    command = lock.runtime.get("command")
     code_changes = (*[f'ENV {k}="{v}"' for k, v in knobs.items()],
                     f"WORKDIR {WORKDIR}", f"USER {USER_ID}:{USER_ID}",
-                    *_instruction_labels(code_labels))
+                    *_instruction_labels(code_labels),
+                    *([f"CMD {json.dumps(['/bin/sh', '-c', command])}"] if command else []))
     return Recipe(base=base, repository=repository, env_tag=env_tag(lock), code_tag=code_tag,
                   requirements=requirements, env_labels=env_labels, code_labels=code_labels,
                   code_env=knobs, install_command=install_command(base_python),

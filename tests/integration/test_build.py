@@ -185,6 +185,25 @@ def test_dry_run_prints_the_recipe_and_touches_nothing(first):
     assert "USER 1000:1000" in result.stdout
 
 
+def test_the_published_recipe_states_the_config_of_the_built_image(first, infra, docker_client):
+    """What `build --dry-run` publishes (and capture uploads as the run's Dockerfile) is
+    what was built: entrypoint, command, environment, workdir, user and labels."""
+    from tests.recipe_config import config, stages
+
+    lock, res, _ = first
+    dry = run_envlock("build", str(lock), "--dry-run", "--base-image", infra.base_image,
+                      "--registry", f"{infra.registry}/{REPO}", "--run-id", "run-1")
+    assert dry.returncode == 0, dry.stderr
+    text = stages(dry.stdout)
+    stated = config([*text["env"], *text["code"]])
+    built = docker_client.images.get(res["pinned"]).attrs["Config"]
+    assert stated["Cmd"] == built["Cmd"] == ["/bin/sh", "-c", "python train.py"]
+    assert stated["Entrypoint"] == [] and not built["Entrypoint"]
+    assert (stated["WorkingDir"], stated["User"]) == (built["WorkingDir"], built["User"])
+    assert {f"{k}={v}" for k, v in stated["Env"].items()} <= set(built["Env"])
+    assert set(stated["Labels"]) == set(built["Labels"])
+
+
 # ---------------------------------------------------------------- bad input and faults
 
 def assert_error(result, *needles):
