@@ -93,6 +93,18 @@ def _keep(lock: Lock, project: str | Path, name: str) -> Path:
                           "envlock.lock.yaml")
 
 
+def _discard(local: Path, project: Path) -> None:
+    """Remove a kept lockfile and the folders made for it (up to the project)."""
+    local.unlink(missing_ok=True)
+    for folder in local.parents:
+        if folder == project or project not in folder.parents:
+            break
+        try:
+            folder.rmdir()  # only when empty: earlier runs' locks stay
+        except OSError:
+            break
+
+
 def capture(run_id: str | None = None, *, python: str | None = None,
             command: str | None = None, project: str | Path = ".",
             registry: str | None = None, base_image: str | None = None, build: bool = True,
@@ -109,7 +121,7 @@ def capture(run_id: str | None = None, *, python: str | None = None,
 
     from envlock import config
     from envlock.snapshot import snapshot
-    from envlock.tracking import Tracker
+    from envlock.tracking import Tracker, UnknownRun
 
     cfg = config.load(Path(project))
     cfg.apply_tracking_uri()
@@ -121,6 +133,9 @@ def capture(run_id: str | None = None, *, python: str | None = None,
     try:
         tracker = tracker or Tracker()
         run, picked = tracker.resolve(run_id)
+    except UnknownRun:  # the store answered: there is no such run, so no lock to keep
+        _discard(local, Path(project).absolute())
+        raise
     except EnvlockError as exc:
         exc.hint = (f"the lockfile is kept at {local}; retry with `envlock capture"
                     f"{' --run-id ' + known if known else ''}` once the store is reachable")

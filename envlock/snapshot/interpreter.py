@@ -61,8 +61,7 @@ class PendingProbe:
             raise InterpreterError(self.python, f"did not answer within {PROBE_TIMEOUT_S} s",
                                    "check that it starts: run it with -c 'print(1)'") from None
         if self.process.returncode != 0:
-            tail = (err.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
-            tail = tail if len(tail) <= 160 else tail[:157] + "..."
+            tail = _last_words(err)
             raise InterpreterError(self.python, f"is not a Python interpreter, or a broken "
                                    f"one (exit {self.process.returncode}: {tail})",
                                    "pass a Python 3.8+ interpreter, e.g. .venv/bin/python")
@@ -74,6 +73,18 @@ class PendingProbe:
         if not isinstance(data, dict) or data.get("probe_version") != 1:
             raise InterpreterError(self.python, "returned an unexpected probe answer")
         return data
+
+
+def _last_words(err: bytes) -> str:
+    """The last line of a failed probe's stderr, short, and never envlock's own probe
+    source (a program that is not Python may echo its ``-c SOURCE`` argument)."""
+    lines = err.decode(errors="replace").strip().splitlines()
+    probe = PROBE_SOURCE.read_text(encoding="utf-8")
+    lines = [line for line in lines if line.strip() and line.strip() not in probe]
+    tail = lines[-1] if lines else "no output"
+    if any(part in tail for part in probe.splitlines() if len(part.strip()) > 15):
+        tail = "it echoed its arguments"
+    return tail if len(tail) <= 160 else tail[:157] + "..."
 
 
 #: Probes started speculatively by the CLI before it finished importing, by interpreter.

@@ -87,15 +87,17 @@ class Tracker:
             with contextlib.redirect_stdout(sys.stderr):
                 return func(*args, **kwargs)
         except MlflowException as exc:
-            code = getattr(exc, "error_code", "")
-            if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") and \
-                    "run" in what:
+            if _no_such_run(exc, what):
                 raise UnknownRun(f"no run {args[0] if args else ''} in the tracking store "
                                  f"{self.uri}", "check the run ID (mlflow runs list) and "
                                  "MLFLOW_TRACKING_URI") from exc
+            refused = getattr(exc, "error_code", "") in ("INVALID_PARAMETER_VALUE",
+                                                          "INVALID_STATE", "BAD_REQUEST")
             raise TrackingError(f"tracking store {self.uri}: {what} failed: "
-                                f"{_first_line(exc)}", "check MLFLOW_TRACKING_URI and that "
-                                "the server is up") from exc
+                                f"{_first_line(exc)}",
+                                "the store refused the request as it was made" if refused
+                                else "check MLFLOW_TRACKING_URI and that the server is up"
+                                ) from exc
         except (OSError, ConnectionError) as exc:
             raise TrackingError(f"tracking store {self.uri} is unreachable ({what}): "
                                 f"{_first_line(exc)}", "check MLFLOW_TRACKING_URI and that "
@@ -407,6 +409,15 @@ def _quiet() -> Any:
     import sys
 
     return contextlib.redirect_stdout(sys.stderr)
+
+
+def _no_such_run(exc: Any, what: str) -> bool:
+    """MLflow's answer for a run that does not exist, or an ID that cannot be one; not
+    any INVALID_PARAMETER_VALUE (an over-long tag key is one too)."""
+    code = getattr(exc, "error_code", "")
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return "run" in what
+    return code == "INVALID_PARAMETER_VALUE" and "'run_id'" in str(exc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -102,3 +102,22 @@ def test_config_and_build_bad_input(tmp_path):
     good = lockfile.write(make_lock(), tmp_path / "good.yaml")
     assert_one_line_error(run_envlock("build", str(good), "--from-run", "0" * 32),
                           "not both", "drop LOCK")
+
+
+def test_a_program_that_echoes_its_arguments_never_shows_envlocks_probe(tmp_path):
+    fake = tmp_path / "notpython"
+    fake.write_text('#!/bin/sh\necho "notpython: cannot run: $2" >&2\nexit 3\n')
+    fake.chmod(0o755)
+    result = run_envlock("lock", "--python", str(fake), "-o", str(tmp_path / "l.yaml"))
+    assert_one_line_error(result, "is not a Python interpreter", "it echoed its arguments")
+    assert "import" not in result.stderr and not (tmp_path / "l.yaml").exists()
+
+
+def test_capture_in_an_experiment_without_runs_says_so_and_keeps_nothing(tmp_path):
+    result = run_envlock("capture", "--no-build", cwd=tmp_path,
+                         env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"})
+    assert result.returncode == 2, result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("envlock: error")]
+    assert error and "has no runs (pass --run-id, or run the training script first)" in error[0]
+    assert "reachable" not in error[0]
+    assert not (tmp_path / ".envlock").exists()
