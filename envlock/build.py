@@ -29,6 +29,7 @@ from envlock.engine import (
 from envlock.engine.errors import BuildError, EngineError, RegistryError
 from envlock.errors import UsageError
 from envlock.lockfile import Lock
+from envlock.locking import exclusive
 from envlock.progress import Reporter, Silent
 
 
@@ -210,22 +211,27 @@ def build(lock: Lock, options: BuildOptions, engine: Engine,
                              code_digest=code.digest if code else None, created=created)
 
     recipe = recipe_for(base_ref)  # tags and names do not depend on the base
-    env_info, env_reused = (None, None) if options.no_cache else \
-        _reuse_env(engine, recipe, lock, options.registry, options.auth)
     provisioned: dict[str, str] = {}
     fidelity = None
-    if env_info is not None:
-        base = env_info.labels.get("org.opencontainers.image.base.name", "") + "@" + \
-            env_info.labels.get("org.opencontainers.image.base.digest", "")
-        report.step(f"environment image {recipe.env_image} reused ({env_reused})")
-        recipe = recipe_for(base)
-    else:
-        with timer("base"):
-            report.step(f"pinning base image {base_ref}")
-            base = pin_base(engine, base_ref)
-            check_base_python(engine, base, lock)
-        recipe = recipe_for(base)
-        env_info, provisioned, fidelity = _build_env(engine, lock, recipe, options, report, timer)
+    # One build of an environment at a time on this host (envlock.locking): a concurrent
+    # capture of the same environment waits, then reuses what this one built.
+    with exclusive(f"env-{lock.env_digest.split(':')[-1]}.lock", lambda: report.step(
+            "waiting for another envlock that is building this same environment")):
+        env_info, env_reused = (None, None) if options.no_cache else \
+            _reuse_env(engine, recipe, lock, options.registry, options.auth)
+        if env_info is not None:
+            base = env_info.labels.get("org.opencontainers.image.base.name", "") + "@" + \
+                env_info.labels.get("org.opencontainers.image.base.digest", "")
+            report.step(f"environment image {recipe.env_image} reused ({env_reused})")
+            recipe = recipe_for(base)
+        else:
+            with timer("base"):
+                report.step(f"pinning base image {base_ref}")
+                base = pin_base(engine, base_ref)
+                check_base_python(engine, base, lock)
+            recipe = recipe_for(base)
+            env_info, provisioned, fidelity = _build_env(engine, lock, recipe, options,
+                                                         report, timer)
     if code is None:
         image, code_info, code_reused = recipe.env_image, env_info, False
     else:

@@ -204,6 +204,26 @@ def test_the_published_recipe_states_the_config_of_the_built_image(first, infra,
     assert set(stated["Labels"]) == set(built["Labels"])
 
 
+def test_two_builds_of_the_same_new_environment_at_once_both_succeed(project, infra,
+                                                                      created_images):
+    """Parallel sweeps capture runs of one environment at the same moment: one builds
+    its image, the other waits and reuses it (before, it failed: 'not in the engine')."""
+    lock = project.lock(name="parallel.lock.yaml")
+    repo = f"{infra.registry}/{REPO}-parallel"
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "envlock", "build", str(lock), "--base-image", infra.base_image,
+         "--registry", repo, "--no-push", "--run-id", f"par-{i}", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "CI": "1"}) for i in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-1500:] for _, err in outs]
+    results = [json.loads(out)["result"] for out, _ in outs]
+    for res in results:
+        track(created_images, {"result": res})
+    assert results[0]["env_image_id"] == results[1]["env_image_id"]
+    assert sorted(str(r["env_reused"]) for r in results) == ["None", "local"]
+
+
 # ---------------------------------------------------------------- bad input and faults
 
 def assert_error(result, *needles):
