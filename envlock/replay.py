@@ -35,6 +35,7 @@ class ReplayResult:
     exit_code: int
     comparison: Comparison | None = None
     warnings: list[str] = field(default_factory=list)
+    resources: dict[str, Any] | None = None  # what the container got (resources.Resources)
 
     @property
     def ok(self) -> bool:
@@ -43,7 +44,7 @@ class ReplayResult:
     def to_dict(self) -> dict[str, Any]:
         return {"original_run_id": self.original_run_id, "replay_run_id": self.replay_run_id,
                 "image": self.image, "exit_code": self.exit_code, "ok": self.ok,
-                "warnings": self.warnings,
+                "warnings": self.warnings, "resources": self.resources,
                 "comparison": self.comparison.to_dict() if self.comparison else None}
 
 
@@ -98,9 +99,16 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
            tolerance: Tolerance | None = None, metrics: tuple[str, ...] = (),
            per_metric: Mapping[str, Tolerance] | None = None, network: str = "none",
            host_gpu: dict[str, Any] | None = None,
-           output: Callable[[bytes], None] | None = None) -> ReplayResult:
-    from envlock import compat, lockfile
+           output: Callable[[bytes], None] | None = None, shm_size: str | None = None,
+           cpus: str | None = None, memory: str | None = None,
+           host: dict[str, Any] | None = None,
+           notify: Callable[[str, str], None] | None = None) -> ReplayResult:
+    """``shm_size``/``cpus``/``memory``: the raw --shm-size/--cpus/--memory values;
+    ``host_gpu``/``host``: this host's facts (probed when None); ``notify(kind, text)``
+    hears the pre-flight's warnings and the resource decisions before the container runs."""
+    from envlock import compat, lockfile, resources
 
+    limits = resources.parse_flags(shm_size, cpus, memory)
     run = tracker.run(run_id)
     image = run.tags.get("envlock.image")
     if not image:
@@ -122,6 +130,14 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
         if not verdict.ok and not force:
             raise ReplayError(f"this host cannot run the image: {'; '.join(verdict.problems)}",
                               "use a matching host, or --force to try anyway")
+        host = host if host is not None else _probe_host()
+        given = resources.decide(lock.host, host, shm_size=limits[0], cpus=limits[1],
+                                 memory=limits[2], recorded_env=lock.runtime.get("env"),
+                                 given_env=extra_env)
+        warnings = [*verdict.warnings, *compat.cpu_warnings(lock.host, host)]
+        for kind, texts in (("warning", warnings), ("note", given.notes)):
+            for text in texts:
+                (notify or _ignore)(kind, text)
         image_id = ensure_image(engine, image, run_id)
         store = Path(tmp) / "mlruns"
         store.mkdir(mode=0o777)
@@ -131,13 +147,17 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
         # A path that does not exist yet: MLflow's file store only then creates experiment 0.
         container_env = {"MLFLOW_TRACKING_URI": f"file://{STORE_MOUNT}/store",
                          "MLFLOW_ALLOW_FILE_STORE": "true", "HOME": "/workspace",
-                         "GIT_PYTHON_REFRESH": "quiet", **extra_env}
+                         "GIT_PYTHON_REFRESH": "quiet", **given.env, **extra_env}
         binds[str(store)] = {"bind": STORE_MOUNT, "mode": "rw"}
         argv = ["/bin/sh", "-c", command] if command else None
         try:
+            if replay_id:
+                record_host(tracker, replay_id, engine, host, host_gpu, given, Path(tmp))
             code = engine.run_experiment(image_id, argv, env=container_env, binds=binds,
                                          gpus=request, network=network,
-                                         on_output=output or to_stdout)
+                                         on_output=output or to_stdout,
+                                         shm_size=given.shm_size, nano_cpus=given.nano_cpus,
+                                         mem_limit=given.mem_limit)
             comparison = _record(tracker, run, replay_id, store / "store", code, tolerance,
                                  metrics, per_metric) if replay_id else None
         except BaseException:
@@ -145,7 +165,37 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
                 tracker.finish(replay_id, False)
             raise
     return ReplayResult(original_run_id=run_id, replay_run_id=replay_id, image=image,
-                        exit_code=code, comparison=comparison, warnings=list(verdict.warnings))
+                        exit_code=code, comparison=comparison,
+                        warnings=warnings, resources=given.to_dict())
+
+
+def _ignore(kind: str, text: str) -> None:
+    del kind, text
+
+
+def _probe_host() -> dict[str, Any] | None:
+    from envlock.snapshot.host import probe_host
+
+    try:
+        return probe_host()
+    except (OSError, AttributeError):
+        return None
+
+
+def record_host(tracker: Any, replay_id: str, engine: Any, host: dict[str, Any] | None,
+                host_gpu: dict[str, Any] | None, given: Any, tmp: Path) -> None:
+    """Log the replay host (``envlock/replay-host.yaml`` and ``envlock.replay_host.*``
+    tags) on the replay run, before the container runs."""
+    from envlock import replayhost, yamlout
+
+    snap = replayhost.snapshot(host=host, gpu=host_gpu, os_info=replayhost.probe_os(),
+                               engine=engine.version() if hasattr(engine, "version") else None,
+                               resources=given.to_dict())
+    path = tmp / "replay-host" / replayhost.ARTIFACT
+    path.parent.mkdir()
+    path.write_text(yamlout.dump(snap), encoding="utf-8")
+    tracker.log_artifact(replay_id, path)
+    tracker.set_tags(replay_id, replayhost.tags(snap))
 
 
 def _record(tracker: Any, run: Any, replay_id: str, store: Path, code: int,

@@ -46,6 +46,20 @@ def warn(message: str) -> None:
     sys.stderr.write(f"envlock: warning: {message}\n")
 
 
+def note(message: str) -> None:
+    sys.stderr.write(f"envlock: {message}\n")
+
+
+def notifier(shown: list[str]) -> Callable[[str, str], None]:
+    """``notify(kind, text)`` for long operations: warnings and notes to stderr as they come;
+    what was shown is remembered so that it is not repeated at the end."""
+    def notify(kind: str, text: str) -> None:
+        shown.append(text)
+        (warn if kind == "warning" else note)(text)
+
+    return notify
+
+
 def table(rows: Sequence[Sequence[str]], indent: str = "  ") -> str:
     """Left-aligned plain-text columns (CI logs read these as well as terminals)."""
     if not rows:

@@ -304,10 +304,14 @@ class Engine:
 
     def run_experiment(self, image: str, command: list[str] | None, *, env: dict[str, str],
                        binds: dict[str, dict[str, str]], gpus: Any = None,
-                       network: str = "none", on_output: Callable[[bytes], None]) -> int:
+                       network: str = "none", on_output: Callable[[bytes], None],
+                       shm_size: int | None = None, nano_cpus: int | None = None,
+                       mem_limit: int | None = None) -> int:
         """Run an experiment hardened: non-root, no new privileges, no capabilities,
         read-only root filesystem with a writable /workspace (a volume filled from the
-        image) and /tmp; streams its output; returns its exit code."""
+        image) and /tmp; streams its output; returns its exit code. ``shm_size`` (bytes)
+        sizes /dev/shm, ``nano_cpus`` / ``mem_limit`` cap CPUs and memory (None: the
+        engine's defaults)."""
         import docker
         from docker.types import DeviceRequest, Mount
 
@@ -321,7 +325,8 @@ class Engine:
                 security_opt=["no-new-privileges"], cap_drop=["ALL"], read_only=True,
                 tmpfs={"/tmp": "rw,nosuid,nodev,size=2g"}, volumes=binds,
                 mounts=[Mount(target="/workspace", source=None, type="volume")],
-                network_mode=network, device_requests=requests, detach=True)
+                network_mode=network, device_requests=requests, detach=True,
+                **_limits(shm_size=shm_size, nano_cpus=nano_cpus, mem_limit=mem_limit))
         except docker.errors.ImageNotFound as exc:
             raise EngineError(f"image {image} is not in the engine") from exc
         except docker.errors.DockerException as exc:
@@ -334,6 +339,18 @@ class Engine:
         finally:
             with contextlib.suppress(docker.errors.DockerException):
                 container.remove(force=True, v=True)
+
+    def version(self) -> dict[str, str | None]:
+        """The engine's version facts (``docker version``): engine, API, OS, kernel."""
+        import docker
+
+        try:
+            info = self.client.version()
+        except docker.errors.DockerException as exc:
+            raise unavailable(exc) from exc
+        return {"engine": "docker", "version": info.get("Version"),
+                "api_version": info.get("ApiVersion"), "os": info.get("Os"),
+                "arch": info.get("Arch"), "kernel": info.get("KernelVersion")}
 
     # ---------------------------------------------------------------- push
 
@@ -357,6 +374,11 @@ class Engine:
         except docker.errors.DockerException as exc:
             raise unavailable(exc) from exc
         return stats
+
+
+def _limits(**limits: int | None) -> dict[str, int]:
+    """Only the limits that were decided: docker-py sends every keyword it is given."""
+    return {key: value for key, value in limits.items() if value is not None}
 
 
 def _count(stats: PushStats, event: dict[str, Any]) -> None:

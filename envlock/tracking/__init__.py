@@ -145,6 +145,11 @@ class Tracker:
         self._call("uploading artifacts", self.client.log_artifacts, run_id, str(directory),
                    ARTIFACT_DIR)
 
+    def log_artifact(self, run_id: str, path: Path) -> None:
+        """One file into the run's ``envlock/`` artifacts."""
+        self._call("uploading an artifact", self.client.log_artifact, run_id, str(path),
+                   ARTIFACT_DIR)
+
     def download(self, run_id: str, name: str, dest: Path) -> Path:
         path = self._call("downloading artifacts", self.client.download_artifacts, run_id,
                           f"{ARTIFACT_DIR}/{name}", str(dest))

@@ -22,6 +22,17 @@ ToleranceOpt = Annotated[str | None, typer.Option(
     "--tolerance", help="Metric tolerance: 1e-6 (absolute), 0.5% (relative), or "
     "abs=…,rel=…. Default: the config's tolerance, else exact (per-metric tolerances come "
     "from the config).")]
+ShmSizeOpt = Annotated[str | None, typer.Option(
+    "--shm-size", help="Size of the container's /dev/shm (64m, 2g, bytes). Default: as "
+    "large as on the original host (PyTorch DataLoader workers pass batches through it), "
+    "else this host's.")]
+CpusOpt = Annotated[str | None, typer.Option(
+    "--cpus", help="Limit the container to this many CPUs (4, 1.5), like docker run --cpus. "
+    "When the CPU count differs from the original's, thread counts (OMP_NUM_THREADS, …) are "
+    "set to the original's unless recorded or given with --env.")]
+MemoryOpt = Annotated[str | None, typer.Option(
+    "--memory", help="Limit the container's memory (16g, 512m, bytes), like docker run "
+    "--memory.")]
 MetricOpt = Annotated[list[str] | None, typer.Option(
     "--metric", help="Compare only these metrics (repeatable).")]
 
@@ -49,6 +60,9 @@ def replay_command(
                         ] = False,
     tolerance: ToleranceOpt = None,
     metric: MetricOpt = None,
+    shm_size: ShmSizeOpt = None,
+    cpus: CpusOpt = None,
+    memory: MemoryOpt = None,
     network: Annotated[str, typer.Option("--network", help="Container network (none, host, "
                                          "bridge).")] = "none",
     force: Annotated[bool, typer.Option("--force", help="Run even when the pre-flight GPU/"
@@ -85,13 +99,14 @@ def replay_command(
     --on kubernetes the image runs as a Job on the current cluster (pre-flight on its
     nodes' GPU labels); its MLflow logs straight into the replay run, so the tracking
     store must be a server the cluster can reach."""
-    from envlock import config
+    from envlock import config, resources
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
     from envlock.replay import replay
     from envlock.tracking import Tracker
 
     out.begin("replay", as_json)
+    resources.parse_flags(shm_size, cpus, memory)  # bad values fail before anything runs
     tol, per_metric = config.load().tolerances(tolerance)
     kube_flags = {"--namespace": namespace != "default", "--node-selector": node_selector,
                   "--toleration": toleration, "--image-pull-secret": image_pull_secret,
@@ -103,7 +118,8 @@ def replay_command(
     if on is Target.kubernetes:
         from envlock.kube import KubeOptions
 
-        options = KubeOptions(namespace=namespace, gpus=gpus,
+        options = KubeOptions(namespace=namespace, gpus=gpus, shm_size=shm_size, cpus=cpus,
+                              memory=memory,
                               node_selector=tuple(node_selector or ()),
                               tolerations=tuple(toleration or ()),
                               image_pull_secret=image_pull_secret, env=tuple(env or ()),
@@ -113,12 +129,15 @@ def replay_command(
                                         per_metric=per_metric, as_json=as_json))
     tracker = Tracker()
     engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
+    shown: list[str] = []
     result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
                     mounts=mount, env=env, command=command, track=not no_track, force=force,
                     tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
-                    network=network, output=out.passthrough(as_json))
+                    network=network, output=out.passthrough(as_json), shm_size=shm_size,
+                    cpus=cpus, memory=memory, notify=out.notifier(shown))
     for warning in result.warnings:
-        out.warn(warning)
+        if warning not in shown:
+            out.warn(warning)
     lines = [f"replay of {run_id}: exit {result.exit_code}"
              + (f", replay run {result.replay_run_id}" if result.replay_run_id else "")]
     if result.comparison:

@@ -13,7 +13,14 @@ from envlock.cli.commands.build import (
     engine_for_run,
 )
 from envlock.cli.commands.lock import JsonOpt
-from envlock.cli.commands.replay import GpusOpt, MetricOpt, ToleranceOpt
+from envlock.cli.commands.replay import (
+    CpusOpt,
+    GpusOpt,
+    MemoryOpt,
+    MetricOpt,
+    ShmSizeOpt,
+    ToleranceOpt,
+)
 
 
 def verify_command(
@@ -26,6 +33,9 @@ def verify_command(
         "--markdown", help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY).")
     ] = None,
     gpus: GpusOpt = None,
+    shm_size: ShmSizeOpt = None,
+    cpus: CpusOpt = None,
+    memory: MemoryOpt = None,
     registry_username: RegistryUserOpt = None,
     registry_password_stdin: PasswordStdinOpt = False,
     as_json: JsonOpt = False,
@@ -33,7 +43,7 @@ def verify_command(
     """Replay a run and compare its metrics: exit 0 reproduced, 1 not, 2 bad input.
 
     Reports: JUnit XML (the run and one case per metric) and Markdown."""
-    from envlock import config, report
+    from envlock import config, report, resources
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
     from envlock.errors import EXIT_DRIFT, EXIT_OK
@@ -41,13 +51,15 @@ def verify_command(
     from envlock.tracking import Tracker
 
     out.begin("verify", as_json)
+    resources.parse_flags(shm_size, cpus, memory)  # bad values fail before anything runs
     tol, per_metric = config.load().tolerances(tolerance)
 
     tracker = Tracker()
     engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
     result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
                     tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
-                    output=out.passthrough(True))
+                    output=out.passthrough(True), shm_size=shm_size, cpus=cpus,
+                    memory=memory, notify=out.notifier([]))
     comparison = result.comparison
     reproduced = result.exit_code == 0 and bool(comparison and comparison.reproduced)
     run_case = report.Case(f"replay of {run_id}", result.exit_code == 0,
