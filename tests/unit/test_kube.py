@@ -93,8 +93,9 @@ def test_manifest_runs_the_pinned_image_hardened():
     assert pod["securityContext"]["runAsNonRoot"] is True
     mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert mounts == {"/tmp": "tmp", "/workspace": "workspace"}
-    assert all(volumes[n] == {"name": n, "emptyDir": {}} for n in mounts.values())
+    assert mounts == {"/tmp": "tmp", "/workspace": "workspace", "/dev/shm": "shm"}
+    assert all(volumes[n] == {"name": n, "emptyDir": {}} for n in ("tmp", "workspace"))
+    assert volumes["shm"] == {"name": "shm", "emptyDir": {"medium": "Memory"}}
     # the emptyDir is filled with the image's /workspace (the code) before the experiment
     init = pod["initContainers"][0]
     assert init["image"] == IMAGE and init["securityContext"] == security
