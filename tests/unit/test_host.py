@@ -235,3 +235,86 @@ def test_host_diff_against_the_original_lock():
 def test_an_unknown_side_is_not_a_difference():
     found = replayhost.host_changes(make_lock(host=None), snap(gpu=None))
     assert found == ()
+
+
+# ------------------------------------------------------------------ replay orchestration
+
+class FakeEngine:
+    """Records what the replay asks of the engine (the real one is in the integration test)."""
+
+    def __init__(self, events: list) -> None:
+        self.events = events
+
+    def image(self, reference):
+        from envlock.engine import ImageInfo
+
+        return ImageInfo(id="sha256:" + "1" * 64, labels={}, repo_digests=(reference,), size=1)
+
+    def version(self):
+        return {"engine": "docker", "version": "20.10.24"}
+
+    def run_experiment(self, image, argv, **kwargs):
+        self.events.append(("run", kwargs))
+        return 0
+
+
+class FakeTracker:
+    def __init__(self, lock, events: list) -> None:
+        self.lock, self.events, self.tags = lock, events, {}
+
+    def run(self, run_id):
+        from envlock.tracking import RunData
+
+        return RunData(run_id=run_id, experiment_id="0", status="FINISHED", name="orig",
+                       tags={"envlock.image": "reg/x@sha256:" + "1" * 64})
+
+    def download(self, run_id, name, dest):
+        from envlock import lockfile
+
+        return lockfile.write(self.lock, dest / name)
+
+    def create_run(self, experiment_id, name, tags):
+        return "replay1"
+
+    def log_artifact(self, run_id, path):
+        self.events.append(("artifact", path.name, path.read_text()))
+
+    def set_tags(self, run_id, tags):
+        self.tags.update(tags)
+        self.events.append(("tags", sorted(tags)))
+
+    def finish(self, run_id, ok):
+        self.events.append(("finish", ok))
+
+
+def test_replay_gives_the_container_the_decided_resources_after_recording_the_host(
+        monkeypatch):
+    from envlock import replay as replay_module
+
+    monkeypatch.setattr(replay_module, "_record", lambda *a, **k: None)  # the relay part
+    events: list = []
+    lock = make_lock(host=section(cores=2, shm=8 * GIB),
+                     frameworks={}, gpu={"driver_version": None, "devices": []})
+    notes: list = []
+    result = replay_module.replay(
+        "orig", engine=FakeEngine(events), tracker=FakeTracker(lock, events),
+        host_gpu={"driver_version": None, "devices": []}, host=section(cores=4, isa="x86-64-v3"),
+        cpus="4", memory="2g", env=["OPENBLAS_NUM_THREADS=1"], output=lambda chunk: None,
+        notify=lambda kind, text: notes.append((kind, text)))
+    kinds = [e[0] for e in events]
+    assert kinds.index("artifact") < kinds.index("run")  # recorded before the container runs
+    assert events[kinds.index("artifact")][1] == "replay-host.yaml"
+    run = events[kinds.index("run")][1]
+    assert (run["shm_size"], run["nano_cpus"], run["mem_limit"]) == (8 * GIB, 4 * 10**9, 2 * GIB)
+    assert run["env"]["OMP_NUM_THREADS"] == "2" and run["env"]["OPENBLAS_NUM_THREADS"] == "1"
+    assert ("warning", "CPU ISA level differs (x86-64-v4 originally, x86-64-v3 here): math "
+            "kernels and so numerics may change") in notes
+    assert result.resources["shm_size"] == 8 * GIB and result.warnings
+    assert any(kind == "note" and "/dev/shm 8 GiB" in text for kind, text in notes)
+
+
+def test_bad_resource_flags_fail_before_anything_happens():
+    from envlock.replay import replay
+
+    with pytest.raises(UsageError, match="--shm-size"):
+        replay("orig", engine=None, tracker=None, shm_size="huge")
