@@ -46,7 +46,7 @@ def _check_result(live, strict=False, integrity=None):
 def test_check_cases_for_an_identical_environment_all_pass():
     result = _check_result(make_lock())
     cases = check_cases(result)
-    assert [c.name for c in cases] == ["environment digest", "python", "frameworks", "gpu",
+    assert [c.name for c in cases] == ["environment digest", "python", "frameworks", "gpu", "host",
                                        "os", "git", "runtime"]
     assert all(c.ok for c in cases)
     assert check_markdown(result, cases).startswith(
