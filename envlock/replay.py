@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,9 @@ class ReplayResult:
     replay_run_id: str | None
     image: str
     exit_code: int
+    resources: dict[str, Any] | None = None  # what the container got (resources.Resources)
     comparison: Comparison | None = None
     warnings: list[str] = field(default_factory=list)
-    resources: dict[str, Any] | None = None  # what the container got (resources.Resources)
 
     @property
     def ok(self) -> bool:
@@ -43,8 +43,9 @@ class ReplayResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"original_run_id": self.original_run_id, "replay_run_id": self.replay_run_id,
+                "resources": self.resources,
                 "image": self.image, "exit_code": self.exit_code, "ok": self.ok,
-                "warnings": self.warnings, "resources": self.resources,
+                "warnings": self.warnings,
                 "comparison": self.comparison.to_dict() if self.comparison else None}
 
 
@@ -93,22 +94,48 @@ def ensure_image(engine: Any, reference: str, run_id: str) -> str:
     return str(info.id)
 
 
+def _ignore(kind: str, text: str) -> None:
+    del kind, text
+
+
+def _probe_host() -> dict[str, Any] | None:
+    from envlock.snapshot.host import probe_host
+
+    try:
+        return probe_host()
+    except (OSError, AttributeError):
+        return None
+
+
+def record_host(tracker: Any, replay_id: str, engine: Any, host: dict[str, Any] | None,
+                host_gpu: dict[str, Any] | None, given: Any) -> None:
+    """Log the replay host (``envlock/replay-host.yaml`` and ``envlock.replay_host.*``
+    tags) on the replay run, before the container runs."""
+    from envlock import replayhost, yamlout
+
+    snap = replayhost.snapshot(host=host, gpu=host_gpu, os_info=replayhost.probe_os(),
+                               engine=engine.version() if hasattr(engine, "version") else None,
+                               resources=given.to_dict())
+    tracker.log_text(replay_id, replayhost.ARTIFACT, yamlout.dump(snap))
+    tracker.set_tags(replay_id, replayhost.tags(snap))
+
+
 def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
            mounts: list[str] | None = None, env: list[str] | None = None,
            command: str | None = None, track: bool = True, force: bool = False,
            tolerance: Tolerance | None = None, metrics: tuple[str, ...] = (),
+           # the raw --shm-size/--cpus/--memory; this host's facts (None: probed);
+           # notify(kind, text) hears pre-flight warnings and resource decisions early
+           shm_size: str | None = None, cpus: str | None = None, memory: str | None = None,
+           host: dict[str, Any] | None = None,
+           notify: Callable[[str, str], None] | None = None,
            per_metric: Mapping[str, Tolerance] | None = None, network: str = "none",
            host_gpu: dict[str, Any] | None = None,
-           output: Callable[[bytes], None] | None = None, shm_size: str | None = None,
-           cpus: str | None = None, memory: str | None = None,
-           host: dict[str, Any] | None = None,
-           notify: Callable[[str, str], None] | None = None) -> ReplayResult:
-    """``shm_size``/``cpus``/``memory``: the raw --shm-size/--cpus/--memory values;
-    ``host_gpu``/``host``: this host's facts (probed when None); ``notify(kind, text)``
-    hears the pre-flight's warnings and the resource decisions before the container runs."""
-    from envlock import compat, lockfile, resources
+           output: Callable[[bytes], None] | None = None) -> ReplayResult:
+    from envlock import compat, lockfile
+    from envlock import resources as sizing
 
-    limits = resources.parse_flags(shm_size, cpus, memory)
+    limits = sizing.parse_flags(shm_size, cpus, memory)
     run = tracker.run(run_id)
     image = run.tags.get("envlock.image")
     if not image:
@@ -131,11 +158,12 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
             raise ReplayError(f"this host cannot run the image: {'; '.join(verdict.problems)}",
                               "use a matching host, or --force to try anyway")
         host = host if host is not None else _probe_host()
-        given = resources.decide(lock.host, host, shm_size=limits[0], cpus=limits[1],
+        given = sizing.decide(lock.host, host, shm_size=limits[0], cpus=limits[1],
                                  memory=limits[2], recorded_env=lock.runtime.get("env"),
                                  given_env=extra_env)
-        warnings = [*verdict.warnings, *compat.cpu_warnings(lock.host, host)]
-        for kind, texts in (("warning", warnings), ("note", given.notes)):
+        verdict = replace(verdict, warnings=(*verdict.warnings,
+                                             *compat.cpu_warnings(lock.host, host)))
+        for kind, texts in (("warning", verdict.warnings), ("note", given.notes)):
             for text in texts:
                 (notify or _ignore)(kind, text)
         image_id = ensure_image(engine, image, run_id)
@@ -152,12 +180,12 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
         argv = ["/bin/sh", "-c", command] if command else None
         try:
             if replay_id:
-                record_host(tracker, replay_id, engine, host, host_gpu, given, Path(tmp))
+                record_host(tracker, replay_id, engine, host, host_gpu, given)
             code = engine.run_experiment(image_id, argv, env=container_env, binds=binds,
-                                         gpus=request, network=network,
-                                         on_output=output or to_stdout,
                                          shm_size=given.shm_size, nano_cpus=given.nano_cpus,
-                                         mem_limit=given.mem_limit)
+                                         mem_limit=given.mem_limit,
+                                         gpus=request, network=network,
+                                         on_output=output or to_stdout)
             comparison = _record(tracker, run, replay_id, store / "store", code, tolerance,
                                  metrics, per_metric) if replay_id else None
         except BaseException:
@@ -165,37 +193,8 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
                 tracker.finish(replay_id, False)
             raise
     return ReplayResult(original_run_id=run_id, replay_run_id=replay_id, image=image,
-                        exit_code=code, comparison=comparison,
-                        warnings=warnings, resources=given.to_dict())
-
-
-def _ignore(kind: str, text: str) -> None:
-    del kind, text
-
-
-def _probe_host() -> dict[str, Any] | None:
-    from envlock.snapshot.host import probe_host
-
-    try:
-        return probe_host()
-    except (OSError, AttributeError):
-        return None
-
-
-def record_host(tracker: Any, replay_id: str, engine: Any, host: dict[str, Any] | None,
-                host_gpu: dict[str, Any] | None, given: Any, tmp: Path) -> None:
-    """Log the replay host (``envlock/replay-host.yaml`` and ``envlock.replay_host.*``
-    tags) on the replay run, before the container runs."""
-    from envlock import replayhost, yamlout
-
-    snap = replayhost.snapshot(host=host, gpu=host_gpu, os_info=replayhost.probe_os(),
-                               engine=engine.version() if hasattr(engine, "version") else None,
-                               resources=given.to_dict())
-    path = tmp / "replay-host" / replayhost.ARTIFACT
-    path.parent.mkdir()
-    path.write_text(yamlout.dump(snap), encoding="utf-8")
-    tracker.log_artifact(replay_id, path)
-    tracker.set_tags(replay_id, replayhost.tags(snap))
+                        exit_code=code, comparison=comparison, warnings=list(verdict.warnings),
+                        resources=given.to_dict())
 
 
 def _record(tracker: Any, run: Any, replay_id: str, store: Path, code: int,

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from envlock.engine.errors import BuildError, EngineError, registry_error, unavailable
+from envlock.engine.errors import (
+    BuildError,
+    EngineError,
+    _short,
+    registry_error,
+    unavailable,
+)
 
 #: Marks envlock's build containers; ``docker commit`` copies it into the image's labels.
 STAGING_LABEL = "envlock.staging"
@@ -329,6 +335,10 @@ class Engine:
                 **_limits(shm_size=shm_size, nano_cpus=nano_cpus, mem_limit=mem_limit))
         except docker.errors.ImageNotFound as exc:
             raise EngineError(f"image {image} is not in the engine") from exc
+        except docker.errors.APIError as exc:  # e.g. --cpus beyond this host's CPUs
+            raise EngineError(f"the engine refused to create the replay container: "
+                              f"{_short(exc)}",
+                              "check --cpus, --memory and --shm-size against this host") from exc
         except docker.errors.DockerException as exc:
             raise unavailable(exc) from exc
         try:

@@ -145,10 +145,10 @@ class Tracker:
         self._call("uploading artifacts", self.client.log_artifacts, run_id, str(directory),
                    ARTIFACT_DIR)
 
-    def log_artifact(self, run_id: str, path: Path) -> None:
-        """One file into the run's ``envlock/`` artifacts."""
-        self._call("uploading an artifact", self.client.log_artifact, run_id, str(path),
-                   ARTIFACT_DIR)
+    def log_text(self, run_id: str, name: str, text: str) -> None:
+        """One text artifact ``envlock/NAME`` (a replay's record, its host)."""
+        self._call("uploading artifacts", self.client.log_text, run_id, text,
+                   f"{ARTIFACT_DIR}/{name}")
 
     def download(self, run_id: str, name: str, dest: Path) -> Path:
         path = self._call("downloading artifacts", self.client.download_artifacts, run_id,

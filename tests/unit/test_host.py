@@ -276,8 +276,8 @@ class FakeTracker:
     def create_run(self, experiment_id, name, tags):
         return "replay1"
 
-    def log_artifact(self, run_id, path):
-        self.events.append(("artifact", path.name, path.read_text()))
+    def log_text(self, run_id, name, text):
+        self.events.append(("artifact", name, text))
 
     def set_tags(self, run_id, tags):
         self.tags.update(tags)
