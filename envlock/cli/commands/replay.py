@@ -50,6 +50,9 @@ TOLERATION_HELP = ("Kubernetes: tolerate a node taint (repeatable): KEY=VALUE:EF
 def replay_command(
     run_id: Annotated[str, typer.Argument(help="The captured MLflow run to replay.")],
     gpus: GpusOpt = None,
+    shm_size: ShmSizeOpt = None,
+    cpus: CpusOpt = None,
+    memory: MemoryOpt = None,
     mount: Annotated[list[str] | None, typer.Option("--mount", help="SRC:DST bind mount "
                                                        "(repeatable).")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", help="K=V for the container "
@@ -60,9 +63,6 @@ def replay_command(
                         ] = False,
     tolerance: ToleranceOpt = None,
     metric: MetricOpt = None,
-    shm_size: ShmSizeOpt = None,
-    cpus: CpusOpt = None,
-    memory: MemoryOpt = None,
     network: Annotated[str, typer.Option("--network", help="Container network (none, host, "
                                          "bridge).")] = "none",
     force: Annotated[bool, typer.Option("--force", help="Run even when the pre-flight GPU/"
@@ -99,14 +99,15 @@ def replay_command(
     --on kubernetes the image runs as a Job on the current cluster (pre-flight on its
     nodes' GPU labels); its MLflow logs straight into the replay run, so the tracking
     store must be a server the cluster can reach."""
-    from envlock import config, resources
+    from envlock import config
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
     from envlock.replay import replay
+    from envlock.resources import parse_flags
     from envlock.tracking import Tracker
 
     out.begin("replay", as_json)
-    resources.parse_flags(shm_size, cpus, memory)  # bad values fail before anything runs
+    parse_flags(shm_size, cpus, memory)  # bad values fail before anything runs
     tol, per_metric = config.load().tolerances(tolerance)
     kube_flags = {"--namespace": namespace != "default", "--node-selector": node_selector,
                   "--toleration": toleration, "--image-pull-secret": image_pull_secret,
@@ -129,15 +130,13 @@ def replay_command(
                                         per_metric=per_metric, as_json=as_json))
     tracker = Tracker()
     engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
-    shown: list[str] = []
     result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
+                    shm_size=shm_size, cpus=cpus, memory=memory, notify=out.notify,
                     mounts=mount, env=env, command=command, track=not no_track, force=force,
                     tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
-                    network=network, output=out.passthrough(as_json), shm_size=shm_size,
-                    cpus=cpus, memory=memory, notify=out.notifier(shown))
+                    network=network, output=out.passthrough(as_json))
     for warning in result.warnings:
-        if warning not in shown:
-            out.warn(warning)
+        out.warn(warning)
     lines = [f"replay of {run_id}: exit {result.exit_code}"
              + (f", replay run {result.replay_run_id}" if result.replay_run_id else "")]
     if result.comparison:

@@ -43,23 +43,24 @@ def verify_command(
     """Replay a run and compare its metrics: exit 0 reproduced, 1 not, 2 bad input.
 
     Reports: JUnit XML (the run and one case per metric) and Markdown."""
-    from envlock import config, report, resources
+    from envlock import config, report
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
     from envlock.errors import EXIT_DRIFT, EXIT_OK
     from envlock.replay import replay
+    from envlock.resources import parse_flags
     from envlock.tracking import Tracker
 
     out.begin("verify", as_json)
-    resources.parse_flags(shm_size, cpus, memory)  # bad values fail before anything runs
+    parse_flags(shm_size, cpus, memory)  # bad values fail before anything runs
     tol, per_metric = config.load().tolerances(tolerance)
 
     tracker = Tracker()
     engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
     result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
+                    shm_size=shm_size, cpus=cpus, memory=memory, notify=out.notify,
                     tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
-                    output=out.passthrough(True), shm_size=shm_size, cpus=cpus,
-                    memory=memory, notify=out.notifier([]))
+                    output=out.passthrough(True))
     comparison = result.comparison
     reproduced = result.exit_code == 0 and bool(comparison and comparison.reproduced)
     run_case = report.Case(f"replay of {run_id}", result.exit_code == 0,
