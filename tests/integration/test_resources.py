@@ -64,11 +64,18 @@ def test_dataloader_workers_need_the_original_shm_and_the_replay_host_is_recorde
     # Docker's default-sized /dev/shm: the workers cannot hand over their batches.
     small = exp.envlock("replay", run_id, "--shm-size", "64m", "--json")
     assert small.returncode != 0
-    log = small.stderr.lower()
-    assert "shared memory" in log or "no space left on device" in log, small.stderr[-3000:]
+    # torch 2.13's words, as in the issue
+    assert "unable to allocate shared memory(shm)" in small.stderr, small.stderr[-3000:]
+    assert "No space left on device" in small.stderr
     failed = json.loads(small.stdout)["result"]
     assert failed["resources"]["shm_size"] == 64 << 20
     assert run_tags(exp, failed["replay_run_id"])["envlock.verdict"] == "not reproduced"
+
+    # Limits the engine cannot give: one line, exit 2, the replay run marked FAILED.
+    greedy = exp.envlock("replay", run_id, "--cpus", "4096")
+    assert greedy.returncode == 2
+    assert "envlock: error: the engine refused to create the replay container" in greedy.stderr
+    assert "--cpus" in greedy.stderr and "Traceback" not in greedy.stderr
 
     # envlock's default: /dev/shm as large as on the original host.
     full = exp.envlock("replay", run_id, "--json")
