@@ -68,7 +68,9 @@ def parse_cpuinfo(text: str) -> dict[str, Any]:
         code = first["cpu implementer"].lower()
         vendor = _ARM_IMPLEMENTERS.get(code, code)
         model = model or f"{vendor} part {first.get('cpu part', '?')}"
-    return {"model": model, "vendor": vendor, "processors": len(blocks), "flags": flags}
+    cores = {(b.get("physical id"), b["core id"]) for b in blocks if "core id" in b}
+    return {"model": model, "vendor": vendor, "processors": len(blocks),
+            "physical_cores": len(cores) or None, "flags": flags}
 
 
 def isa_level(arch: str, flags: Iterable[str]) -> str:
@@ -138,7 +140,8 @@ def host_section(cpuinfo: str, meminfo: str, *, arch: str, affinity: int | None,
     usable = usable_cores(affinity or logical or 1, cpu_quota) if (affinity or logical) else None
     return {
         "cpu": {"model": cpu["model"], "vendor": cpu["vendor"], "arch": arch,
-                "logical_cores": logical, "usable_cores": usable,
+                "logical_cores": logical, "physical_cores": cpu["physical_cores"],
+                "usable_cores": usable,
                 "isa_level": isa_level(arch, cpu["flags"]),
                 "flags": sorted(cpu["flags"] & NUMERIC_FLAGS)},
         "memory": {"total_bytes": parse_meminfo(meminfo), "limit_bytes": memory_limit},

@@ -42,6 +42,7 @@ def test_cpuinfo_of_a_recorded_x86_vm():
 def test_cpuinfo_of_a_recorded_raspberry_pi_5():
     cpu = host.parse_cpuinfo(RPI5)
     assert cpu["vendor"] == "ARM" and cpu["model"] == "ARM part 0xd0b"
+    assert cpu["physical_cores"] is None  # aarch64 has no core id lines
     assert host.isa_level("aarch64", cpu["flags"]) == "aarch64"
     assert host.isa_level("aarch64", cpu["flags"] | {"sve", "sve2"}) == "aarch64+sve2"
 
@@ -61,6 +62,7 @@ def test_host_section_from_recorded_files():
                               arch="x86_64", affinity=2, cpu_quota=None, memory_limit=None,
                               shm_bytes=25276502016)
     assert found["cpu"]["logical_cores"] == 2 and found["cpu"]["usable_cores"] == 2
+    assert found["cpu"]["physical_cores"] == 1  # both blocks say core id 0 (the copy)
     assert found["cpu"]["flags"] == sorted(found["cpu"]["flags"])
     assert "avx512_bf16" in found["cpu"]["flags"] and "sse" not in found["cpu"]["flags"]
     assert found["memory"] == {"total_bytes": 24684084 * 1024, "limit_bytes": None}
