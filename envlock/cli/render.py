@@ -48,7 +48,8 @@ def host_line(host: dict[str, Any] | None) -> str:
     if not host:
         return "unknown (not recorded)"
     cpu, memory = host.get("cpu") or {}, host.get("memory") or {}
-    flags = ", ".join(f for f in cpu.get("flags") or () if f.startswith(("avx", "amx", "sve")))
+    headline = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "sve", "sve2")
+    flags = ", ".join(f for f in cpu.get("flags") or () if f in headline)
     limit = memory.get("limit_bytes")
     return (f"{cpu.get('model') or '?'} ({cpu.get('arch')}, {cpu.get('isa_level')}"
             f"{'; ' + flags if flags else ''}), {_fmt(cpu.get('usable_cores'))}/"
