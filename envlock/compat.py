@@ -98,3 +98,29 @@ def preflight(locked: dict[str, Any], host_gpu: dict[str, Any], use_gpus: bool) 
             warnings.append(f"arch list of torch's CUDA {cuda} build unknown; cannot check "
                             f"{device['name']}")
     return Verdict(ok=not problems, problems=tuple(problems), warnings=tuple(warnings))
+
+
+def cpu_warnings(locked_host: dict[str, Any] | None, host: dict[str, Any] | None
+                 ) -> tuple[str, ...]:
+    """Warnings (never refusals) when this host's CPU would run other math kernels than the
+    original's: another architecture or ISA level, or numerics-relevant flags missing
+    (oneDNN/MKL/OpenBLAS pick AVX2, AVX-512 or AMX kernels at run time)."""
+    old, new = (locked_host or {}).get("cpu") or {}, (host or {}).get("cpu") or {}
+    if not old or not new:
+        return ()
+    if old.get("arch") != new.get("arch"):
+        return (f"CPU architecture differs ({old.get('arch')} originally, {new.get('arch')} "
+                "here): numerics may change",)
+    out = []
+    if old.get("isa_level") != new.get("isa_level"):
+        out.append(f"CPU ISA level differs ({old.get('isa_level')} originally, "
+                   f"{new.get('isa_level')} here): math kernels and so numerics may change")
+    missing = sorted(set(old.get("flags") or ()) - set(new.get("flags") or ()))
+    added = sorted(set(new.get("flags") or ()) - set(old.get("flags") or ()))
+    if missing:
+        out.append(f"this CPU lacks {', '.join(missing)} that the original had: numerics "
+                   "may change")
+    elif added and not out:
+        out.append(f"this CPU has {', '.join(added)} that the original lacked: libraries may "
+                   "pick other kernels, numerics may change")
+    return tuple(out)

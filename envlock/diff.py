@@ -12,6 +12,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "python": ("implementation", "version", "abi", "platform_tag", "arch", "venv"),
     "frameworks": (),  # every leaf
     "gpu": ("driver_version", "cuda_driver_version", "devices", "cuda_toolkit.version"),
+    "host": ("cpu.model", "cpu.arch", "cpu.isa_level", "cpu.flags", "cpu.usable_cores",
+             "memory.total_bytes", "memory.limit_bytes", "shm.size_bytes"),
     "os": ("system", "distro", "distro_version", "kernel", "libc.family", "libc.version", "arch",
            "container"),
     "git": ("commit", "branch", "remote_url", "dirty", "diff_sha256", "untracked", "submodules"),
@@ -154,6 +156,8 @@ def diff_locks(old: Lock, new: Lock) -> LockDiff:
     changes: list[Change] = []
     for category in FIELDS:
         a, b = getattr(old, category), getattr(new, category)
+        if category == "host" and (a is None or b is None):
+            continue  # unknown (a migrated schema-1 lock) is not a difference
         if category == "git" and (a is None or b is None):
             if a != b:
                 changes.append(Change("git", "repository", bool(a), bool(b)))

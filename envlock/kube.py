@@ -194,6 +194,9 @@ class JobSpec:
     tolerations: tuple[Mapping[str, str], ...] = ()
     image_pull_secret: str | None = None
     ttl_seconds: int = TTL_SECONDS
+    shm_size: int | None = None  # bytes of the memory-backed /dev/shm (None: no size limit)
+    cpus: float | None = None  # requests = limits
+    memory: int | None = None  # bytes; requests = limits
 
 
 def _labels(spec: JobSpec) -> dict[str, str]:
@@ -221,15 +224,54 @@ def _container(spec: JobSpec) -> dict[str, Any]:
         "env": [{"name": k, "value": v} for k, v in env.items()],
         "securityContext": _container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
-                         {"name": "workspace", "mountPath": WORKDIR}],
+                         {"name": "workspace", "mountPath": WORKDIR},
+                         {"name": "shm", "mountPath": "/dev/shm"}],
     }
     if spec.command:
         container["command"] = ["/bin/sh", "-c", spec.command]
     if spec.env_from_secrets:
         container["envFrom"] = [{"secretRef": {"name": s}} for s in spec.env_from_secrets]
-    if spec.gpus:
-        container["resources"] = {"limits": {GPU_RESOURCE: str(spec.gpus)}}
+    resources = _resources(spec)
+    if resources:
+        container["resources"] = resources
     return container
+
+
+def quantity(size: int) -> str:
+    """Bytes as a Kubernetes quantity: ``16Gi``, ``64Mi``, else plain bytes."""
+    for suffix, scale in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+        if size % scale == 0:
+            return f"{size // scale}{suffix}"
+    return str(size)
+
+
+def cpu_quantity(cpus: float) -> str:
+    return f"{cpus:g}" if cpus == int(cpus) else f"{round(cpus * 1000)}m"
+
+
+def _resources(spec: JobSpec) -> dict[str, Any]:
+    """CPU and memory as requests = limits (the pod gets exactly what was asked for);
+    GPUs as limits (the device plugin's rule)."""
+    wanted: dict[str, str] = {}
+    if spec.cpus:
+        wanted["cpu"] = cpu_quantity(spec.cpus)
+    if spec.memory:
+        wanted["memory"] = quantity(spec.memory)
+    out: dict[str, Any] = {}
+    if wanted:
+        out["requests"] = dict(wanted)
+    if wanted or spec.gpus:
+        out["limits"] = {**wanted, **({GPU_RESOURCE: str(spec.gpus)} if spec.gpus else {})}
+    return out
+
+
+def _shm_volume(spec: JobSpec) -> dict[str, Any]:
+    """A memory-backed /dev/shm: a container's default is 64 MB, too small for DataLoader
+    workers; its pages count against the pod's memory."""
+    empty: dict[str, Any] = {"medium": "Memory"}
+    if spec.shm_size:
+        empty["sizeLimit"] = quantity(spec.shm_size)
+    return {"name": "shm", "emptyDir": empty}
 
 
 def _container_security() -> dict[str, Any]:
@@ -256,7 +298,8 @@ def job_manifest(spec: JobSpec) -> dict[str, Any]:
                             "fsGroup": USER_ID, "seccompProfile": {"type": "RuntimeDefault"}},
         "initContainers": [_workspace_init(spec.image)],
         "containers": [_container(spec)],
-        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "workspace", "emptyDir": {}}],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "workspace", "emptyDir": {}},
+                    _shm_volume(spec)],
     }
     if spec.node_selector:
         pod["nodeSelector"] = dict(spec.node_selector)
@@ -536,6 +579,9 @@ class KubeOptions:
     env: tuple[str, ...] = ()
     env_from_secrets: tuple[str, ...] = ()
     command: str | None = None
+    shm_size: str | None = None  # raw --shm-size / --cpus / --memory
+    cpus: str | None = None
+    memory: str | None = None
 
 
 @dataclass
@@ -588,11 +634,14 @@ def plan(run_id: str, *, tracker: Any, options: KubeOptions) -> Plan:
     original = lock.runtime.get("command")
     if not options.command and not original:
         raise UsageError(f"run {run_id} recorded no command", "pass --command")
+    env = parse_env(options.env)
+    given = _resources_for(lock, options, env)
     spec = JobSpec(
         name=job_name(run_id), run_id=run_id, image=image, tracking_uri=uri,
+        shm_size=given.shm_size, cpus=given.cpus, memory=given.mem_limit,
         namespace=check_name("--namespace", options.namespace, label=True),
         gpus=parse_gpu_count(options.gpus, len(lock.gpu.get("devices") or [])),
-        command=options.command, original_command=original, env=parse_env(options.env),
+        command=options.command, original_command=original, env={**given.env, **env},
         env_from_secrets=tuple(check_name("--env-from-secret", s)
                                for s in options.env_from_secrets),
         node_selector=parse_node_selector(options.node_selector),
@@ -601,6 +650,16 @@ def plan(run_id: str, *, tracker: Any, options: KubeOptions) -> Plan:
             "--image-pull-secret", options.image_pull_secret))
     locked = {"frameworks": lock.frameworks, "gpu": lock.gpu}
     return Plan(run=run, locked=locked, spec=spec, warnings=tuple(w for w in warnings if w))
+
+
+def _resources_for(lock: Any, options: KubeOptions, env: Mapping[str, str]) -> Any:
+    """shm, CPU and memory for the pod: the node is not known before scheduling, so the
+    replay side is only what --cpus says (thread counts follow it, as locally)."""
+    from envlock import resources
+
+    shm, cpus, memory = resources.parse_flags(options.shm_size, options.cpus, options.memory)
+    return resources.decide(lock.host, None, shm_size=shm, cpus=cpus, memory=memory,
+                            recorded_env=lock.runtime.get("env"), given_env=env)
 
 
 def _check_tracking(uri: str) -> None:

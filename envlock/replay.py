@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ class ReplayResult:
     replay_run_id: str | None
     image: str
     exit_code: int
+    resources: dict[str, Any] | None = None  # what the container got (resources.Resources)
     comparison: Comparison | None = None
     warnings: list[str] = field(default_factory=list)
     relay: RelayReport | None = None
@@ -47,6 +48,7 @@ class ReplayResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"original_run_id": self.original_run_id, "replay_run_id": self.replay_run_id,
+                "resources": self.resources,
                 "image": self.image, "exit_code": self.exit_code, "ok": self.ok,
                 "warnings": self.warnings,
                 "relay": self.relay.to_dict() if self.relay else None,
@@ -98,15 +100,48 @@ def ensure_image(engine: Any, reference: str, run_id: str) -> str:
     return str(info.id)
 
 
+def _ignore(kind: str, text: str) -> None:
+    del kind, text
+
+
+def _probe_host() -> dict[str, Any] | None:
+    from envlock.snapshot.host import probe_host
+
+    try:
+        return probe_host()
+    except (OSError, AttributeError):
+        return None
+
+
+def record_host(tracker: Any, replay_id: str, engine: Any, host: dict[str, Any] | None,
+                host_gpu: dict[str, Any] | None, given: Any) -> None:
+    """Log the replay host (``envlock/replay-host.yaml`` and ``envlock.replay_host.*``
+    tags) on the replay run, before the container runs."""
+    from envlock import replayhost, yamlout
+
+    snap = replayhost.snapshot(host=host, gpu=host_gpu, os_info=replayhost.probe_os(),
+                               engine=engine.version() if hasattr(engine, "version") else None,
+                               resources=given.to_dict())
+    tracker.log_text(replay_id, replayhost.ARTIFACT, yamlout.dump(snap))
+    tracker.set_tags(replay_id, replayhost.tags(snap))
+
+
 def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
            mounts: list[str] | None = None, env: list[str] | None = None,
            command: str | None = None, track: bool = True, force: bool = False,
            tolerance: Tolerance | None = None, metrics: tuple[str, ...] = (),
+           # the raw --shm-size/--cpus/--memory; this host's facts (None: probed);
+           # notify(kind, text) hears pre-flight warnings and resource decisions early
+           shm_size: str | None = None, cpus: str | None = None, memory: str | None = None,
+           host: dict[str, Any] | None = None,
+           notify: Callable[[str, str], None] | None = None,
            per_metric: Mapping[str, Tolerance] | None = None, network: str = "none",
            host_gpu: dict[str, Any] | None = None, compare_files: bool = False,
            output: Callable[[bytes], None] | None = None) -> ReplayResult:
     from envlock import compat, lockfile
+    from envlock import resources as sizing
 
+    limits = sizing.parse_flags(shm_size, cpus, memory)
     run = tracker.run(run_id)
     image = run.tags.get("envlock.image")
     if not image:
@@ -128,6 +163,15 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
         if not verdict.ok and not force:
             raise ReplayError(f"this host cannot run the image: {'; '.join(verdict.problems)}",
                               "use a matching host, or --force to try anyway")
+        host = host if host is not None else _probe_host()
+        given = sizing.decide(lock.host, host, shm_size=limits[0], cpus=limits[1],
+                                 memory=limits[2], recorded_env=lock.runtime.get("env"),
+                                 given_env=extra_env)
+        verdict = replace(verdict, warnings=(*verdict.warnings,
+                                             *compat.cpu_warnings(lock.host, host)))
+        for kind, texts in (("warning", verdict.warnings), ("note", given.notes)):
+            for text in texts:
+                (notify or _ignore)(kind, text)
         image_id = ensure_image(engine, image, run_id)
         store = Path(tmp) / "mlruns"
         store.mkdir(mode=0o777)
@@ -137,12 +181,16 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
         # A path that does not exist yet: MLflow's file store only then creates experiment 0.
         container_env = {"MLFLOW_TRACKING_URI": f"file://{STORE_MOUNT}/store",
                          "MLFLOW_ALLOW_FILE_STORE": "true", "HOME": "/workspace",
-                         "GIT_PYTHON_REFRESH": "quiet", **extra_env}
+                         "GIT_PYTHON_REFRESH": "quiet", **given.env, **extra_env}
         binds[str(store)] = {"bind": STORE_MOUNT, "mode": "rw"}
         argv = ["/bin/sh", "-c", command] if command else None
         relay = comparison = None
         try:
+            if replay_id:
+                record_host(tracker, replay_id, engine, host, host_gpu, given)
             code = engine.run_experiment(image_id, argv, env=container_env, binds=binds,
+                                         shm_size=given.shm_size, nano_cpus=given.nano_cpus,
+                                         mem_limit=given.mem_limit,
                                          gpus=request, network=network,
                                          on_output=output or to_stdout)
             if replay_id:
@@ -156,7 +204,7 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
             raise
     return ReplayResult(original_run_id=run_id, replay_run_id=replay_id, image=image,
                         exit_code=code, comparison=comparison, warnings=list(verdict.warnings),
-                        relay=relay)
+                        relay=relay, resources=given.to_dict())
 
 
 def conclude(tracker: Any, run: Any, replay_id: str, code: int, tolerance: Tolerance | None,

@@ -141,7 +141,7 @@ def check_cases(result: Any) -> list[Case]:
         cases.append(Case(f"package {change.name}", False,
                           f"{change.kind}: locked {old}, live {new}"))
     grouped = diff.by_category()
-    for category in ("python", "frameworks", "gpu", "os", "git", "code", "runtime"):
+    for category in ("python", "frameworks", "gpu", "host", "os", "git", "code", "runtime"):
         changes = grouped.get(category, [])
         counts = category in ENV_CATEGORIES or result.strict
         detail = "; ".join(f"{c.field}: {c.old!r} -> {c.new!r}" for c in changes) or "same"

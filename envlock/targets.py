@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from envlock import lockfile
+from envlock.errors import EnvlockError
 from envlock.lockfile import Lock
 
 if TYPE_CHECKING:
@@ -39,3 +40,29 @@ def load_run(run_id: str) -> tuple[Lock, RunData]:
                              f"capture it first: envlock capture --run-id {run_id}")
         lock = lockfile.load(tracker.download(run_id, "envlock.lock.yaml", Path(tmp)))
         return lock, run
+
+
+def load_replay_host(target: str | Path) -> tuple[dict[str, Any], RunData] | None:
+    """A replay run's recorded host (``envlock/replay-host.yaml``) and the run; None when
+    ``target`` is not a replay run (a lockfile, or a captured original)."""
+    import yaml
+
+    from envlock.errors import UsageError
+    from envlock.replayhost import ARTIFACT
+    from envlock.tracking import Tracker
+
+    if Path(target).exists() or not _RUN_ID.fullmatch(str(target)):
+        return None
+    tracker = Tracker()
+    run = tracker.run(str(target))
+    if "envlock.replay_of" not in run.tags:
+        return None
+    with tempfile.TemporaryDirectory(prefix="envlock-run-") as tmp:
+        try:
+            path = tracker.download(run.run_id, ARTIFACT, Path(tmp))
+        except EnvlockError as exc:
+            raise UsageError(f"replay run {target} has no record of its host ({exc.message})",
+                             "it was replayed by an older envlock; replay it again to record one") \
+                from exc
+        snap = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return (snap if isinstance(snap, dict) else {}), run

@@ -14,6 +14,7 @@ JSON_SCHEMA = "envlock.result/1"
 class _State:
     json = False
     command = ""
+    warned: set[str] = set()  # reset by begin(): one command per process
 
 
 STATE = _State()
@@ -22,6 +23,7 @@ STATE = _State()
 def begin(command: str, as_json: bool) -> None:
     STATE.command = command
     STATE.json = as_json
+    STATE.warned = set()
 
 
 def emit(result: dict[str, Any], human: str, exit_code: int = 0) -> int:
@@ -43,7 +45,20 @@ def emit_error(kind: str, message: str, exit_code: int) -> None:
 
 
 def warn(message: str) -> None:
+    """Once per message: a warning shown early (``notify``) is not repeated at the end."""
+    if message in STATE.warned:
+        return
+    STATE.warned.add(message)
     sys.stderr.write(f"envlock: warning: {message}\n")
+
+
+def note(message: str) -> None:
+    sys.stderr.write(f"envlock: {message}\n")
+
+
+def notify(kind: str, text: str) -> None:
+    """For long operations: a ``warning`` or a ``note`` to stderr as soon as it is known."""
+    (warn if kind == "warning" else note)(text)
 
 
 def table(rows: Sequence[Sequence[str]], indent: str = "  ") -> str:

@@ -9,6 +9,7 @@ from envlock.cli.output import table
 from envlock.compare import Comparison
 from envlock.diff import LockDiff
 from envlock.lockfile import Lock
+from envlock.replayhost import HostDiff
 
 
 def _short(digest: str | None) -> str:
@@ -37,6 +38,25 @@ def gpu_line(gpu: dict[str, Any]) -> str:
     devices = ", ".join(f"{n}× {label}" for label, n in names.items()) or "no devices"
     cuda = gpu.get("cuda_driver_version") or "-"
     return f"{devices}; driver {gpu['driver_version']}, CUDA driver API {cuda}"
+
+
+def host_line(host: dict[str, Any] | None) -> str:
+    """``AMD EPYC (x86_64, x86-64-v4; avx2, avx512f), 2/2 cores; memory 23.5 GiB; /dev/shm
+    23.5 GiB``; ``unknown`` for a lock that did not record it."""
+    from envlock.resources import format_size
+
+    if not host:
+        return "unknown (not recorded)"
+    cpu, memory = host.get("cpu") or {}, host.get("memory") or {}
+    headline = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "sve", "sve2")
+    flags = ", ".join(f for f in cpu.get("flags") or () if f in headline)
+    limit = memory.get("limit_bytes")
+    return (f"{cpu.get('model') or '?'} ({cpu.get('arch')}, {cpu.get('isa_level')}"
+            f"{'; ' + flags if flags else ''}), {_fmt(cpu.get('usable_cores'))}/"
+            f"{_fmt(cpu.get('logical_cores'))} cores usable; memory "
+            f"{format_size(memory.get('total_bytes'))}"
+            f"{' (limit ' + format_size(limit) + ')' if limit else ''}; /dev/shm "
+            f"{format_size((host.get('shm') or {}).get('size_bytes'))}")
 
 
 def torch_line(frameworks: dict[str, Any]) -> str:
@@ -94,6 +114,7 @@ def lock_summary(lock: Lock, title: str) -> str:
     rows += [
         ("GPU", gpu_line(lock.gpu)),
         ("CUDA toolkit", f"{toolkit['version']} ({toolkit['path']})" if toolkit else "none"),
+        ("Host", host_line(lock.host)),
         ("OS", f"{os_.get('pretty_name') or os_['system']}, kernel {os_.get('kernel')}, "
                f"{_fmt(os_['libc'].get('family'))} {_fmt(os_['libc'].get('version'))}, "
                f"{os_['arch']}{', in ' + os_['container'] if os_.get('container') else ''}"),
@@ -140,6 +161,30 @@ def _code_value(value: Any) -> str:
         digest, _, mode = value.partition(" ")
         return f"{digest[:19]} {mode}".strip()
     return _fmt(value)
+
+
+def host_diff_text(found: HostDiff) -> str:
+    """The original's host against a replay's, beside the replay's verdict."""
+    verdict = (found.verdict or "no verdict (still running?)").upper()
+    lines = [f"--- {found.original_run_id} (original, from its lock)",
+             f"+++ {found.replay_run_id} (replay"
+             + (f" of {found.replay_of})" if found.replay_of else ")"),
+             f"verdict: {verdict}"]
+    if found.identical:
+        lines.append("hosts: no differences in CPU, memory, /dev/shm, GPU, driver or OS")
+    else:
+        lines += ["hosts:", table([(f"{c.category}.{c.field}", f"{_fmt(c.old)} → {_fmt(c.new)}")
+                                   for c in found.changes])]
+    engine, given = found.engine or {}, found.resources or {}
+    if engine:
+        lines.append(f"replay engine: {engine.get('engine')} {engine.get('version') or '?'}")
+    if given:
+        from envlock.resources import format_size
+
+        lines.append(f"replay container: /dev/shm {format_size(given.get('shm_size'))}, "
+                     f"cpus {_fmt(given.get('cpus'))}, memory "
+                     f"{format_size(given.get('mem_limit'))}")
+    return "\n".join(lines)
 
 
 def check_text(result: CheckResult) -> str:

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from envlock.engine.errors import BuildError, EngineError, registry_error, unavailable
+from envlock.engine.errors import (
+    BuildError,
+    EngineError,
+    _short,
+    registry_error,
+    unavailable,
+)
 
 #: Marks envlock's build containers; ``docker commit`` copies it into the image's labels.
 STAGING_LABEL = "envlock.staging"
@@ -304,10 +310,14 @@ class Engine:
 
     def run_experiment(self, image: str, command: list[str] | None, *, env: dict[str, str],
                        binds: dict[str, dict[str, str]], gpus: Any = None,
-                       network: str = "none", on_output: Callable[[bytes], None]) -> int:
+                       network: str = "none", on_output: Callable[[bytes], None],
+                       shm_size: int | None = None, nano_cpus: int | None = None,
+                       mem_limit: int | None = None) -> int:
         """Run an experiment hardened: non-root, no new privileges, no capabilities,
         read-only root filesystem with a writable /workspace (a volume filled from the
-        image) and /tmp; streams its output; returns its exit code."""
+        image) and /tmp; streams its output; returns its exit code. ``shm_size`` (bytes)
+        sizes /dev/shm, ``nano_cpus`` / ``mem_limit`` cap CPUs and memory (None: the
+        engine's defaults)."""
         import docker
         from docker.types import DeviceRequest, Mount
 
@@ -321,9 +331,14 @@ class Engine:
                 security_opt=["no-new-privileges"], cap_drop=["ALL"], read_only=True,
                 tmpfs={"/tmp": "rw,nosuid,nodev,size=2g"}, volumes=binds,
                 mounts=[Mount(target="/workspace", source=None, type="volume")],
-                network_mode=network, device_requests=requests, detach=True)
+                network_mode=network, device_requests=requests, detach=True,
+                **_limits(shm_size=shm_size, nano_cpus=nano_cpus, mem_limit=mem_limit))
         except docker.errors.ImageNotFound as exc:
             raise EngineError(f"image {image} is not in the engine") from exc
+        except docker.errors.APIError as exc:  # e.g. --cpus beyond this host's CPUs
+            raise EngineError(f"the engine refused to create the replay container: "
+                              f"{_short(exc)}",
+                              "check --cpus, --memory and --shm-size against this host") from exc
         except docker.errors.DockerException as exc:
             raise unavailable(exc) from exc
         try:
@@ -334,6 +349,18 @@ class Engine:
         finally:
             with contextlib.suppress(docker.errors.DockerException):
                 container.remove(force=True, v=True)
+
+    def version(self) -> dict[str, str | None]:
+        """The engine's version facts (``docker version``): engine, API, OS, kernel."""
+        import docker
+
+        try:
+            info = self.client.version()
+        except docker.errors.DockerException as exc:
+            raise unavailable(exc) from exc
+        return {"engine": "docker", "version": info.get("Version"),
+                "api_version": info.get("ApiVersion"), "os": info.get("Os"),
+                "arch": info.get("Arch"), "kernel": info.get("KernelVersion")}
 
     # ---------------------------------------------------------------- push
 
@@ -357,6 +384,11 @@ class Engine:
         except docker.errors.DockerException as exc:
             raise unavailable(exc) from exc
         return stats
+
+
+def _limits(**limits: int | None) -> dict[str, int]:
+    """Only the limits that were decided: docker-py sends every keyword it is given."""
+    return {key: value for key, value in limits.items() if value is not None}
 
 
 def _count(stats: PushStats, event: dict[str, Any]) -> None:

@@ -104,6 +104,7 @@ def take(python: str | None = None, project: str | Path | None = ".",
                  "withheld_env": runtime.secret_names(env, env_allow)},
         index=index.index_section(env, py.get("prefix")),
         shadowed=tuple(resolved.shadowed),
+        host=_host(),
     )
     return lock, raw
 
@@ -132,6 +133,16 @@ class _Background:
         if self._error is not None:
             raise self._error
         return self._value
+
+
+def _host() -> dict[str, Any] | None:
+    """The machine's CPU, memory and /dev/shm; None when /proc cannot be read (not Linux)."""
+    from envlock.snapshot.host import probe_host
+
+    try:
+        return probe_host()
+    except (OSError, AttributeError):
+        return None
 
 
 def _git(project: str | Path | None, exclude: tuple[str | Path, ...] = ()) -> dict | None:

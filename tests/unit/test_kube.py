@@ -46,6 +46,7 @@ OPTION_SETS = {
         command="python train.py --epochs 1", env=kube.parse_env(["SEED=7", "OMP_NUM_THREADS="]),
         env_from_secrets=("mlflow-credentials",), image_pull_secret="regcred"),
     "dry-run": spec(replay_run_id=None, name=kube.job_name(RUN_ID)),
+    "shm-cpus-memory": spec(gpus=1, shm_size=8 << 30, cpus=1.5, memory=16 << 30),
 }
 
 
@@ -93,8 +94,9 @@ def test_manifest_runs_the_pinned_image_hardened():
     assert pod["securityContext"]["runAsNonRoot"] is True
     mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert mounts == {"/tmp": "tmp", "/workspace": "workspace"}
-    assert all(volumes[n] == {"name": n, "emptyDir": {}} for n in mounts.values())
+    assert mounts == {"/tmp": "tmp", "/workspace": "workspace", "/dev/shm": "shm"}
+    assert all(volumes[n] == {"name": n, "emptyDir": {}} for n in ("tmp", "workspace"))
+    assert volumes["shm"] == {"name": "shm", "emptyDir": {"medium": "Memory"}}
     # the emptyDir is filled with the image's /workspace (the code) before the experiment
     init = pod["initContainers"][0]
     assert init["image"] == IMAGE and init["securityContext"] == security
@@ -108,6 +110,50 @@ def test_gpu_limits_only_when_asked():
     assert "resources" not in container(kube.job_manifest(spec()))
     limits = container(kube.job_manifest(OPTION_SETS["gpus-selectors-tolerations"]))
     assert limits["resources"] == {"limits": {"nvidia.com/gpu": "2"}}
+
+
+def test_shm_volume_and_cpu_memory_requests_equal_limits():
+    manifest = kube.job_manifest(OPTION_SETS["shm-cpus-memory"])
+    volumes = {v["name"]: v for v in manifest["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["shm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}
+    assert {"name": "shm", "mountPath": "/dev/shm"} in container(manifest)["volumeMounts"]
+    assert container(manifest)["resources"] == {
+        "requests": {"cpu": "1500m", "memory": "16Gi"},
+        "limits": {"cpu": "1500m", "memory": "16Gi", "nvidia.com/gpu": "1"}}
+    assert kube.quantity(64 << 20) == "64Mi" and kube.quantity(1000) == "1000"
+    assert kube.cpu_quantity(4.0) == "4"
+
+
+def test_plan_sizes_shm_from_the_lock_and_pins_threads_to_the_original(tmp_path):
+    from envlock import lockfile
+
+    host = {"cpu": {"arch": "x86_64", "usable_cores": 8, "isa_level": "x86-64-v4"},
+            "memory": {"total_bytes": 64 << 30}, "shm": {"size_bytes": 32 << 30}}
+    lock = make_lock(host=host)
+
+    class Tracker:
+        uri = URI
+
+        def run(self, run_id):
+            from envlock.tracking import RunData
+
+            return RunData(run_id=run_id, experiment_id="1", status="FINISHED", name="r",
+                           tags={"envlock.image": IMAGE})
+
+        def download(self, run_id, name, dest):
+            return lockfile.write(lock, dest / name)
+
+    options = kube.KubeOptions(cpus="2", memory="8g", env=("MKL_NUM_THREADS=1",))
+    planned = kube.plan(RUN_ID, tracker=Tracker(), options=options)
+    assert planned.spec.shm_size == 32 << 30 and planned.spec.memory == 8 << 30
+    assert planned.spec.env["OMP_NUM_THREADS"] == "8"  # 2 CPUs asked, 8 originally
+    assert planned.spec.env["MKL_NUM_THREADS"] == "1"  # --env wins
+    volumes = {v["name"]: v for v in planned.manifest["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["shm"]["emptyDir"]["sizeLimit"] == "32Gi"
+    override = kube.plan(RUN_ID, tracker=Tracker(), options=kube.KubeOptions(shm_size="1g"))
+    assert override.spec.shm_size == 1 << 30 and override.spec.cpus is None
+    with pytest.raises(UsageError, match="--shm-size"):
+        kube.plan(RUN_ID, tracker=Tracker(), options=kube.KubeOptions(shm_size="big"))
 
 
 def test_labels_are_valid_and_link_back_to_the_runs():

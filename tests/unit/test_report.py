@@ -69,7 +69,7 @@ def test_check_cases_for_an_identical_environment_all_pass():
     result = _check_result(make_lock())
     cases = check_cases(result)
     assert [c.name for c in cases] == ["environment digest", "python", "frameworks", "gpu",
-                                       "os", "git", "code", "runtime"]
+                                       "host", "os", "git", "code", "runtime"]
     assert all(c.ok for c in cases)
     assert check_markdown(result, cases).startswith(
         "## ✅ envlock check: environment matches the lock")

@@ -22,6 +22,17 @@ ToleranceOpt = Annotated[str | None, typer.Option(
     "--tolerance", help="Metric tolerance: 1e-6 (absolute), 0.5% (relative), or "
     "abs=…,rel=…. Default: the config's tolerance, else exact (per-metric tolerances come "
     "from the config).")]
+ShmSizeOpt = Annotated[str | None, typer.Option(
+    "--shm-size", help="Size of the container's /dev/shm (64m, 2g, bytes). Default: as "
+    "large as on the original host (PyTorch DataLoader workers pass batches through it), "
+    "else this host's.")]
+CpusOpt = Annotated[str | None, typer.Option(
+    "--cpus", help="Limit the container to this many CPUs (4, 1.5), like docker run --cpus. "
+    "When the CPU count differs from the original's, thread counts (OMP_NUM_THREADS, …) are "
+    "set to the original's unless recorded or given with --env.")]
+MemoryOpt = Annotated[str | None, typer.Option(
+    "--memory", help="Limit the container's memory (16g, 512m, bytes), like docker run "
+    "--memory.")]
 MetricOpt = Annotated[list[str] | None, typer.Option(
     "--metric", help="Compare only these metrics (repeatable; in every run of the tree).")]
 CompareArtifactsOpt = Annotated[bool, typer.Option(
@@ -42,6 +53,9 @@ TOLERATION_HELP = ("Kubernetes: tolerate a node taint (repeatable): KEY=VALUE:EF
 def replay_command(
     run_id: Annotated[str, typer.Argument(help="The captured MLflow run to replay.")],
     gpus: GpusOpt = None,
+    shm_size: ShmSizeOpt = None,
+    cpus: CpusOpt = None,
+    memory: MemoryOpt = None,
     mount: Annotated[list[str] | None, typer.Option("--mount", help="SRC:DST bind mount "
                                                        "(repeatable).")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", help="K=V for the container "
@@ -96,9 +110,11 @@ def replay_command(
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
     from envlock.replay import replay
+    from envlock.resources import parse_flags
     from envlock.tracking import Tracker
 
     out.begin("replay", as_json)
+    parse_flags(shm_size, cpus, memory)  # bad values fail before anything runs
     tol, per_metric = config.load().tolerances(tolerance)
     kube_flags = {"--namespace": namespace != "default", "--node-selector": node_selector,
                   "--toleration": toleration, "--image-pull-secret": image_pull_secret,
@@ -111,7 +127,8 @@ def replay_command(
     if on is Target.kubernetes:
         from envlock.kube import KubeOptions
 
-        options = KubeOptions(namespace=namespace, gpus=gpus,
+        options = KubeOptions(namespace=namespace, gpus=gpus, shm_size=shm_size, cpus=cpus,
+                              memory=memory,
                               node_selector=tuple(node_selector or ()),
                               tolerations=tuple(toleration or ()),
                               image_pull_secret=image_pull_secret, env=tuple(env or ()),
@@ -122,6 +139,7 @@ def replay_command(
     tracker = Tracker()
     engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
     result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
+                    shm_size=shm_size, cpus=cpus, memory=memory, notify=out.notify,
                     mounts=mount, env=env, command=command, track=not no_track, force=force,
                     tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
                     network=network, compare_files=compare_artifacts,

@@ -13,7 +13,15 @@ from envlock.cli.commands.build import (
     engine_for_run,
 )
 from envlock.cli.commands.lock import JsonOpt
-from envlock.cli.commands.replay import CompareArtifactsOpt, GpusOpt, MetricOpt, ToleranceOpt
+from envlock.cli.commands.replay import (
+    CompareArtifactsOpt,
+    CpusOpt,
+    GpusOpt,
+    MemoryOpt,
+    MetricOpt,
+    ShmSizeOpt,
+    ToleranceOpt,
+)
 
 
 def verify_command(
@@ -27,6 +35,9 @@ def verify_command(
         "--markdown", help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY).")
     ] = None,
     gpus: GpusOpt = None,
+    shm_size: ShmSizeOpt = None,
+    cpus: CpusOpt = None,
+    memory: MemoryOpt = None,
     registry_username: RegistryUserOpt = None,
     registry_password_stdin: PasswordStdinOpt = False,
     as_json: JsonOpt = False,
@@ -42,14 +53,17 @@ def verify_command(
     from envlock.cli.render import comparison_table
     from envlock.errors import EXIT_DRIFT, EXIT_OK
     from envlock.replay import replay
+    from envlock.resources import parse_flags
     from envlock.tracking import Tracker
 
     out.begin("verify", as_json)
+    parse_flags(shm_size, cpus, memory)  # bad values fail before anything runs
     tol, per_metric = config.load().tolerances(tolerance)
 
     tracker = Tracker()
     engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
     result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
+                    shm_size=shm_size, cpus=cpus, memory=memory, notify=out.notify,
                     tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
                     compare_files=compare_artifacts, output=out.passthrough(True))
     comparison = result.comparison
