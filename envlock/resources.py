@@ -15,11 +15,11 @@ the replay host's facts and the user's flags.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from envlock import sizes
 from envlock.errors import UsageError
 
 #: Thread-count variables read by OpenMP (torch's intra-op pool), MKL, OpenBLAS, BLIS,
@@ -27,18 +27,9 @@ from envlock.errors import UsageError
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
-
-
 def parse_size(text: str, flag: str) -> int:
     """``64m``, ``2g``, ``1.5GiB``, ``268435456`` (bytes) -> bytes, as Docker reads them."""
-    match = _SIZE.fullmatch(text or "")
-    value = float(match.group(1)) * _UNITS[match.group(2).lower()] if match else 0
-    if not match or value < 1:
-        raise UsageError(f"{flag} {text!r} is not a size",
-                         f"write bytes or a number with k, m, g: e.g. {flag} 2g")
-    return int(value)
+    return sizes.parse(text, flag)
 
 
 def parse_cpus(text: str) -> float:
@@ -53,15 +44,7 @@ def parse_cpus(text: str) -> float:
     return value
 
 
-def format_size(size: int | None) -> str:
-    """Bytes for people: ``64 MiB``, ``23.5 GiB``; ``-`` when unknown."""
-    if size is None:
-        return "-"
-    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= scale:
-            value = size / scale
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-    return f"{size} B"
+format_size = sizes.human
 
 
 @dataclass(frozen=True)

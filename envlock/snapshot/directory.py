@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envlock import sizes
 from envlock.errors import UsageError
 from envlock.redact import is_secret_file
 
 DEFAULT_MAX_SIZE = 256 * 1024 ** 2
 #: Directories that are never the experiment's code.
 SKIPPED_DIRS = frozenset({".git", "__pycache__"})
-_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.I)
 
 
 @dataclass(frozen=True)
@@ -47,18 +45,10 @@ class _Found:
 
 def parse_size(text: str | int) -> int:
     """``1g``, ``256MiB``, ``1.5G``, ``500k`` or a number of bytes -> bytes."""
-    match = _SIZE.fullmatch(str(text))
-    if not match:
-        raise UsageError(f"code size limit {text!r} is not understood",
-                         "write a size such as 512m, 1g or 1.5GiB")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    return sizes.parse(text, "code size limit")
 
 
-def human_size(size: int) -> str:
-    for unit, scale in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} B"
+human_size = sizes.human
 
 
 def probe_directory(path: str | Path, rules: Rules = Rules(),
