@@ -70,8 +70,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    from envlock.compare import compare_artifacts, compare_tree
-    from envlock.tracking import Tracker
+    from envlock.adapters.tracking import Tracker
+    from envlock.model.compare import compare_artifacts, compare_tree
 
     with tempfile.TemporaryDirectory(prefix="envlock-bench-relay-") as tmp:
         work = Path(tmp)

@@ -18,19 +18,19 @@ __all__ = ["__version__", "snapshot", "load_lock", "write_lock", "diff_locks", "
 
 if TYPE_CHECKING:  # pragma: no cover
     from envlock.api import autolog, capture, tracked_run
-    from envlock.check import check
-    from envlock.diff import diff_locks
     from envlock.errors import EnvlockError
-    from envlock.lockfile import load as load_lock
-    from envlock.lockfile import write as write_lock
+    from envlock.model.diff import diff_locks
+    from envlock.model.lockfile import load as load_lock
+    from envlock.model.lockfile import write as write_lock
+    from envlock.operations.check import check
     from envlock.snapshot import snapshot
 
 _LAZY = {
     "snapshot": ("envlock.snapshot", "snapshot"),
-    "load_lock": ("envlock.lockfile", "load"),
-    "write_lock": ("envlock.lockfile", "write"),
-    "diff_locks": ("envlock.diff", "diff_locks"),
-    "check": ("envlock.check", "check"),
+    "load_lock": ("envlock.model.lockfile", "load"),
+    "write_lock": ("envlock.model.lockfile", "write"),
+    "diff_locks": ("envlock.model.diff", "diff_locks"),
+    "check": ("envlock.operations.check", "check"),
     "EnvlockError": ("envlock.errors", "EnvlockError"),
     "capture": ("envlock.api", "capture"),
     "autolog": ("envlock.api", "autolog"),

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from envlock.capture import CaptureResult
-from envlock.capture import capture as _capture
+from envlock.operations.capture import CaptureResult
+from envlock.operations.capture import capture as _capture
 
 
 def script_command() -> str:
@@ -27,7 +27,7 @@ def script_command() -> str:
 def capture(run_id: str | None = None, **options: Any) -> CaptureResult:
     """Capture the environment of ``run_id`` (default: the active or latest MLflow run).
 
-    Options are those of :func:`envlock.capture.capture` (``registry``, ``base_image``,
+    Options are those of :func:`envlock.operations.capture.capture` (``registry``, ``base_image``,
     ``build``, ``push``, ``python``, ``project``, ``command``…). By default the
     interpreter, working directory and command line of the running script are recorded.
     """

@@ -104,7 +104,7 @@ class Config:
 
     def tolerances(self, flag: str | None = None) -> tuple[Any, dict[str, Any]]:
         """The default tolerance (flag > config) and the per-metric ones."""
-        from envlock.compare import Tolerance
+        from envlock.model.compare import Tolerance
 
         per_metric = {name: Tolerance.parse(str(spec))
                       for name, spec in self.get("tolerances").items()}
@@ -201,7 +201,7 @@ def validate(raw: Mapping[str, Any], path: Path | str) -> dict[str, Any]:
             raise ConfigError(f"{path}: code_max_size {values['code_max_size']!r} is not "
                               "understood", "write a size such as 512m, 1g or 1.5GiB") from exc
     if "tolerance" in values or "tolerances" in values:
-        from envlock.compare import Tolerance
+        from envlock.model.compare import Tolerance
 
         for spec_text in [values.get("tolerance"), *values.get("tolerances", {}).values()]:
             if spec_text is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from envlock.lockfile import Lock, Package, Source
+from envlock.model.lockfile import Lock, Package, Source
 
 
 def package(name: str, version: str, kind: str = "index", **source: object) -> Package:

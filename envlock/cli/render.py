@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from envlock.check import CheckResult
 from envlock.cli.output import table
-from envlock.compare import Comparison
-from envlock.diff import LockDiff
-from envlock.lockfile import Lock
-from envlock.replayhost import HostDiff
+from envlock.model.compare import Comparison
+from envlock.model.diff import LockDiff
+from envlock.model.lockfile import Lock
+from envlock.model.replayhost import HostDiff
+from envlock.operations.check import CheckResult
 
 
 def _short(digest: str | None) -> str:
@@ -43,7 +43,7 @@ def gpu_line(gpu: dict[str, Any]) -> str:
 def host_line(host: dict[str, Any] | None) -> str:
     """``AMD EPYC (x86_64, x86-64-v4; avx2, avx512f), 2/2 cores; memory 23.5 GiB; /dev/shm
     23.5 GiB``; ``unknown`` for a lock that did not record it."""
-    from envlock.resources import format_size
+    from envlock.model.resources import format_size
 
     if not host:
         return "unknown (not recorded)"
@@ -179,7 +179,7 @@ def host_diff_text(found: HostDiff) -> str:
     if engine:
         lines.append(f"replay engine: {engine.get('engine')} {engine.get('version') or '?'}")
     if given:
-        from envlock.resources import format_size
+        from envlock.model.resources import format_size
 
         lines.append(f"replay container: /dev/shm {format_size(given.get('shm_size'))}, "
                      f"cpus {_fmt(given.get('cpus'))}, memory "

@@ -18,7 +18,7 @@ from envlock.errors import UsageError
 from envlock.snapshot.interpreter import start_probe
 
 if TYPE_CHECKING:
-    from envlock.lockfile import Lock, Package
+    from envlock.model.lockfile import Lock, Package
     from envlock.snapshot.directory import Rules
 
 
@@ -40,7 +40,7 @@ def _with_git_state(pkgs: list[Package]) -> list[Package]:
 
 
 def redact_command(command: str | Sequence[str] | None) -> str | None:
-    from envlock.redact import redact_argv
+    from envlock.model.redact import redact_argv
 
     if command is None:
         return None
@@ -69,7 +69,7 @@ def take(python: str | None = None, project: str | Path | None = ".",
          code_rules: Rules | None = None) -> tuple[Lock, dict[str, Any]]:
     """:func:`snapshot`, also returning the probe's raw facts (with ``deep``: the RECORD
     verification of every installed file)."""
-    from envlock.lockfile import Lock
+    from envlock.model.lockfile import Lock
     from envlock.snapshot import frameworks, gpu, index, packages, runtime, system
 
     env = dict(os.environ if environ is None else environ)

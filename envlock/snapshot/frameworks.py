@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from envlock.lockfile import Package
+from envlock.model.lockfile import Package
 
 _ASSIGN = re.compile(r"^(\w+)\s*(?::[^=]+)?=\s*(.+?)\s*$", re.M)
 _LIB_VERSION = re.compile(r"^lib(cudnn|nccl|cudart|cublas)\w*\.so\.([\d.]+)$")

@@ -17,9 +17,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from envlock import proc
+from envlock.adapters import proc
 from envlock.errors import ProbeError
-from envlock.redact import is_secret_file, strip_url_credentials
+from envlock.model.redact import is_secret_file, strip_url_credentials
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
@@ -134,7 +134,7 @@ def probe_git(path: str | Path = ".", exclude: tuple[str | Path, ...] = ()
               ) -> dict[str, Any] | None:
     """The git section of the lock for the repository containing ``path``, or None.
     ``exclude``: files that are not the experiment's code (the lockfile being written)."""
-    from envlock.code import ignore_patterns, ignored
+    from envlock.operations.code import ignore_patterns, ignored
 
     repo = Repo.discover(path)
     if repo is None:

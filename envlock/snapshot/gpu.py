@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from envlock import proc
+from envlock.adapters import proc
 
 NONE: dict[str, Any] = {"driver_version": None, "cuda_driver_version": None, "devices": []}
 _NVCC_RELEASE = re.compile(r"release (\d+\.\d+), V([\d.]+)")

@@ -187,3 +187,13 @@ def probe_host(proc: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") -> dict
     return host_section(_read(f"{proc}/cpuinfo") or "", _read(f"{proc}/meminfo") or "",
                         arch=os.uname().machine, affinity=affinity, cpu_quota=quota,
                         memory_limit=limit, shm_bytes=shm_size())
+
+
+def probe_os() -> dict[str, Any]:
+    """The replay host's OS, in the shape of a replay-host record."""
+    import os
+
+    from envlock.model.replayhost import os_section
+    from envlock.snapshot import _probe
+
+    return os_section(_probe.os_facts(), os.uname().machine)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from envlock.redact import strip_url_credentials
+from envlock.model.redact import strip_url_credentials
 
 PYPI = "https://pypi.org/simple"
 

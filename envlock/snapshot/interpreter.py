@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envlock import proc
+from envlock.adapters import proc
 from envlock.errors import InterpreterError
 
 PROBE_SOURCE = Path(__file__).with_name("_probe.py")

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from envlock.lockfile import Package, Shadowed, Source
-from envlock.redact import strip_url_credentials
+from envlock.model.lockfile import Package, Shadowed, Source, normalize
+from envlock.model.redact import strip_url_credentials
 
-_NORMALIZE = re.compile(r"[-_.]+")
 _LOCAL_CHANNEL = re.compile(r"\+(cu\d{2,3}|cpu|rocm\d+(?:\.\d+)*|xpu)$")
 #: Packages published with ``+cuXXX``-style builds on the PyTorch index.
 PYTORCH_INDEX_PACKAGES = frozenset(
@@ -29,11 +28,6 @@ PYTORCH_INDEX_PACKAGES = frozenset(
 )
 PYTORCH_INDEX = "https://download.pytorch.org/whl/"
 SYSTEM_LOCATIONS = ("/usr/lib/python3/dist-packages", "/usr/lib/python3/site-packages")
-
-
-def normalize(name: str) -> str:
-    """PEP 503 normalized project name."""
-    return _NORMALIZE.sub("-", name).lower()
 
 
 @dataclass

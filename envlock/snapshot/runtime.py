@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Mapping
 
-from envlock.redact import is_secret_name, scrub_text
+from envlock.model.redact import is_secret_name, scrub_text
 
 #: Variables recorded by default; shell-style patterns, extendable by the user.
 DEFAULT_ALLOW = (

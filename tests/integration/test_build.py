@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from envlock import lockfile
+from envlock.model import lockfile
 from tests.conftest import git, run_envlock
 
 #: A repository of its own per test session: the registry outlives test runs.

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from envlock import lockfile
+from envlock.model import lockfile
 from tests.conftest import run_envlock
 from tests.factories import make_lock
 

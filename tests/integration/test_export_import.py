@@ -298,7 +298,7 @@ def test_a_registry_that_refuses_exports_the_engines_copy(exported, infra, docke
                                                           created_images, tmp_path):
     """Runs must outlive registries: when the registry refuses (or is gone) and the engine
     holds the pinned image, its copy is exported (same image id) with a warning."""
-    from envlock.engine import Engine
+    from envlock.adapters.engine import Engine
 
     path, result = exported
     digest = result["image"]["manifest_digest"]

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envlock import kube, lockfile
 from envlock.errors import EnvlockError
+from envlock.model import lockfile
+from envlock.operations import kube
 from tests.conftest import run_envlock
 from tests.factories import make_lock
 
@@ -116,7 +117,7 @@ def test_no_cluster_creates_no_replay_run(tmp_path, store, captured, monkeypatch
     """The order of a real submission: the cluster config is loaded before the replay run
     is created. The tracker's URI is made to look remote so that the (SQLite) store gets
     past the reachability check; nothing here can reach a cluster."""
-    from envlock.tracking import Tracker
+    from envlock.adapters.tracking import Tracker
 
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing" / "config"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from envlock import lockfile
+from envlock.model import lockfile
 from tests.conftest import git, init_repo, run_envlock
 
 TOKEN = "ghp_S3cr3tT0kenValue1234567890"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from envlock import lockfile
+from envlock.model import lockfile
 from tests.conftest import git, run_envlock
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from envlock import lockfile
+from envlock.model import lockfile
 from tests.integration.conftest import Experiment
 
 REPO = f"tests/nongit-{uuid.uuid4().hex[:8]}"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from envlock.compare import compare_artifacts, compare_tree
-from envlock.tracking import Tracker
+from envlock.adapters.tracking import Tracker
+from envlock.model.compare import compare_artifacts, compare_tree
 from tests.conftest import ROOT
 
 SWEEP = ROOT / "tests" / "experiments" / "sweep.py"

@@ -114,7 +114,7 @@ def test_an_mlflow_2_image_replays_its_tree_into_a_3x_store(tmp_path, infra, cre
     identical file by file."""
     import mlflow as host_mlflow
 
-    from envlock.tracking import Tracker
+    from envlock.adapters.tracking import Tracker
 
     exp = make(tmp_path, "old", "sweep.py", "mlflow-skinny==2.17.2")
     old = subprocess.run([str(exp.python), "-c", "import mlflow; print(mlflow.__version__)"],

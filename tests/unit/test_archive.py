@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from envlock import archive, oci
-from envlock.archive import ArchiveError, ImageRecord
+from envlock.adapters.registry import parse_challenge
+from envlock.image import oci
+from envlock.operations import archive
+from envlock.operations.archive import ArchiveError, ImageRecord
 
 RUN_ID = "a" * 32
 CONFIG = json.dumps({"architecture": "amd64", "os": "linux",
@@ -281,13 +283,13 @@ def test_blob_paths_and_digests_map_both_ways():
 
 
 def test_auth_challenges_are_parsed():
-    scheme, params = oci.parse_challenge(
+    scheme, params = parse_challenge(
         'Bearer realm="https://auth.example/token",service="registry.example",'
         'scope="repository:a/b:pull"')
     assert scheme == "bearer"
     assert params == {"realm": "https://auth.example/token", "service": "registry.example",
                       "scope": "repository:a/b:pull"}
-    assert oci.parse_challenge('Basic realm="envlock-test"') == ("basic",
+    assert parse_challenge('Basic realm="envlock-test"') == ("basic",
                                                                  {"realm": "envlock-test"})
 
 

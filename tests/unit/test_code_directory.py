@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from envlock import lockfile
-from envlock.code import CodeError, code_context, materialize, pack
-from envlock.diff import diff_locks
 from envlock.errors import UsageError
+from envlock.model import lockfile
+from envlock.model.diff import diff_locks
+from envlock.operations.code import CodeError, code_context, materialize, pack
 from envlock.snapshot import LOCAL_STATE
 from envlock.snapshot.directory import Rules, parse_size, probe_directory
 from tests.factories import make_lock

@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from envlock.compare import Tolerance, compare
-from envlock.compat import arch_supported, driver_check, preflight
 from envlock.errors import UsageError
-from envlock.replay import parse_gpus, parse_pairs
+from envlock.model.compare import Tolerance, compare
+from envlock.model.compat import arch_supported, driver_check, preflight
+from envlock.operations.replay import parse_gpus, parse_pairs
 
 
 @pytest.mark.parametrize("cuda, driver, problems, warnings", [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from envlock import config
-from envlock.compare import Tolerance, compare
 from envlock.config import ConfigError
+from envlock.model.compare import Tolerance, compare
 
 
 @pytest.fixture

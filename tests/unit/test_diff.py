@@ -1,4 +1,4 @@
-from envlock.diff import diff_locks
+from envlock.model.diff import diff_locks
 from tests.factories import make_lock, package
 
 

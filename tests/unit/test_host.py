@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from envlock import compat, replayhost, resources
 from envlock.cli.render import host_diff_text, host_line, lock_summary
-from envlock.diff import diff_locks
 from envlock.errors import UsageError
+from envlock.model import compat, replayhost, resources
+from envlock.model.diff import diff_locks
 from envlock.snapshot import host
 from tests.factories import make_lock
 
@@ -248,7 +248,7 @@ class FakeEngine:
         self.events = events
 
     def image(self, reference):
-        from envlock.engine import ImageInfo
+        from envlock.adapters.engine import ImageInfo
 
         return ImageInfo(id="sha256:" + "1" * 64, labels={}, repo_digests=(reference,), size=1)
 
@@ -265,13 +265,13 @@ class FakeTracker:
         self.lock, self.events, self.tags = lock, events, {}
 
     def run(self, run_id):
-        from envlock.tracking import RunData
+        from envlock.adapters.tracking import RunData
 
         return RunData(run_id=run_id, experiment_id="0", status="FINISHED", name="orig",
                        tags={"envlock.image": "reg/x@sha256:" + "1" * 64})
 
     def download(self, run_id, name, dest):
-        from envlock import lockfile
+        from envlock.model import lockfile
 
         return lockfile.write(self.lock, dest / name)
 
@@ -299,7 +299,7 @@ class Relayed(Exception):
 
 
 def test_replay_gives_the_container_the_decided_resources_after_recording_the_host():
-    from envlock.replay import replay
+    from envlock.operations.replay import replay
 
     events: list = []
     lock = make_lock(host=section(cores=2, shm=8 * GIB),
@@ -324,7 +324,7 @@ def test_replay_gives_the_container_the_decided_resources_after_recording_the_ho
 
 
 def test_bad_resource_flags_fail_before_anything_happens():
-    from envlock.replay import replay
+    from envlock.operations.replay import replay
 
     with pytest.raises(UsageError, match="--shm-size"):
         replay("orig", engine=None, tracker=None, shm_size="huge")

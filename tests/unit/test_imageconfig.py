@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
-from envlock import imageconfig
+from envlock.image import imageconfig
 
 INSPECT = {  # trimmed from `docker image inspect` of a committed envlock environment image
     "Id": "sha256:732850ba5d96adaf5688f285e810c35dc4b099e7c5dcaa281a51dedc65fada23",

@@ -12,8 +12,9 @@ import kubernetes.client as client
 import pytest
 import yaml
 
-from envlock import kube, yamlout
 from envlock.errors import EnvlockError, UsageError
+from envlock.model import yamlout
+from envlock.operations import kube
 from envlock.snapshot import gpu
 from tests.factories import make_lock
 
@@ -125,7 +126,7 @@ def test_shm_volume_and_cpu_memory_requests_equal_limits():
 
 
 def test_plan_sizes_shm_from_the_lock_and_pins_threads_to_the_original(tmp_path):
-    from envlock import lockfile
+    from envlock.model import lockfile
 
     host = {"cpu": {"arch": "x86_64", "usable_cores": 8, "isa_level": "x86-64-v4"},
             "memory": {"total_bytes": 64 << 30}, "shm": {"size_bytes": 32 << 30}}
@@ -135,7 +136,7 @@ def test_plan_sizes_shm_from_the_lock_and_pins_threads_to_the_original(tmp_path)
         uri = URI
 
         def run(self, run_id):
-            from envlock.tracking import RunData
+            from envlock.adapters.tracking import RunData
 
             return RunData(run_id=run_id, experiment_id="1", status="FINISHED", name="r",
                            tags={"envlock.image": IMAGE})

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envlock import lockfile
 from envlock.errors import LockfileError
+from envlock.model import lockfile
 from tests.factories import make_lock, package
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from envlock import proc
+from envlock.adapters import proc
 from envlock.errors import CommandTimeout, EnvlockError
 from envlock.snapshot import gpu
 from tests.conftest import run_envlock
@@ -55,6 +55,6 @@ def test_envlock_lock_still_writes_the_lock_with_a_hung_nvcc(tmp_path):
                          cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    from envlock import lockfile
+    from envlock.model import lockfile
 
     assert lockfile.load(out).gpu["cuda_toolkit"]["status"] == "timed out"

@@ -1,4 +1,4 @@
-from envlock.redact import (
+from envlock.model.redact import (
     is_secret_file,
     is_secret_name,
     redact_argv,

@@ -1,7 +1,7 @@
 """The published recipe is exactly what the builder commits: every instruction of the
 environment and code images, ENTRYPOINT and CMD included."""
 
-from envlock import render
+from envlock.image import render
 from tests.factories import make_lock
 from tests.recipe_config import config, stages
 

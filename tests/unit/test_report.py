@@ -1,11 +1,10 @@
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 
-from envlock.check import CheckResult
-from envlock.compare import Tolerance, compare
-from envlock.diff import diff_locks
-from envlock.integrity import FileProblem, IntegrityReport
-from envlock.report import (
+from envlock.model.compare import Tolerance, compare
+from envlock.model.diff import diff_locks
+from envlock.model.integrity import FileProblem, IntegrityReport
+from envlock.model.report import (
     Case,
     check_cases,
     check_markdown,
@@ -14,6 +13,7 @@ from envlock.report import (
     verify_markdown,
     write,
 )
+from envlock.operations.check import CheckResult
 from tests.factories import make_lock, package
 
 
@@ -31,8 +31,8 @@ def test_junit_has_the_run_and_one_case_per_metric():
 
 
 def test_junit_has_the_relay_params_child_runs_and_artifacts():
-    from envlock.compare import compare_artifacts, compare_tree
-    from envlock.runtree import RelayReport, RunNode
+    from envlock.model.compare import compare_artifacts, compare_tree
+    from envlock.model.runtree import RelayReport, RunNode
 
     original = RunNode("o", "grid", {"cv": "3"}, {"best": 0.9}, 0, (
         RunNode("o1", "a", {"C": "1"}, {"score": 0.5}), RunNode("o2", "b", {"C": "2"})))

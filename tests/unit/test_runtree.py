@@ -1,7 +1,7 @@
 """The run tree: matching a replay's child runs with the original's, and comparing trees."""
 
-from envlock.compare import Tolerance, compare_artifacts, compare_tree
-from envlock.runtree import RelayReport, RunNode, build_tree, match_children, match_trees
+from envlock.model.compare import Tolerance, compare_artifacts, compare_tree
+from envlock.model.runtree import RelayReport, RunNode, build_tree, match_children, match_trees
 
 
 def node(run_id, name="", params=None, metrics=None, start=0, children=()):

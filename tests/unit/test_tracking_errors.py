@@ -3,7 +3,7 @@ SQLite store; no server)."""
 
 import pytest
 
-from envlock.tracking import Tracker, TrackingError, UnknownRun
+from envlock.adapters.tracking import Tracker, TrackingError, UnknownRun
 
 
 @pytest.fixture(scope="module")

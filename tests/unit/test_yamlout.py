@@ -4,8 +4,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envlock import lockfile
-from envlock.yamlout import dump, scalar
+from envlock.model import lockfile
+from envlock.model.yamlout import dump, scalar
 from tests.factories import make_lock
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.text(max_size=40)

@@ -24,10 +24,10 @@ def export_command(
     The image as an OCI image layout (docker load reads it too), the lockfile, the build
     recipe, the git diff and the run's MLflow metadata, every file listed with its sha256.
     An image pinned in a registry is copied by digest, so its digest stays the same."""
-    from envlock.archive import export
+    from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
+    from envlock.operations.archive import export
     from envlock.progress import Reporter
-    from envlock.tracking import Tracker
 
     out.begin("export", as_json)
     target = output or Path(f"envlock-{run_id}.tar")
@@ -66,8 +66,8 @@ def import_command(
     Every digest is checked before anything is touched. The image is pushed (--registry)
     or loaded into the engine; the run gets its params, metric histories, tags and envlock/
     artifacts, plus envlock.imported_from. Importing the same run again reuses its run."""
-    from envlock.archive import import_archive
     from envlock.cli import output as out
+    from envlock.operations.archive import import_archive
     from envlock.progress import Reporter
 
     out.begin("import", as_json)

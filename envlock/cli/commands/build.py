@@ -44,7 +44,7 @@ def read_credentials(username: str | None, password_stdin: bool) -> tuple[str, s
 
 def connect_engine(registry: str | None, username: str | None, password_stdin: bool) -> Any:
     """The engine, logged in to ``registry``'s host when credentials were given."""
-    from envlock.engine import Engine, registry_of
+    from envlock.adapters.engine import Engine, registry_of
     from envlock.errors import UsageError
 
     credentials = read_credentials(username, password_stdin)
@@ -111,9 +111,11 @@ def build_command(
     `--from-run RUN_ID --no-cache` rebuilds a run's environment from its lock alone, as
     after its image was garbage-collected, and says whether the result is the very image
     the run recorded (images are reproducible: same lock, base and code, same digest)."""
-    from envlock import config, lockfile, render
+    from envlock import config
     from envlock.cli import output as out
     from envlock.errors import UsageError
+    from envlock.image import render
+    from envlock.model import lockfile
 
     out.begin("build", as_json)
     if from_run and lock_path:
@@ -123,7 +125,7 @@ def build_command(
     recorded: dict[str, str] = {}  # the run's tags, with --from-run
     created = None
     if from_run:
-        from envlock import targets
+        from envlock.operations import targets
 
         lock, run = targets.load_run(from_run)
         recorded = run.tags
@@ -141,7 +143,7 @@ def build_command(
                                render.default_code_tag(lock, run_id, tag), run_id=run_id)
         raise typer.Exit(out.emit({"recipe": render.dockerfile(recipe), **recipe.to_dict()},
                                   render.dockerfile(recipe)))
-    from envlock.build import BuildOptions, build
+    from envlock.operations.build import BuildOptions, build
     from envlock.progress import Reporter
 
     options = BuildOptions(registry=registry, push=not no_push, base_image=base_image,

@@ -41,8 +41,8 @@ def capture_command(
     """Lock, build and push the environment of an MLflow run; record it on the run.
 
     Tags envlock.* (envlock.image last) and artifacts envlock/ (lockfile, recipe, diff)."""
-    from envlock.capture import capture
     from envlock.cli import output as out
+    from envlock.operations.capture import capture
     from envlock.progress import Reporter
 
     out.begin("capture", as_json)

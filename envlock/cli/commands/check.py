@@ -34,11 +34,12 @@ def check_command(
 
     For CI: --junit and --markdown write reports; the summary also goes to
     $GITHUB_STEP_SUMMARY when that is set."""
-    from envlock import config, lockfile, report
-    from envlock.check import check
+    from envlock import config
     from envlock.cli import output as out
     from envlock.cli.render import check_text
     from envlock.errors import EXIT_DRIFT, EXIT_OK
+    from envlock.model import lockfile, report
+    from envlock.operations.check import check
 
     out.begin("check", as_json)
     lock = lockfile.load(lock_path)

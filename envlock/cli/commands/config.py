@@ -41,7 +41,7 @@ def config_command(
 
 
 def _safe(value: object) -> object:
-    from envlock.redact import strip_url_credentials
+    from envlock.model.redact import strip_url_credentials
 
     return strip_url_credentials(value) if isinstance(value, str) else value
 

@@ -19,16 +19,16 @@ def diff_command(
     Packages (version and source), Python, torch/CUDA/cuDNN/NCCL, driver and GPU, OS, git.
     When NEW is a replay run: the original's host, GPU and OS against the host the replay
     ran on, beside the replay's verdict (exit 1 if the hosts differ)."""
-    from envlock import targets
     from envlock.cli import output as out
     from envlock.cli.render import diff_text, host_diff_text
-    from envlock.diff import diff_locks
     from envlock.errors import EXIT_DRIFT, EXIT_OK
+    from envlock.model.diff import diff_locks
+    from envlock.operations import targets
 
     out.begin("diff", as_json)
     replayed = targets.load_replay_host(new)
     if replayed is not None:
-        from envlock.replayhost import host_diff
+        from envlock.model.replayhost import host_diff
 
         snap, run = replayed
         found = host_diff(targets.load(old), snap, original_run_id=str(old),

@@ -43,8 +43,9 @@ def lock_command(
     Records Python, every package with its source, torch/CUDA/cuDNN/NCCL, GPU and driver,
     OS, git state (commit, diff, untracked files) — outside git every file of the project
     with its sha256 — and the runtime knobs."""
-    from envlock import config, lockfile
+    from envlock import config
     from envlock.cli import output as out
+    from envlock.model import lockfile
     from envlock.snapshot import snapshot
 
     out.begin("lock", as_json)

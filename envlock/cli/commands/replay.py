@@ -107,11 +107,11 @@ def replay_command(
     nodes' GPU labels); its MLflow logs straight into the replay run, so the tracking
     store must be a server the cluster can reach."""
     from envlock import config
+    from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
-    from envlock.replay import replay
-    from envlock.resources import parse_flags
-    from envlock.tracking import Tracker
+    from envlock.model.resources import parse_flags
+    from envlock.operations.replay import replay
 
     out.begin("replay", as_json)
     parse_flags(shm_size, cpus, memory)  # bad values fail before anything runs
@@ -125,7 +125,7 @@ def replay_command(
     if detach and not dry_run:
         raise typer.Exit(_detach(run_id))
     if on is Target.kubernetes:
-        from envlock.kube import KubeOptions
+        from envlock.operations.kube import KubeOptions
 
         options = KubeOptions(namespace=namespace, gpus=gpus, shm_size=shm_size, cpus=cpus,
                               memory=memory,
@@ -167,10 +167,11 @@ def _only_with(flags: dict[str, Any], on: Target) -> None:
 
 def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, force: bool, tolerance: Any,
                    metrics: tuple[str, ...], per_metric: Any, as_json: bool) -> int:
-    from envlock import kube, yamlout
+    from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
-    from envlock.tracking import Tracker
+    from envlock.model import yamlout
+    from envlock.operations import kube
 
     if dry_run:
         plan = kube.plan(run_id, tracker=Tracker(), options=options)
@@ -214,8 +215,8 @@ def lineage_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a run's env digest and image, and every replay with its verdict."""
+    from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
-    from envlock.tracking import Tracker
 
     out.begin("lineage", as_json)
     tracker = Tracker()

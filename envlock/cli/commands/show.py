@@ -16,9 +16,10 @@ def show_command(
     """Summarize a lock (a lockfile or a captured run).
 
     Python, torch/CUDA/cuDNN/NCCL, GPU and driver, packages, git commit and dirtiness."""
-    from envlock import lockfile, targets
     from envlock.cli import output as out
     from envlock.cli.render import lock_summary
+    from envlock.model import lockfile
+    from envlock.operations import targets
 
     out.begin("show", as_json)
     lock = targets.load(target)

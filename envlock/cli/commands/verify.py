@@ -48,13 +48,14 @@ def verify_command(
     --compare-artifacts); a relay that could not carry everything is not reproduced.
     Reports: JUnit XML (the run, the relay, each metric, the params, each child run and
     artifact) and Markdown."""
-    from envlock import config, report
+    from envlock import config
+    from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
     from envlock.errors import EXIT_DRIFT, EXIT_OK
-    from envlock.replay import replay
-    from envlock.resources import parse_flags
-    from envlock.tracking import Tracker
+    from envlock.model import report
+    from envlock.model.resources import parse_flags
+    from envlock.operations.replay import replay
 
     out.begin("verify", as_json)
     parse_flags(shm_size, cpus, memory)  # bad values fail before anything runs

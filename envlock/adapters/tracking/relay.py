@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from envlock.runtree import PARENT_TAG, RelayReport
+from envlock.model.runtree import PARENT_TAG, RelayReport
 
 #: What :meth:`Relay.attempt` returns for a call that failed (MLflow calls return None).
 FAILED: Any = object()

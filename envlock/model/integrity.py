@@ -43,7 +43,7 @@ class IntegrityReport:
 
 def from_probe(distributions: Iterable[dict[str, Any]]) -> IntegrityReport:
     """The report of a ``--deep`` probe run."""
-    from envlock.snapshot.packages import normalize
+    from envlock.model.lockfile import normalize
 
     problems: list[FileProblem] = []
     unverifiable: list[str] = []

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envlock import proc
+from envlock.adapters import proc
 from envlock.errors import EnvlockError
-from envlock.lockfile import Lock, Package
+from envlock.model.lockfile import Lock, Package
 from envlock.snapshot._probe import INSTALLER_FILES, content_path, files_digest, record_rows
 
 CACHE = Path(os.environ.get("ENVLOCK_CACHE", Path.home() / ".cache" / "envlock")) / "wheels"
@@ -286,7 +286,7 @@ class _Job:
         src = self.pkg.source
         if src.kind == "editable" and self.project_root and src.path and (
                 src.path == self.project_root or src.path.startswith(self.project_root + "/")):
-            from envlock.render import WORKDIR
+            from envlock.image.render import WORKDIR
 
             rewrite = (self.project_root, WORKDIR)
             how = "editable"

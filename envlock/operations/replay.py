@@ -4,10 +4,10 @@ The engine and the tracker are passed in. The experiment's own MLflow calls writ
 private file store mounted into the container (``MLFLOW_TRACKING_URI=file:///…``),
 whatever MLflow version the image holds; envlock then relays the whole run tree —
 child runs, params, metric histories, tags, datasets, artifacts and logged models —
-into the replay run of the real store with the host's MLflow (envlock.tracking.relay).
+into the replay run of the real store with the host's MLflow (envlock.adapters.tracking.relay).
 That keeps a months-old image working against today's store schema, for the embedded
 SQLite store and a tracking server alike. The replay's tree is then compared with the
-original's (envlock.compare.compare_tree): metrics and params of every matched run,
+original's (envlock.model.compare.compare_tree): metrics and params of every matched run,
 and with ``compare_artifacts`` every artifact by sha256.
 """
 
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from envlock.compare import Comparison, Tolerance, compare_artifacts, compare_tree
 from envlock.errors import EnvlockError, UsageError
-from envlock.runtree import RelayReport
+from envlock.model.compare import Comparison, Tolerance, compare_artifacts, compare_tree
+from envlock.model.runtree import RelayReport
 
 STORE_MOUNT = "/envlock/mlruns"
 
@@ -117,9 +117,10 @@ def record_host(tracker: Any, replay_id: str, engine: Any, host: dict[str, Any] 
                 host_gpu: dict[str, Any] | None, given: Any) -> None:
     """Log the replay host (``envlock/replay-host.yaml`` and ``envlock.replay_host.*``
     tags) on the replay run, before the container runs."""
-    from envlock import replayhost, yamlout
+    from envlock.model import replayhost, yamlout
+    from envlock.snapshot.host import probe_os
 
-    snap = replayhost.snapshot(host=host, gpu=host_gpu, os_info=replayhost.probe_os(),
+    snap = replayhost.snapshot(host=host, gpu=host_gpu, os_info=probe_os(),
                                engine=engine.version() if hasattr(engine, "version") else None,
                                resources=given.to_dict())
     tracker.log_text(replay_id, replayhost.ARTIFACT, yamlout.dump(snap))
@@ -138,8 +139,8 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
            per_metric: Mapping[str, Tolerance] | None = None, network: str = "none",
            host_gpu: dict[str, Any] | None = None, compare_files: bool = False,
            output: Callable[[bytes], None] | None = None) -> ReplayResult:
-    from envlock import compat, lockfile
-    from envlock import resources as sizing
+    from envlock.model import compat, lockfile
+    from envlock.model import resources as sizing
 
     limits = sizing.parse_flags(shm_size, cpus, memory)
     run = tracker.run(run_id)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from envlock.engine.errors import (
+from envlock.adapters.engine.errors import (
     BuildError,
     EngineError,
     _short,
@@ -204,7 +204,7 @@ class Engine:
         this costs milliseconds whatever the image's size; returns the new image id."""
         import docker
 
-        from envlock import imageconfig
+        from envlock.image import imageconfig
 
         try:
             inspect = self.client.api.inspect_image(image_id)

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from envlock.compare import Tolerance
-from envlock.compat import Verdict, preflight
 from envlock.errors import EnvlockError, UsageError
-from envlock.redact import is_secret_name, strip_url_credentials
-from envlock.render import USER_ID, WORKDIR
-from envlock.replay import ReplayError, ReplayResult, conclude, to_stdout
+from envlock.image.render import USER_ID, WORKDIR
+from envlock.model.compare import Tolerance
+from envlock.model.compat import Verdict, preflight
+from envlock.model.redact import is_secret_name, strip_url_credentials
+from envlock.operations.replay import ReplayError, ReplayResult, conclude, to_stdout
 
 CONTAINER = "experiment"
 DRY_RUN_REPLAY_ID = "<created at submit>"
@@ -614,7 +614,7 @@ def plan(run_id: str, *, tracker: Any, options: KubeOptions) -> Plan:
     """Read the run and its lock, parse the options; creates and writes nothing."""
     import tempfile
 
-    from envlock import lockfile
+    from envlock.model import lockfile
 
     run = tracker.run(run_id)
     image = run.tags.get("envlock.image")
@@ -655,7 +655,7 @@ def plan(run_id: str, *, tracker: Any, options: KubeOptions) -> Plan:
 def _resources_for(lock: Any, options: KubeOptions, env: Mapping[str, str]) -> Any:
     """shm, CPU and memory for the pod: the node is not known before scheduling, so the
     replay side is only what --cpus says (thread counts follow it, as locally)."""
-    from envlock import resources
+    from envlock.model import resources
 
     shm, cpus, memory = resources.parse_flags(options.shm_size, options.cpus, options.memory)
     return resources.decide(lock.host, None, shm_size=shm, cpus=cpus, memory=memory,

@@ -7,12 +7,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envlock import lockfile
 from envlock.errors import EnvlockError
-from envlock.lockfile import Lock
+from envlock.model import lockfile
+from envlock.model.lockfile import Lock
 
 if TYPE_CHECKING:
-    from envlock.tracking import RunData
+    from envlock.adapters.tracking import RunData
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -28,7 +28,7 @@ def load(target: str | Path) -> Lock:
 
 def load_run(run_id: str) -> tuple[Lock, RunData]:
     """The lock of a captured MLflow run, and the run (tags, start time, ...)."""
-    from envlock.tracking import Tracker
+    from envlock.adapters.tracking import Tracker
 
     with tempfile.TemporaryDirectory(prefix="envlock-run-") as tmp:
         tracker = Tracker()
@@ -47,9 +47,9 @@ def load_replay_host(target: str | Path) -> tuple[dict[str, Any], RunData] | Non
     ``target`` is not a replay run (a lockfile, or a captured original)."""
     import yaml
 
+    from envlock.adapters.tracking import Tracker
     from envlock.errors import UsageError
-    from envlock.replayhost import ARTIFACT
-    from envlock.tracking import Tracker
+    from envlock.model.replayhost import ARTIFACT
 
     if Path(target).exists() or not _RUN_ID.fullmatch(str(target)):
         return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from envlock import oci
+from envlock.image import oci
 
 #: The run settings an image config carries (Docker's ``container_config`` extras -
 #: hostname, attach flags, the container's own image name - are not part of an image).

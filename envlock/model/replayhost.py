@@ -5,7 +5,7 @@ OS, the engine's version and the resources given to the container) and
 ``envlock.replay_host.*`` tags. ``envlock diff ORIGINAL REPLAY`` compares it with the
 original's lock (``host``, ``gpu``, ``os``) beside the replay's verdict.
 
-Everything here is pure except :func:`probe_os`.
+Everything here is pure (the replay host's OS is read by :func:`envlock.snapshot.host.probe_os`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from envlock.diff import Change
-from envlock.lockfile import Lock
+from envlock.model.diff import Change
+from envlock.model.lockfile import Lock
 
 ARTIFACT = "replay-host.yaml"
 SCHEMA = "envlock.replay-host/1"
@@ -37,14 +37,6 @@ def os_section(raw_os: Mapping[str, Any], arch: str) -> dict[str, Any]:
             "distro_version": release.get("VERSION_ID"),
             "pretty_name": release.get("PRETTY_NAME"), "kernel": raw_os.get("kernel"),
             "arch": arch}
-
-
-def probe_os() -> dict[str, Any]:
-    import os
-
-    from envlock.snapshot import _probe
-
-    return os_section(_probe.os_facts(), os.uname().machine)
 
 
 def snapshot(*, host: Mapping[str, Any] | None, gpu: Mapping[str, Any] | None,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
@@ -170,11 +171,19 @@ class Lock:
         return (self.git or {}).get("root") or (self.code or {}).get("root")
 
     def package(self, name: str) -> Package | None:
-        wanted = name.lower().replace("_", "-").replace(".", "-")
+        wanted = normalize(name)
         return next((p for p in self.packages if p.name == wanted), None)
 
     def with_command(self, command: str | None) -> Lock:
         return replace(self, runtime={**self.runtime, "command": command})
+
+
+_NORMALIZE = re.compile(r"[-_.]+")
+
+
+def normalize(name: str) -> str:
+    """PEP 503 normalized project name."""
+    return _NORMALIZE.sub("-", name).lower()
 
 
 # ---------------------------------------------------------------- digests
@@ -239,7 +248,7 @@ HEADER = ("# envlock lockfile: the exact environment of an experiment.\n"
 
 def dumps(lock: Lock) -> str:
     """The lockfile text: envlock's own deterministic YAML writer, same bytes every time."""
-    from envlock import yamlout
+    from envlock.model import yamlout
 
     return HEADER + yamlout.dump(to_document(lock))
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envlock.diff import LockDiff, diff_locks
-from envlock.integrity import IntegrityReport, from_probe
-from envlock.lockfile import Lock
+from envlock.model.diff import LockDiff, diff_locks
+from envlock.model.integrity import IntegrityReport, from_probe
+from envlock.model.lockfile import Lock
 
 
 @dataclass(frozen=True)

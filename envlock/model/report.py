@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from envlock.compare import Comparison
+from envlock.model.compare import Comparison
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def verify_markdown(run_id: str, reproduced: bool, facts: dict[str, Any],
 def check_cases(result: Any) -> list[Case]:
     """``envlock check``: the environment digest, one case per package difference, one
     per other category (failing only where it counts as drift), and RECORD integrity."""
-    from envlock.diff import ENV_CATEGORIES
+    from envlock.model.diff import ENV_CATEGORIES
 
     diff = result.diff
     digest = result.env_digest_locked == result.env_digest_live

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envlock import __version__, lockfile
+from envlock import __version__
 from envlock.errors import EnvlockError
-from envlock.lockfile import Lock
+from envlock.model import lockfile
+from envlock.model.lockfile import Lock
 
 LOCAL_DIR = ".envlock/runs"
 
@@ -120,8 +121,8 @@ def capture(run_id: str | None = None, *, python: str | None = None,
     import os
 
     from envlock import config
+    from envlock.adapters.tracking import Tracker, UnknownRun
     from envlock.snapshot import snapshot
-    from envlock.tracking import Tracker, UnknownRun
 
     cfg = config.load(Path(project))
     cfg.apply_tracking_uri()
@@ -147,9 +148,9 @@ def capture(run_id: str | None = None, *, python: str | None = None,
                            env_digest=lock.env_digest, lock_digest=lock.lock_digest)
     recipe = base = env_image_id = None
     if build:
-        from envlock.build import BuildOptions
-        from envlock.build import build as build_image
-        from envlock.engine import Engine
+        from envlock.adapters.engine import Engine
+        from envlock.operations.build import BuildOptions
+        from envlock.operations.build import build as build_image
 
         options = BuildOptions(
             registry=cfg.get("registry", registry), push=push, code_dir=Path(project),

@@ -17,7 +17,7 @@ from typing import Any
 
 from envlock import __version__
 from envlock.errors import UsageError
-from envlock.lockfile import Lock
+from envlock.model.lockfile import Lock
 
 VENV = "/opt/envlock/venv"
 WORKDIR = "/workspace"

@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envlock import render
-from envlock.code import code_context
-from envlock.engine import (
+from envlock.adapters.engine import (
     STAGING_LABEL,
     Engine,
     ImageInfo,
@@ -26,10 +24,12 @@ from envlock.engine import (
     registry_of,
     tar_directory,
 )
-from envlock.engine.errors import BuildError, EngineError, RegistryError
+from envlock.adapters.engine.errors import BuildError, EngineError, RegistryError
+from envlock.adapters.locking import exclusive
 from envlock.errors import UsageError
-from envlock.lockfile import Lock
-from envlock.locking import exclusive
+from envlock.image import render
+from envlock.model.lockfile import Lock
+from envlock.operations.code import code_context
 from envlock.progress import Reporter, Silent
 
 
@@ -140,7 +140,7 @@ def check_base_python(engine: Engine, base: str, lock: Lock) -> None:
 
 def verify_fidelity(engine: Engine, image_id: str, lock: Lock) -> dict[str, Any]:
     """Run the stdlib probe (with RECORD verification) in the image, compare with the lock."""
-    from envlock.integrity import from_probe
+    from envlock.model.integrity import from_probe
     from envlock.snapshot.interpreter import PROBE_SOURCE
     from envlock.snapshot.packages import resolve
 
@@ -213,7 +213,7 @@ def build(lock: Lock, options: BuildOptions, engine: Engine,
     recipe = recipe_for(base_ref)  # tags and names do not depend on the base
     provisioned: dict[str, str] = {}
     fidelity = None
-    # One build of an environment at a time on this host (envlock.locking): a concurrent
+    # One build of an environment at a time on this host (envlock.adapters.locking): a concurrent
     # capture of the same environment waits, then reuses what this one built.
     with exclusive(f"env-{lock.env_digest.split(':')[-1]}.lock", lambda: report.step(
             "waiting for another envlock that is building this same environment")):
@@ -254,7 +254,7 @@ def build(lock: Lock, options: BuildOptions, engine: Engine,
 
 def _build_env(engine: Engine, lock: Lock, recipe: render.Recipe, options: BuildOptions,
                report: Reporter, timer: Timer) -> tuple[ImageInfo, dict[str, str], Any]:
-    from envlock.provision import provision
+    from envlock.operations.provision import provision
 
     with tempfile.TemporaryDirectory(prefix="envlock-wheelhouse-") as tmp:
         wheelhouse = Path(tmp) / "wheelhouse"

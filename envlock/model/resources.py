@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from envlock import sizes
 from envlock.errors import UsageError
+from envlock.model import sizes
 
 #: Thread-count variables read by OpenMP (torch's intra-op pool), MKL, OpenBLAS, BLIS,
 #: Apple's vecLib (numpy) and numexpr.

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envlock import proc
+from envlock.adapters import proc
 from envlock.errors import EnvlockError, UsageError
-from envlock.lockfile import Lock
-from envlock.redact import is_secret_file
-from envlock.render import USER_ID, WORKDIR
+from envlock.image.render import USER_ID, WORKDIR
+from envlock.model.lockfile import Lock
+from envlock.model.redact import is_secret_file
 
 
 class CodeError(EnvlockError):

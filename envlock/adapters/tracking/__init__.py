@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from envlock.errors import EnvlockError
 
 if TYPE_CHECKING:
-    from envlock.runtree import RelayReport, RunNode
+    from envlock.model.runtree import RelayReport, RunNode
 
 TAG_PREFIX = "envlock."
 ARTIFACT_DIR = "envlock"
@@ -68,7 +68,7 @@ class Tracker:
             config.load().apply_tracking_uri()  # the project's tracking_uri, if set
         self.uri = uri or str(mlflow.get_tracking_uri())
         if self.uri.startswith(("http://", "https://")):
-            from envlock.provision import reachable
+            from envlock.operations.provision import reachable
 
             if not reachable(self.uri):  # MLflow itself retries for minutes before failing
                 raise TrackingError(f"tracking store {self.uri} is unreachable",
@@ -252,11 +252,11 @@ class Tracker:
                          container_root: str | None = None) -> RelayReport:
         """Relay the run tree the experiment logged inside its container (a private file
         store written by whatever MLflow the image has, mounted there at
-        ``container_root``) into ``run_id`` and new child runs (envlock.tracking.relay)."""
+        ``container_root``) into ``run_id`` and new child runs (envlock.adapters.tracking.relay)."""
         from mlflow.tracking import MlflowClient
 
-        from envlock.runtree import RelayReport
-        from envlock.tracking.relay import Relay, StoreView
+        from envlock.adapters.tracking.relay import Relay, StoreView
+        from envlock.model.runtree import RelayReport
 
         if not store.is_dir() or not any(store.iterdir()):
             return RelayReport(missing=["the experiment logged no MLflow run in the replay"])
@@ -272,7 +272,7 @@ class Tracker:
 
     def run_tree(self, run_id: str) -> RunNode:
         """The run and all its descendants (``mlflow.parentRunId``), for comparison."""
-        from envlock.runtree import RunNode, build_tree
+        from envlock.model.runtree import RunNode, build_tree
 
         root = self.run(run_id)
         nodes: dict[str, RunNode] = {}
@@ -372,7 +372,7 @@ class Tracker:
 
 
 def _node(run: Any) -> RunNode:
-    from envlock.runtree import RunNode
+    from envlock.model.runtree import RunNode
 
     return RunNode(run.info.run_id, run.info.run_name or "", dict(run.data.params),
                    dict(run.data.metrics), run.info.start_time or 0)

@@ -13,7 +13,7 @@ def _debug(message: str, *args: object) -> None:
     if os.environ.get("ENVLOCK_DEBUG"):
         import logging
 
-        logging.getLogger("envlock.proc").debug(message, *args)
+        logging.getLogger("envlock.adapters.proc").debug(message, *args)
 
 
 def run(cmd: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None,

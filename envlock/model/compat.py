@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).with_name("data") / "cuda_compat.yaml"
+DATA = Path(__file__).parent.parent / "data" / "cuda_compat.yaml"
 
 
 @lru_cache(maxsize=1)

@@ -1,5 +1,5 @@
 """Pure: the replay against the original — per metric with tolerances, per param, over
-the whole run tree (child runs matched as :mod:`envlock.runtree` documents), and, when
+the whole run tree (child runs matched as :mod:`envlock.model.runtree` documents), and, when
 asked, every artifact by sha256."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from envlock.runtree import RunNode
+    from envlock.model.runtree import RunNode
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class RunRow:
     name: str
     original_id: str | None
     replay_id: str | None
-    rule: str  # how it was matched (envlock.runtree), or "missing" / "extra"
+    rule: str  # how it was matched (envlock.model.runtree), or "missing" / "extra"
     metrics: tuple[MetricRow, ...] = ()
     params: tuple[ParamRow, ...] = ()
 
@@ -185,9 +185,9 @@ def compare_tree(original: RunNode, replay: RunNode, tolerance: Tolerance = Tole
                  metrics: Iterable[str] = (), per_metric: Mapping[str, Tolerance] | None = None,
                  relay_missing: Iterable[str] = ()) -> Comparison:
     """The root as :func:`compare` does it, plus its params, plus every other run of the
-    tree matched (envlock.runtree) and compared the same way. ``metrics`` restricts
+    tree matched (envlock.model.runtree) and compared the same way. ``metrics`` restricts
     every run to those of its metrics."""
-    from envlock.runtree import match_trees
+    from envlock.model.runtree import match_trees
 
     wanted = list(metrics)
     # A named metric is required at the root unless it belongs to other runs of the tree

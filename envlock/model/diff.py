@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from envlock.lockfile import Lock, Package
+from envlock.model.lockfile import Lock, Package
 
 #: Categories in display order, and the fields compared in each (dotted paths).
 FIELDS: dict[str, tuple[str, ...]] = {

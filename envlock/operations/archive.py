@@ -33,10 +33,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from envlock import __version__, oci
+from envlock import __version__
+from envlock.adapters.registry import Registry
 from envlock.errors import EnvlockError, UsageError
+from envlock.image import oci
+from envlock.model.redact import is_secret_name, scrub_text, strip_url_credentials
 from envlock.progress import Reporter, Silent
-from envlock.redact import is_secret_name, scrub_text, strip_url_credentials
 
 SCHEMA = "envlock.archive/1"
 RUN_SCHEMA = "envlock.run/1"
@@ -502,7 +504,7 @@ class _ImageSource:
                              f"{exc}") from exc
         self.report.step(f"reading the manifest of {reference}")
         try:
-            registry = oci.Registry(ref.registry, self.credentials)
+            registry = Registry(ref.registry, self.credentials)
             data, media = registry.manifest(ref.repository, str(ref.digest))
         except EnvlockError as exc:
             local = self._local_copy(reference)
@@ -515,7 +517,7 @@ class _ImageSource:
 
     def _engine(self) -> Any:
         if self.engine is None:
-            from envlock.engine import Engine
+            from envlock.adapters.engine import Engine
 
             self.engine = Engine.connect()
         return self.engine
@@ -548,7 +550,7 @@ class _ImageSource:
                             ref.pinned(digest), "registry")
 
     def from_engine(self, image: str, reference: str) -> ImageRecord:
-        from envlock.engine.errors import EngineError
+        from envlock.adapters.engine.errors import EngineError
 
         engine = self._engine()
         info = engine.image(image)
@@ -571,7 +573,7 @@ class _ImageSource:
                        image_id: str) -> tuple[bytes, list[tuple[str, int, str]]]:
         """Config and layers of a ``docker save`` tar, written as blobs (config digest =
         image id; an uncompressed layer is gzipped, its diff id checked while doing so)."""
-        from envlock.engine.errors import EngineError
+        from envlock.adapters.engine.errors import EngineError
 
         entry = json.loads(_member_bytes(source, "manifest.json"))[0]
         config = _member_bytes(source, entry["Config"])
@@ -739,7 +741,7 @@ def import_archive(path: str | Path, *, registry: str | None = None,
     timings["verify"] = round(time.monotonic() - started, 2)
     target = _target(registry, contents) if registry else None
     if tracker is None:  # before the image: an unreachable server fails the import early
-        from envlock.tracking import Tracker
+        from envlock.adapters.tracking import Tracker
 
         tracker = Tracker()
     result = ImportResult(
@@ -788,9 +790,9 @@ def _repository_path(image: ImageRecord) -> str:
 
 def _push(contents: Contents, target: oci.Reference, credentials: tuple[str, str] | None,
           result: ImportResult, report: Reporter) -> str:
-    from envlock.engine.errors import RegistryError
+    from envlock.adapters.engine.errors import RegistryError
 
-    registry = oci.Registry(target.registry, credentials)
+    registry = Registry(target.registry, credentials)
     report.step(f"pushing the image to {target.name}")
     for descriptor in contents.blobs():
         digest, size = descriptor["digest"], descriptor["size"]
@@ -813,8 +815,8 @@ def _push(contents: Contents, target: oci.Reference, credentials: tuple[str, str
 
 
 def _load(contents: Contents, engine: Any, report: Reporter) -> str:
-    from envlock.engine import Engine
-    from envlock.engine.errors import EngineError
+    from envlock.adapters.engine import Engine
+    from envlock.adapters.engine.errors import EngineError
 
     engine = engine or Engine.connect()
     report.step(f"loading the image into the engine ({contents.image.size} bytes)")
