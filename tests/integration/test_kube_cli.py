@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from envlock.errors import EnvlockError
-from envlock.model import lockfile
+from envlock.model import kubejob, lockfile
 from envlock.operations import kube
 from tests.conftest import run_envlock
 from tests.factories import make_lock
@@ -66,7 +66,7 @@ def test_dry_run_prints_the_job_and_writes_nothing(tmp_path, store, captured):
     env = {e["name"]: e["value"] for e in main["env"]}
     assert main["image"] == IMAGE and env["SEED"] == "7"
     assert env["MLFLOW_TRACKING_URI"] == store
-    assert env["MLFLOW_RUN_ID"] == kube.DRY_RUN_REPLAY_ID
+    assert env["MLFLOW_RUN_ID"] == kubejob.DRY_RUN_REPLAY_ID
     assert main["resources"] == {"limits": {"nvidia.com/gpu": "1"}}  # the run had one GPU
     assert manifest["metadata"]["labels"]["envlock.dev/run-id"] == captured
     assert "a pod cannot reach it" in result.stderr  # a SQLite store: said, not fatal

@@ -12,8 +12,9 @@ import kubernetes.client as client
 import pytest
 import yaml
 
+from envlock.adapters import kube as kube_client
 from envlock.errors import EnvlockError, UsageError
-from envlock.model import yamlout
+from envlock.model import kubejob, yamlout
 from envlock.operations import kube
 from envlock.snapshot import gpu
 from tests.factories import make_lock
@@ -25,28 +26,28 @@ IMAGE = "registry.example.com/team/proj@sha256:" + "ab" * 32
 URI = "http://mlflow.ml.svc.cluster.local:5000"
 
 
-def spec(**overrides: object) -> kube.JobSpec:
-    fields: dict[str, object] = {"name": kube.job_name(RUN_ID, REPLAY_ID), "run_id": RUN_ID,
+def spec(**overrides: object) -> kubejob.JobSpec:
+    fields: dict[str, object] = {"name": kubejob.job_name(RUN_ID, REPLAY_ID), "run_id": RUN_ID,
                                  "image": IMAGE, "tracking_uri": URI,
                                  "replay_run_id": REPLAY_ID,
                                  "original_command": "python train.py --epochs 3"}
     fields.update(overrides)
-    return kube.JobSpec(**fields)  # type: ignore[arg-type]
+    return kubejob.JobSpec(**fields)  # type: ignore[arg-type]
 
 
 OPTION_SETS = {
     "cpu": spec(),
     "gpus-selectors-tolerations": spec(
         gpus=2, namespace="ml-replays",
-        node_selector=kube.parse_node_selector(["nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3",
+        node_selector=kubejob.parse_node_selector(["nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3",
                                                 "pool=gpu"]),
-        tolerations=tuple(kube.parse_toleration(t) for t in
+        tolerations=tuple(kubejob.parse_toleration(t) for t in
                           ("nvidia.com/gpu=present:NoSchedule", "dedicated:NoExecute",
                            "spot:Exists"))),
     "command-env-secrets": spec(
-        command="python train.py --epochs 1", env=kube.parse_env(["SEED=7", "OMP_NUM_THREADS="]),
+        command="python train.py --epochs 1", env=kubejob.parse_env(["SEED=7", "OMP_NUM_THREADS="]),
         env_from_secrets=("mlflow-credentials",), image_pull_secret="regcred"),
-    "dry-run": spec(replay_run_id=None, name=kube.job_name(RUN_ID)),
+    "dry-run": spec(replay_run_id=None, name=kubejob.job_name(RUN_ID)),
     "shm-cpus-memory": spec(gpus=1, shm_size=8 << 30, cpus=1.5, memory=16 << 30),
 }
 
@@ -63,23 +64,23 @@ def env_of(manifest: dict) -> dict[str, str]:
 
 @pytest.mark.parametrize("name", sorted(OPTION_SETS))
 def test_manifest_round_trips_through_the_clients_models(name):
-    manifest = kube.job_manifest(OPTION_SETS[name])
+    manifest = kubejob.job_manifest(OPTION_SETS[name])
     api = client.ApiClient()
-    job = kube.to_model(api, manifest)
+    job = kube_client.to_model(api, manifest)
     assert isinstance(job, client.V1Job)
     assert job.spec.template.spec.containers[0].security_context.read_only_root_filesystem
     assert api.sanitize_for_serialization(job) == manifest  # no field unknown to the API
 
 
 def test_round_trip_would_catch_a_misspelled_field():
-    manifest = kube.job_manifest(spec())
+    manifest = kubejob.job_manifest(spec())
     manifest["spec"]["backofLimit"] = manifest["spec"].pop("backoffLimit")
     api = client.ApiClient()
-    assert api.sanitize_for_serialization(kube.to_model(api, manifest)) != manifest
+    assert api.sanitize_for_serialization(kube_client.to_model(api, manifest)) != manifest
 
 
 def test_manifest_runs_the_pinned_image_hardened():
-    manifest = kube.job_manifest(spec())
+    manifest = kubejob.job_manifest(spec())
     pod = manifest["spec"]["template"]["spec"]
     main = container(manifest)
     assert manifest["apiVersion"] == "batch/v1" and manifest["kind"] == "Job"
@@ -108,21 +109,21 @@ def test_manifest_runs_the_pinned_image_hardened():
 
 
 def test_gpu_limits_only_when_asked():
-    assert "resources" not in container(kube.job_manifest(spec()))
-    limits = container(kube.job_manifest(OPTION_SETS["gpus-selectors-tolerations"]))
+    assert "resources" not in container(kubejob.job_manifest(spec()))
+    limits = container(kubejob.job_manifest(OPTION_SETS["gpus-selectors-tolerations"]))
     assert limits["resources"] == {"limits": {"nvidia.com/gpu": "2"}}
 
 
 def test_shm_volume_and_cpu_memory_requests_equal_limits():
-    manifest = kube.job_manifest(OPTION_SETS["shm-cpus-memory"])
+    manifest = kubejob.job_manifest(OPTION_SETS["shm-cpus-memory"])
     volumes = {v["name"]: v for v in manifest["spec"]["template"]["spec"]["volumes"]}
     assert volumes["shm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}
     assert {"name": "shm", "mountPath": "/dev/shm"} in container(manifest)["volumeMounts"]
     assert container(manifest)["resources"] == {
         "requests": {"cpu": "1500m", "memory": "16Gi"},
         "limits": {"cpu": "1500m", "memory": "16Gi", "nvidia.com/gpu": "1"}}
-    assert kube.quantity(64 << 20) == "64Mi" and kube.quantity(1000) == "1000"
-    assert kube.cpu_quantity(4.0) == "4"
+    assert kubejob.quantity(64 << 20) == "64Mi" and kubejob.quantity(1000) == "1000"
+    assert kubejob.cpu_quantity(4.0) == "4"
 
 
 def test_plan_sizes_shm_from_the_lock_and_pins_threads_to_the_original(tmp_path):
@@ -159,34 +160,34 @@ def test_plan_sizes_shm_from_the_lock_and_pins_threads_to_the_original(tmp_path)
 
 def test_labels_are_valid_and_link_back_to_the_runs():
     for option_set in OPTION_SETS.values():
-        manifest = kube.job_manifest(option_set)
+        manifest = kubejob.job_manifest(option_set)
         name = manifest["metadata"]["name"]
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63
         labels = manifest["metadata"]["labels"]
         assert manifest["spec"]["template"]["metadata"]["labels"] == labels
         for key, value in labels.items():
-            assert kube.is_label_key(key) and kube.is_label_value(value) and len(value) <= 63
+            assert kubejob.is_label_key(key) and kubejob.is_label_value(value) and len(value) <= 63
         assert labels["envlock.dev/run-id"] == RUN_ID
         assert labels["app.kubernetes.io/managed-by"] == "envlock"
         notes = manifest["metadata"]["annotations"]
         assert notes["envlock.dev/image"] == IMAGE and notes["envlock.dev/run-id"] == RUN_ID
-    real = kube.job_manifest(spec())
+    real = kubejob.job_manifest(spec())
     assert real["metadata"]["labels"]["envlock.dev/replay-run-id"] == REPLAY_ID
     assert real["metadata"]["name"] == f"envlock-replay-{RUN_ID[:12]}-{REPLAY_ID[:8]}"
 
 
 def test_env_points_the_experiments_mlflow_at_the_replay_run():
-    env = env_of(kube.job_manifest(spec()))
+    env = env_of(kubejob.job_manifest(spec()))
     assert env["MLFLOW_TRACKING_URI"] == URI and env["MLFLOW_RUN_ID"] == REPLAY_ID
-    dry = kube.job_manifest(OPTION_SETS["dry-run"])
-    assert env_of(dry)["MLFLOW_RUN_ID"] == kube.DRY_RUN_REPLAY_ID
+    dry = kubejob.job_manifest(OPTION_SETS["dry-run"])
+    assert env_of(dry)["MLFLOW_RUN_ID"] == kubejob.DRY_RUN_REPLAY_ID
     assert "envlock.dev/replay-run-id" not in dry["metadata"]["labels"]
     assert dry["metadata"]["annotations"]["envlock.dev/replay-run-id"] == \
-        kube.DRY_RUN_REPLAY_ID
+        kubejob.DRY_RUN_REPLAY_ID
 
 
 def test_scheduling_command_env_and_secrets():
-    pod = kube.job_manifest(OPTION_SETS["gpus-selectors-tolerations"])
+    pod = kubejob.job_manifest(OPTION_SETS["gpus-selectors-tolerations"])
     assert pod["metadata"]["namespace"] == "ml-replays"
     template = pod["spec"]["template"]["spec"]
     assert template["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
@@ -196,7 +197,7 @@ def test_scheduling_command_env_and_secrets():
          "effect": "NoSchedule"},
         {"key": "dedicated", "operator": "Exists", "effect": "NoExecute"},
         {"key": "spot", "operator": "Exists"}]
-    custom = kube.job_manifest(OPTION_SETS["command-env-secrets"])
+    custom = kubejob.job_manifest(OPTION_SETS["command-env-secrets"])
     main = container(custom)
     assert main["command"] == ["/bin/sh", "-c", "python train.py --epochs 1"]
     assert env_of(custom)["SEED"] == "7" and env_of(custom)["OMP_NUM_THREADS"] == ""
@@ -205,14 +206,14 @@ def test_scheduling_command_env_and_secrets():
 
 
 def test_dry_run_yaml_reads_back_as_the_manifest():
-    manifest = kube.job_manifest(OPTION_SETS["command-env-secrets"])
+    manifest = kubejob.job_manifest(OPTION_SETS["command-env-secrets"])
     assert yaml.safe_load(yamlout.dump(manifest)) == manifest
 
 
 @pytest.mark.parametrize("run_id", [RUN_ID, "ABC_def.123", "x" * 80])
 def test_job_names_are_dns_labels(run_id):
     for suffix in (None, REPLAY_ID, "--"):
-        name = kube.job_name(run_id, suffix)
+        name = kubejob.job_name(run_id, suffix)
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63
 
 
@@ -222,7 +223,7 @@ def test_job_names_are_dns_labels(run_id):
                                   "k=v:Exists", "bad key:NoSchedule", "k=a b:NoExecute", ""])
 def test_bad_tolerations_are_refused_with_the_syntax(text):
     with pytest.raises(UsageError) as err:
-        kube.parse_toleration(text)
+        kubejob.parse_toleration(text)
     assert "KEY=VALUE:EFFECT" in str(err.value)
 
 
@@ -230,30 +231,30 @@ def test_bad_tolerations_are_refused_with_the_syntax(text):
                                     ["k=" + "v" * 64]])
 def test_bad_node_selectors_are_refused(values):
     with pytest.raises(UsageError, match="--node-selector"):
-        kube.parse_node_selector(values)
+        kubejob.parse_node_selector(values)
 
 
 def test_gpus_must_be_a_number_on_kubernetes():
-    assert kube.parse_gpu_count(None, 2) == 2
-    assert kube.parse_gpu_count("none", 2) == 0 and kube.parse_gpu_count("4", 0) == 4
+    assert kubejob.parse_gpu_count(None, 2) == 2
+    assert kubejob.parse_gpu_count("none", 2) == 0 and kubejob.parse_gpu_count("4", 0) == 4
     for value in ("all", "device=0,1", "-1"):
         with pytest.raises(UsageError, match="number"):
-            kube.parse_gpu_count(value, 1)
+            kubejob.parse_gpu_count(value, 1)
 
 
 @pytest.mark.parametrize("name", ["HF_TOKEN", "WANDB_API_KEY", "DB_PASSWORD", "aws_secret",
                                   "GOOGLE_APPLICATION_CREDENTIALS", "BASIC_AUTH"])
 def test_secret_looking_env_is_refused_for_a_secret(name):
     with pytest.raises(UsageError) as err:
-        kube.parse_env([f"{name}=hunter2"])
+        kubejob.parse_env([f"{name}=hunter2"])
     assert "--env-from-secret" in str(err.value) and "hunter2" not in str(err.value)
 
 
 def test_env_that_envlock_sets_is_refused():
     with pytest.raises(UsageError, match="set by envlock"):
-        kube.parse_env(["MLFLOW_RUN_ID=abc"])
+        kubejob.parse_env(["MLFLOW_RUN_ID=abc"])
     with pytest.raises(UsageError, match="NAME=VALUE"):
-        kube.parse_env(["no-equals"])
+        kubejob.parse_env(["no-equals"])
 
 
 @pytest.mark.parametrize("uri, reachable", [
@@ -262,7 +263,7 @@ def test_env_that_envlock_sets_is_refused():
     ("http://[::1]:5000", False), (URI, True), ("https://mlflow.example.com", True),
     ("databricks", True), ("postgresql://db.internal/mlflow", True)])
 def test_tracking_uris_a_pod_cannot_reach(uri, reachable):
-    assert (kube.tracking_uri_problem(uri) is None) is reachable
+    assert (kubejob.tracking_uri_problem(uri) is None) is reachable
 
 
 def test_a_tracking_uri_with_credentials_is_refused_without_echoing_them():
@@ -287,7 +288,7 @@ LOCKED = {"frameworks": LOCK.frameworks, "gpu": LOCK.gpu}
 
 
 def test_labels_become_the_host_gpu_shape_of_probe_gpu():
-    host = kube.host_gpu_from_labels(NEW)
+    host = kubejob.host_gpu_from_labels(NEW)
     probed = gpu.gpu_section({"driver_version": "1", "devices": [
         {"index": 0, "name": "x", "compute_capability": [8, 9], "memory_total_bytes": 1}]})
     assert host is not None and set(host) == set(probed)
@@ -295,45 +296,45 @@ def test_labels_become_the_host_gpu_shape_of_probe_gpu():
     assert host["driver_version"] == "580.95.05" and host["cuda_driver_version"] == "13.0"
     assert host["devices"] == [{"index": 0, "name": "NVIDIA-RTX-4000-Ada-Generation",
                                 "compute_capability": "8.9", "memory_mib": 20475}]
-    old = kube.host_gpu_from_labels(OLD)  # only the older GFD label spelling
+    old = kubejob.host_gpu_from_labels(OLD)  # only the older GFD label spelling
     assert old is not None and old["driver_version"] == "450.80.02"
     assert old["cuda_driver_version"] == "11.0"
     assert old["devices"][0]["compute_capability"] == "8.0"
-    assert kube.host_gpu_from_labels(UNLABELED) is None
+    assert kubejob.host_gpu_from_labels(UNLABELED) is None
 
 
 def test_product_label_is_matched_to_the_locks_device_name():
-    host = kube.host_gpu_from_labels(NEW, ["NVIDIA RTX 4000 Ada Generation"])
+    host = kubejob.host_gpu_from_labels(NEW, ["NVIDIA RTX 4000 Ada Generation"])
     assert host is not None and host["devices"][0]["name"] == "NVIDIA RTX 4000 Ada Generation"
 
 
 def test_node_with_a_driver_too_old_for_the_locks_cuda_fails():
-    verdict = kube.preflight_from_nodes({"dgx": OLD}, LOCKED, gpus=1)
+    verdict = kubejob.preflight_from_nodes({"dgx": OLD}, LOCKED, gpus=1)
     assert not verdict.ok
     assert "dgx" in verdict.problems[0] and "450.80.02" in verdict.problems[0]
 
 
 def test_node_with_a_new_enough_driver_passes():
-    verdict = kube.preflight_from_nodes({"lke": NEW}, LOCKED, gpus=1)
+    verdict = kubejob.preflight_from_nodes({"lke": NEW}, LOCKED, gpus=1)
     assert verdict.ok and not verdict.problems
 
 
 def test_unlabeled_nodes_skip_the_preflight_with_a_warning():
-    verdict = kube.preflight_from_nodes({"plain": UNLABELED}, LOCKED, gpus=1)
+    verdict = kubejob.preflight_from_nodes({"plain": UNLABELED}, LOCKED, gpus=1)
     assert verdict.ok and "skipped" in verdict.warnings[0]
-    assert "skipped" in kube.preflight_from_nodes({}, LOCKED, gpus=1).warnings[0]
+    assert "skipped" in kubejob.preflight_from_nodes({}, LOCKED, gpus=1).warnings[0]
 
 
 def test_only_nodes_the_pod_can_land_on_count():
     nodes = {"dgx": OLD, "lke": NEW}
-    mixed = kube.preflight_from_nodes(nodes, LOCKED, gpus=1)
+    mixed = kubejob.preflight_from_nodes(nodes, LOCKED, gpus=1)
     assert mixed.ok and any("dgx" in w and "--node-selector" in w for w in mixed.warnings)
-    pinned = kube.preflight_from_nodes(
+    pinned = kubejob.preflight_from_nodes(
         nodes, LOCKED, gpus=1, node_selector={"nvidia.com/gpu.product": "A100-SXM4-40GB"})
     assert not pinned.ok
-    too_many = kube.preflight_from_nodes(nodes, LOCKED, gpus=2)
+    too_many = kubejob.preflight_from_nodes(nodes, LOCKED, gpus=2)
     assert too_many.ok and "skipped" in too_many.warnings[0]
-    assert kube.preflight_from_nodes({"dgx": OLD}, LOCKED, gpus=0).ok
+    assert kubejob.preflight_from_nodes({"dgx": OLD}, LOCKED, gpus=0).ok
 
 
 # ------------------------------------------------------------------ the cluster
@@ -343,7 +344,7 @@ def test_no_kubeconfig_is_one_line_with_a_hint(tmp_path, monkeypatch):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
     with pytest.raises(EnvlockError) as err:
-        kube.run_job(kube.job_manifest(spec()), output=lambda chunk: None)
+        kube_client.run_job(kubejob.job_manifest(spec()), output=lambda chunk: None)
     assert err.value.message.startswith("no Kubernetes cluster configured")
     assert "\n" not in str(err.value)
     assert err.value.hint == "set KUBECONFIG or run inside a cluster"

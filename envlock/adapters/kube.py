@@ -1,0 +1,200 @@
+"""The only code that talks to a Kubernetes cluster, through the official ``kubernetes``
+client (imported lazily: ``pip install 'envlock[kubernetes]'``): loading the kubeconfig,
+reading nodes for the pre-flight, submitting a Job, following its pod and its logs, and
+translating the API's errors into :class:`envlock.model.kubejob.KubeError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from envlock.errors import UsageError
+from envlock.model.compat import Verdict
+from envlock.model.kubejob import CONTAINER, KubeError, preflight_from_nodes
+
+
+def _modules() -> tuple[Any, Any]:
+    try:
+        from kubernetes import client, config
+    except ImportError as exc:
+        raise UsageError("the Kubernetes client is not installed",
+                         "pip install 'envlock[kubernetes]'") from exc
+    return client, config
+
+
+def load_client() -> Any:
+    """An ApiClient from the kubeconfig (``KUBECONFIG`` or ~/.kube/config), else the
+    in-cluster service account."""
+    client, config = _modules()
+    try:
+        return config.new_client_from_config()
+    except (config.ConfigException, OSError) as exc:
+        first: Exception = exc
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        raise KubeError(f"no Kubernetes cluster configured ({_first_line(first)})",
+                        "set KUBECONFIG or run inside a cluster") from first
+    return client.ApiClient(configuration)
+
+
+def to_model(api: Any, manifest: Mapping[str, Any], kind: str = "V1Job") -> Any:
+    """``manifest`` as the client's own model (validated by it), for any client ≥ 29."""
+    import inspect
+
+    text = json.dumps(manifest)
+    if "response_text" in inspect.signature(api.deserialize).parameters:  # pydantic models
+        return api.deserialize(text, kind, "application/json")
+    return api.deserialize(_Response(text), kind)
+
+
+@dataclass(frozen=True)
+class _Response:
+    """What the older clients' ``ApiClient.deserialize`` reads: a response's ``data``."""
+
+    data: str
+
+
+_HINTS = {401: "your kubeconfig credentials were refused; log in to the cluster again",
+          403: "envlock needs RBAC to create jobs and get/list pods, pods/log and nodes in "
+               "that namespace",
+          404: "check --namespace",
+          409: "a Job with that name exists; retry",
+          422: "the cluster rejected the manifest; inspect it with --dry-run"}
+
+
+def _call(what: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return func(*args, **kwargs)
+    except ApiException as exc:
+        raise KubeError(f"Kubernetes API: {what} failed: {exc.status} {_api_reason(exc)}",
+                        _HINTS.get(exc.status or 0, "see kubectl for details")) from exc
+    except (HTTPError, OSError) as exc:
+        raise KubeError(f"cannot reach the Kubernetes API server ({what}): {_first_line(exc)}",
+                        "check that the cluster is up and your kubeconfig's server") from exc
+
+
+def _api_reason(exc: Any) -> str:
+    try:
+        return str(json.loads(exc.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(exc.reason)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def node_preflight(api: Any, locked: dict[str, Any], gpus: int,
+                   node_selector: Mapping[str, str]) -> Verdict:
+    """``preflight_from_nodes`` on the cluster's nodes; skipped when they can't be listed."""
+    if not gpus:
+        return Verdict(ok=True)
+    client, _ = _modules()
+    try:
+        nodes = _call("listing nodes", client.CoreV1Api(api).list_node).items
+    except KubeError as exc:
+        return Verdict(ok=True, warnings=(f"GPU/driver pre-flight skipped: {exc.message}",))
+    return preflight_from_nodes({n.metadata.name: dict(n.metadata.labels or {}) for n in nodes},
+                                locked, gpus, node_selector)
+
+
+_STUCK = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                    "CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+
+
+def _stuck(pod: Any) -> str | None:
+    status = pod.status
+    for state in (status.init_container_statuses or []) + (status.container_statuses or []):
+        waiting = state.state.waiting if state.state else None
+        if waiting and waiting.reason in _STUCK:
+            return f"{state.name}: {waiting.reason}: {waiting.message or ''}".strip(": ")
+    return None
+
+
+def _wait_for_pod(core: Any, namespace: str, job: str, timeout: float, poll: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = _call("listing the Job's pods", core.list_namespaced_pod, namespace,
+                     label_selector=f"job-name={job}").items
+        for pod in pods:
+            if pod.status.phase in ("Running", "Succeeded", "Failed"):
+                return str(pod.metadata.name)
+            reason = _stuck(pod)
+            if reason:
+                raise KubeError(f"pod {pod.metadata.name} cannot start ({reason})",
+                                "check that the cluster can pull the image (--image-pull-secret)")
+        if time.monotonic() > deadline:
+            raise KubeError(f"the pod of Job {namespace}/{job} did not start in {timeout:.0f} s",
+                            f"kubectl describe job -n {namespace} {job}: maybe no node fits "
+                            "its GPUs, node selector or tolerations")
+        time.sleep(poll)
+
+
+def _stream_logs(core: Any, namespace: str, pod: str, output: Callable[[bytes], None]) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        response = _call("streaming logs", core.read_namespaced_pod_log, pod, namespace,
+                         container=CONTAINER, follow=True, _preload_content=False)
+    except KubeError as exc:
+        if isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 400:
+            return  # the container never started (its init failed): no logs to show
+        raise
+    try:
+        for chunk in response.stream(4096):
+            output(chunk)
+    finally:
+        response.release_conn()
+
+
+def _wait_for_job(batch: Any, namespace: str, job: str, poll: float) -> bool:
+    while True:
+        status = _call("reading the Job", batch.read_namespaced_job_status, job, namespace).status
+        if status.succeeded or status.failed:
+            return bool(status.succeeded)
+        time.sleep(poll)
+
+
+def _exit_code(core: Any, namespace: str, pod: str, succeeded: bool) -> int:
+    status = _call("reading the pod", core.read_namespaced_pod, pod, namespace).status
+    for state in status.init_container_statuses or []:
+        done = state.state.terminated if state.state else None
+        if done and done.exit_code:
+            return int(done.exit_code)
+    for state in status.container_statuses or []:
+        done = state.state.terminated if state.state else None
+        if state.name == CONTAINER and done is not None:
+            return int(done.exit_code)
+    return 0 if succeeded else 1
+
+
+def run_job(manifest: Mapping[str, Any], *, output: Callable[[bytes], None], api: Any = None,
+            start_timeout: float = 1800, poll: float = 2.0) -> int:
+    """Submit the Job, stream its pod's logs, wait for it; the experiment's exit code.
+    A Job that fails to start or is interrupted is deleted; a finished one stays until
+    its ``ttlSecondsAfterFinished``."""
+    client, _ = _modules()
+    api = api or load_client()
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    _call("creating the Job", batch.create_namespaced_job, namespace, to_model(api, manifest))
+    try:
+        pod = _wait_for_pod(core, namespace, name, start_timeout, poll)
+        _stream_logs(core, namespace, pod, output)
+        return _exit_code(core, namespace, pod, _wait_for_job(batch, namespace, name, poll))
+    except BaseException:
+        with contextlib.suppress(KubeError):  # the original error matters more
+            _call("deleting the Job", batch.delete_namespaced_job, name, namespace,
+                  propagation_policy="Background")
+        raise
