@@ -1,7 +1,7 @@
 """The only place that talks to Docker and registries (through docker-py).
 
-Every docker-py exception is translated here into an envlock error that names the
-engine (``DOCKER_HOST``) or the registry and says what to do.
+Every docker-py call runs inside ``errors.translated()``, the one place its exceptions become
+envlock errors that name the engine (``DOCKER_HOST``) or the registry and say what to do.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, BinaryIO
 from envlock.adapters.engine.errors import (
     BuildError,
     EngineError,
-    _short,
     registry_error,
+    translated,
     unavailable,
 )
 
@@ -78,42 +78,32 @@ class Engine:
     def connect(cls) -> Engine:
         import docker
 
-        try:
-            client = docker.from_env(timeout=600)
-            client.ping()
-        except docker.errors.DockerException as exc:
-            raise unavailable(exc) from exc
+        with translated("connecting"):
+            try:
+                client = docker.from_env(timeout=600)
+                client.ping()
+            except docker.errors.DockerException as exc:
+                raise unavailable(exc) from exc
         return cls(client)
 
     def login(self, registry: str, username: str, password: str) -> None:
         """Credentials for ``registry`` for this engine session (nothing is written to the
         Docker config). Every later push, pull and digest lookup on that registry uses them;
         wrong ones fail here, before anything is built or recorded."""
-        import docker
-
-        try:
+        with translated(f"logging in as {username}", registry=registry):
             self.client.login(username=username, password=password, registry=registry,
                               reauth=True)
-        except docker.errors.APIError as exc:
-            raise registry_error(exc, registry, f"logging in as {username}") from exc
-        except docker.errors.DockerException as exc:
-            raise unavailable(exc) from exc
 
     # ---------------------------------------------------------------- images
 
     def image(self, reference: str) -> ImageInfo | None:
         import docker
 
-        try:
-            attrs = self.client.api.inspect_image(reference)
-        except docker.errors.ImageNotFound:
-            return None
-        except docker.errors.APIError as exc:
-            if exc.status_code == 404:
+        with translated(f"inspecting {reference}"):
+            try:
+                attrs = self.client.api.inspect_image(reference)
+            except docker.errors.NotFound:
                 return None
-            raise EngineError(f"inspecting {reference} failed: {exc.explanation}") from exc
-        except docker.errors.DockerException as exc:
-            raise unavailable(exc) from exc
         return ImageInfo(id=attrs["Id"], labels=(attrs.get("Config") or {}).get("Labels") or {},
                          repo_digests=tuple(attrs.get("RepoDigests") or ()),
                          size=int(attrs.get("Size") or 0),
@@ -123,64 +113,50 @@ class Engine:
         """The manifest digest the registry holds for ``reference`` (None: not there)."""
         import docker
 
-        try:
-            data = self.client.images.get_registry_data(reference)
-        except docker.errors.NotFound:
-            return None
-        except docker.errors.APIError as exc:
-            text = str(exc.explanation or exc).lower()
-            if "manifest unknown" in text or "not found" in text or exc.status_code == 404:
-                return None
-            raise registry_error(exc, registry_of(reference), f"looking up {reference}") from exc
-        except docker.errors.DockerException as exc:
-            raise unavailable(exc) from exc
+        with translated(f"looking up {reference}", registry=registry_of(reference)):
+            try:
+                data = self.client.images.get_registry_data(reference)
+            except docker.errors.APIError as exc:
+                text = str(exc.explanation or exc).lower()
+                if "manifest unknown" in text or "not found" in text or exc.status_code == 404:
+                    return None
+                raise
         return str(data.id)
 
     def pull(self, reference: str, auth: dict[str, str] | None = None) -> ImageInfo:
-        import docker
-
         name, _, digest = reference.partition("@")
         repo, tag = (name, digest) if digest else split_tag(reference)
-        try:  # a digest goes where the tag would: the engine pulls exactly that manifest
+        # a digest goes where the tag would: the engine pulls exactly that manifest
+        with translated(f"pulling {reference}", registry=registry_of(reference)):
             self.client.api.pull(repo, tag=tag or "latest", auth_config=auth)
-        except docker.errors.APIError as exc:
-            raise registry_error(exc, registry_of(reference), f"pulling {reference}") from exc
-        except docker.errors.DockerException as exc:
-            raise unavailable(exc) from exc
         info = self.image(reference)
         if info is None:
             raise EngineError(f"pulled {reference} but the engine does not show it")
         return info
 
     def tag(self, image_id: str, repository: str, tag: str) -> None:
-        self.client.api.tag(image_id, repository, tag, force=True)
+        with translated(f"tagging {image_id[:19]} as {repository}:{tag}",
+                        missing=f"image {image_id} is not in the engine"):
+            self.client.api.tag(image_id, repository, tag, force=True)
 
     def remove(self, reference: str) -> None:
         import docker
 
-        with contextlib.suppress(docker.errors.ImageNotFound):
+        with translated(f"removing {reference}"), \
+                contextlib.suppress(docker.errors.NotFound):
             self.client.api.remove_image(reference, force=True, noprune=False)
 
     def save(self, reference: str, dest: BinaryIO) -> None:
         """``docker save`` of one image, streamed into ``dest``."""
-        import docker
-
-        try:
+        with translated(f"saving {reference}",
+                        missing=f"image {reference} is not in the engine"):
             for chunk in self.client.api.get_image(reference, chunk_size=1 << 20):
                 dest.write(chunk)
-        except docker.errors.NotFound as exc:
-            raise EngineError(f"image {reference} is not in the engine") from exc
-        except docker.errors.APIError as exc:
-            raise EngineError(f"saving {reference} failed: {exc.explanation}") from exc
-        except docker.errors.DockerException as exc:
-            raise unavailable(exc) from exc
 
     def load(self, archive: BinaryIO) -> list[str]:
         """``docker load`` of a tar (docker-archive ``manifest.json``); what it loaded."""
-        import docker
-
         loaded: list[str] = []
-        try:
+        with translated("loading an image"):
             for event in self.client.api.load_image(archive):
                 if "error" in event or "errorDetail" in event:
                     detail = (event.get("errorDetail") or {}).get("message") or event["error"]
@@ -189,11 +165,6 @@ class Engine:
                 for prefix in ("Loaded image ID: ", "Loaded image: "):
                     if text.startswith(prefix):
                         loaded.append(text[len(prefix):].strip())
-        except docker.errors.APIError as exc:
-            raise EngineError(f"the engine refused to load the image: {exc.explanation}"
-                              ) from exc
-        except docker.errors.DockerException as exc:
-            raise unavailable(exc) from exc
         return loaded
 
     def restate(self, image_id: str, *, created: str, created_by: str,
@@ -202,16 +173,12 @@ class Engine:
         same layers, a fixed creation time, no trace of the committing container. Only
         the config travels (``docker load`` skips layers the engine already has), so
         this costs milliseconds whatever the image's size; returns the new image id."""
-        import docker
-
         from envlock.image import imageconfig
 
-        try:
+        with translated(f"reading {image_id[:19]} back",
+                        missing=f"image {image_id} vanished from the engine"):
             inspect = self.client.api.inspect_image(image_id)
             history = self.client.api.history(image_id)
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"reading {image_id[:19]} back from the engine failed: {exc}"
-                              ) from exc
         config = imageconfig.canonical_config(inspect, history, created=created,
                                               created_by=created_by, drop_labels=drop_labels)
         blob = imageconfig.config_bytes(config)
@@ -238,26 +205,22 @@ class Engine:
         """Run a command with no network; returns (exit code, output)."""
         container = self._create(image, command, user=user)
         try:
-            container.start()
-            status = container.wait()
-            output = container.logs(stdout=True, stderr=not stdout_only)
+            with translated(f"running {command[0]} in {image[:40]}"):
+                container.start()
+                status = container.wait()
+                output = container.logs(stdout=True, stderr=not stdout_only)
             return int(status.get("StatusCode", 1)), output
         finally:
             self._discard(container.id)
 
     def _create(self, image: str, command: list[str], user: str = "0:0",
                 purpose: str = "probe") -> Any:
-        import docker
-
-        try:
+        with translated(f"creating a container from {image[:40]}",
+                        missing=f"image {image} is not in the engine"):
             return self.client.containers.create(image, command=command, entrypoint=[],
                                                  user=user, network_disabled=True,
                                                  working_dir="/", detach=True,
                                                  labels={STAGING_LABEL: purpose})
-        except docker.errors.ImageNotFound as exc:
-            raise EngineError(f"image {image} is not in the engine") from exc
-        except docker.errors.DockerException as exc:
-            raise unavailable(exc) from exc
 
     def commit_after(self, image: str, command: list[str], archives: Iterable[tuple[str, Any]],
                      changes: list[str], repository: str, tag: str, run: bool = True) -> str:
@@ -267,8 +230,9 @@ class Engine:
         which is how the wheelhouse stays out of the image."""
         container = self._create(image, command, purpose=f"{repository}:{tag}")
         try:
-            self._fill_and_run(container, image, archives, run)
-            image_attrs = container.commit(repository=repository, tag=tag, changes=changes)
+            with translated(f"building {repository}:{tag}"):
+                self._fill_and_run(container, image, archives, run)
+                image_attrs = container.commit(repository=repository, tag=tag, changes=changes)
             return str(image_attrs.id)
         finally:
             self._discard(container.id)
@@ -326,38 +290,33 @@ class Engine:
             requests = [DeviceRequest(count=gpus.get("count"), device_ids=gpus.get("ids"),
                                       capabilities=[["gpu"]])]
         try:
-            container = self.client.containers.create(
-                image, command=command, environment=env, user="1000:1000",
-                security_opt=["no-new-privileges"], cap_drop=["ALL"], read_only=True,
-                tmpfs={"/tmp": "rw,nosuid,nodev,size=2g"}, volumes=binds,
-                mounts=[Mount(target="/workspace", source=None, type="volume")],
-                network_mode=network, device_requests=requests, detach=True,
-                **_limits(shm_size=shm_size, nano_cpus=nano_cpus, mem_limit=mem_limit))
-        except docker.errors.ImageNotFound as exc:
-            raise EngineError(f"image {image} is not in the engine") from exc
-        except docker.errors.APIError as exc:  # e.g. --cpus beyond this host's CPUs
-            raise EngineError(f"the engine refused to create the replay container: "
-                              f"{_short(exc)}",
-                              "check --cpus, --memory and --shm-size against this host") from exc
-        except docker.errors.DockerException as exc:
-            raise unavailable(exc) from exc
+            with translated("creating the replay container",
+                            missing=f"image {image} is not in the engine"):
+                container = self.client.containers.create(
+                    image, command=command, environment=env, user="1000:1000",
+                    security_opt=["no-new-privileges"], cap_drop=["ALL"], read_only=True,
+                    tmpfs={"/tmp": "rw,nosuid,nodev,size=2g"}, volumes=binds,
+                    mounts=[Mount(target="/workspace", source=None, type="volume")],
+                    network_mode=network, device_requests=requests, detach=True,
+                    **_limits(shm_size=shm_size, nano_cpus=nano_cpus, mem_limit=mem_limit))
+        except EngineError as exc:  # e.g. --cpus beyond this host's CPUs
+            exc.hint = exc.hint if "not in the engine" in exc.message else \
+                "check --cpus, --memory and --shm-size against this host"
+            raise
         try:
-            container.start()
-            for chunk in container.logs(stream=True, follow=True):
-                on_output(chunk)
-            return int(container.wait().get("StatusCode", 1))
+            with translated("running the replay container"):
+                container.start()
+                for chunk in container.logs(stream=True, follow=True):
+                    on_output(chunk)
+                return int(container.wait().get("StatusCode", 1))
         finally:
             with contextlib.suppress(docker.errors.DockerException):
                 container.remove(force=True, v=True)
 
     def version(self) -> dict[str, str | None]:
         """The engine's version facts (``docker version``): engine, API, OS, kernel."""
-        import docker
-
-        try:
+        with translated("reading its version"):
             info = self.client.version()
-        except docker.errors.DockerException as exc:
-            raise unavailable(exc) from exc
         return {"engine": "docker", "version": info.get("Version"),
                 "api_version": info.get("ApiVersion"), "os": info.get("Os"),
                 "arch": info.get("Arch"), "kernel": info.get("KernelVersion")}
@@ -366,23 +325,18 @@ class Engine:
 
     def push(self, repository: str, tag: str, auth: dict[str, str] | None = None,
              on_event: Callable[[dict[str, Any]], None] | None = None) -> PushStats:
-        import docker
-
         stats = PushStats()
         registry = registry_of(f"{repository}:{tag}")
-        try:
+        action = f"pushing {repository}:{tag}"
+        with translated(action, registry=registry):
             for event in self.client.api.push(repository, tag=tag, stream=True, decode=True,
                                               auth_config=auth):
                 if "error" in event or "errorDetail" in event:
                     detail = (event.get("errorDetail") or {}).get("message") or event.get("error")
-                    raise registry_error(detail, registry, f"pushing {repository}:{tag}")
+                    raise registry_error(detail, registry, action)
                 _count(stats, event)
                 if on_event:
                     on_event(event)
-        except docker.errors.APIError as exc:
-            raise registry_error(exc, registry, f"pushing {repository}:{tag}") from exc
-        except docker.errors.DockerException as exc:
-            raise unavailable(exc) from exc
         return stats
 
 
