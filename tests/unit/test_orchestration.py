@@ -6,6 +6,8 @@ The integration suite checks the same against Docker, a registry and MLflow."""
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,6 +88,14 @@ def test_the_real_adapters_and_the_fakes_have_every_method_of_the_protocol(proto
         for cls in classes:
             assert list(inspect.signature(getattr(cls, name)).parameters) == wanted, \
                 f"{cls.__name__}.{name}"
+
+
+def test_the_protocols_import_nothing_heavy():
+    code = ("import sys, envlock.adapters.protocols, envlock.operations.replay; "
+            "print(sorted(m for m in ('docker', 'mlflow', 'kubernetes') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
 
 
 # ---------------------------------------------------------------- build: reuse
