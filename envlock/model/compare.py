@@ -96,7 +96,7 @@ class RunRow:
     @property
     def ok(self) -> bool:
         return bool(self.original_id and self.replay_id) and all(
-            r.ok for r in (*self.metrics, *self.params))
+            r.ok for r in self.metrics) and all(r.ok for r in self.params)
 
     def to_dict(self) -> dict[str, Any]:
         return {"depth": self.depth, "name": self.name, "original_run_id": self.original_id,
@@ -142,7 +142,8 @@ class Comparison:
     def reproduced(self) -> bool:
         compared = self.rows or any(r.metrics for r in self.runs)
         return bool(compared) and not self.relay_missing and all(
-            r.ok for r in (*self.rows, *self.params, *self.runs, *(self.artifacts or ())))
+            r.ok for r in self.rows) and all(r.ok for r in self.params) and all(
+            r.ok for r in self.runs) and all(r.ok for r in self.artifacts or ())
 
     @property
     def verdict(self) -> str:

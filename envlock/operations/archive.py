@@ -34,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from envlock import __version__
+from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.adapters.registry import Registry
 from envlock.errors import EnvlockError, UsageError
 from envlock.image import oci
@@ -435,7 +436,8 @@ def _atomic(path: Path) -> Iterator[BinaryIO]:
 
 # ---------------------------------------------------------------- export
 
-def export(run_id: str, output: str | Path, *, tracker: Any, engine: Any = None,
+def export(run_id: str, output: str | Path, *, tracker: TrackerLike,
+           engine: EngineLike | None = None,
            credentials: tuple[str, str] | None = None,
            reporter: Reporter | None = None) -> ExportResult:
     """Write the run ``run_id`` of ``tracker`` and its image to the tar ``output``.
@@ -489,7 +491,7 @@ class _ImageSource:
     """Writes the run's image into the archive: from its registry by digest, else (a
     local-only image, or a registry that cannot be reached) from the engine."""
 
-    def __init__(self, writer: _Writer, run_id: str, engine: Any,
+    def __init__(self, writer: _Writer, run_id: str, engine: EngineLike | None,
                  credentials: tuple[str, str] | None, report: Reporter, tmp: Path) -> None:
         self.writer, self.run_id, self.engine = writer, run_id, engine
         self.credentials, self.report, self.tmp = credentials, report, tmp
@@ -515,7 +517,7 @@ class _ImageSource:
             return self.from_engine(local, reference)
         return self.from_registry(registry, ref, data, media)
 
-    def _engine(self) -> Any:
+    def _engine(self) -> EngineLike:
         if self.engine is None:
             from envlock.adapters.engine import Engine
 
@@ -728,7 +730,8 @@ def _scan_member(tar: tarfile.TarFile, info: tarfile.TarInfo, members: dict[str,
 # ---------------------------------------------------------------- import
 
 def import_archive(path: str | Path, *, registry: str | None = None,
-                   experiment: str | None = None, tracker: Any = None, engine: Any = None,
+                   experiment: str | None = None, tracker: TrackerLike | None = None,
+                   engine: EngineLike | None = None,
                    credentials: tuple[str, str] | None = None,
                    reporter: Reporter | None = None) -> ImportResult:
     """Verify the archive, put its image in a registry (``HOST[:PORT]/REPO``) or this
@@ -814,7 +817,7 @@ def _push(contents: Contents, target: oci.Reference, credentials: tuple[str, str
     return target.pinned(pushed)
 
 
-def _load(contents: Contents, engine: Any, report: Reporter) -> str:
+def _load(contents: Contents, engine: EngineLike | None, report: Reporter) -> str:
     from envlock.adapters.engine import Engine
     from envlock.adapters.engine.errors import EngineError
 
@@ -829,7 +832,7 @@ def _load(contents: Contents, engine: Any, report: Reporter) -> str:
     return str(info.id)
 
 
-def _recreate_run(tracker: Any, contents: Contents, result: ImportResult,
+def _recreate_run(tracker: TrackerLike, contents: Contents, result: ImportResult,
                   report: Reporter) -> None:
     """The run in this store: reused if this run was imported before, else created with its
     params, metric histories, tags and artifacts; ``envlock.image`` is set last."""
@@ -869,7 +872,7 @@ def _recreate_run(tracker: Any, contents: Contents, result: ImportResult,
         raise
 
 
-def _upload_artifacts(tracker: Any, contents: Contents, run_id: str) -> None:
+def _upload_artifacts(tracker: TrackerLike, contents: Contents, run_id: str) -> None:
     names = contents.artifacts()
     if not names:
         return

@@ -18,7 +18,6 @@ from typing import Any
 
 from envlock.adapters.engine import (
     STAGING_LABEL,
-    Engine,
     ImageInfo,
     PushStats,
     registry_of,
@@ -26,6 +25,7 @@ from envlock.adapters.engine import (
 )
 from envlock.adapters.engine.errors import BuildError, EngineError, RegistryError
 from envlock.adapters.locking import exclusive
+from envlock.adapters.protocols import EngineLike
 from envlock.errors import UsageError
 from envlock.image import render
 from envlock.model.lockfile import Lock
@@ -97,7 +97,7 @@ class _Span:
         self.timer.times[self.name] = round(self.timer.times.get(self.name, 0) + elapsed, 3)
 
 
-def pin_base(engine: Engine, reference: str) -> str:
+def pin_base(engine: EngineLike, reference: str) -> str:
     """``reference`` as ``name@sha256:…``, present in the engine."""
     if "@sha256:" in reference:
         if engine.image(reference) is None:
@@ -123,7 +123,7 @@ def pin_base(engine: Engine, reference: str) -> str:
     return pinned
 
 
-def check_base_python(engine: Engine, base: str, lock: Lock) -> None:
+def check_base_python(engine: EngineLike, base: str, lock: Lock) -> None:
     code, out = engine.run(base, ["python3", "-c",
                                   "import platform;print(platform.python_version())"],
                            stdout_only=True)
@@ -138,7 +138,7 @@ def check_base_python(engine: Engine, base: str, lock: Lock) -> None:
                          f" or lock an environment made with Python {version}")
 
 
-def verify_fidelity(engine: Engine, image_id: str, lock: Lock) -> dict[str, Any]:
+def verify_fidelity(engine: EngineLike, image_id: str, lock: Lock) -> dict[str, Any]:
     """Run the stdlib probe (with RECORD verification) in the image, compare with the lock."""
     from envlock.model.integrity import from_probe
     from envlock.snapshot.interpreter import PROBE_SOURCE
@@ -179,7 +179,7 @@ def verify_fidelity(engine: Engine, image_id: str, lock: Lock) -> dict[str, Any]
     return report
 
 
-def _reuse_env(engine: Engine, recipe: render.Recipe, lock: Lock, registry: str | None,
+def _reuse_env(engine: EngineLike, recipe: render.Recipe, lock: Lock, registry: str | None,
                auth: dict[str, str] | None) -> tuple[ImageInfo | None, str | None]:
     local = engine.image(recipe.env_image)
     if local and local.labels.get("envlock.env_digest") == lock.env_digest:
@@ -191,7 +191,7 @@ def _reuse_env(engine: Engine, recipe: render.Recipe, lock: Lock, registry: str 
     return None, None
 
 
-def build(lock: Lock, options: BuildOptions, engine: Engine,
+def build(lock: Lock, options: BuildOptions, engine: EngineLike,
           reporter: Reporter | None = None) -> BuildResult:
     report = reporter or Silent()
     timer = Timer()
@@ -252,7 +252,7 @@ def build(lock: Lock, options: BuildOptions, engine: Engine,
     return result
 
 
-def _build_env(engine: Engine, lock: Lock, recipe: render.Recipe, options: BuildOptions,
+def _build_env(engine: EngineLike, lock: Lock, recipe: render.Recipe, options: BuildOptions,
                report: Reporter, timer: Timer) -> tuple[ImageInfo, dict[str, str], Any]:
     from envlock.operations.provision import provision
 
@@ -292,7 +292,7 @@ def _build_env(engine: Engine, lock: Lock, recipe: render.Recipe, options: Build
     return info, {p.name: p.how for p in provided}, fidelity
 
 
-def _code_image(engine: Engine, recipe: render.Recipe, env_info: ImageInfo, code: Any,
+def _code_image(engine: EngineLike, recipe: render.Recipe, env_info: ImageInfo, code: Any,
                 lock: Lock, report: Reporter, timer: Timer, created: str
                 ) -> tuple[ImageInfo, bool]:
     existing = engine.image(recipe.code_image)
@@ -317,7 +317,7 @@ def _code_image(engine: Engine, recipe: render.Recipe, env_info: ImageInfo, code
     return info, False
 
 
-def _push(engine: Engine, recipe: render.Recipe, result: BuildResult, options: BuildOptions,
+def _push(engine: EngineLike, recipe: render.Recipe, result: BuildResult, options: BuildOptions,
           report: Reporter) -> None:
     totals = PushStats()
     for reference in dict.fromkeys((recipe.env_image, result.image)):

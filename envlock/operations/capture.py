@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from envlock import __version__
+from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.errors import EnvlockError
 from envlock.model import lockfile
 from envlock.model.lockfile import Lock
@@ -109,8 +110,8 @@ def _discard(local: Path, project: Path) -> None:
 def capture(run_id: str | None = None, *, python: str | None = None,
             command: str | None = None, project: str | Path = ".",
             registry: str | None = None, base_image: str | None = None, build: bool = True,
-            push: bool = True, env_allow: Iterable[str] = (), tracker: Any = None,
-            engine: Any = None, reporter: Any = None, code_max_size: str | None = None
+            push: bool = True, env_allow: Iterable[str] = (), tracker: TrackerLike | None = None,
+            engine: EngineLike | None = None, reporter: Any = None, code_max_size: str | None = None
             ) -> CaptureResult:
     """Capture the environment of an MLflow run (see module docs). Returns what was recorded.
 

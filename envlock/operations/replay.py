@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.errors import EnvlockError, UsageError
 from envlock.model.compare import Comparison, Tolerance, compare_artifacts, compare_tree
 from envlock.model.runtree import RelayReport
@@ -78,7 +79,7 @@ def parse_pairs(values: list[str], flag: str, sep: str) -> list[tuple[str, str]]
     return out
 
 
-def ensure_image(engine: Any, reference: str, run_id: str) -> str:
+def ensure_image(engine: EngineLike, reference: str, run_id: str) -> str:
     """The pinned image, pulled if it is not local; its digest verified."""
     info = engine.image(reference)
     if info is None and "@sha256:" in reference:
@@ -113,8 +114,8 @@ def _probe_host() -> dict[str, Any] | None:
         return None
 
 
-def record_host(tracker: Any, replay_id: str, engine: Any, host: dict[str, Any] | None,
-                host_gpu: dict[str, Any] | None, given: Any) -> None:
+def record_host(tracker: TrackerLike, replay_id: str, engine: EngineLike,
+                host: dict[str, Any] | None, host_gpu: dict[str, Any] | None, given: Any) -> None:
     """Log the replay host (``envlock/replay-host.yaml`` and ``envlock.replay_host.*``
     tags) on the replay run, before the container runs."""
     from envlock.model import replayhost, yamlout
@@ -127,7 +128,7 @@ def record_host(tracker: Any, replay_id: str, engine: Any, host: dict[str, Any] 
     tracker.set_tags(replay_id, replayhost.tags(snap))
 
 
-def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
+def replay(run_id: str, *, engine: EngineLike, tracker: TrackerLike, gpus: str | None = None,
            mounts: list[str] | None = None, env: list[str] | None = None,
            command: str | None = None, track: bool = True, force: bool = False,
            tolerance: Tolerance | None = None, metrics: tuple[str, ...] = (),
@@ -208,7 +209,7 @@ def replay(run_id: str, *, engine: Any, tracker: Any, gpus: str | None = None,
                         relay=relay, resources=given.to_dict())
 
 
-def conclude(tracker: Any, run: Any, replay_id: str, code: int, tolerance: Tolerance | None,
+def conclude(tracker: TrackerLike, run: Any, replay_id: str, code: int, tolerance: Tolerance | None,
              metrics: tuple[str, ...], per_metric: Mapping[str, Tolerance] | None = None, *,
              relay: RelayReport | None = None, compare_files: bool = False) -> Comparison:
     """Compare the replay's run tree with the original's (and its artifacts when asked),

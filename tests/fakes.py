@@ -1,0 +1,457 @@
+"""In-memory fakes of the engine and the tracker (``envlock.adapters.protocols``).
+
+They model the contract the operations rely on, nothing more: images with ids, tags,
+labels and registry digests; a registry as a dict; runs with tags, params, metrics,
+status and ``envlock/`` artifacts. Every call is recorded in order (``calls``) so a test
+can assert what happened when, and any method can be made to fail (``fail_on``) to test
+what a failure part-way leaves behind. The integration suite keeps the real services.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from envlock.adapters.engine import STAGING_LABEL, ImageInfo, PushStats, split_tag
+from envlock.adapters.engine.errors import EngineError
+from envlock.adapters.protocols import EngineLike, TrackerLike
+from envlock.adapters.tracking import ARTIFACT_DIR, RunData, UnknownRun
+from envlock.model.runtree import RelayReport, RunNode, build_tree
+from tests.recipe_config import config
+
+
+def _sha(*parts: object) -> str:
+    return "sha256:" + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str)
+                                      .encode()).hexdigest()
+
+
+class _Recorder:
+    """Ordered call log and failure injection shared by both fakes."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self._failures: dict[str, list[BaseException]] = {}
+
+    def fail_on(self, method: str, error: BaseException, times: int = 1) -> None:
+        """The next ``times`` calls of ``method`` raise ``error`` (before doing anything)."""
+        self._failures.setdefault(method, []).extend([error] * times)
+
+    def _call(self, method: str, *args: Any) -> None:
+        self.calls.append((method, args))
+        pending = self._failures.get(method)
+        if pending:
+            raise pending.pop(0)
+
+    def called(self, method: str) -> list[tuple[Any, ...]]:
+        return [args for name, args in self.calls if name == method]
+
+
+# ---------------------------------------------------------------- engine
+
+@dataclass
+class FakeImage:
+    id: str
+    labels: dict[str, str]
+    layers: tuple[str, ...]
+    changes: tuple[str, ...] = ()  # the instructions committed for its last layer
+    created: str = ""
+    repo_digests: set[str] = field(default_factory=set)
+
+
+class FakeEngine(_Recorder):
+    """Images by id, ``repo:tag`` and ``repo@digest``; a registry of pushed manifests."""
+
+    def __init__(self, python: str = "3.11.7") -> None:
+        super().__init__()
+        self.images: dict[str, FakeImage] = {}
+        self.tags: dict[str, str] = {}  # repo:tag -> image id
+        self.registry: dict[str, str] = {}  # repo:tag and repo@digest -> manifest digest
+        self.manifests: dict[str, FakeImage] = {}  # manifest digest -> image
+        self.python = python
+        #: what a replay's container does: (image id, env, binds) -> exit code
+        self.experiment: Callable[[str, dict[str, str], dict[str, Any]], int] = \
+            lambda image, env, binds: 0
+
+    # ------------------------------------------------------------ set-up helpers
+
+    def add_image(self, reference: str, labels: dict[str, str] | None = None,
+                  pushed: bool = False) -> FakeImage:
+        """An image already in the engine as ``repo:tag`` (and in the registry if pushed)."""
+        image = self._new(labels or {}, (_sha("layer", reference),))
+        repository, tag = split_tag(reference)
+        self.tags[f"{repository}:{tag or 'latest'}"] = image.id
+        if pushed:
+            self._publish(repository, tag or "latest", image)
+        return image
+
+    def publish(self, reference: str, labels: dict[str, str] | None = None) -> str:
+        """An image in the registry only (a base image, or one pushed by another host)."""
+        image = FakeImage(_sha(labels, reference), dict(labels or {}),
+                          (_sha("layer", reference),))
+        repository, tag = split_tag(reference)
+        return self._publish(repository, tag or "latest", image)
+
+    def _publish(self, repository: str, tag: str, image: FakeImage) -> str:
+        digest = _sha("manifest", image.id)
+        self.manifests[digest] = image
+        self.registry[f"{repository}:{tag}"] = digest
+        self.registry[f"{repository}@{digest}"] = digest
+        image.repo_digests.add(f"{repository}@{digest}")
+        return digest
+
+    def _new(self, labels: dict[str, str], layers: tuple[str, ...],
+             changes: tuple[str, ...] = (), created: str = "") -> FakeImage:
+        """The id is the digest of the config: labels, layers and creation time."""
+        image = FakeImage(_sha(labels, layers, created), dict(labels), layers, changes,
+                          created)
+        return self.images.setdefault(image.id, image)
+
+    def _find(self, reference: str) -> FakeImage | None:
+        if reference in self.images:
+            return self.images[reference]
+        if reference in self.tags:
+            return self.images.get(self.tags[reference])
+        return next((i for i in self.images.values() if reference in i.repo_digests), None)
+
+    @staticmethod
+    def _info(image: FakeImage, tags: Iterable[str]) -> ImageInfo:
+        return ImageInfo(id=image.id, labels=dict(image.labels),
+                         repo_digests=tuple(sorted(image.repo_digests)),
+                         size=100 * len(image.layers), repo_tags=tuple(sorted(tags)))
+
+    # ------------------------------------------------------------ images
+
+    def image(self, reference: str) -> ImageInfo | None:
+        self._call("image", reference)
+        found = self._find(reference)
+        if found is None:
+            return None
+        return self._info(found, [t for t, i in self.tags.items() if i == found.id])
+
+    def registry_digest(self, reference: str) -> str | None:
+        self._call("registry_digest", reference)
+        return self.registry.get(reference)
+
+    def pull(self, reference: str, auth: dict[str, str] | None = None) -> ImageInfo:
+        self._call("pull", reference, auth)
+        digest = self.registry.get(reference)
+        if digest is None:
+            raise EngineError(f"pulling {reference}: manifest unknown")
+        image = self.images.setdefault(self.manifests[digest].id, self.manifests[digest])
+        if "@" not in reference:
+            repository, tag = split_tag(reference)
+            self.tags[f"{repository}:{tag or 'latest'}"] = image.id
+        info = self.image(reference)
+        assert info is not None
+        return info
+
+    def tag(self, image_id: str, repository: str, tag: str) -> None:
+        self._call("tag", image_id, repository, tag)
+        self.tags[f"{repository}:{tag}"] = image_id
+
+    def remove(self, reference: str) -> None:
+        self._call("remove", reference)
+        if reference in self.tags:
+            image_id = self.tags.pop(reference)
+            if image_id not in self.tags.values():
+                self.images.pop(image_id, None)
+        elif reference in self.images:
+            self.images.pop(reference)
+            self.tags = {t: i for t, i in self.tags.items() if i != reference}
+
+    def save(self, reference: str, dest: BinaryIO) -> None:
+        raise NotImplementedError("docker save is not modelled: export has integration tests")
+
+    def load(self, archive: BinaryIO) -> list[str]:
+        """A docker-archive: its ``manifest.json`` names the config (= the image id)."""
+        self._call("load")
+        with tarfile.open(fileobj=archive, mode="r|") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                handle = tar.extractfile(member) if member.name == "manifest.json" else None
+                if handle is not None:
+                    entry = json.loads(handle.read())[0]
+                    break
+            else:
+                raise EngineError("the engine refused to load the image: no manifest.json")
+        image_id = "sha256:" + entry["Config"].rsplit("/", 1)[-1]
+        self.images.setdefault(image_id, FakeImage(image_id, {}, tuple(entry["Layers"])))
+        for name in entry.get("RepoTags") or []:
+            self.tags[name] = image_id
+        return [image_id]
+
+    def restate(self, image_id: str, *, created: str, created_by: str,
+                drop_labels: tuple[str, ...] = ()) -> str:
+        self._call("restate", image_id, created)
+        old = self.images[image_id]
+        labels = {k: v for k, v in old.labels.items() if k not in drop_labels}
+        return self._new(labels, old.layers, old.changes, created).id
+
+    def push(self, repository: str, tag: str, auth: dict[str, str] | None = None,
+             on_event: Callable[[dict[str, Any]], None] | None = None) -> PushStats:
+        self._call("push", repository, tag)
+        image = self.images[self.tags[f"{repository}:{tag}"]]
+        digest = self._publish(repository, tag, image)
+        if on_event:
+            on_event({"status": "Pushed", "id": image.layers[-1][7:19]})
+        return PushStats(layers_pushed=len(image.layers), digest=digest)
+
+    # ------------------------------------------------------------ containers
+
+    def run(self, image: str, command: list[str], *, user: str = "0:0",
+            stdout_only: bool = False) -> tuple[int, bytes]:
+        """Only the base's Python check is modelled (the fidelity probe is not)."""
+        self._call("run", image, command)
+        if self._find(image) is None:
+            raise EngineError(f"image {image} is not in the engine")
+        if "platform.python_version()" in " ".join(command):
+            return 0, f"{self.python}\n".encode()
+        raise NotImplementedError(f"FakeEngine.run does not model {command[:2]}")
+
+    def commit_after(self, image: str, command: list[str], archives: Iterable[tuple[str, Any]],
+                     changes: list[str], repository: str, tag: str, run: bool = True) -> str:
+        """A new layer over ``image``: labels are the parent's plus the committed LABELs
+        (and the staging label the build container carried), as ``docker commit``."""
+        self._call("commit_after", image, repository, tag, tuple(changes))
+        parent = self._find(image)
+        if parent is None:
+            raise EngineError(f"image {image} is not in the engine")
+        # files the command removes (the wheelhouse) never reach the layer; without a
+        # command, what was copied in is the layer
+        content = [command] if run else [_content(data) for _path, data in archives]
+        labels = {**parent.labels, STAGING_LABEL: f"{repository}:{tag}",
+                  **config(list(changes))["Labels"]}
+        new = self._new(labels, (*parent.layers, _sha(content)), tuple(changes),
+                        created=f"commit {len(self.calls)}")  # a commit's time: never the same
+        self.tags[f"{repository}:{tag}"] = new.id
+        return new.id
+
+    def run_experiment(self, image: str, command: list[str] | None, *, env: dict[str, str],
+                       binds: dict[str, dict[str, str]], gpus: Any = None,
+                       network: str = "none", on_output: Callable[[bytes], None],
+                       shm_size: int | None = None, nano_cpus: int | None = None,
+                       mem_limit: int | None = None) -> int:
+        self._call("run_experiment", image, command, network)
+        if self._find(image) is None:
+            raise EngineError(f"image {image} is not in the engine")
+        return self.experiment(image, env, binds)
+
+    def version(self) -> dict[str, str | None]:
+        return {"engine": "fake", "version": "0", "api_version": None, "os": "linux",
+                "arch": "amd64", "kernel": None}
+
+
+def _content(data: Any) -> str:
+    raw = data if isinstance(data, bytes) else data.read()
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+# ---------------------------------------------------------------- tracker
+
+@dataclass
+class FakeRun:
+    run_id: str
+    experiment_id: str
+    name: str
+    start_time: int
+    status: str = "RUNNING"
+    end_time: int | None = None
+    deleted: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    artifacts: dict[str, bytes] = field(default_factory=dict)  # path -> bytes
+
+    def data(self) -> RunData:
+        metrics = {k: float(v[-1]["value"]) for k, v in self.history.items() if v}
+        return RunData(run_id=self.run_id, experiment_id=self.experiment_id,
+                       status=self.status, name=self.name, tags=dict(self.tags),
+                       params=dict(self.params), metrics=metrics, start_time=self.start_time)
+
+
+class FakeTracker(_Recorder):
+    """Runs in dicts; ``tag_order(run)`` is every tag key in the order it was set."""
+
+    def __init__(self, uri: str = "fake://store") -> None:
+        super().__init__()
+        self.uri = uri
+        self.runs: dict[str, FakeRun] = {}
+        self.experiments: dict[str, str] = {"Default": "0"}  # name -> id
+        self._tag_log: list[tuple[str, str]] = []
+        #: what the relay finds in the replay's file store: (store, replay run) -> report
+        self.relay: Callable[[Path, str], RelayReport] = lambda store, run_id: RelayReport()
+
+    # ------------------------------------------------------------ set-up helpers
+
+    def add_run(self, experiment_id: str = "0", name: str = "train", *,
+                tags: dict[str, str] | None = None, params: dict[str, str] | None = None,
+                metrics: dict[str, float] | None = None, status: str = "FINISHED",
+                artifacts: dict[str, bytes] | None = None) -> str:
+        run_id = self.create_run_at(experiment_id, name, dict(tags or {}), None)
+        run = self.runs[run_id]
+        run.params.update(params or {})
+        run.history.update({k: [{"value": v, "step": 0, "timestamp": 1}]
+                            for k, v in (metrics or {}).items()})
+        run.status, run.artifacts = status, dict(artifacts or {})
+        self.calls.clear()
+        self._tag_log.clear()
+        return run_id
+
+    def tag_order(self, run_id: str) -> list[str]:
+        return [key for rid, key in self._tag_log if rid == run_id]
+
+    def active(self) -> list[FakeRun]:
+        return [r for r in self.runs.values() if not r.deleted]
+
+    def _get(self, run_id: str) -> FakeRun:
+        if run_id not in self.runs:
+            raise UnknownRun(f"no run {run_id} in the tracking store {self.uri}")
+        return self.runs[run_id]
+
+    # ------------------------------------------------------------ runs
+
+    def run(self, run_id: str) -> RunData:
+        self._call("run", run_id)
+        return self._get(run_id).data()
+
+    def resolve(self, run_id: str | None) -> tuple[RunData, str]:
+        self._call("resolve", run_id)
+        if run_id:
+            return self._get(run_id).data(), "given"
+        latest = max(self.active(), key=lambda r: r.start_time, default=None)
+        if latest is None:
+            raise UnknownRun(f"the store {self.uri} has no runs")
+        return latest.data(), "the most recent run of the active experiment"
+
+    def create_run(self, experiment_id: str, name: str, tags: dict[str, str]) -> str:
+        return self.create_run_at(experiment_id, name, tags, None)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self._call("set_tags", run_id, dict(tags))
+        run = self._get(run_id)
+        for key, value in tags.items():
+            run.tags[key] = value
+            self._tag_log.append((run_id, key))
+
+    def finish(self, run_id: str, ok: bool) -> None:
+        self.finish_at(run_id, "FINISHED" if ok else "FAILED", None)
+
+    # ------------------------------------------------------------ artifacts
+
+    def log_artifacts(self, run_id: str, directory: Path) -> None:
+        self._call("log_artifacts", run_id)
+        run = self._get(run_id)
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                run.artifacts[f"{ARTIFACT_DIR}/{path.relative_to(directory).as_posix()}"] = \
+                    path.read_bytes()
+
+    def log_text(self, run_id: str, name: str, text: str) -> None:
+        self._call("log_text", run_id, name)
+        self._get(run_id).artifacts[f"{ARTIFACT_DIR}/{name}"] = text.encode()
+
+    def download(self, run_id: str, name: str, dest: Path) -> Path:
+        self._call("download", run_id, name)
+        data = self._get(run_id).artifacts.get(f"{ARTIFACT_DIR}/{name}")
+        if data is None:
+            raise UnknownRun(f"run {run_id} has no artifact {ARTIFACT_DIR}/{name}")
+        target = dest / ARTIFACT_DIR / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        return target
+
+    # ------------------------------------------------------------ export / import
+
+    def run_record(self, run_id: str) -> dict[str, Any]:
+        self._call("run_record", run_id)
+        run = self._get(run_id)
+        names = {v: k for k, v in self.experiments.items()}
+        return {"run_id": run.run_id, "run_name": run.name,
+                "experiment_name": names.get(run.experiment_id, run.experiment_id),
+                "status": run.status, "start_time": run.start_time, "end_time": run.end_time,
+                "params": dict(run.params), "tags": dict(run.tags),
+                "metrics": {k: list(v) for k, v in sorted(run.history.items())}}
+
+    def download_envlock_dir(self, run_id: str, dest: Path) -> Path | None:
+        self._call("download_envlock_dir", run_id)
+        files = {p: d for p, d in self._get(run_id).artifacts.items()
+                 if p.startswith(ARTIFACT_DIR + "/")}
+        for path, data in files.items():
+            (dest / path).parent.mkdir(parents=True, exist_ok=True)
+            (dest / path).write_bytes(data)
+        return dest / ARTIFACT_DIR if files else None
+
+    def experiment_named(self, name: str) -> str:
+        self._call("experiment_named", name)
+        return self.experiments.setdefault(name, str(len(self.experiments)))
+
+    def runs_tagged(self, experiment_id: str, key: str, value: str) -> list[RunData]:
+        self._call("runs_tagged", experiment_id, key, value)
+        return [r.data() for r in sorted(self.active(), key=lambda r: r.start_time)
+                if r.experiment_id == experiment_id and r.tags.get(key) == value]
+
+    def create_run_at(self, experiment_id: str, name: str, tags: dict[str, str],
+                      start_time: int | None) -> str:
+        self._call("create_run", experiment_id, name, dict(tags))
+        run_id = f"{len(self.runs) + 1:032x}"
+        self.runs[run_id] = FakeRun(run_id, experiment_id, name,
+                                    start_time if start_time is not None else len(self.runs))
+        for key, value in tags.items():
+            self.runs[run_id].tags[key] = value
+            self._tag_log.append((run_id, key))
+        return run_id
+
+    def log_record(self, run_id: str, params: dict[str, str],
+                   metrics: dict[str, list[dict[str, Any]]], tags: dict[str, str]) -> None:
+        self._call("log_record", run_id)
+        run = self._get(run_id)
+        run.params.update(params)
+        for key, points in metrics.items():
+            run.history.setdefault(key, []).extend(points)
+        run.tags.update(tags)
+        self._tag_log += [(run_id, key) for key in tags]
+
+    def finish_at(self, run_id: str, status: str, end_time: int | None) -> None:
+        self._call("finish", run_id, status)
+        run = self._get(run_id)
+        run.status, run.end_time = status, end_time
+
+    def delete_run(self, run_id: str) -> None:
+        self._call("delete_run", run_id)
+        self._get(run_id).deleted = True
+
+    # ------------------------------------------------------------ replay
+
+    def relay_file_store(self, store: Path, run_id: str,
+                         container_root: str | None = None) -> RelayReport:
+        self._call("relay_file_store", run_id)
+        return self.relay(store, run_id)
+
+    def run_tree(self, run_id: str) -> RunNode:
+        self._call("run_tree", run_id)
+        root = self._get(run_id)
+        parents = {r.run_id: r.tags["mlflow.parentRunId"] for r in self.active()
+                   if "mlflow.parentRunId" in r.tags}
+        nodes = {rid: _node(self.runs[rid]) for rid in parents}
+        return build_tree(_node(root), parents, nodes)
+
+    def artifact_digests_of(self, run_ids: list[str]) -> dict[str, dict[str, str]]:
+        self._call("artifact_digests_of", *run_ids)
+        return {rid: {p: "sha256:" + hashlib.sha256(d).hexdigest()
+                      for p, d in self._get(rid).artifacts.items()
+                      if not p.startswith(ARTIFACT_DIR + "/")} for rid in run_ids}
+
+
+def _node(run: FakeRun) -> RunNode:
+    data = run.data()
+    return RunNode(run.run_id, run.name, data.params, data.metrics, run.start_time)
+
+
+
+if TYPE_CHECKING:  # mypy tests/fakes.py: the fakes keep to the contract of the real ones
+    _engine: EngineLike = FakeEngine()
+    _tracker: TrackerLike = FakeTracker()
