@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from envlock.adapters.kube import load_client, node_preflight, run_job
+from envlock.adapters.protocols import TrackerLike
 from envlock.errors import UsageError
 from envlock.model.compare import Tolerance
 from envlock.model.kubejob import (
@@ -76,7 +77,7 @@ class Plan:
                 "manifest": self.manifest, "warnings": list(self.warnings)}
 
 
-def plan(run_id: str, *, tracker: Any, options: KubeOptions) -> Plan:
+def plan(run_id: str, *, tracker: TrackerLike, options: KubeOptions) -> Plan:
     """Read the run and its lock, parse the options; creates and writes nothing."""
     import tempfile
 
@@ -142,7 +143,7 @@ def _check_tracking(uri: str) -> None:
                          "MLFLOW_TRACKING_TOKEN) in a Secret and pass --env-from-secret NAME")
 
 
-def replay_on_kubernetes(run_id: str, *, tracker: Any, options: KubeOptions,
+def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOptions,
                          force: bool = False, tolerance: Tolerance | None = None,
                          metrics: tuple[str, ...] = (),
                          per_metric: Mapping[str, Tolerance] | None = None, api: Any = None,
