@@ -82,20 +82,38 @@ class Reference:
         return f"{self.name}@{digest}"
 
 
-def parse_reference(reference: str) -> Reference:
-    """A registry reference; the registry part is required (``host[:port]`` or ``localhost``)."""
+#: Docker's registry for names without a host part (``python:3.11``, ``team/proj``).
+DEFAULT_REGISTRY = "docker.io"
+
+
+def has_registry_host(first: str) -> bool:
+    """Docker's rule: a name's first path part is a registry host when it has a ``.`` or
+    a ``:`` (a port), or is ``localhost``."""
+    return "." in first or ":" in first or first == "localhost"
+
+
+def parse_reference(reference: str, *, require_registry: bool = True) -> Reference:
+    """envlock's one image-reference parser: ``[HOST[:PORT]/]REPO[:TAG][@sha256:…]``.
+
+    With ``require_registry`` (references envlock pushes to or pulls from) the host part
+    is required and the name checked; without it (names an engine holds), a name with no
+    host belongs to ``docker.io`` and is taken as it is."""
     name, _, digest = reference.partition("@")
-    registry, slash, rest = name.partition("/")
-    if not slash or not ("." in registry or ":" in registry or registry == "localhost"):
+    first, slash, rest = name.partition("/")
+    if slash and has_registry_host(first):
+        registry, path = first, rest
+    elif require_registry:
         raise ValueError(f"{reference!r} does not name a registry (HOST[:PORT]/REPO)")
-    repository, tag = rest, None
-    head, colon, tail = rest.rpartition(":")
+    else:
+        registry, path = DEFAULT_REGISTRY, name
+    repository, tag = path, None
+    head, colon, tail = path.rpartition(":")
     if colon and "/" not in tail:
         repository, tag = head, tail
-    if not _REPOSITORY.fullmatch(repository):
+    if require_registry and not _REPOSITORY.fullmatch(repository):
         raise ValueError(f"{repository!r} is not a valid repository name (lowercase letters, "
                          "digits, '.', '_', '-' and '/')")
-    if digest and not is_digest(digest):
+    if require_registry and digest and not is_digest(digest):
         raise ValueError(f"{digest!r} is not a sha256 digest")
     return Reference(registry=registry, repository=repository, tag=tag, digest=digest or None)
 

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 from envlock import __version__
 from envlock.errors import LockfileError
+from envlock.model.atomic import atomic_file
 
 SCHEMA_VERSION = 2
 DEFAULT_LOCKFILE = "envlock.lock.yaml"
@@ -258,17 +258,8 @@ def write(lock: Lock, path: str | Path) -> Path:
     target = Path(path)
     data = dumps(lock).encode()
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(target, 0o644) as handle:
+        handle.write(data)
     return target
 
 

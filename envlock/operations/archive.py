@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import tarfile
 import tempfile
 import time
@@ -38,6 +37,7 @@ from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.adapters.registry import Registry
 from envlock.errors import EnvlockError, UsageError
 from envlock.image import oci
+from envlock.model.atomic import atomic_file
 from envlock.model.redact import is_secret_name, scrub_text, strip_url_credentials
 from envlock.progress import Reporter, Silent
 
@@ -418,20 +418,8 @@ def _atomic(path: Path) -> Iterator[BinaryIO]:
     """A temporary file next to ``path``, renamed onto it only when everything worked."""
     if not path.parent.is_dir():
         raise UsageError(f"-o {path}: directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as handle:
+        yield handle
 
 
 # ---------------------------------------------------------------- export
@@ -784,11 +772,10 @@ def _target(registry: str, contents: Contents) -> oci.Reference:
 
 def _repository_path(image: ImageRecord) -> str:
     """The image's repository without its registry host (``envlock/imported`` if none)."""
-    name = image.name.rpartition(":")[0] if image.name else image.reference.partition("@")[0]
-    first, slash, rest = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        name = rest
-    return name if name and not name.startswith("sha256:") else "envlock/imported"
+    name = image.name or image.reference.partition("@")[0]
+    if not name or name.startswith("sha256:"):
+        return "envlock/imported"
+    return oci.parse_reference(name, require_registry=False).repository or "envlock/imported"
 
 
 def _push(contents: Contents, target: oci.Reference, credentials: tuple[str, str] | None,

@@ -21,6 +21,7 @@ from envlock.adapters.engine import (
     ImageInfo,
     PushStats,
     registry_of,
+    split_tag,
     tar_directory,
 )
 from envlock.adapters.engine.errors import BuildError, EngineError, RegistryError
@@ -104,7 +105,7 @@ def pin_base(engine: EngineLike, reference: str) -> str:
             engine.pull(reference)
         return reference
     local = engine.image(reference)
-    name = reference.rsplit(":", 1)[0] if ":" in reference.rsplit("/", 1)[-1] else reference
+    name = split_tag(reference)[0]
     if local is not None:
         digest = local.digest_in(name)
         if digest:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +31,7 @@ from envlock.model.kubejob import (
 )
 from envlock.model.redact import strip_url_credentials
 from envlock.operations.replay import ReplayError, ReplayResult, conclude, to_stdout
+from envlock.operations.targets import captured
 
 
 @dataclass(frozen=True)
@@ -79,20 +79,13 @@ class Plan:
 
 def plan(run_id: str, *, tracker: TrackerLike, options: KubeOptions) -> Plan:
     """Read the run and its lock, parse the options; creates and writes nothing."""
-    import tempfile
 
-    from envlock.model import lockfile
 
-    run = tracker.run(run_id)
-    image = run.tags.get("envlock.image")
-    if not image:
-        raise ReplayError(f"run {run_id} has no envlock image",
-                          f"capture it first: envlock capture --run-id {run_id}")
+    lock, run = captured(tracker, run_id, image=True)
+    image = run.tags["envlock.image"]
     if "@sha256:" not in image:
         raise ReplayError(f"image {image} of run {run_id} is not pinned in a registry",
                           "a cluster pulls images: capture with a --registry it can reach")
-    with tempfile.TemporaryDirectory(prefix="envlock-kube-") as tmp:
-        lock = lockfile.load(tracker.download(run_id, "envlock.lock.yaml", Path(tmp)))
     uri = strip_url_credentials(tracker.uri) or tracker.uri  # never printed with a password
     warnings = [tracking_uri_problem(uri) or ""]
     if uri != tracker.uri:

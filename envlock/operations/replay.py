@@ -140,20 +140,17 @@ def replay(run_id: str, *, engine: EngineLike, tracker: TrackerLike, gpus: str |
            per_metric: Mapping[str, Tolerance] | None = None, network: str = "none",
            host_gpu: dict[str, Any] | None = None, compare_files: bool = False,
            output: Callable[[bytes], None] | None = None) -> ReplayResult:
-    from envlock.model import compat, lockfile
+    from envlock.model import compat
     from envlock.model import resources as sizing
+    from envlock.operations.targets import captured
 
     limits = sizing.parse_flags(shm_size, cpus, memory)
-    run = tracker.run(run_id)
-    image = run.tags.get("envlock.image")
-    if not image:
-        raise ReplayError(f"run {run_id} has no envlock image",
-                          f"capture it first: envlock capture --run-id {run_id}")
+    lock, run = captured(tracker, run_id, image=True)
+    image = run.tags["envlock.image"]
     binds = {src: {"bind": dst, "mode": "rw"} for src, dst in parse_pairs(mounts or [],
                                                                             "--mount", ":")}
     extra_env = dict(parse_pairs(env or [], "--env", "="))
     with tempfile.TemporaryDirectory(prefix="envlock-replay-") as tmp:
-        lock = lockfile.load(tracker.download(run_id, "envlock.lock.yaml", Path(tmp)))
         if host_gpu is None:
             from envlock.snapshot.gpu import probe_gpu
 

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from envlock.adapters.protocols import TrackerLike
 from envlock.errors import EnvlockError
 from envlock.model import lockfile
 from envlock.model.lockfile import Lock
@@ -30,16 +31,23 @@ def load_run(run_id: str) -> tuple[Lock, RunData]:
     """The lock of a captured MLflow run, and the run (tags, start time, ...)."""
     from envlock.adapters.tracking import Tracker
 
-    with tempfile.TemporaryDirectory(prefix="envlock-run-") as tmp:
-        tracker = Tracker()
-        run = tracker.run(run_id)
-        if "envlock.lock_digest" not in run.tags:
-            from envlock.errors import UsageError
+    return captured(Tracker(), run_id)
 
-            raise UsageError(f"run {run_id} has no envlock lock",
-                             f"capture it first: envlock capture --run-id {run_id}")
-        lock = lockfile.load(tracker.download(run_id, "envlock.lock.yaml", Path(tmp)))
-        return lock, run
+
+def captured(tracker: TrackerLike, run_id: str, *, image: bool = False
+             ) -> tuple[Lock, RunData]:
+    """The one way to read a captured run: the run, checked to have been captured (and,
+    with ``image``, to point at an image), and its lock from the run's artifacts."""
+    from envlock.errors import UsageError
+
+    run = tracker.run(run_id)
+    if "envlock.lock_digest" not in run.tags or (image and not run.tags.get("envlock.image")):
+        what = "image" if image and "envlock.lock_digest" in run.tags else "lock"
+        raise UsageError(f"run {run_id} has no envlock {what}",
+                         f"capture it first: envlock capture --run-id {run_id}")
+    with tempfile.TemporaryDirectory(prefix="envlock-run-") as tmp:
+        lock = lockfile.load(tracker.download(run_id, lockfile.DEFAULT_LOCKFILE, Path(tmp)))
+    return lock, run
 
 
 def load_replay_host(target: str | Path) -> tuple[dict[str, Any], RunData] | None:

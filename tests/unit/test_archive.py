@@ -308,3 +308,26 @@ def test_a_failed_write_leaves_no_file(tmp_path):
     with archive._atomic(target) as handle:
         handle.write(b"whole")
     assert target.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [target]
+
+
+@pytest.mark.parametrize("reference, registry, repository, tag", [
+    ("127.0.0.1:5055/team/proj:run-1", "127.0.0.1:5055", "team/proj", "run-1"),
+    ("localhost/proj", "localhost", "proj", None),
+    ("registry.example.com/a/b@sha256:" + "0" * 64, "registry.example.com", "a/b", None),
+    ("python:3.11", "docker.io", "python", "3.11"),
+    ("team/proj:latest", "docker.io", "team/proj", "latest"),
+    ("envlock-test/python:3.11-bookworm", "docker.io", "envlock-test/python", "3.11-bookworm"),
+])
+def test_one_reference_parser_with_dockers_host_rule(reference, registry, repository, tag):
+    from envlock.adapters.engine import registry_of, split_tag
+
+    ref = oci.parse_reference(reference, require_registry=False)
+    assert (ref.registry, ref.repository, ref.tag) == (registry, repository, tag)
+    assert registry_of(reference) == registry
+    assert split_tag(reference) == (reference.partition("@")[0].removesuffix(f":{tag}")
+                                    if tag else reference.partition("@")[0], tag)
+
+
+def test_a_push_target_must_name_its_registry():
+    with pytest.raises(ValueError, match="does not name a registry"):
+        oci.parse_reference("team/proj")

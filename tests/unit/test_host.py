@@ -268,7 +268,8 @@ class FakeTracker:
         from envlock.adapters.tracking import RunData
 
         return RunData(run_id=run_id, experiment_id="0", status="FINISHED", name="orig",
-                       tags={"envlock.image": "reg/x@sha256:" + "1" * 64})
+                       tags={"envlock.image": "reg/x@sha256:" + "1" * 64,
+                             "envlock.lock_digest": self.lock.lock_digest})
 
     def download(self, run_id, name, dest):
         from envlock.model import lockfile

@@ -140,7 +140,7 @@ def test_plan_sizes_shm_from_the_lock_and_pins_threads_to_the_original(tmp_path)
             from envlock.adapters.tracking import RunData
 
             return RunData(run_id=run_id, experiment_id="1", status="FINISHED", name="r",
-                           tags={"envlock.image": IMAGE})
+                           tags={"envlock.image": IMAGE, "envlock.lock_digest": lock.lock_digest})
 
         def download(self, run_id, name, dest):
             return lockfile.write(lock, dest / name)

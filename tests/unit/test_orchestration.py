@@ -250,7 +250,8 @@ def original(tmp_path, engine):
     image = engine.add_image(f"{REGISTRY}:r1", {"envlock.env_digest": lock.env_digest})
     tracker = FakeTracker()
     data = lockfile.write(lock, tmp_path / "lock.yaml").read_bytes()
-    run_id = tracker.add_run(name="train", tags={"envlock.image": image.id},
+    run_id = tracker.add_run(name="train", tags={"envlock.image": image.id,
+                                                "envlock.lock_digest": lock.lock_digest},
                              params={"seed": "0"}, metrics={"loss": 0.25},
                              artifacts={"envlock/envlock.lock.yaml": data})
 

@@ -54,20 +54,21 @@ class PushStats:
 
 
 def registry_of(reference: str) -> str:
-    first = reference.split("/", 1)[0]
-    return first if ("." in first or ":" in first or first == "localhost") and "/" in reference \
-        else "docker.io"
+    """The registry host of an image reference (``docker.io`` when it names none)."""
+    from envlock.image.oci import parse_reference
+
+    return parse_reference(reference, require_registry=False).registry
 
 
 def split_tag(reference: str) -> tuple[str, str | None]:
-    """``repo:tag`` -> (repo, tag); a port colon is not a tag."""
-    name, _, digest = reference.partition("@")
-    if digest:
-        return name, None
-    head, _, tail = name.rpartition(":")
-    if head and "/" not in tail:
-        return head, tail
-    return name, None
+    """``repo:tag`` -> (repo, tag); a port colon is not a tag, a digest is no tag."""
+    from envlock.image.oci import parse_reference
+
+    if "@" in reference:
+        return reference.partition("@")[0], None
+    ref = parse_reference(reference, require_registry=False)
+    name = reference[:len(reference) - len(ref.tag) - 1] if ref.tag else reference
+    return name, ref.tag
 
 
 class Engine:
