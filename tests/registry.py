@@ -21,9 +21,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 AUTH_USER = "envlock"

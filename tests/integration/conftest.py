@@ -21,15 +21,14 @@ import sys
 import time
 import urllib.request
 import venv
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from tests.conftest import ROOT, git, init_repo, run_envlock
-from tests.registry import (AUTH_PASSWORD, AUTH_USER, Registry, RegistryError, push_base,
-                            untag_base)
+from tests.registry import AUTH_PASSWORD, AUTH_USER, Registry, RegistryError, push_base, untag_base
 
 PYPROJECT = """[build-system]
 requires = ["setuptools>=64"]
