@@ -7,12 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo_root=$PWD
+bash scripts/bootstrap.sh
+infra_env=$(bash scripts/infra.sh up)          # Docker engine + a local Python base image
+eval "$infra_env"                              # (apart, so a failing infra.sh stops us)
 if [ -z "${ENVLOCK_TEST_BASE_IMAGE:-}" ]; then
-  bash scripts/bootstrap.sh
-  infra_env=$(bash scripts/infra.sh up)        # Docker engine + a local Python base image
-  eval "$infra_env"                            # (apart, so a failing infra.sh stops us)
-  # The rest runs again under a registry on a free port (tests/registry.py), which pins
-  # the base image by digest (ENVLOCK_TEST_BASE_IMAGE) and stops when the script ends.
+  # Run again under registries on free ports (tests/registry.py): the base image pushed
+  # there gets its digest (ENVLOCK_TEST_BASE_IMAGE); they stop when the script ends.
   exec .venv/bin/python -m tests.registry -- bash "$repo_root/scripts/quickstart.sh" "$@"
 fi
 envlock="$repo_root/.venv/bin/envlock"
