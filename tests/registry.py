@@ -151,10 +151,14 @@ class Registry:
         workdir.mkdir(parents=True, exist_ok=True)
         port = free_port()
         config = write_config(workdir, port, auth)
-        with open(workdir / "registry.log", "ab") as log:
-            process = subprocess.Popen([REGISTRY_BIN, "serve", str(config)],
-                                       stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        with open(workdir / "registry.log", "wb") as log:  # this attempt's log only
+            try:
+                process = subprocess.Popen([REGISTRY_BIN, "serve", str(config)],
+                                           stdin=subprocess.DEVNULL, stdout=log,
+                                           stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            except FileNotFoundError as exc:
+                raise RegistryError(f"no {REGISTRY_BIN}: install docker-registry "
+                                    "(scripts/infra.sh up does)") from exc
         creds = (AUTH_USER, AUTH_PASSWORD) if auth else (None, None)
         return cls(f"127.0.0.1:{port}", workdir, process, *creds)
 
