@@ -2,7 +2,7 @@
 """Benchmark the CI gates and the archives against the tools they stand beside.
 
 Not a test: run it by hand, from the repository root, with the test infrastructure
-(``scripts/infra.sh``: Docker engine, open registry, digest-pinned Python base)::
+(``scripts/infra.sh`` and ``tests/registry.py``, started by ``benchlib.infra_env()``)::
 
     .venv/bin/python bench/bench_gates.py [--rounds 5] [--json FILE] [--workdir DIR]
 

@@ -3,7 +3,7 @@
 ``envlock capture``, on the minimal example (MLflow's SQLite store).
 
 Not a test: run it by hand, from the repository root, with the test infrastructure
-(``scripts/infra.sh``: Docker engine, open registry, digest-pinned Python base)::
+(``scripts/infra.sh`` and ``tests/registry.py``, started by ``benchlib.infra_env()``)::
 
     .venv/bin/python bench/bench_replay.py [--rounds 5] [--json FILE] [--workdir DIR]
 

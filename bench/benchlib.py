@@ -4,11 +4,15 @@ medians and envlock's JSON results. Imported by the bench scripts (their folder 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
+import os
 import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,20 +54,31 @@ def fmt(x: float | None, unit: str = "s") -> str:
 
 
 def infra_env() -> dict[str, str]:
-    """Start (or reuse) the test infrastructure; its ``export`` lines as a dict."""
+    """The engine and base image (``scripts/infra.sh up``, root-only, reused when up) and
+    both test registries on free ports (``tests/registry.py``), stopped when the bench exits;
+    the ``ENVLOCK_TEST_*`` values as a dict."""
     proc = subprocess.run(["bash", str(REPO / "scripts" / "infra.sh"), "up"],
                           capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         raise BenchError(f"scripts/infra.sh up failed:\n{proc.stderr[-2000:]}")
-    out: dict[str, str] = {}
-    for line in proc.stdout.splitlines():
+    for line in proc.stdout.splitlines():  # DOCKER_HOST, when it had to start an engine
         if line.startswith("export ") and "=" in line:
             key, _, value = line[len("export "):].partition("=")
-            out[key] = shlex.split(value)[0] if value else ""
-    for key in ("ENVLOCK_TEST_REGISTRY", "ENVLOCK_TEST_BASE_IMAGE"):
-        if not out.get(key):
-            raise BenchError(f"scripts/infra.sh up printed no {key}")
-    return out
+            os.environ[key] = shlex.split(value)[0] if value else ""
+    return _registries()
+
+
+def _registries() -> dict[str, str]:
+    sys.path.insert(0, str(REPO))
+    from tests.registry import RegistryError, session
+
+    stack = contextlib.ExitStack()
+    atexit.register(stack.close)
+    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="envlock-bench-")))
+    try:
+        return stack.enter_context(session(workdir))
+    except RegistryError as exc:
+        raise BenchError(f"test registries: {exc}") from exc
 
 
 def result_of(proc: subprocess.CompletedProcess, what: str) -> dict:

@@ -1,31 +1,23 @@
 #!/usr/bin/env bash
-# Test infrastructure for envlock: a real Docker engine, two real OCI registries on
-# loopback (one open, one with htpasswd auth) and a digest-pinned Python base image
-# built offline from Debian packages (no image can be pulled from a public registry).
+# The root-only part of envlock's test infrastructure: the Debian packages, a running Docker
+# engine and a Python base image built offline from Debian packages (no image can be pulled
+# from a public registry). The registries the tests push to are pytest session fixtures on
+# free ports (tests/registry.py); this script no longer starts any.
 #
-#   scripts/infra.sh up     install/start what is missing, then print `export` lines
-#   scripts/infra.sh env    print the `export` lines for an already running setup
-#   scripts/infra.sh down   stop the registries and the dockerd this script started
+#   scripts/infra.sh up     install/start what is missing (once per machine), print `export`s
+#   scripts/infra.sh env    check the engine and the base image, print the `export` lines
+#   scripts/infra.sh down   stop the dockerd this script started
 #
-# Typical use:   eval "$(scripts/infra.sh up)"
+# Typical use:   eval "$(scripts/infra.sh up)"   (it prints DOCKER_HOST only when it had to
+# start a local engine because DOCKER_HOST did not answer; usually nothing)
 # Progress goes to stderr; only the export lines go to stdout.
 #
 # Settings (environment):
 #   ENVLOCK_INFRA_DIR                 state dir (default /var/tmp/envlock-infra)
-#   ENVLOCK_TEST_REGISTRY_PORT        open registry port (default 5055)
-#   ENVLOCK_TEST_AUTH_REGISTRY_PORT   htpasswd registry port (default 5056)
 set -euo pipefail
 
 STATE=${ENVLOCK_INFRA_DIR:-/var/tmp/envlock-infra}
-REG_PORT=${ENVLOCK_TEST_REGISTRY_PORT:-5055}
-AUTH_PORT=${ENVLOCK_TEST_AUTH_REGISTRY_PORT:-5056}
-REG=127.0.0.1:$REG_PORT
-AUTH_REG=127.0.0.1:$AUTH_PORT
-AUTH_USER=envlock
-AUTH_PASSWORD=envlock-test-pw
-BASE_LOCAL=envlock-test/python:3.11-bookworm
-BASE_REPO=$REG/envlock-test/python
-BASE_TAG=$BASE_REPO:3.11-bookworm
+BASE_LOCAL=envlock-test/python:3.11-bookworm   # tests/registry.py: BASE_LOCAL
 ROOTFS_TAR=$STATE/base-rootfs.tar
 DOCKERD_WAIT=${ENVLOCK_INFRA_DOCKERD_WAIT:-60}
 
@@ -42,13 +34,7 @@ as_root() {
     else die "need root for: $*"; fi
 }
 
-# curl that never goes through a proxy and never hangs
-lcurl() { curl --noproxy '*' --silent --show-error --max-time 5 "$@"; }
-
 docker_ok() { timeout 10 docker info >/dev/null 2>&1; }
-
-# HTTP status of GET /v2/ on a registry ("000" when nothing answers)
-v2_status() { lcurl -o /dev/null -w '%{http_code}' "$@" 2>/dev/null || true; }
 
 # is process $1 running (exists and is not a zombie left for an init that has not reaped it)?
 pid_running() {
@@ -170,131 +156,7 @@ start_dockerd_and_wait() {
     die "docker engine did not answer 'docker info' within ${DOCKERD_WAIT}s (log: $STATE/dockerd.log)"
 }
 
-# ---------------------------------------------------------------- registries
-write_registry_config() {
-    # $1 name, $2 port, $3 with auth (yes/no)
-    local name=$1 port=$2 auth=$3 cfg=$STATE/registry-$1.yml
-    mkdir -p "$STATE/registry-$name"
-    {
-        cat <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $STATE/registry-$name
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: 127.0.0.1:$port
-  secret: envlock-test-$name
-EOF
-        if [ "$auth" = yes ]; then
-            cat <<EOF
-auth:
-  htpasswd:
-    realm: envlock-test
-    path: $STATE/htpasswd
-EOF
-        fi
-    } >"$cfg.tmp"
-    mv "$cfg.tmp" "$cfg"
-}
-
-ensure_htpasswd() {
-    if [ -s "$STATE/htpasswd" ] && grep -q "^$AUTH_USER:\\\$2" "$STATE/htpasswd"; then return 0; fi
-    ensure_packages htpasswd:apache2-utils
-    htpasswd -Bbn "$AUTH_USER" "$AUTH_PASSWORD" 2>/dev/null | sed '/^$/d' >"$STATE/htpasswd.tmp"
-    mv "$STATE/htpasswd.tmp" "$STATE/htpasswd"
-}
-
-ensure_registry() {
-    # $1 name, $2 port, $3 auth yes/no
-    local name=$1 port=$2 auth=$3 want=200 code pid i
-    [ "$auth" = yes ] && want=401
-    code=$(v2_status "http://127.0.0.1:$port/v2/")
-    if [ "$code" = "$want" ]; then
-        log "registry $name: reusing 127.0.0.1:$port"
-        return 0
-    elif [ "$code" != 000 ]; then
-        die "127.0.0.1:$port answers /v2/ with HTTP $code (expected $want): port taken by something else?"
-    fi
-    ensure_packages docker-registry:docker-registry
-    write_registry_config "$name" "$port" "$auth"
-    if pid=$(live_pid "$STATE/registry-$name.pid" "registry-$name.yml"); then
-        log "registry $name: stale process $pid not answering; restarting it"
-        kill "$pid" 2>/dev/null || true
-        sleep 0.5
-    fi
-    local attempt
-    for attempt in 1 2 3; do
-        start_registry_and_wait "$name" "$port" "$want" && return 0
-        log "registry $name: attempt $attempt failed; log tail:"
-        tail -n 20 "$STATE/registry-$name.log" >&2 || true
-        port_holder "$port"
-        sleep $((attempt * 2))
-    done
-    die "registry $name could not be started on 127.0.0.1:$port (log: $STATE/registry-$name.log)"
-}
-
-# what listens on TCP port $1, if anything (for error messages)
-port_holder() {
-    command -v ss >/dev/null 2>&1 || return 0
-    local line
-    line=$(ss -Hltnp "sport = :$1" 2>/dev/null | head -n 3) || true
-    [ -n "$line" ] && log "port $1 is held by: $line"
-    return 0
-}
-
-# returns 0 once /v2/ answers with $3, 1 when the registry exited or never answered
-start_registry_and_wait() {
-    local name=$1 port=$2 want=$3 code i
-    log "registry $name: starting on 127.0.0.1:$port (log: $STATE/registry-$name.log)"
-    spawn_daemon "$STATE/registry-$name.pid" "$STATE/registry-$name.log" \
-        docker-registry serve "$STATE/registry-$name.yml"
-    for ((i = 0; i < 80; i++)); do
-        code=$(v2_status "http://127.0.0.1:$port/v2/")
-        [ "$code" = "$want" ] && return 0
-        if ! live_pid "$STATE/registry-$name.pid" "registry-$name.yml" >/dev/null; then
-            log "registry $name: exited during start (last HTTP code $code)"
-            return 1
-        fi
-        sleep 0.25
-    done
-    log "registry $name: no answer within 20s (last HTTP code $code); stopping it"
-    kill "$(cat "$STATE/registry-$name.pid")" 2>/dev/null || true
-    return 1
-}
-
-check_auth_registry() {
-    local code
-    code=$(v2_status -u "$AUTH_USER:$AUTH_PASSWORD" "http://$AUTH_REG/v2/")
-    [ "$code" = 200 ] || die "auth registry $AUTH_REG rejects $AUTH_USER/$AUTH_PASSWORD (HTTP $code)"
-}
-
 # ---------------------------------------------------------------- base image
-# digest of the manifest the open registry holds for the base tag (empty if none)
-registry_base_digest() {
-    lcurl -I \
-        -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-        -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-        -H 'Accept: application/vnd.docker.distribution.manifest.list.v2+json' \
-        -H 'Accept: application/vnd.oci.image.index.v1+json' \
-        "http://$REG/v2/envlock-test/python/manifests/3.11-bookworm" 2>/dev/null |
-        tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}' || true
-}
-
-local_has_digest() {
-    # is $BASE_REPO@$1 among the RepoDigests of local $BASE_TAG?
-    docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$BASE_TAG" 2>/dev/null |
-        grep -qxF "$BASE_REPO@$1"
-}
-
 make_rootfs_tar() {
     [ -s "$ROOTFS_TAR" ] && return 0
     ensure_packages debootstrap:debootstrap
@@ -313,47 +175,18 @@ make_rootfs_tar() {
 }
 
 ensure_base_image() {
-    local digest
-    digest=$(registry_base_digest)
-    if [ -n "$digest" ]; then
-        if local_has_digest "$digest"; then
-            log "base image: present locally and in $REG ($digest)"
-        else
-            log "base image: pulling $BASE_REPO@$digest from the local registry"
-            docker pull -q "$BASE_TAG" >/dev/null
-            local_has_digest "$digest" || die "pulled $BASE_TAG but its digest is not $digest"
-        fi
-        docker image inspect "$BASE_LOCAL" >/dev/null 2>&1 || docker tag "$BASE_TAG" "$BASE_LOCAL"
-    else
-        if ! docker image inspect "$BASE_TAG" >/dev/null 2>&1; then
-            if ! docker image inspect "$BASE_LOCAL" >/dev/null 2>&1; then
-                make_rootfs_tar
-                log "base image: docker import $BASE_LOCAL from $ROOTFS_TAR"
-                docker import \
-                    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-                    --change 'ENV LANG=C.UTF-8' \
-                    --change 'CMD ["python3"]' \
-                    --message 'envlock test base image (debootstrap bookworm minbase + python3)' \
-                    - "$BASE_LOCAL" <"$ROOTFS_TAR" >/dev/null
-            fi
-            docker tag "$BASE_LOCAL" "$BASE_TAG"
-        fi
-        log "base image: pushing $BASE_TAG"
-        docker push "$BASE_TAG" >"$STATE/push.log" 2>&1 || { tail -n 20 "$STATE/push.log" >&2; die "docker push $BASE_TAG failed"; }
-        digest=$(registry_base_digest)
-        [ -n "$digest" ] || die "registry $REG has no manifest for $BASE_TAG after push"
-        local_has_digest "$digest" || die "local RepoDigests of $BASE_TAG do not contain $digest"
+    if docker image inspect "$BASE_LOCAL" >/dev/null 2>&1; then
+        log "base image: $BASE_LOCAL present"
+        return 0
     fi
-    local ref=$BASE_REPO@$digest
-    if [ "$(cat "$STATE/base-image.ref" 2>/dev/null)" != "$ref" ] || [ ! -s "$STATE/base-image.python" ]; then
-        local py
-        py=$(docker run --rm --network none "$ref" python3 -c 'import platform;print(platform.python_version())') ||
-            die "cannot run a container from $ref"
-        [ -n "$py" ] || die "empty python version from $ref"
-        echo "$py" >"$STATE/base-image.python"
-        echo "$ref" >"$STATE/base-image.ref"
-        log "base image: $ref (python $py)"
-    fi
+    make_rootfs_tar
+    log "base image: docker import $BASE_LOCAL from $ROOTFS_TAR"
+    docker import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV LANG=C.UTF-8' \
+        --change 'CMD ["python3"]' \
+        --message 'envlock test base image (debootstrap bookworm minbase + python3)' \
+        - "$BASE_LOCAL" <"$ROOTFS_TAR" >/dev/null
 }
 
 # ---------------------------------------------------------------- output
@@ -361,26 +194,15 @@ print_env() {
     local docker_host=${DOCKER_HOST:-}
     [ -z "$docker_host" ] && [ -s "$STATE/docker-host" ] && docker_host=$(cat "$STATE/docker-host")
     [ -n "$docker_host" ] && echo "export DOCKER_HOST='$docker_host'"
-    cat <<EOF
-export ENVLOCK_TEST_REGISTRY='$REG'
-export ENVLOCK_TEST_AUTH_REGISTRY='$AUTH_REG'
-export ENVLOCK_TEST_AUTH_USER='$AUTH_USER'
-export ENVLOCK_TEST_AUTH_PASSWORD='$AUTH_PASSWORD'
-export ENVLOCK_TEST_BASE_IMAGE='$(cat "$STATE/base-image.ref")'
-export ENVLOCK_TEST_BASE_PYTHON='$(cat "$STATE/base-image.python")'
-EOF
+    return 0
 }
 
 check_up() {
     [ -s "$STATE/docker-host" ] && [ -z "${DOCKER_HOST:-}" ] && export DOCKER_HOST="$(cat "$STATE/docker-host")"
     docker_ok || die "docker engine not answering; run: scripts/infra.sh up"
-    [ "$(v2_status "http://$REG/v2/")" = 200 ] || die "registry $REG not answering; run: scripts/infra.sh up"
-    [ "$(v2_status "http://$AUTH_REG/v2/")" = 401 ] || die "auth registry $AUTH_REG not answering; run: scripts/infra.sh up"
-    [ -s "$STATE/base-image.ref" ] && [ -s "$STATE/base-image.python" ] || die "no base image recorded; run: scripts/infra.sh up"
-    local digest
-    digest=$(registry_base_digest)
-    [ "$BASE_REPO@$digest" = "$(cat "$STATE/base-image.ref")" ] ||
-        die "registry $REG no longer holds $(cat "$STATE/base-image.ref"); run: scripts/infra.sh up"
+    docker image inspect "$BASE_LOCAL" >/dev/null 2>&1 || die "no base image $BASE_LOCAL; run: scripts/infra.sh up"
+    command -v docker-registry >/dev/null 2>&1 || die "no docker-registry; run: scripts/infra.sh up"
+    command -v htpasswd >/dev/null 2>&1 || die "no htpasswd; run: scripts/infra.sh up"
 }
 
 stop_pidfile() {
@@ -418,10 +240,8 @@ up)
         export DOCKER_HOST="$(cat "$STATE/docker-host")"
     fi
     ensure_docker
-    ensure_htpasswd
-    ensure_registry open "$REG_PORT" no
-    ensure_registry auth "$AUTH_PORT" yes
-    check_auth_registry
+    # the registry fixtures (tests/registry.py) run these as the test user
+    ensure_packages docker-registry:docker-registry htpasswd:apache2-utils
     ensure_base_image
     print_env
     log "up"
@@ -431,8 +251,6 @@ env)
     print_env
     ;;
 down)
-    stop_pidfile "$STATE/registry-open.pid" registry-open.yml "registry open"
-    stop_pidfile "$STATE/registry-auth.pid" registry-auth.yml "registry auth"
     stop_pidfile "$STATE/dockerd.pid" dockerd dockerd
     rm -f "$STATE/docker-host"
     ;;

@@ -8,8 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo_root=$PWD
 bash scripts/bootstrap.sh
-infra_env=$(bash scripts/infra.sh up)          # Docker engine + a Python base image
+infra_env=$(bash scripts/infra.sh up)          # Docker engine + a local Python base image
 eval "$infra_env"                              # (apart, so a failing infra.sh stops us)
+if [ -z "${ENVLOCK_TEST_BASE_IMAGE:-}" ]; then
+  # Run again under registries on free ports (tests/registry.py): the base image pushed
+  # there gets its digest (ENVLOCK_TEST_BASE_IMAGE); they stop when the script ends.
+  exec .venv/bin/python -m tests.registry -- bash "$repo_root/scripts/quickstart.sh" "$@"
+fi
 envlock="$repo_root/.venv/bin/envlock"
 export ENVLOCK_BASE_IMAGE="${ENVLOCK_BASE_IMAGE:-$ENVLOCK_TEST_BASE_IMAGE}"
 system_python="${QUICKSTART_PYTHON:-/usr/bin/python3}"   # same Python as the base image

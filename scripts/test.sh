@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The test command: set up what the tests need, then run the whole suite.
 #   - .venv with envlock and its test extras;
-#   - a Docker engine, an open and an htpasswd registry on 127.0.0.1 and a Python base
-#     image pinned by digest (scripts/infra.sh: reuses what is already running).
+#   - the root-only part (scripts/infra.sh up, reuses what is already there): Debian's
+#     packages, a Docker engine and a local Python base image;
+#   - the registries (open and htpasswd, on free ports) and the base image's push, which
+#     gives it a digest, are pytest session fixtures (tests/registry.py).
 # Usage: bash scripts/test.sh [PYTEST ARGS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."

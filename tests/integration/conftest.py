@@ -21,12 +21,14 @@ import sys
 import time
 import urllib.request
 import venv
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, git, init_repo, run_envlock
+from tests.registry import AUTH_PASSWORD, AUTH_USER, Registry, RegistryError, push_base, untag_base
 
 PYPROJECT = """[build-system]
 requires = ["setuptools>=64"]
@@ -128,36 +130,46 @@ class Infra:
     base_python: str
 
 
-def _infra_env() -> dict[str, str]:
-    import os
-
-    keys = ("ENVLOCK_TEST_REGISTRY", "ENVLOCK_TEST_AUTH_REGISTRY", "ENVLOCK_TEST_AUTH_USER",
-            "ENVLOCK_TEST_AUTH_PASSWORD", "ENVLOCK_TEST_BASE_IMAGE", "ENVLOCK_TEST_BASE_PYTHON")
-    if all(os.environ.get(k) for k in keys):
-        return {k: os.environ[k] for k in keys}
-    out = subprocess.run(["bash", str(ROOT / "scripts" / "infra.sh"), "env"],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        pytest.fail("no Docker engine / test registry: run `bash scripts/infra.sh up` (the "
-                    f"test command does): {out.stderr.strip()[-300:]}", pytrace=False)
-    env = {}
-    for line in out.stdout.splitlines():
-        if line.startswith("export "):
-            key, _, value = line[len("export "):].partition("=")
-            env[key] = value.strip("'\"")
-    return env
+@pytest.fixture(scope="session")
+def open_registry(tmp_path_factory) -> Iterator[Registry]:
+    """A real open registry on a free loopback port for the whole session."""
+    yield from _registry(tmp_path_factory.mktemp("registry-open"), auth=False)
 
 
 @pytest.fixture(scope="session")
-def infra() -> Infra:
+def auth_registry(tmp_path_factory) -> Iterator[Registry]:
+    """A real htpasswd registry (``AUTH_USER``/``AUTH_PASSWORD``) on a free loopback port."""
+    yield from _registry(tmp_path_factory.mktemp("registry-auth"), auth=True)
+
+
+def _registry(workdir: Path, auth: bool) -> Iterator[Registry]:
+    try:
+        registry = Registry.start(workdir, auth=auth)
+    except RegistryError as exc:
+        pytest.fail(f"test registry did not start: {exc}", pytrace=False)
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture(scope="session")
+def pushed_base(open_registry) -> Iterator[tuple[str, str]]:
+    """The local base image (built by `scripts/infra.sh up`) pushed to the open registry:
+    ``(REG/envlock-test/python@sha256:…, its Python version)``; untagged at the end."""
+    try:
+        pushed = push_base(open_registry)
+    except RegistryError as exc:
+        untag_base(open_registry)
+        pytest.fail(str(exc), pytrace=False)
+    yield pushed
+    untag_base(open_registry)
+
+
+@pytest.fixture(scope="session")
+def infra(open_registry, auth_registry, pushed_base) -> Infra:
     """The real engine and registries. Missing infrastructure FAILS the tests, never skips."""
-    env = _infra_env()
-    return Infra(registry=env["ENVLOCK_TEST_REGISTRY"],
-                 auth_registry=env["ENVLOCK_TEST_AUTH_REGISTRY"],
-                 auth_user=env["ENVLOCK_TEST_AUTH_USER"],
-                 auth_password=env["ENVLOCK_TEST_AUTH_PASSWORD"],
-                 base_image=env["ENVLOCK_TEST_BASE_IMAGE"],
-                 base_python=env["ENVLOCK_TEST_BASE_PYTHON"])
+    return Infra(registry=open_registry.address, auth_registry=auth_registry.address,
+                 auth_user=AUTH_USER, auth_password=AUTH_PASSWORD,
+                 base_image=pushed_base[0], base_python=pushed_base[1])
 
 
 @pytest.fixture(scope="session")
