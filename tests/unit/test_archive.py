@@ -15,6 +15,7 @@ from envlock.adapters.registry import parse_challenge
 from envlock.image import oci
 from envlock.operations import archive
 from envlock.operations.archive import ArchiveError, ImageRecord
+from envlock.operations.archive.streams import _atomic, _Chunks
 
 RUN_ID = "a" * 32
 CONFIG = json.dumps({"architecture": "amd64", "os": "linux",
@@ -294,18 +295,18 @@ def test_auth_challenges_are_parsed():
 
 
 def test_chunks_read_as_a_file():
-    reader = archive._Chunks([b"abc", b"", b"defg", b"h"])
+    reader = _Chunks([b"abc", b"", b"defg", b"h"])
     assert reader.read(2) == b"ab" and reader.read(4) == b"cdef" and reader.read() == b"gh"
     assert reader.read(1) == b""
 
 
 def test_a_failed_write_leaves_no_file(tmp_path):
     target = tmp_path / "out.tar"
-    with pytest.raises(RuntimeError), archive._atomic(target) as handle:
+    with pytest.raises(RuntimeError), _atomic(target) as handle:
         handle.write(b"half an archive")
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
-    with archive._atomic(target) as handle:
+    with _atomic(target) as handle:
         handle.write(b"whole")
     assert target.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [target]
 
