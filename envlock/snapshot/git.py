@@ -49,10 +49,6 @@ class Repo:
         return out.stdout
 
 
-def _z_list(output: bytes) -> list[str]:
-    return [p.decode("utf-8", "surrogateescape") for p in output.split(b"\0") if p]
-
-
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
