@@ -28,33 +28,25 @@ def _prefetch_probe(argv: list[str]) -> None:
 if __name__ in ("__main__", "envlock.cli.main") and os.environ.get("ENVLOCK_NO_PREFETCH") != "1":
     _prefetch_probe(sys.argv[1:])
 
+from collections.abc import Iterable, Sequence  # noqa: E402
+from importlib import import_module  # noqa: E402
 from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 
 from envlock import __version__  # noqa: E402
-from envlock.cli.commands import (  # noqa: E402
-    archive,
-    build,
-    capture,
-    check,
-    config,
-    diff,
-    lock,
-    replay,
-    show,
-    verify,
-)
+
+#: Modules under ``envlock.cli.commands``, in ``envlock --help`` order.
+MODULES = ("lock", "show", "diff", "check", "build", "capture", "replay", "verify", "config",
+           "archive")
+#: The module that registers each command.
+COMMANDS = {**{name: name for name in MODULES[:-1]}, "lineage": "replay", "export": "archive",
+            "import": "archive"}
 
 HELP = """Lock, containerize and replay the exact environment of an ML experiment.
 
 Exit codes: 0 ok, 1 check failed (drift / differences), 2 bad input or environment error.
 """
-
-app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_enable=False, pretty_exceptions_show_locals=False,
-                  context_settings={"help_option_names": ["-h", "--help"]})
-
 
 def _version(value: bool) -> None:
     if value:
@@ -62,7 +54,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
@@ -76,8 +67,36 @@ def main(
         logging.basicConfig(level=logging.DEBUG, format="envlock: %(name)s: %(message)s")
 
 
-for module in (lock, show, diff, check, build, capture, replay, verify, config, archive):
-    module.register(app)
+def make_app(modules: Iterable[str] = MODULES) -> typer.Typer:
+    """The CLI with the commands of ``modules`` (names from :data:`MODULES`) registered."""
+    cli = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
+                      pretty_exceptions_enable=False, pretty_exceptions_show_locals=False,
+                      context_settings={"help_option_names": ["-h", "--help"]})
+    cli.callback()(main)
+    for name in modules:
+        import_module(f"envlock.cli.commands.{name}").register(cli)
+    return cli
+
+
+def command_module(argv: Sequence[str]) -> str | None:
+    """The module of the command ``argv`` runs: its first argument that is not an option
+    (the global options ``--debug``/``--version``/``--help`` take no value). None for
+    ``envlock``, ``envlock --help`` or an unknown command."""
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return COMMANDS.get(first) if first else None
+
+
+_APP: typer.Typer | None = None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """``app``: the whole CLI, built on first use (``run`` builds a leaner one)."""
+    global _APP
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _APP is None:
+        _APP = make_app()
+    return _APP
 
 
 def run() -> None:
@@ -90,8 +109,11 @@ def run() -> None:
     from envlock.errors import EXIT_USAGE, EnvlockError
 
     atexit.register(gc.freeze)
+    # Typer inspects the signature of every registered command on each start (~30 ms for
+    # all of them): register only the one invoked, when the command line names one.
+    module = command_module(sys.argv[1:])
     try:
-        app()
+        make_app([module] if module else MODULES)()
     except EnvlockError as exc:
         from envlock.cli.output import emit_error
 
