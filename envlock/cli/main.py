@@ -11,18 +11,28 @@ import sys
 
 
 def _prefetch_probe(argv: list[str]) -> None:
-    """Start the interpreter probe of ``lock``/``check`` before the imports below run."""
+    """Start the interpreter probe of ``lock``/``check``, and the git queries of ``lock``,
+    before the imports below run."""
     if not argv or argv[0] not in ("lock", "check") or {"-h", "--help", "--deep"} & set(argv):
         return
-    python = None
-    for index, arg in enumerate(argv):
-        if arg in ("--python", "-p") and index + 1 < len(argv):
-            python = argv[index + 1]
-        elif arg.startswith("--python="):
-            python = arg.split("=", 1)[1]
     from envlock.snapshot.interpreter import prefetch
 
-    prefetch(python)
+    prefetch(_option(argv, "--python", "-p"))
+    if argv[0] == "lock" and not {"--no-git", "--no-code"} & set(argv):
+        from envlock.snapshot import git
+
+        git.prefetch(_option(argv, "--project") or ".")
+
+
+def _option(argv: list[str], *names: str) -> str | None:
+    """The value of the last ``--name VALUE`` / ``--name=VALUE`` in ``argv``, or None."""
+    value = None
+    for index, arg in enumerate(argv):
+        if arg in names and index + 1 < len(argv):
+            value = argv[index + 1]
+        elif arg.startswith(tuple(f"{name}=" for name in names)):
+            value = arg.split("=", 1)[1]
+    return value
 
 
 if __name__ in ("__main__", "envlock.cli.main") and os.environ.get("ENVLOCK_NO_PREFETCH") != "1":
