@@ -157,7 +157,8 @@ def probe_git(path: str | Path = ".", exclude: tuple[str | Path, ...] = ()
               ) -> dict[str, Any] | None:
     """The git section of the lock for the repository containing ``path``, or None.
     ``exclude``: files that are not the experiment's code (the lockfile being written)."""
-    found, status, remote = _PREFETCHED.pop(os.path.abspath(path), None) or _queries(path)
+    key = os.path.abspath(path)
+    found, status, remote = _PREFETCHED.pop(key) if key in _PREFETCHED else _queries(path)
     repo = found.result()
     if repo is None:
         return None

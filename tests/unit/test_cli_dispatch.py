@@ -23,3 +23,24 @@ def test_every_command_is_mapped_to_the_module_that_registers_it():
         assert module in MODULES
         alone = typer.main.get_command(make_app([module])).commands  # type: ignore[attr-defined]
         assert name in alone
+
+
+def test_lock_ends_through_the_quick_exit_and_other_commands_do_not(monkeypatch, capsys):
+    import envlock.cli.main as cli
+
+    class Ended(Exception):
+        pass
+
+    def end(code):
+        raise Ended(code)
+
+    monkeypatch.setattr(cli, "_exit_now", end)
+    monkeypatch.setenv("ENVLOCK_NO_PREFETCH", "1")
+    monkeypatch.setattr("sys.argv", ["envlock", "lock", "--help"])
+    with pytest.raises(Ended) as ended:
+        cli.run()
+    assert ended.value.args == (0,)
+    monkeypatch.setattr("sys.argv", ["envlock", "show", "--help"])
+    with pytest.raises(SystemExit):
+        cli.run()
+    assert "show [OPTIONS]" in capsys.readouterr().out
