@@ -36,6 +36,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -394,6 +395,11 @@ def find_uv(workdir: Path, env: dict) -> str | None:
 # --------------------------------------------------------------------------- timing
 
 
+def cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, subprocess.CompletedProcess]:
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
@@ -401,6 +407,13 @@ def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, subprocess.Compl
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
     return dt, proc
+
+
+def cpu_timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, the command and its children)."""
+    cpu0 = cpu_of_children()
+    dt, _ = timed(cmd, cwd, env)
+    return dt, cpu_of_children() - cpu0
 
 
 def summarize(samples: list[float]) -> dict:
@@ -416,6 +429,9 @@ def main() -> int:
     ap.add_argument("--envlock", default=str(Path(sys.prefix) / "bin" / "envlock"),
                     help="envlock executable (default: next to this interpreter)")
     ap.add_argument("--no-uv", action="store_true", help="do not look for / install uv")
+    ap.add_argument("--baseline-envlock", metavar="PATH",
+                    help="another envlock executable (e.g. from main) to time in the same "
+                         "rounds, for before/after ratios")
     ap.add_argument("--real", default=",".join(REAL_ENVS),
                     help="real environments to build and time, comma-separated, from "
                          f"{', '.join(REAL_ENVS)} (empty: none)")
@@ -473,6 +489,9 @@ def main() -> int:
         tools[f"pip freeze@{n}"] = [py, "-m", "pip", "freeze"]
         if uv:
             tools[f"uv pip freeze@{n}"] = [uv, "pip", "freeze", "--python", py]
+        if args.baseline_envlock:
+            tools[f"baseline lock@{n}"] = [args.baseline_envlock, "lock", "--python", py, "-o",
+                                           str(outdir / f"lock-{n}-baseline.yaml")]
     # Informational: the same lock without the git and GPU/CUDA probes (fixed-cost floor).
     small_py = venvs[str(SIZES[0])]["python"]
     tools["envlock lock --no-git --no-gpu"] = [envlock, "lock", "--python", small_py, "--no-git",
@@ -493,14 +512,21 @@ def main() -> int:
     # ---- measured rounds, order rotated each round to spread position bias
     labels = list(tools)
     samples: dict[str, list[float]] = {label: [] for label in labels}
+    cpu_samples: dict[str, list[float]] = {label: [] for label in labels}
     for r in range(args.rounds):
         shift = r % len(labels)
         for label in labels[shift:] + labels[:shift]:
-            dt, _ = timed(tools[label], project, env)
+            dt, cpu = cpu_timed(tools[label], project, env)
             samples[label].append(dt)
+            cpu_samples[label].append(cpu)
+    for n in venvs if args.baseline_envlock else ():
+        checks[f"baseline lock@{n}"] = {"same_bytes": (outdir / f"lock-{n}.yaml").read_bytes()
+                                        == (outdir / f"lock-{n}-baseline.yaml").read_bytes()}
     shutil.rmtree(outdir, ignore_errors=True)
 
     stats = {label: summarize(s) for label, s in samples.items()}
+    for label, cpu in cpu_samples.items():
+        stats[label]["cpu_median_s"] = round(statistics.median(cpu), 4)
     results = report(stats, venvs, checks, args, setup_s, uv, uv_version, envlock_version)
     results["total_s"] = round(time.perf_counter() - t_start, 1)
     print(f"total bench time {results['total_s']:.1f}s (setup {setup_s:.1f}s)")
@@ -540,6 +566,34 @@ def _fmt(x: float | None, unit: str = "s") -> str:
     return f"{x:.3f}{unit}" if unit == "s" else f"{x:.2f}{unit}"
 
 
+def print_baseline(stats: dict, venvs: dict, baseline: str, checks: dict) -> None:
+    """envlock against --baseline-envlock, timed in the same rounds; and whether both
+    wrote the same lock bytes."""
+    print()
+    print(f"baseline: {baseline}")
+    for n in venvs:
+        b, e = stats[f"baseline lock@{n}"], stats[f"envlock lock@{n}"]
+        p = stats[f"pip freeze@{n}"]
+        same = checks[f"baseline lock@{n}"]["same_bytes"]
+        print(f"{n:>6}  baseline {b['median_s']:.3f}s -> {e['median_s']:.3f}s wall "
+              f"(x{b['median_s'] / e['median_s']:.2f}), CPU {b['cpu_median_s']:.3f}s -> "
+              f"{e['cpu_median_s']:.3f}s (x{b['cpu_median_s'] / e['cpu_median_s']:.2f}); "
+              f"pip/baseline {p['median_s'] / b['median_s']:.2f}x; same lock bytes: {same}")
+
+
+def print_cpu_table(stats: dict, venvs: dict) -> None:
+    """Median CPU time (user + system, children included): steadier than wall time on a
+    shared machine, where another job's load stretches every wall time."""
+    print()
+    print(f"{'venv':>6}  {'CPU: envlock':>12}  {'pip freeze':>10}  {'uv':>7}  {'pip/envlock':>11}")
+    for n in venvs:
+        cpu = {tool: stats[f"{tool}@{n}"]["cpu_median_s"] for tool in
+               ("envlock lock", "pip freeze", "uv pip freeze") if f"{tool}@{n}" in stats}
+        uv = f"{cpu['uv pip freeze']:.3f}s" if "uv pip freeze" in cpu else "n/a"
+        print(f"{n:>6}  {cpu['envlock lock']:>11.3f}s  {cpu['pip freeze']:>9.3f}s  {uv:>7}  "
+              f"{cpu['pip freeze'] / cpu['envlock lock']:>10.2f}x")
+
+
 def report(stats: dict, venvs: dict, checks: dict, args, setup_s: float, uv, uv_version,
            envlock_version) -> dict:
     med = {k: v["median_s"] for k, v in stats.items()}
@@ -575,7 +629,12 @@ def report(stats: dict, venvs: dict, checks: dict, args, setup_s: float, uv, uv_
                              "uv_pip_freeze": stats.get(u), "pip_over_envlock": round(pr, 3),
                              "uv_over_envlock": round(ur, 3) if ur else None,
                              "check": checks.get(e), "pip_freeze_lines": checks.get(p),
-                             "uv_freeze_lines": checks.get(u)}
+                             "uv_freeze_lines": checks.get(u),
+                             "baseline_lock": stats.get(f"baseline lock@{n}"),
+                             "baseline_check": checks.get(f"baseline lock@{n}")}
+    print_cpu_table(stats, venvs)
+    if args.baseline_envlock:
+        print_baseline(stats, venvs, args.baseline_envlock, checks)
     small, big = (str(n) for n in SIZES)
     e_s, e_b = med[f"envlock lock@{small}"], med[f"envlock lock@{big}"]
     growth = e_b / e_s
