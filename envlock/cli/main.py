@@ -88,6 +88,17 @@ def make_app(modules: Iterable[str] = MODULES) -> typer.Typer:
     return cli
 
 
+def modules_to_register(argv: Sequence[str]) -> Sequence[str]:
+    """The command modules ``argv`` needs: the invoked command's, none for a bare
+    ``--version``, every one otherwise (``--help``, no command, an unknown command)."""
+    module = command_module(argv)
+    if module:
+        return [module]
+    if "--version" in argv and not {"-h", "--help"} & set(argv):
+        return []
+    return MODULES
+
+
 def command_module(argv: Sequence[str]) -> str | None:
     """The module of the command ``argv`` runs: its first argument that is not an option
     (the global options ``--debug``/``--version``/``--help`` take no value). None for
@@ -117,11 +128,9 @@ def run() -> None:
     import gc
 
     atexit.register(gc.freeze)
-    # Typer inspects the signature of every registered command on each start (~30 ms for
-    # all of them): register only the one invoked, when the command line names one.
     module = command_module(sys.argv[1:])
     try:
-        _dispatch(module)
+        _dispatch()
     except SystemExit as exc:
         if module in QUICK_EXIT and (exc.code is None or isinstance(exc.code, int)):
             _exit_now(exc.code or 0)
@@ -144,12 +153,14 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def _dispatch(module: str | None) -> None:
+def _dispatch() -> None:
     """Run the CLI, turning every EnvlockError (and OSError) into one line and an exit code."""
     from envlock.errors import EXIT_USAGE, EnvlockError
 
     try:
-        make_app([module] if module else MODULES)()
+        # Typer inspects the signature of every registered command on each start (~30 ms
+        # for all of them): register only what the command line needs.
+        make_app(modules_to_register(sys.argv[1:]))()
     except EnvlockError as exc:
         from envlock.cli.output import emit_error
 

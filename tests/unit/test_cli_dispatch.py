@@ -44,3 +44,13 @@ def test_lock_ends_through_the_quick_exit_and_other_commands_do_not(monkeypatch,
     with pytest.raises(SystemExit):
         cli.run()
     assert "show [OPTIONS]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, modules", [
+    (["lock", "-o", "x"], ["lock"]), (["--version"], []), (["--version", "--help"], MODULES),
+    (["--help"], MODULES), ([], MODULES), (["lok"], MODULES), (["export", "RUN"], ["archive"]),
+])
+def test_modules_to_register(argv, modules):
+    from envlock.cli.main import modules_to_register
+
+    assert list(modules_to_register(argv)) == list(modules)
