@@ -9,8 +9,10 @@ It builds (once, cached under ``--workdir``) two throwaway virtualenvs holding a
 100 and about 500 *really installed* distributions: locally generated, valid pure-Python
 wheels (real modules, METADATA/WHEEL/RECORD with correct sha256 hashes, dependencies,
 console scripts, a few installed from a wheel path so that they carry a PEP 610
-``direct_url.json``) plus a handful of real packages from the configured index. Then it
-times, alternated in rounds on the same venv:
+``direct_url.json``) plus a handful of real packages from the configured index, and real
+environments installed as users install them (``REAL_ENVS``: mlflow + scikit-learn +
+pandas from the index, ~90 distributions with large RECORDs; a pinned CPU torch from a
+local wheel). Then it times, alternated in rounds on the same venv:
 
 * ``envlock lock --python VENV/bin/python -o TMPFILE`` (envlock runs from the dev venv,
   not from the target venv; cwd is a small git repository with a modified file);
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
+import glob
 import hashlib
 import io
 import json
@@ -33,6 +36,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -49,6 +53,13 @@ SIZES = (100, 500)
 #: Real packages from the configured index (with their dependencies); optional.
 REAL_PACKAGES = ("requests", "attrs", "six", "packaging", "pyyaml", "click", "wheel")
 DIRECT_URL_EVERY = 20  # every 20th generated package is installed from its wheel path
+#: Real environments, installed as users install them (large RECORDs, compiled extensions).
+#: "torch" installs a pinned CPU wheel from a local file (never an unpinned torch: GBs).
+REAL_ENVS = {
+    "mlflow": ("mlflow", "scikit-learn", "pandas"),
+    "torch": ("{torch_wheel}", "numpy"),
+}
+TORCH_WHEEL_GLOB = "/opt/wheels/torch-2.13.0+cpu-cp{py}-cp{py}-*.whl"
 
 TARGETS = {
     "lock_100_s": 0.25,         # envlock lock <= 0.25 s at ~100 dists
@@ -289,6 +300,54 @@ def ensure_venv(workdir: Path, target: int, projects: list[dict], paths: dict[in
     return info
 
 
+def find_torch_wheel() -> str | None:
+    """The local CPU torch 2.13.0 wheel for this Python, if there is one."""
+    py = f"{sys.version_info[0]}{sys.version_info[1]}"
+    found = sorted(glob.glob(TORCH_WHEEL_GLOB.format(py=py)))
+    return found[0] if found else None
+
+
+def ensure_real_env(workdir: Path, name: str, env: dict, torch_wheel: str | None) -> dict | None:
+    """A venv with a real environment from REAL_ENVS (cached); None when it cannot be built."""
+    requirements = [r.format(torch_wheel=torch_wheel) for r in REAL_ENVS[name]]
+    if any("{torch_wheel}" in r for r in REAL_ENVS[name]) and not torch_wheel:
+        log(f"note: no local torch wheel ({TORCH_WHEEL_GLOB}): skipping venv-{name}")
+        return None
+    venv = workdir / f"venv-{name}"
+    marker = venv / ".envlock-bench.json"
+    key = {"recipe": RECIPE, "requirements": requirements,
+           "base_python": platform.python_version()}
+    if marker.is_file():
+        info = json.loads(marker.read_text())
+        if info.get("key") == key and (venv / "bin" / "python").exists():
+            info["cached"] = True
+            return info
+    log(f"building venv-{name} (pip install {' '.join(requirements)}) ...")
+    t0 = time.perf_counter()
+    shutil.rmtree(venv, ignore_errors=True)
+    py = venv / "bin" / "python"
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", *requirements], check=True,
+                       env=env, timeout=1800, capture_output=True, text=True)
+    except (subprocess.SubprocessError, OSError) as exc:
+        tail = (getattr(exc, "stderr", None) or "").strip()[-500:]
+        log(f"note: could not build venv-{name} ({exc}; {tail}): skipping it")
+        shutil.rmtree(venv, ignore_errors=True)
+        return None
+    subprocess.run([str(py), "-m", "compileall", "-q", "-j", "0", str(venv / "lib")],
+                   env=env, check=False, capture_output=True)
+    records = list((venv / "lib").glob("python*/site-packages/*.dist-info/RECORD"))
+    info = {"key": key, "venv": str(venv), "python": str(py), "dists": pip_list_count(py, env),
+            "generated": 0, "real": len(records), "baseline": 0, "direct_url": 0,
+            "record_rows": sum(len(r.read_text().splitlines()) for r in records),
+            "build_s": round(time.perf_counter() - t0, 2)}
+    marker.write_text(json.dumps(info, indent=1))
+    log(f"built venv-{name}: {info['dists']} dists in {info['build_s']:.1f}s")
+    info["cached"] = False
+    return info
+
+
 def ensure_git_project(workdir: Path, env: dict) -> Path:
     proj = workdir / "project"
     if (proj / ".git").is_dir():
@@ -336,6 +395,11 @@ def find_uv(workdir: Path, env: dict) -> str | None:
 # --------------------------------------------------------------------------- timing
 
 
+def cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, subprocess.CompletedProcess]:
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
@@ -343,6 +407,13 @@ def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, subprocess.Compl
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
     return dt, proc
+
+
+def cpu_timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, the command and its children)."""
+    cpu0 = cpu_of_children()
+    dt, _ = timed(cmd, cwd, env)
+    return dt, cpu_of_children() - cpu0
 
 
 def summarize(samples: list[float]) -> dict:
@@ -358,6 +429,15 @@ def main() -> int:
     ap.add_argument("--envlock", default=str(Path(sys.prefix) / "bin" / "envlock"),
                     help="envlock executable (default: next to this interpreter)")
     ap.add_argument("--no-uv", action="store_true", help="do not look for / install uv")
+    ap.add_argument("--baseline-envlock", metavar="PATH",
+                    help="another envlock executable (e.g. from main) to time in the same "
+                         "rounds, for before/after ratios")
+    ap.add_argument("--real", default=",".join(REAL_ENVS),
+                    help="real environments to build and time, comma-separated, from "
+                         f"{', '.join(REAL_ENVS)} (empty: none)")
+    ap.add_argument("--torch-wheel", default=None,
+                    help="local torch wheel for the 'torch' environment (default: "
+                         f"{TORCH_WHEEL_GLOB})")
     args = ap.parse_args()
     t_start = time.perf_counter()
 
@@ -378,7 +458,13 @@ def main() -> int:
     t_build = time.perf_counter()
     projects, paths = ensure_wheels(workdir, max(SIZES))
     real_dir, real = ensure_real_wheels(workdir, sys.executable)
-    venvs = {n: ensure_venv(workdir, n, projects, paths, real_dir, real, env) for n in SIZES}
+    venvs = {str(n): ensure_venv(workdir, n, projects, paths, real_dir, real, env)
+             for n in SIZES}
+    torch_wheel = args.torch_wheel or find_torch_wheel()
+    for name in filter(None, args.real.split(",")):
+        info = ensure_real_env(workdir, name, env, torch_wheel)
+        if info:
+            venvs[name] = info
     project = ensure_git_project(workdir, env)
     uv = None if args.no_uv else find_uv(workdir, env)
     uv_version = None
@@ -403,8 +489,11 @@ def main() -> int:
         tools[f"pip freeze@{n}"] = [py, "-m", "pip", "freeze"]
         if uv:
             tools[f"uv pip freeze@{n}"] = [uv, "pip", "freeze", "--python", py]
+        if args.baseline_envlock:
+            tools[f"baseline lock@{n}"] = [args.baseline_envlock, "lock", "--python", py, "-o",
+                                           str(outdir / f"lock-{n}-baseline.yaml")]
     # Informational: the same lock without the git and GPU/CUDA probes (fixed-cost floor).
-    small_py = venvs[SIZES[0]]["python"]
+    small_py = venvs[str(SIZES[0])]["python"]
     tools["envlock lock --no-git --no-gpu"] = [envlock, "lock", "--python", small_py, "--no-git",
                                                "--no-gpu", "-o", str(outdir / "lock-floor.yaml")]
     tools["envlock --help"] = [envlock, "--help"]
@@ -415,7 +504,7 @@ def main() -> int:
     for label, cmd in tools.items():
         _, proc = timed(cmd, project, env)
         if label.startswith("envlock lock@"):
-            n = int(label.split("@")[1])
+            n = label.split("@")[1]
             checks[label] = check_lock(proc, outdir / f"lock-{n}.yaml", venvs[n]["dists"])
         elif label.startswith(("pip freeze@", "uv pip freeze@")):
             checks[label] = {"lines": len([x for x in proc.stdout.splitlines() if x.strip()])}
@@ -423,14 +512,21 @@ def main() -> int:
     # ---- measured rounds, order rotated each round to spread position bias
     labels = list(tools)
     samples: dict[str, list[float]] = {label: [] for label in labels}
+    cpu_samples: dict[str, list[float]] = {label: [] for label in labels}
     for r in range(args.rounds):
         shift = r % len(labels)
         for label in labels[shift:] + labels[:shift]:
-            dt, _ = timed(tools[label], project, env)
+            dt, cpu = cpu_timed(tools[label], project, env)
             samples[label].append(dt)
+            cpu_samples[label].append(cpu)
+    for n in venvs if args.baseline_envlock else ():
+        checks[f"baseline lock@{n}"] = {"same_bytes": (outdir / f"lock-{n}.yaml").read_bytes()
+                                        == (outdir / f"lock-{n}-baseline.yaml").read_bytes()}
     shutil.rmtree(outdir, ignore_errors=True)
 
     stats = {label: summarize(s) for label, s in samples.items()}
+    for label, cpu in cpu_samples.items():
+        stats[label]["cpu_median_s"] = round(statistics.median(cpu), 4)
     results = report(stats, venvs, checks, args, setup_s, uv, uv_version, envlock_version)
     results["total_s"] = round(time.perf_counter() - t_start, 1)
     print(f"total bench time {results['total_s']:.1f}s (setup {setup_s:.1f}s)")
@@ -470,6 +566,34 @@ def _fmt(x: float | None, unit: str = "s") -> str:
     return f"{x:.3f}{unit}" if unit == "s" else f"{x:.2f}{unit}"
 
 
+def print_baseline(stats: dict, venvs: dict, baseline: str, checks: dict) -> None:
+    """envlock against --baseline-envlock, timed in the same rounds; and whether both
+    wrote the same lock bytes."""
+    print()
+    print(f"baseline: {baseline}")
+    for n in venvs:
+        b, e = stats[f"baseline lock@{n}"], stats[f"envlock lock@{n}"]
+        p = stats[f"pip freeze@{n}"]
+        same = checks[f"baseline lock@{n}"]["same_bytes"]
+        print(f"{n:>6}  baseline {b['median_s']:.3f}s -> {e['median_s']:.3f}s wall "
+              f"(x{b['median_s'] / e['median_s']:.2f}), CPU {b['cpu_median_s']:.3f}s -> "
+              f"{e['cpu_median_s']:.3f}s (x{b['cpu_median_s'] / e['cpu_median_s']:.2f}); "
+              f"pip/baseline {p['median_s'] / b['median_s']:.2f}x; same lock bytes: {same}")
+
+
+def print_cpu_table(stats: dict, venvs: dict) -> None:
+    """Median CPU time (user + system, children included): steadier than wall time on a
+    shared machine, where another job's load stretches every wall time."""
+    print()
+    print(f"{'venv':>6}  {'CPU: envlock':>12}  {'pip freeze':>10}  {'uv':>7}  {'pip/envlock':>11}")
+    for n in venvs:
+        cpu = {tool: stats[f"{tool}@{n}"]["cpu_median_s"] for tool in
+               ("envlock lock", "pip freeze", "uv pip freeze") if f"{tool}@{n}" in stats}
+        uv = f"{cpu['uv pip freeze']:.3f}s" if "uv pip freeze" in cpu else "n/a"
+        print(f"{n:>6}  {cpu['envlock lock']:>11.3f}s  {cpu['pip freeze']:>9.3f}s  {uv:>7}  "
+              f"{cpu['pip freeze'] / cpu['envlock lock']:>10.2f}x")
+
+
 def report(stats: dict, venvs: dict, checks: dict, args, setup_s: float, uv, uv_version,
            envlock_version) -> dict:
     med = {k: v["median_s"] for k, v in stats.items()}
@@ -481,12 +605,15 @@ def report(stats: dict, venvs: dict, checks: dict, args, setup_s: float, uv, uv_
           f"uv = {uv_version or 'unavailable'}")
     for n, v in venvs.items():
         state = "cached" if v.get("cached") else "built now"
-        print(f"venv-{n}: {v['dists']} dists in `pip list` ({v['generated']} generated wheels, "
-              f"{v['real']} real, {v['direct_url']} via direct URL); build {v['build_s']:.1f}s "
-              f"({state})")
+        what = (f"real: {' '.join(Path(r).name for r in v['key']['requirements'])}, "
+                f"{v['record_rows']} RECORD rows" if "record_rows" in v else
+                f"{v['generated']} generated wheels, {v['real']} real, {v['direct_url']} via "
+                "direct URL")
+        print(f"venv-{n}: {v['dists']} dists in `pip list` ({what}); build "
+              f"{v['build_s']:.1f}s ({state})")
     print()
-    header = (f"{'dists':>5}  {'envlock lock':>17}  {'pip freeze':>17}  {'uv pip freeze':>17}  "
-              f"{'pip/envlock':>11}  {'uv/envlock':>10}")
+    header = (f"{'venv':>6}  {'dists':>5}  {'envlock lock':>17}  {'pip freeze':>17}  "
+              f"{'uv pip freeze':>17}  {'pip/envlock':>11}  {'uv/envlock':>10}")
     print(header)
     print("-" * len(header))
     out_sizes = {}
@@ -496,14 +623,19 @@ def report(stats: dict, venvs: dict, checks: dict, args, setup_s: float, uv, uv_
         cell = lambda k: (f"{med[k]:.3f} / {mins[k]:.3f}" if k in med else "unavailable")  # noqa: E731
         pr = med[p] / med[e]
         ur = med[u] / med[e] if u in med else None
-        print(f"{v['dists']:>5}  {cell(e):>17}  {cell(p):>17}  {cell(u):>17}  "
+        print(f"{n:>6}  {v['dists']:>5}  {cell(e):>17}  {cell(p):>17}  {cell(u):>17}  "
               f"{pr:>10.2f}x  {(f'{ur:.2f}x' if ur else 'n/a'):>10}")
         out_sizes[str(n)] = {"dists": v["dists"], "envlock_lock": stats[e], "pip_freeze": stats[p],
                              "uv_pip_freeze": stats.get(u), "pip_over_envlock": round(pr, 3),
                              "uv_over_envlock": round(ur, 3) if ur else None,
                              "check": checks.get(e), "pip_freeze_lines": checks.get(p),
-                             "uv_freeze_lines": checks.get(u)}
-    small, big = SIZES
+                             "uv_freeze_lines": checks.get(u),
+                             "baseline_lock": stats.get(f"baseline lock@{n}"),
+                             "baseline_check": checks.get(f"baseline lock@{n}")}
+    print_cpu_table(stats, venvs)
+    if args.baseline_envlock:
+        print_baseline(stats, venvs, args.baseline_envlock, checks)
+    small, big = (str(n) for n in SIZES)
     e_s, e_b = med[f"envlock lock@{small}"], med[f"envlock lock@{big}"]
     growth = e_b / e_s
     dist_ratio = venvs[big]["dists"] / venvs[small]["dists"]
@@ -521,11 +653,11 @@ def report(stats: dict, venvs: dict, checks: dict, args, setup_s: float, uv, uv_
     print(f"envlock --help {h:.3f}s (min {mins['envlock --help']:.3f}s)   "
           f"envlock --version {ver:.3f}s (min {mins['envlock --version']:.3f}s)")
     print()
-    worst_speedup = min(med[f"pip freeze@{n}"] / med[f"envlock lock@{n}"] for n in SIZES)
+    worst_speedup = min(med[f"pip freeze@{n}"] / med[f"envlock lock@{n}"] for n in venvs)
     verdicts = [
         (f"envlock lock @{venvs[small]['dists']} dists <= {TARGETS['lock_100_s']}s",
          f"{e_s:.3f}s", e_s <= TARGETS["lock_100_s"]),
-        (f">= {TARGETS['speedup_vs_pip']:.0f}x faster than pip freeze (worst size)",
+        (f">= {TARGETS['speedup_vs_pip']:.0f}x faster than pip freeze (worst venv)",
          f"{worst_speedup:.2f}x", worst_speedup >= TARGETS["speedup_vs_pip"]),
         ("linear growth (envlock ratio <= dists ratio)",
          f"{growth:.2f}x vs {dist_ratio:.2f}x", growth <= dist_ratio),
@@ -536,7 +668,7 @@ def report(stats: dict, venvs: dict, checks: dict, args, setup_s: float, uv, uv_
         print(f"  [{'PASS' if ok else 'FAIL'}] {name:<52} {value}")
     # Behaviour of envlock lock on these venvs (warm-up run)
     print()
-    for n in SIZES:
+    for n in venvs:
         c = checks.get(f"envlock lock@{n}", {})
         issues = []
         if c.get("packages") != c.get("expected"):
@@ -553,8 +685,9 @@ def report(stats: dict, venvs: dict, checks: dict, args, setup_s: float, uv, uv_
     return {
         "python": platform.python_version(), "cpus": os.cpu_count(), "rounds": args.rounds,
         "envlock_version": envlock_version, "uv": uv, "uv_version": uv_version,
-        "venvs": {str(n): {k: v[k] for k in ("dists", "generated", "real", "direct_url",
-                                              "build_s", "cached")} for n, v in venvs.items()},
+        "venvs": {str(n): {k: v.get(k) for k in ("dists", "generated", "real", "direct_url",
+                                                  "record_rows", "build_s", "cached")}
+                  for n, v in venvs.items()},
         "setup_s": round(setup_s, 2), "sizes": out_sizes,
         "growth": {"envlock": round(growth, 3), "dists": round(dist_ratio, 3),
                    "pip_freeze": round(pip_growth, 3), "marginal_ms_per_dist":

@@ -18,9 +18,12 @@ from typing import Any
 _PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./+@()-]*\Z")
 _RESERVED = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null", "nan",
                        "inf"})
-# Characters YAML 1.1 readers accept verbatim (NEL, LS, PS and BOM count as breaks/marks).
-_UNPRINTABLE = re.compile("[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe"
-                          "\uff00-\ufffd\U00010000-\U0010ffff]")
+# Characters YAML 1.1 readers do not accept verbatim (NEL, LS, PS and BOM count as
+# breaks/marks): the complement of [\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe
+# \uff00-\ufffd\U00010000-\U0010ffff]. Spelled as the small positive class: the negated
+# one took ~6 ms to compile, on every ``envlock lock``.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff"
+                          "\ufffe\uffff]")
 
 
 def _quoted(text: str) -> str:

@@ -1,8 +1,9 @@
 """Git state of the experiment's code: commit, branch, remote, the full uncommitted
 diff, untracked files with content hashes, submodule commits.
 
-Read with the ``git`` CLI through envlock's one subprocess wrapper (four calls at most:
-GitPython's import alone took 33 ms of the 150 ms a whole ``envlock lock`` may take).
+Read with the ``git`` CLI through envlock's one subprocess wrapper (four calls at most,
+the first three side by side, then the diff; GitPython's import alone took 33 ms of the
+150 ms a whole ``envlock lock`` may take).
 Not a repository is a normal case (``None``). Credentials embedded in remote URLs are
 stripped, and files that hold secrets (``.env``, keys, ...) are left out of the diff
 and the untracked list; their names are reported as *withheld*. Untracked files that
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 from envlock.adapters import proc
 from envlock.errors import ProbeError
 from envlock.model.redact import is_secret_file, strip_url_credentials
+from envlock.snapshot import _Background
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
@@ -126,20 +129,50 @@ def _submodules(repo: Repo) -> list[dict[str, str]]:
     return out
 
 
+#: Queries started by the CLI before it finished importing (see prefetch), by directory.
+_PREFETCHED: dict[str, tuple[_Background, _Background, _Background]] = {}
+
+
+def _queries(path: str | Path) -> tuple[_Background, _Background, _Background]:
+    """rev-parse, status and config of ``path``, side by side. status and config answer the
+    same from any directory of the work tree (porcelain paths are relative to its root);
+    their answers are only used when rev-parse finds a repository."""
+    here = Repo(Path(path))
+    return (_Background(lambda: Repo.discover(path)), _Background(lambda: _status(here)),
+            _Background(lambda: _remote(here)))
+
+
+def prefetch(path: str | Path) -> None:
+    """Start the read-only queries of :func:`probe_git` early: the CLI calls this before
+    importing typer, so that git runs on the other core meanwhile. An unused prefetch is
+    left to finish in its daemon threads."""
+    _PREFETCHED[os.path.abspath(path)] = _queries(path)
+
+
 def probe_git(path: str | Path = ".", exclude: tuple[str | Path, ...] = ()
               ) -> dict[str, Any] | None:
     """The git section of the lock for the repository containing ``path``, or None.
     ``exclude``: files that are not the experiment's code (the lockfile being written)."""
-    from envlock.operations.code import ignore_patterns, ignored
-
-    repo = Repo.discover(path)
+    key = os.path.abspath(path)
+    found, status, remote = _PREFETCHED.pop(key) if key in _PREFETCHED else _queries(path)
+    repo = found.result()
     if repo is None:
         return None
-    head, branch, status = _status(repo)
+    section = _worktree_section(repo, status.result(), exclude)
+    section["remote"], section["remote_url"] = remote.result()
+    return section
+
+
+def _worktree_section(repo: Repo, state: tuple[str | None, str | None, dict[str, list[str]]],
+                      exclude: tuple[str | Path, ...]) -> dict[str, Any]:
+    """The git section but for the remote, from ``_status``'s answer: commit, branch, diff,
+    untracked, submodules."""
+    from envlock.operations.code import ignore_patterns, ignored
+
+    head, branch, status = state
     skip = {rel for rel in (_relative(repo.root, p) for p in exclude) if rel}
     status = {k: [p for p in v if not any(p == s or p.startswith(s + "/") for s in skip)]
               for k, v in status.items()}
-    remote_name, remote_url = _remote(repo)
     changed = sorted(set(status["staged"]) | set(status["unstaged"]))
     diff, encoding, withheld = _diff(repo, head, changed, skip)
     untracked: list[dict[str, Any]] = []
@@ -160,8 +193,8 @@ def probe_git(path: str | Path = ".", exclude: tuple[str | Path, ...] = ()
         "root": str(repo.root),
         "commit": head,
         "branch": branch,
-        "remote": remote_name,
-        "remote_url": remote_url,
+        "remote": None,  # filled in by probe_git (keeps the key order)
+        "remote_url": None,
         "dirty": bool(changed or untracked),
         "changes": {k: len(v) for k, v in status.items()},
         "diff_sha256": "sha256:" + hashlib.sha256(diff.encode()).hexdigest() if diff else None,

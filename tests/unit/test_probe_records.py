@@ -45,3 +45,52 @@ def test_editable_project_package_does_not_change_the_environment_digest():
     a = lock_with("a" * 40, False, "/home/alice/proj")
     b = lock_with("b" * 40, True, "/srv/ci/checkout")
     assert a.env_digest == b.env_digest
+
+
+def _content_path_by_parts(path):
+    """The first, split-based content_path: the fast one must agree with it on every path."""
+    if path.startswith(("../", "/")) or path.endswith((".pyc", ".pyo")):
+        return None
+    parts = path.split("/")
+    if "__pycache__" in parts:
+        return None
+    if parts[0].endswith(".data"):
+        if len(parts) > 2 and parts[1] in ("purelib", "platlib"):
+            return "/".join(parts[2:])
+        return None
+    if parts[0].endswith(".dist-info") and len(parts) == 2 and parts[1] in (
+            "INSTALLER", "REQUESTED", "RECORD", "RECORD.jws", "RECORD.p7s", "direct_url.json"):
+        return None
+    return path
+
+
+EDGE_PATHS = [
+    "", "a", "a/b", "x.data", "x.data/", "x.data/purelib", "x.data/purelib/", "x.data/platlib/m.so",
+    "x.data/purelib/a/b.py", "x.data/scripts/tool", "x.data/headers/x.h", "x.data/purelibx/a",
+    "a/x.data/purelib/m.py", "d.dist-info", "d.dist-info/", "d.dist-info/RECORD",
+    "d.dist-info/RECORD/x", "d.dist-info/INSTALLER", "d.dist-info/METADATA",
+    "d.dist-info/licenses/RECORD", "d.dist-info/direct_url.json", "pkg/d.dist-info/RECORD",
+    "__pycache__", "__pycache__/m.pyc", "pkg/__pycache__/m.cpython-311.opt-1.pyc",
+    "pkg/__pycache__/data.txt", "pkg/__pycache__x/m.py", "pkg/x__pycache__/m.py",
+    "pkg/__pycache__", "../bin/tool", "/etc/x", "./pkg/m.py", "pkg/m.pyo", "pkg//m.py",
+    "x.data/purelib/__pycache__/m.py", "x.data/purelib/../m.py", "pkg/mod.py ",
+]
+
+
+def test_content_path_agrees_with_the_split_based_definition():
+    for path in EDGE_PATHS:
+        assert content_path(path) == _content_path_by_parts(path), path
+
+
+def test_record_rows_reads_crlf_quoted_and_short_lines(tmp_path):
+    from envlock.snapshot._probe import record_rows
+
+    plain = tmp_path / "RECORD"
+    plain.write_bytes(b"a/b.py,sha256=X,10\r\nc,d/e.py,sha256=Y,3\r\nbroken\r\nd.dist-info/RECORD,,"
+                      b"\r\n\r\n")
+    assert record_rows(str(plain)) == [("a/b.py", "sha256=X"), ("c,d/e.py", "sha256=Y"),
+                                       ("d.dist-info/RECORD", "")]
+    quoted = tmp_path / "RECORD2"
+    quoted.write_text('"a,b.py",sha256=X,1\nc.py,sha256=Y,2\n')
+    assert record_rows(str(quoted)) == [("a,b.py", "sha256=X"), ("c.py", "sha256=Y")]
+    assert record_rows(str(tmp_path / "missing")) is None

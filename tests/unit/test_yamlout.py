@@ -36,3 +36,19 @@ def test_diffs_stay_readable_literal_blocks():
 def test_lockfile_is_identical_to_what_pyyaml_reads():
     lock = make_lock()
     assert lockfile.loads(lockfile.dumps(lock)) == lock
+
+
+def test_unprintable_is_exactly_the_complement_of_what_yaml_accepts_verbatim():
+    import re
+
+    from envlock.model.yamlout import _UNPRINTABLE
+
+    accepted = re.compile("[\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd"
+                          "\U00010000-\U0010ffff]")
+    edges = {0x10ffff}
+    for low, high in ((0x9, 0xa), (0x20, 0x7e), (0xa0, 0x2027), (0x202a, 0xd7ff),
+                      (0xe000, 0xfefe), (0xff00, 0xfffd), (0x10000, 0x10ffff)):
+        edges |= {low - 1, low, low + 1, high - 1, high, high + 1}
+    for code in sorted(c for c in edges if 0 <= c <= 0x10ffff):
+        char = chr(code)
+        assert bool(_UNPRINTABLE.match(char)) != bool(accepted.match(char)), hex(code)
