@@ -1,7 +1,8 @@
 """Entry point: parse, dispatch, and turn every EnvlockError into one line and an exit code.
 
 Exit codes: 0 ok; 1 a check failed (drift, differences, not reproduced);
-2 bad input or an environment/infrastructure error.
+2 bad input or an environment/infrastructure error; 130 SIGINT, 143 SIGTERM (after the
+cleanups ran: both signals raise errors.Interrupted, a KeyboardInterrupt).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ from envlock.cli.commands import (  # noqa: E402
 
 HELP = """Lock, containerize and replay the exact environment of an ML experiment.
 
-Exit codes: 0 ok, 1 check failed (drift / differences), 2 bad input or environment error.
+Exit codes: 0 ok, 1 check failed (drift / differences), 2 bad input or environment error,
+130/143 interrupted by SIGINT/SIGTERM.
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
@@ -90,6 +92,7 @@ def run() -> None:
     from envlock.errors import EXIT_USAGE, EnvlockError
 
     atexit.register(gc.freeze)
+    _raise_on_signals()  # SIGTERM unwinds through the same cleanups as Ctrl-C
     try:
         app()
     except EnvlockError as exc:
@@ -99,9 +102,13 @@ def run() -> None:
             raise
         emit_error(type(exc).__name__, str(exc), exc.exit_code)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("envlock: interrupted\n")
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        sys.exit(_interrupted(exc))
+    except SystemExit as exc:  # typer turns an interrupt into exit 130, whatever the signal
+        interrupt = _interrupt_behind(exc)
+        if interrupt is None:
+            raise
+        sys.exit(_interrupted(interrupt))
     except OSError as exc:
         from envlock.cli.output import emit_error
 
@@ -109,6 +116,45 @@ def run() -> None:
             raise
         emit_error("OSError", f"{exc} (rerun with --debug for details)", EXIT_USAGE)
         sys.exit(EXIT_USAGE)
+
+
+def _raise_on_signals() -> None:
+    """SIGINT and SIGTERM raise errors.Interrupted; a signal this process was started
+    ignoring (nohup, a background job) stays ignored."""
+    import signal
+
+    from envlock.errors import Interrupted
+
+    def interrupt(signum: int, _frame: object) -> None:
+        # A second SIGTERM (a runner repeating itself) must not cut the cleanups short;
+        # a second Ctrl-C still interrupts them, as people expect.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Interrupted(signum, signal.Signals(signum).name)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, interrupt)
+
+
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt an exit was raised from, if any."""
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, KeyboardInterrupt):
+        seen = seen.__cause__ or seen.__context__
+    return seen
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """One line saying what was cut short and what it left; the exit code (128 + signal)."""
+    from envlock.errors import Interrupted
+    from envlock.progress import current_step
+
+    if not isinstance(exc, Interrupted):  # raised before the handlers were installed
+        exc = Interrupted(2, "SIGINT")
+    step = current_step()
+    where = f" while {step}" if step else ""
+    sys.stderr.write(f"envlock: interrupted ({exc.name}){where}; {exc.outcome}\n")
+    return exc.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover
