@@ -142,3 +142,12 @@ def test_build_dry_run_refuses_credentials(tmp_path):
     lock = lockfile.write(make_lock(), tmp_path / "envlock.lock.yaml")
     result = run_envlock("build", str(lock), "--dry-run", *CREDS, stdin="a-password\n")
     assert_one_line_error(result, "--registry-username", "--dry-run")
+
+
+def test_a_registry_user_from_the_environment_alone_is_not_refused(tmp_path):
+    """ENVLOCK_REGISTRY_USERNAME may be set for a whole CI job: only a password to read and
+    drop is refused."""
+    result = run_envlock("replay", "0123abcd", "--on", "kubernetes", "--dry-run", cwd=tmp_path,
+                         env={"ENVLOCK_REGISTRY_USERNAME": "someone",
+                              "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"})
+    assert "--image-pull-secret" not in result.stderr, result.stderr

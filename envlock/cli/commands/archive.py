@@ -71,7 +71,7 @@ def import_command(
     from envlock.progress import Reporter
 
     out.begin("import", as_json)
-    if not registry and (registry_username or registry_password_stdin):
+    if not registry and registry_password_stdin:
         from envlock.errors import UsageError
 
         raise UsageError("--registry-username/--registry-password-stdin are for pushing to "

@@ -138,7 +138,7 @@ def build_command(
     base_image = cfg.base_image_for(lock.python["version"], base_image) or \
         recorded.get("envlock.base_image")
     if dry_run:
-        if registry_username or registry_password_stdin:
+        if registry_password_stdin:
             raise UsageError("--registry-username/--registry-password-stdin have no use "
                              "with --dry-run, which touches no registry",
                              "drop the credential flags, or drop --dry-run")

@@ -46,7 +46,8 @@ def capture_command(
     from envlock.progress import Reporter
 
     out.begin("capture", as_json)
-    if no_build and (registry_username or registry_password_stdin):
+    # The password flag, not the user: ENVLOCK_REGISTRY_USERNAME may be set for a whole job.
+    if no_build and registry_password_stdin:
         from envlock.errors import UsageError
 
         raise UsageError("--registry-username/--registry-password-stdin are for pushing the "

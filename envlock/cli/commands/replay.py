@@ -123,7 +123,8 @@ def replay_command(
     local_flags = {"--mount": mount, "--network": network != "none", "--no-track": no_track,
                    "--compare-artifacts": compare_artifacts}
     _only_with(kube_flags if on is Target.local else local_flags, on)
-    if on is Target.kubernetes and (registry_username or registry_password_stdin):
+    # The password flag, not the user: ENVLOCK_REGISTRY_USERNAME may be set for a whole job.
+    if on is Target.kubernetes and registry_password_stdin:
         from envlock.errors import UsageError
 
         raise UsageError("--registry-username/--registry-password-stdin do not reach a "
