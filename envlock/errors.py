@@ -14,6 +14,25 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_DRIFT = 1  # a check failed: drift, differences, a run that did not reproduce
 EXIT_USAGE = 2  # bad input or an environment/infrastructure error
+# Interrupted: 128 + the signal number, 130 for SIGINT (Ctrl-C), 143 for SIGTERM.
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM (a CI runner cancelling a job), raised by the CLI's handler.
+
+    A ``KeyboardInterrupt``, so one set of ``finally`` / ``except BaseException`` cleanups
+    (staging containers, temporary images, partial archives, replay runs marked FAILED)
+    serves both signals. ``outcome`` says what the interrupted command left recorded; an
+    operation that did record something (a run marked FAILED) says so."""
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(name)
+        self.signum, self.name = signum, name
+        self.outcome = "nothing was recorded"
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 class EnvlockError(Exception):

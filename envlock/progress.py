@@ -8,6 +8,14 @@ import sys
 import time
 from typing import Any
 
+#: The step the latest Reporter announced: what an interrupt cut short.
+_current: str | None = None
+
+
+def current_step() -> str | None:
+    """The step in progress (for "interrupted while …"), None before the first one."""
+    return _current
+
 
 class Reporter:
     def __init__(self, prefix: str = "envlock", stream: Any = None, live: bool | None = None):
@@ -21,6 +29,8 @@ class Reporter:
 
     def step(self, message: str) -> None:
         """A new phase: printed as a line, and shown as a spinner while it runs on a TTY."""
+        global _current
+        _current = message
         elapsed = time.monotonic() - self._started
         if self.live:
             from rich.console import Console

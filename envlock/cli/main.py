@@ -1,7 +1,8 @@
 """Entry point: parse, dispatch, and turn every EnvlockError into one line and an exit code.
 
 Exit codes: 0 ok; 1 a check failed (drift, differences, not reproduced);
-2 bad input or an environment/infrastructure error.
+2 bad input or an environment/infrastructure error; 130 SIGINT, 143 SIGTERM (after the
+cleanups ran: both signals raise errors.Interrupted, a KeyboardInterrupt).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ COMMANDS = {**{name: name for name in MODULES[:-1]}, "lineage": "replay", "expor
 
 HELP = """Lock, containerize and replay the exact environment of an ML experiment.
 
-Exit codes: 0 ok, 1 check failed (drift / differences), 2 bad input or environment error.
+Exit codes: 0 ok, 1 check failed (drift / differences), 2 bad input or environment error,
+130/143 interrupted by SIGINT/SIGTERM.
 """
 
 def _version(value: bool) -> None:
@@ -157,6 +159,7 @@ def _dispatch() -> None:
     """Run the CLI, turning every EnvlockError (and OSError) into one line and an exit code."""
     from envlock.errors import EXIT_USAGE, EnvlockError
 
+    _raise_on_signals()  # SIGTERM unwinds through the same cleanups as Ctrl-C
     try:
         # Typer inspects the signature of every registered command on each start (~30 ms
         # for all of them): register only what the command line needs.
@@ -168,9 +171,13 @@ def _dispatch() -> None:
             raise
         emit_error(type(exc).__name__, str(exc), exc.exit_code)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("envlock: interrupted\n")
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        sys.exit(_interrupted(exc))
+    except SystemExit as exc:  # typer turns an interrupt into exit 130, whatever the signal
+        interrupt = _interrupt_behind(exc)
+        if interrupt is None:
+            raise
+        sys.exit(_interrupted(interrupt))
     except OSError as exc:
         from envlock.cli.output import emit_error
 
@@ -178,6 +185,45 @@ def _dispatch() -> None:
             raise
         emit_error("OSError", f"{exc} (rerun with --debug for details)", EXIT_USAGE)
         sys.exit(EXIT_USAGE)
+
+
+def _raise_on_signals() -> None:
+    """SIGINT and SIGTERM raise errors.Interrupted; a signal this process was started
+    ignoring (nohup, a background job) stays ignored."""
+    import signal
+
+    from envlock.errors import Interrupted
+
+    def interrupt(signum: int, _frame: object) -> None:
+        # A second SIGTERM (a runner repeating itself) must not cut the cleanups short;
+        # a second Ctrl-C still interrupts them, as people expect.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Interrupted(signum, signal.Signals(signum).name)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, interrupt)
+
+
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt an exit was raised from, if any."""
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, KeyboardInterrupt):
+        seen = seen.__cause__ or seen.__context__
+    return seen
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """One line saying what was cut short and what it left; the exit code (128 + signal)."""
+    from envlock.errors import Interrupted
+    from envlock.progress import current_step
+
+    if not isinstance(exc, Interrupted):  # raised before the handlers were installed
+        exc = Interrupted(2, "SIGINT")
+    step = current_step()
+    where = f" while {step}" if step else ""
+    sys.stderr.write(f"envlock: interrupted ({exc.name}){where}; {exc.outcome}\n")
+    return exc.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ side effects live in ``engine/``.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -266,13 +267,16 @@ def _build_env(engine: EngineLike, lock: Lock, recipe: render.Recipe, options: B
         with timer("env_layer"):
             report.step(f"installing them into the environment layer (base {recipe.base})")
             archive = tar_directory(wheelhouse, render.WHEELHOUSE.rsplit("/", 1)[1])
+            staging_tag = "staging-" + recipe.env_tag
             try:
-                staging_tag = "staging-" + recipe.env_tag
                 image_id = engine.commit_after(
                     recipe.base, ["/bin/sh", "-c", recipe.install_command],
                     [(render.WHEELHOUSE.rsplit("/", 1)[0], archive)],
                     list(recipe.env_changes),
                     recipe.repository, staging_tag)
+            except BaseException:  # an interrupt can land while the engine commits
+                _forget(engine, f"{recipe.repository}:{staging_tag}")
+                raise
             finally:
                 archive.close()
     try:
@@ -304,18 +308,29 @@ def _code_image(engine: EngineLike, recipe: render.Recipe, env_info: ImageInfo, 
         return existing, True
     with timer("code_layer"):
         report.step(f"adding the code layer ({code.files} files) → {recipe.code_image}")
-        staged = engine.commit_after(env_info.id, ["true"], [("/", code.tar)],  # /workspace/…
-                                     list(recipe.code_changes), recipe.repository,
-                                     recipe.code_tag, run=False)
-        # Canonical config as for the environment: same code, lock, run and time -> same id.
-        image_id = engine.restate(staged, created=created, drop_labels=(STAGING_LABEL,),
-                                  created_by=f"envlock: code {code.digest}")
-        if image_id != staged:
-            engine.tag(image_id, recipe.repository, recipe.code_tag)  # moves the tag
-            engine.remove(staged)
+        try:
+            staged = engine.commit_after(env_info.id, ["true"], [("/", code.tar)],  # /workspace/…
+                                         list(recipe.code_changes), recipe.repository,
+                                         recipe.code_tag, run=False)
+            # Canonical config as for the environment: same code, lock, run and time -> same id.
+            image_id = engine.restate(staged, created=created, drop_labels=(STAGING_LABEL,),
+                                      created_by=f"envlock: code {code.digest}")
+            if image_id != staged:
+                engine.tag(image_id, recipe.repository, recipe.code_tag)  # moves the tag
+                engine.remove(staged)
+        except BaseException:  # interrupted or failed: the tag claims no half-made image
+            _forget(engine, f"{recipe.repository}:{recipe.code_tag}")
+            raise
     info = engine.image(image_id)
     assert info is not None
     return info, False
+
+
+def _forget(engine: EngineLike, reference: str) -> None:
+    """Remove a tag this build made, on the way out of an error or an interrupt (whose
+    report matters more than a failure to clean up)."""
+    with contextlib.suppress(Exception):
+        engine.remove(reference)
 
 
 def _push(engine: EngineLike, recipe: render.Recipe, result: BuildResult, options: BuildOptions,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from envlock.adapters.protocols import EngineLike, TrackerLike
-from envlock.errors import EnvlockError, UsageError
+from envlock.errors import EnvlockError, Interrupted, UsageError
 from envlock.model.compare import Comparison, Tolerance, compare_artifacts, compare_tree
 from envlock.model.runtree import RelayReport
 
@@ -197,9 +197,11 @@ def replay(run_id: str, *, engine: EngineLike, tracker: TrackerLike, gpus: str |
                                                  f"{STORE_MOUNT}/store")
                 comparison = conclude(tracker, run, replay_id, code, tolerance, metrics,
                                       per_metric, relay=relay, compare_files=compare_files)
-        except BaseException:
+        except BaseException as exc:
             if replay_id:  # never leave a replay run RUNNING
                 tracker.finish(replay_id, False)
+                if isinstance(exc, Interrupted):
+                    exc.outcome = f"replay run {replay_id} was marked FAILED"
             raise
     return ReplayResult(original_run_id=run_id, replay_run_id=replay_id, image=image,
                         exit_code=code, comparison=comparison, warnings=list(verdict.warnings),

@@ -295,8 +295,8 @@ def test_a_base_image_with_the_wrong_python(infra, tmp_path):
                  "--base-image")
 
 
-def interrupted_build(marker, *args):
-    """Run `envlock build ARGS` and send SIGINT once ``marker`` shows in its progress."""
+def interrupted_build(marker, *args, sig=signal.SIGINT):
+    """Run `envlock build ARGS` and send ``sig`` once ``marker`` shows in its progress."""
     proc = subprocess.Popen([sys.executable, "-m", "envlock", "build", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "CI": "1"})
@@ -305,7 +305,7 @@ def interrupted_build(marker, *args):
         line = proc.stderr.readline()
         assert line, f"build ended early: {seen}"
         seen += line
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     return proc, out, err
 
@@ -323,6 +323,27 @@ def test_interrupt_mid_build_leaves_no_image_claimed(project, infra, docker_clie
     assert not [t for t in names if "tests/interrupt" in t]
     staging = [c for c in docker_client.containers.list(all=True, filters={
         "label": "envlock.staging"}) if "tests/interrupt" in c.labels["envlock.staging"]]
+    assert staging == []
+
+
+def test_sigterm_mid_build_cleans_up_like_ctrl_c(project, infra, docker_client):
+    """A CI runner cancelling the job sends SIGTERM: the same cleanup as Ctrl-C, one line."""
+    lock = project.lock(name="term.lock.yaml")
+    repo = f"tests/sigterm-{uuid.uuid4().hex[:8]}"
+    proc, out, err = interrupted_build(
+        "installing them into the environment layer", str(lock), "--base-image",
+        infra.base_image, "--registry", f"{infra.registry}/{repo}", "--no-cache",
+        sig=signal.SIGTERM)
+    assert proc.returncode == 143, err
+    assert "@sha256:" not in out
+    lines = [line for line in err.splitlines() if "interrupted" in line]
+    assert len(lines) == 1 and lines[0].startswith(
+        "envlock: interrupted (SIGTERM) while installing them into the environment layer"), err
+    assert lines[0].endswith("; nothing was recorded")
+    names = [t for image in docker_client.images.list() for t in image.tags]
+    assert not [t for t in names if repo in t]
+    staging = [c for c in docker_client.containers.list(all=True, filters={
+        "label": "envlock.staging"}) if repo in c.labels["envlock.staging"]]
     assert staging == []
 
 

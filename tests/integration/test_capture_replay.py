@@ -447,3 +447,16 @@ def test_capture_and_replay_through_an_authenticated_registry(sqlite_exp, infra,
     assert json.loads(replayed.stdout)["result"]["comparison"]["reproduced"] is True
     assert len(replays()) == 1
     assert infra.auth_password not in captured.stdout + captured.stderr + replayed.stdout
+    # --detach: the password read from stdin reaches the background replay, which pulls.
+    docker_client.images.remove(built["pinned"], force=True)
+    detached = run_envlock("replay", run_id, *creds, "--detach", "--json", cwd=sqlite_exp.root,
+                           env=env, stdin=password)
+    assert detached.returncode == 0, detached.stderr[-2000:]
+    log = Path(json.loads(detached.stdout)["result"]["log"])
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not any(
+            end in log.read_text() for end in ("REPRODUCED", "envlock: error")):
+        time.sleep(0.5)
+    assert "REPRODUCED" in log.read_text(), log.read_text()[-2000:]
+    assert infra.auth_password not in log.read_text()
+    assert len(replays()) == 2

@@ -121,3 +121,33 @@ def test_capture_in_an_experiment_without_runs_says_so_and_keeps_nothing(tmp_pat
     assert error and "has no runs (pass --run-id, or run the training script first)" in error[0]
     assert "reachable" not in error[0]
     assert not (tmp_path / ".envlock").exists()
+
+
+CREDS = ("--registry-username", "someone", "--registry-password-stdin")
+
+
+@pytest.mark.parametrize("args, needles", [
+    (("replay", "0123abcd", "--on", "kubernetes"), ("Kubernetes", "--image-pull-secret")),
+    (("capture", "--no-build"), ("--no-build pushes nothing",)),
+    (("import", "nothing.tar"), ("--registry", "loaded into the local engine")),
+])
+def test_credential_flags_that_would_go_unused_are_refused(tmp_path, args, needles):
+    """Every credential flag is used or refused: never read, then silently dropped."""
+    result = run_envlock(*args, *CREDS, cwd=tmp_path, stdin="a-password\n")
+    assert_one_line_error(result, "--registry-username", *needles)
+    assert "a-password" not in result.stdout + result.stderr
+
+
+def test_build_dry_run_refuses_credentials(tmp_path):
+    lock = lockfile.write(make_lock(), tmp_path / "envlock.lock.yaml")
+    result = run_envlock("build", str(lock), "--dry-run", *CREDS, stdin="a-password\n")
+    assert_one_line_error(result, "--registry-username", "--dry-run")
+
+
+def test_a_registry_user_from_the_environment_alone_is_not_refused(tmp_path):
+    """ENVLOCK_REGISTRY_USERNAME may be set for a whole CI job: only a password to read and
+    drop is refused."""
+    result = run_envlock("replay", "0123abcd", "--on", "kubernetes", "--dry-run", cwd=tmp_path,
+                         env={"ENVLOCK_REGISTRY_USERNAME": "someone",
+                              "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"})
+    assert "--image-pull-secret" not in result.stderr, result.stderr

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
 import urllib.request
 import uuid
@@ -121,6 +125,30 @@ def test_export_copies_the_pinned_image_and_the_run(exp_a, pushed, exported):
     assert result["sha256"] == "sha256:" + __import__("hashlib").sha256(
         path.read_bytes()).hexdigest()
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".part")]
+
+
+def test_sigterm_mid_export_leaves_no_partial_archive(exp_a, pushed, tmp_path):
+    """A cancelled CI job: the .part file goes, no archive appears, exit 143, one line."""
+    run_id, _ = pushed
+    target = tmp_path / "cancelled.tar"
+    proc = subprocess.Popen([sys.executable, "-m", "envlock", "export", run_id, "-o",
+                             str(target)], cwd=exp_a.root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **exp_a.env(), "CI": "1"})
+    seen = ""
+    while "reading the manifest" not in seen:  # the archive is open from this step on
+        line = proc.stderr.readline()
+        assert line, f"export ended early: {seen}"
+        seen += line
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:  # the export won the race: then it is whole
+        assert target.is_file()
+    else:
+        assert proc.returncode == 143, err
+        assert "envlock: interrupted (SIGTERM) while reading the manifest" in err
+        assert err.rstrip().endswith("; nothing was recorded") and not target.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
 
 def tar_dir(path: Path, name: str) -> bool:

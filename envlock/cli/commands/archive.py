@@ -71,6 +71,12 @@ def import_command(
     from envlock.progress import Reporter
 
     out.begin("import", as_json)
+    if not registry and registry_password_stdin:
+        from envlock.errors import UsageError
+
+        raise UsageError("--registry-username/--registry-password-stdin are for pushing to "
+                         "--registry; without it the image is loaded into the local engine",
+                         "add --registry HOST[:PORT]/REPO, or drop the credential flags")
     credentials = read_credentials(registry_username, registry_password_stdin)
     with Reporter("envlock import") as reporter:
         result = import_archive(archive, registry=registry, experiment=experiment,

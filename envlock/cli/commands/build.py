@@ -138,6 +138,10 @@ def build_command(
     base_image = cfg.base_image_for(lock.python["version"], base_image) or \
         recorded.get("envlock.base_image")
     if dry_run:
+        if registry_password_stdin:
+            raise UsageError("--registry-username/--registry-password-stdin have no use "
+                             "with --dry-run, which touches no registry",
+                             "drop the credential flags, or drop --dry-run")
         recipe = render.render(lock, render.choose_base(lock, base_image),
                                render.repository_for(lock, registry),
                                render.default_code_tag(lock, run_id, tag), run_id=run_id)

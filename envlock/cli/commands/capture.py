@@ -46,6 +46,13 @@ def capture_command(
     from envlock.progress import Reporter
 
     out.begin("capture", as_json)
+    # The password flag, not the user: ENVLOCK_REGISTRY_USERNAME may be set for a whole job.
+    if no_build and registry_password_stdin:
+        from envlock.errors import UsageError
+
+        raise UsageError("--registry-username/--registry-password-stdin are for pushing the "
+                         "image, and --no-build pushes nothing",
+                         "drop the credential flags, or drop --no-build")
     engine = None  # connected by capture() itself, after the lock is safely written
     if not no_build and (registry_username or registry_password_stdin):
         from envlock import config

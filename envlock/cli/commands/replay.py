@@ -12,6 +12,7 @@ from envlock.cli.commands.build import (
     PasswordStdinOpt,
     RegistryUserOpt,
     engine_for_run,
+    read_credentials,
 )
 from envlock.cli.commands.lock import JsonOpt
 
@@ -122,8 +123,17 @@ def replay_command(
     local_flags = {"--mount": mount, "--network": network != "none", "--no-track": no_track,
                    "--compare-artifacts": compare_artifacts}
     _only_with(kube_flags if on is Target.local else local_flags, on)
+    # The password flag, not the user: ENVLOCK_REGISTRY_USERNAME may be set for a whole job.
+    if on is Target.kubernetes and registry_password_stdin:
+        from envlock.errors import UsageError
+
+        raise UsageError("--registry-username/--registry-password-stdin do not reach a "
+                         "Kubernetes cluster: its nodes pull the image themselves",
+                         "create a docker-registry Secret in the namespace and pass "
+                         "--image-pull-secret NAME")
     if detach and not dry_run:
-        raise typer.Exit(_detach(run_id))
+        credentials = read_credentials(registry_username, registry_password_stdin)
+        raise typer.Exit(_detach(run_id, credentials[1] if credentials else None))
     if on is Target.kubernetes:
         from envlock.operations.kube import KubeOptions
 
@@ -191,8 +201,11 @@ def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, force: bool, tol
     return out.emit(result.to_dict(), "\n".join(lines), result.exit_code)
 
 
-def _detach(run_id: str) -> int:
-    """Re-run this same command without --detach as a background process; print where."""
+def _detach(run_id: str, password: str | None) -> int:
+    """Re-run this same command without --detach as a background process; print where.
+
+    A password read from stdin here reaches the background process the same way, through
+    a pipe: never its command line, its environment or a file."""
     import subprocess
     import tempfile
 
@@ -202,8 +215,13 @@ def _detach(run_id: str) -> int:
     log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - handed to the background process
         prefix=f"envlock-replay-{run_id[:12]}-", suffix=".log", delete=False)
     process = subprocess.Popen([sys.executable, "-m", "envlock", *argv], stdout=log,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL if password is None else subprocess.PIPE,
                                start_new_session=True)
+    if password is not None:
+        assert process.stdin is not None
+        with process.stdin:  # one line, far below a pipe's buffer: never blocks
+            process.stdin.write(f"{password}\n".encode())
     log.close()
     return out.emit({"pid": process.pid, "log": log.name},
                     f"replay of {run_id} running in the background (pid {process.pid}); "
