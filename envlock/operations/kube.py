@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from envlock.adapters.kube import load_client, node_preflight, run_job
 from envlock.adapters.protocols import TrackerLike
-from envlock.errors import UsageError
+from envlock.errors import Interrupted, UsageError
 from envlock.model.compare import Tolerance
 from envlock.model.kubejob import (
     JobSpec,
@@ -159,8 +159,10 @@ def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOpti
         code = run_job(job_manifest(spec), output=output or to_stdout, api=api)
         comparison = conclude(tracker, run, replay_id, code, tolerance, metrics,
                              per_metric)
-    except BaseException:
+    except BaseException as exc:
         tracker.finish(replay_id, False)  # never leave a replay run RUNNING
+        if isinstance(exc, Interrupted):
+            exc.outcome = f"replay run {replay_id} was marked FAILED"
         raise
     return KubeReplayResult(original_run_id=run_id, replay_run_id=replay_id, image=spec.image,
                             exit_code=code, comparison=comparison,
