@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -16,6 +15,8 @@ from typing import BinaryIO
 def atomic_file(path: str | Path, mode: int | None = None) -> Iterator[BinaryIO]:
     """Yield a binary handle whose content becomes ``path``. ``mode``: the file's
     permissions (None: 0o666 less the umask, as ``open`` would make it)."""
+    import tempfile  # imports random: kept off the start-up of commands that write nothing
+
     target = Path(path)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:

@@ -11,7 +11,6 @@ sha256 is the ``code_digest`` that lets an unchanged run reuse its image.
 from __future__ import annotations
 
 import base64
-import fnmatch
 import hashlib
 import io
 import os
@@ -24,6 +23,7 @@ from typing import Any
 from envlock.adapters import proc
 from envlock.errors import EnvlockError, UsageError
 from envlock.image.render import USER_ID, WORKDIR
+from envlock.model.ignore import ignore_patterns, ignored
 from envlock.model.lockfile import Lock
 from envlock.model.redact import is_secret_file
 
@@ -49,36 +49,6 @@ def _git(root: Path, *args: str, input: bytes | None = None) -> bytes:
 
 
 #: Ignore files read in this order (same syntax; the later file's rules win on a tie).
-IGNORE_FILES = (".dockerignore", ".envlockignore")
-
-
-def ignore_patterns(root: Path) -> list[str]:
-    """The rules of ``.dockerignore`` then ``.envlockignore`` in ``root`` (either may be absent)."""
-    patterns: list[str] = []
-    for name in IGNORE_FILES:
-        try:
-            lines = (root / name).read_text().splitlines()
-        except OSError:
-            continue
-        patterns += [line.strip() for line in lines
-                     if line.strip() and not line.lstrip().startswith("#")]
-    return patterns
-
-
-def ignored(path: str, patterns: list[str]) -> bool:
-    """``.dockerignore`` semantics (last match wins, ``!`` re-includes, ``**`` any depth)."""
-    result = False
-    for pattern in patterns:
-        negate = pattern.startswith("!")
-        pat = pattern[1:] if negate else pattern
-        pat = pat.strip("/")
-        candidates = {pat, pat.replace("**/", "")}
-        if any(fnmatch.fnmatchcase(path, c) or path.startswith(c.rstrip("*") + "/")
-               and "*" not in c for c in candidates):
-            result = not negate
-    return result
-
-
 def _extract(tar_bytes: bytes, dest: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as archive:
         if hasattr(tarfile, "data_filter"):

@@ -77,7 +77,7 @@ def too_large(root: Path, files: list[tuple[str, int]], total: int, cap: int) ->
 
 
 def _walk(root: Path, rules: Rules, skip: set[str]) -> _Found:
-    from envlock.operations.code import ignore_patterns
+    from envlock.model.ignore import ignore_patterns
 
     patterns = ignore_patterns(root)
     prune_ignored = not any(p.startswith("!") for p in patterns)  # no re-include below
@@ -102,14 +102,14 @@ def _walk(root: Path, rules: Rules, skip: set[str]) -> _Found:
 
 
 def _denied(rel: str, rules: Rules) -> bool:
-    from envlock.operations.code import ignored
+    from envlock.model.ignore import ignored
 
     return is_secret_file(rel, rules.deny) or bool(rules.deny) and ignored(rel, list(rules.deny))
 
 
 def _descend(found: _Found, full: str, rel: str, patterns: list[str], rules: Rules,
              skip: set[str], prune_ignored: bool) -> bool:
-    from envlock.operations.code import ignored
+    from envlock.model.ignore import ignored
 
     if os.path.basename(full) in SKIPPED_DIRS or rel in skip:
         return False
@@ -126,7 +126,7 @@ def _descend(found: _Found, full: str, rel: str, patterns: list[str], rules: Rul
 
 def _consider(found: _Found, root: Path, rel: str, patterns: list[str], rules: Rules,
               skip: set[str]) -> None:
-    from envlock.operations.code import ignored
+    from envlock.model.ignore import ignored
 
     if rel in skip or ignored(rel, patterns):
         return

@@ -167,7 +167,7 @@ def _worktree_section(repo: Repo, state: tuple[str | None, str | None, dict[str,
                       exclude: tuple[str | Path, ...]) -> dict[str, Any]:
     """The git section but for the remote, from ``_status``'s answer: commit, branch, diff,
     untracked, submodules."""
-    from envlock.operations.code import ignore_patterns, ignored
+    from envlock.model.ignore import ignore_patterns, ignored
 
     head, branch, status = state
     skip = {rel for rel in (_relative(repo.root, p) for p in exclude) if rel}

@@ -8,7 +8,6 @@ No GPU, no driver or no NVML library is a normal case, recorded as ``none``.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -97,6 +96,8 @@ def parse_nvidia_smi_csv(text: str) -> dict[str, Any]:
     """Raw facts from ``nvidia-smi --query-gpu=index,name,driver_version,compute_cap,
     memory.total --format=csv`` (the fallback when NVML cannot load). Columns are read by
     their header, in any order; units such as ``MiB`` are stripped."""
+    import csv  # only on hosts where NVML failed and nvidia-smi answered
+
     rows = [[c.strip() for c in row] for row in csv.reader(io.StringIO(text)) if row]
     if not rows or "driver_version" not in [h.split(" [")[0] for h in rows[0]]:
         return {"error": "nvidia-smi output has no driver_version column"}
