@@ -50,3 +50,11 @@ def test_every_module_lives_in_a_package_that_says_what_it_is():
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert top == ["__init__.py", "__main__.py", "api.py", "config.py", "errors.py",
                    "progress.py"], top
+
+
+@pytest.mark.parametrize("module", sorted(p.relative_to(PACKAGE).as_posix()
+                                          for p in (PACKAGE / "snapshot").rglob("*.py")))
+def test_probes_never_reach_up_into_operations_or_the_cli(module):
+    bad = sorted(name for name in imports(PACKAGE / module)
+                 if name.startswith(("envlock.operations", "envlock.cli")))
+    assert not bad, f"envlock/{module} is a probe but imports {bad}"
