@@ -74,7 +74,8 @@ def test_dataloader_workers_need_the_original_shm_and_the_replay_host_is_recorde
     # Limits the engine cannot give: one line, exit 2, the replay run marked FAILED.
     greedy = exp.envlock("replay", run_id, "--cpus", "4096")
     assert greedy.returncode == 2
-    assert "envlock: error: the engine refused to create the replay container" in greedy.stderr
+    assert ("envlock: error: the Docker engine refused creating the replay container"
+            in greedy.stderr)
     assert "--cpus" in greedy.stderr and "Traceback" not in greedy.stderr
 
     # envlock's default: /dev/shm as large as on the original host.

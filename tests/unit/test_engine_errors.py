@@ -50,6 +50,10 @@ def test_an_engine_500_is_translated_never_raw():
     with pytest.raises(EngineError) as caught, translated("tagging x"):
         raise api_error(500, "something odd")
     assert caught.value.message == "the Docker engine failed tagging x (HTTP 500): something odd"
+    with pytest.raises(EngineError) as caught, translated("creating the replay container"):
+        raise api_error(400, "Range of CPUs is from 0.01 to 2.00")
+    assert caught.value.message.startswith("the Docker engine refused creating the replay "
+                                           "container (HTTP 400): Range of CPUs")
 
 
 def test_missing_and_unreachable_and_hung():

@@ -76,7 +76,8 @@ def engine_refused(exc: Any, action: str) -> EngineError:
                            "free space (docker system prune, or more disk for the engine's "
                            "data root) and retry")
     status = getattr(exc, "status_code", None)
-    return EngineError(f"the Docker engine failed {action}"
+    verb = "refused" if status and 400 <= status < 500 else "failed"  # our request / itself
+    return EngineError(f"the Docker engine {verb} {action}"
                        + (f" (HTTP {status})" if status else "") + f": {text}",
                        "see the engine's log (journalctl -u docker, or dockerd's output)")
 
