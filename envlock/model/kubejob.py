@@ -26,6 +26,9 @@ GPU_RESOURCE = "nvidia.com/gpu"
 LABEL_PREFIX = "envlock.dev"
 TTL_SECONDS = 24 * 3600  # finished Jobs (and their logs) stay a day, then are removed
 WORKSPACE_COPY = "/envlock/workspace"  # where the init container fills the workspace volume
+# every entry of the image's workspace, times and modes kept (owners cannot be, as uid 1000)
+WORKSPACE_FILL = (f"cd {WORKDIR} && find . -mindepth 1 -maxdepth 1 "
+                  f"-exec cp -R --preserve=mode,timestamps,links -t {WORKSPACE_COPY} {{}} +")
 EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 RESERVED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")
 
@@ -270,9 +273,11 @@ def _container_security() -> dict[str, Any]:
 
 def _workspace_init(image: str) -> dict[str, Any]:
     """Fill the writable workspace volume with the image's /workspace (the code), as a
-    Docker volume is filled from the image in a local replay; an emptyDir starts empty."""
+    Docker volume is filled from the image in a local replay; an emptyDir starts empty.
+    Its entries are copied one by one: the volume's own root belongs to root, and
+    ``cp -a DIR/. VOL/`` fails setting that root's times as uid 1000 (seen on 1.20)."""
     return {"name": "workspace", "image": image, "imagePullPolicy": "IfNotPresent",
-            "command": ["/bin/sh", "-c", f"cp -a {WORKDIR}/. {WORKSPACE_COPY}/"],
+            "command": ["/bin/sh", "-c", WORKSPACE_FILL],
             "securityContext": _container_security(),
             "volumeMounts": [{"name": "workspace", "mountPath": WORKSPACE_COPY}]}
 

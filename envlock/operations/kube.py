@@ -9,6 +9,7 @@ so the tracking store must be a server the pods can reach.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 from envlock.adapters.kube import load_client, node_preflight, run_job
 from envlock.adapters.protocols import TrackerLike
-from envlock.errors import UsageError
+from envlock.errors import EnvlockError, UsageError
 from envlock.model.compare import Tolerance
 from envlock.model.kubejob import (
     JobSpec,
@@ -32,6 +33,9 @@ from envlock.model.kubejob import (
 from envlock.model.redact import strip_url_credentials
 from envlock.operations.replay import ReplayError, ReplayResult, conclude, to_stdout
 from envlock.operations.targets import captured
+
+
+FAILURE_TAG = "envlock.failure"  # why a replay Job failed around the experiment
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,15 @@ def _check_tracking(uri: str) -> None:
                          "MLFLOW_TRACKING_TOKEN) in a Secret and pass --env-from-secret NAME")
 
 
+def _failed(tracker: TrackerLike, replay_id: str, exc: BaseException) -> None:
+    """Never leave a replay run RUNNING: FAILED, with the reason as ``envlock.failure``
+    (an infrastructure failure is not a verdict on the experiment)."""
+    reason = exc.message if isinstance(exc, EnvlockError) else type(exc).__name__
+    with contextlib.suppress(Exception):  # the original error matters more
+        tracker.set_tags(replay_id, {FAILURE_TAG: reason[:5000]})
+    tracker.finish(replay_id, False)
+
+
 def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOptions,
                          force: bool = False, tolerance: Tolerance | None = None,
                          metrics: tuple[str, ...] = (),
@@ -159,8 +172,8 @@ def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOpti
         code = run_job(job_manifest(spec), output=output or to_stdout, api=api)
         comparison = conclude(tracker, run, replay_id, code, tolerance, metrics,
                              per_metric)
-    except BaseException:
-        tracker.finish(replay_id, False)  # never leave a replay run RUNNING
+    except BaseException as exc:
+        _failed(tracker, replay_id, exc)
         raise
     return KubeReplayResult(original_run_id=run_id, replay_run_id=replay_id, image=spec.image,
                             exit_code=code, comparison=comparison,

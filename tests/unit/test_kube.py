@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import kubernetes.client as client
 import pytest
@@ -102,7 +103,9 @@ def test_manifest_runs_the_pinned_image_hardened():
     # the emptyDir is filled with the image's /workspace (the code) before the experiment
     init = pod["initContainers"][0]
     assert init["image"] == IMAGE and init["securityContext"] == security
-    assert "/workspace/." in init["command"][-1]
+    # entry by entry: `cp -a /workspace/. VOL/` fails on the volume's root-owned root as uid 1000
+    assert init["command"][-1] == kubejob.WORKSPACE_FILL and "/workspace/." not in \
+        init["command"][-1] and "-t /envlock/workspace" in init["command"][-1]
     assert "command" not in main  # the image's CMD is the captured command
     assert manifest["metadata"]["annotations"]["envlock.dev/command"] == \
         "python train.py --epochs 3"
@@ -348,3 +351,64 @@ def test_no_kubeconfig_is_one_line_with_a_hint(tmp_path, monkeypatch):
     assert err.value.message.startswith("no Kubernetes cluster configured")
     assert "\n" not in str(err.value)
     assert err.value.hint == "set KUBECONFIG or run inside a cluster"
+
+
+# ---------------------------------------------------------------- following a Job's pod
+
+def ns(**fields: object) -> SimpleNamespace:
+    return SimpleNamespace(**fields)
+
+
+def pod(phase: str = "Pending", init=(), main=(), conditions=(), reason=None) -> SimpleNamespace:
+    return ns(metadata=ns(name="p"), status=ns(
+        phase=phase, reason=reason, message=None, conditions=list(conditions),
+        init_container_statuses=list(init), container_statuses=list(main)))
+
+
+def state(name: str, waiting=None, terminated=None) -> SimpleNamespace:
+    return ns(name=name, state=ns(waiting=waiting, terminated=terminated))
+
+
+def test_pod_problems_are_kubernetes_reasons_and_the_experiments_exit_is_not_one():
+    pull = state("experiment", waiting=ns(reason="ErrImagePull", message="not found"))
+    assert kube_client._pod_problem(pod(main=[pull])) == ("experiment", "ErrImagePull: not found")
+    init = state("workspace", terminated=ns(exit_code=1, reason="Error"))
+    assert kube_client._pod_problem(pod("Failed", init=[init]))[1] == \
+        "init container workspace failed: Error (exit 1)"
+    unschedulable = ns(type="PodScheduled", reason="Unschedulable",
+                       message="0/1 nodes are available: 1 Insufficient nvidia.com/gpu.")
+    assert kube_client._pod_problem(pod(conditions=[unschedulable])) == (
+        None, "Unschedulable: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu.")
+    assert kube_client._pod_problem(pod("Failed", reason="Evicted"))[1] == "Evicted"
+    failed = state("experiment", terminated=ns(exit_code=3, reason="Error"))
+    assert kube_client._pod_problem(pod("Failed", main=[failed])) is None
+
+
+class DroppingLogs:
+    """A log endpoint whose first stream drops after two chunks; each stream starts over."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+
+    def read_namespaced_pod_log(self, *args: object, **kwargs: object) -> object:
+        self.opened += 1
+        dropping = self.opened == 1
+
+        def stream(size: int):
+            from urllib3.exceptions import ProtocolError
+
+            yield b"one\n"
+            yield b"two\n"
+            if dropping:
+                raise ProtocolError("Connection broken: IncompleteRead")
+            yield b"three\n"
+
+        return ns(stream=stream, release_conn=lambda: None)
+
+
+def test_a_dropped_log_stream_is_resumed_without_repeating_lines(monkeypatch):
+    monkeypatch.setattr(kube_client.time, "sleep", lambda seconds: None)
+    shown: list[bytes] = []
+    logs = DroppingLogs()
+    kube_client._stream_logs(logs, "default", "p", shown.append)
+    assert b"".join(shown) == b"one\ntwo\nthree\n" and logs.opened == 2
