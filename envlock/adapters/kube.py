@@ -109,6 +109,28 @@ def node_preflight(api: Any, locked: dict[str, Any], gpus: int,
                                 locked, gpus, node_selector)
 
 
+def ensure_secret(api: Any, manifest: Mapping[str, Any]) -> str:
+    """Create the Secret unless one of that name exists (its name is derived from its
+    content, so an existing one holds the same credentials); its name."""
+    from kubernetes.client.exceptions import ApiException
+
+    client, _ = _modules()
+    core = client.CoreV1Api(api)
+    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    try:
+        core.create_namespaced_secret(namespace, to_model(api, manifest, "V1Secret"))
+    except ApiException as exc:
+        if exc.status != 409:  # 409: it exists already, reuse it
+            _call("creating the image pull secret", _raise, exc)
+    except Exception as exc:  # noqa: BLE001 - network errors: translated like any call
+        _call("creating the image pull secret", _raise, exc)
+    return str(name)
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
 _STUCK = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
                     "CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
 _TAIL_LINES = 5

@@ -309,6 +309,36 @@ def job_manifest(spec: JobSpec) -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------ image pull secrets
+
+def pull_secret_name(registry: str, username: str, password: str) -> str:
+    """``envlock-pull-<12 hex>``: one name per registry and credentials, so the same
+    credentials reuse their secret and new ones never overwrite a secret in use."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{registry}\0{username}\0{password}".encode()).hexdigest()
+    return f"envlock-pull-{digest[:12]}"
+
+
+def pull_secret_manifest(namespace: str, registry: str, username: str, password: str
+                         ) -> dict[str, Any]:
+    """A ``kubernetes.io/dockerconfigjson`` Secret holding one registry's credentials
+    (what ``kubectl create secret docker-registry`` makes). Never printed."""
+    import base64
+    import json
+
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    config = {"auths": {registry: {"username": username, "password": password,
+                                   "auth": token}}}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": pull_secret_name(registry, username, password),
+                         "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "envlock"},
+                         "annotations": {f"{LABEL_PREFIX}/registry": registry}},
+            "data": {".dockerconfigjson": base64.b64encode(
+                json.dumps(config).encode()).decode()}}
+
+
 # ------------------------------------------------------------------ node-label pre-flight
 
 def _label(labels: Mapping[str, str], *keys: str) -> str | None:

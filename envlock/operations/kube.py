@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from envlock.adapters.kube import load_client, node_preflight, run_job
+from envlock.adapters.kube import ensure_secret, load_client, node_preflight, run_job
 from envlock.adapters.protocols import TrackerLike
 from envlock.errors import EnvlockError, UsageError
 from envlock.model.compare import Tolerance
 from envlock.model.kubejob import (
     JobSpec,
     check_name,
+    pull_secret_manifest,
     job_manifest,
     job_name,
     parse_env,
@@ -53,6 +54,9 @@ class KubeOptions:
     shm_size: str | None = None  # raw --shm-size / --cpus / --memory
     cpus: str | None = None
     memory: str | None = None
+    # (user, password) from --registry-username/--registry-password-stdin; else the Docker
+    # config or its credential helper is asked for the image's registry
+    registry_credentials: tuple[str, str] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -140,6 +144,22 @@ def _check_tracking(uri: str) -> None:
                          "MLFLOW_TRACKING_TOKEN) in a Secret and pass --env-from-secret NAME")
 
 
+def pull_secret(api: Any, spec: JobSpec, options: KubeOptions) -> str | None:
+    """The image pull secret the Job uses: --image-pull-secret as given; else one envlock
+    creates (or reuses) from the registry credentials it has for the image's registry;
+    None for a registry it has no credentials for (public, or the nodes' own)."""
+    from envlock.adapters.engine import registry_of
+    from envlock.adapters.registry import docker_credentials
+
+    if spec.image_pull_secret:
+        return spec.image_pull_secret
+    registry = registry_of(spec.image)
+    credentials = options.registry_credentials or docker_credentials(registry)
+    if not credentials:
+        return None
+    return ensure_secret(api, pull_secret_manifest(spec.namespace, registry, *credentials))
+
+
 def _failed(tracker: TrackerLike, replay_id: str, exc: BaseException) -> None:
     """Never leave a replay run RUNNING: FAILED, with the reason as ``envlock.failure``
     (an infrastructure failure is not a verdict on the experiment)."""
@@ -163,6 +183,8 @@ def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOpti
         raise ReplayError(f"no node can run the image: {'; '.join(verdict.problems)}",
                           "pick nodes with --node-selector, or --force to try anyway")
     run = draft.run
+    draft = replace(draft, spec=replace(draft.spec,
+                                        image_pull_secret=pull_secret(api, draft.spec, options)))
     replay_id = tracker.create_run(run.experiment_id, f"replay of {run.name or run_id}", {
         "envlock.replay_of": run_id, "envlock.image": draft.spec.image,
         "envlock.replayed_on": "kubernetes"})

@@ -412,3 +412,19 @@ def test_a_dropped_log_stream_is_resumed_without_repeating_lines(monkeypatch):
     logs = DroppingLogs()
     kube_client._stream_logs(logs, "default", "p", shown.append)
     assert b"".join(shown) == b"one\ntwo\nthree\n" and logs.opened == 2
+
+
+def test_a_pull_secret_holds_the_credentials_as_docker_config_json():
+    import base64
+
+    manifest = kubejob.pull_secret_manifest("ml", "127.0.0.1:5000", "envlock", "pw")
+    api = client.ApiClient()
+    secret = kube_client.to_model(api, manifest, "V1Secret")
+    assert secret.type == "kubernetes.io/dockerconfigjson" and secret.metadata.namespace == "ml"
+    config = json.loads(base64.b64decode(secret.data[".dockerconfigjson"]))
+    entry = config["auths"]["127.0.0.1:5000"]
+    assert entry["auth"] == base64.b64encode(b"envlock:pw").decode()
+    # one name per registry and credentials: the same ones reuse it, new ones get a new one
+    assert secret.metadata.name == kubejob.pull_secret_name("127.0.0.1:5000", "envlock", "pw")
+    assert kubejob.pull_secret_name("127.0.0.1:5000", "envlock", "pw2") != secret.metadata.name
+    assert kubejob.is_dns_subdomain(secret.metadata.name) and "pw" not in secret.metadata.name

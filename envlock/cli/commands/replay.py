@@ -132,7 +132,9 @@ def replay_command(
                               node_selector=tuple(node_selector or ()),
                               tolerations=tuple(toleration or ()),
                               image_pull_secret=image_pull_secret, env=tuple(env or ()),
-                              env_from_secrets=tuple(env_from_secret or ()), command=command)
+                              env_from_secrets=tuple(env_from_secret or ()), command=command,
+                              registry_credentials=_kube_credentials(registry_username,
+                                                                     registry_password_stdin))
         raise typer.Exit(_on_kubernetes(run_id, options, dry_run=dry_run, force=force,
                                         tolerance=tol, metrics=tuple(metric or ()),
                                         per_metric=per_metric, as_json=as_json))
@@ -153,6 +155,14 @@ def replay_command(
     if result.comparison:
         lines.append(comparison_table(result.comparison))
     raise typer.Exit(out.emit(result.to_dict(), "\n".join(lines), result.exit_code))
+
+
+def _kube_credentials(username: str | None, password_stdin: bool) -> tuple[str, str] | None:
+    """--registry-username/--registry-password-stdin on Kubernetes: the credentials of the
+    image pull secret envlock creates in the namespace (never printed, never in the Job)."""
+    from envlock.cli.commands.build import read_credentials
+
+    return read_credentials(username, password_stdin)
 
 
 def _only_with(flags: dict[str, Any], on: Target) -> None:
