@@ -282,6 +282,18 @@ def _workspace_init(image: str) -> dict[str, Any]:
             "volumeMounts": [{"name": "workspace", "mountPath": WORKSPACE_COPY}]}
 
 
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+
+
+def _tolerations(spec: JobSpec) -> list[dict[str, str]]:
+    """The given tolerations; with GPUs also the one for the ``nvidia.com/gpu`` taint GPU
+    node pools carry (what the ExtendedResourceToleration admission plugin would add)."""
+    given = [dict(t) for t in spec.tolerations]
+    if spec.gpus and not any(t.get("key") == GPU_RESOURCE for t in given):
+        given.append(dict(GPU_TOLERATION))
+    return given
+
+
 def job_manifest(spec: JobSpec) -> dict[str, Any]:
     """The batch/v1 Job for ``spec`` as plain data (what --dry-run prints)."""
     labels = _labels(spec)
@@ -296,8 +308,9 @@ def job_manifest(spec: JobSpec) -> dict[str, Any]:
     }
     if spec.node_selector:
         pod["nodeSelector"] = dict(spec.node_selector)
-    if spec.tolerations:
-        pod["tolerations"] = [dict(t) for t in spec.tolerations]
+    tolerations = _tolerations(spec)
+    if tolerations:
+        pod["tolerations"] = tolerations
     if spec.image_pull_secret:
         pod["imagePullSecrets"] = [{"name": spec.image_pull_secret}]
     return {

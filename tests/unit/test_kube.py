@@ -115,6 +115,11 @@ def test_gpu_limits_only_when_asked():
     assert "resources" not in container(kubejob.job_manifest(spec()))
     limits = container(kubejob.job_manifest(OPTION_SETS["gpus-selectors-tolerations"]))
     assert limits["resources"] == {"limits": {"nvidia.com/gpu": "2"}}
+    assert "tolerations" not in kubejob.job_manifest(spec())["spec"]["template"]["spec"]
+    # GPU node pools are tainted nvidia.com/gpu: a pod asking for GPUs tolerates that taint
+    pod = kubejob.job_manifest(spec(gpus=1))["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                   "effect": "NoSchedule"}]
 
 
 def test_shm_volume_and_cpu_memory_requests_equal_limits():
