@@ -260,11 +260,23 @@ def _job_status(batch: Any, namespace: str, job: str) -> Any:
         raise
 
 
-def _wait_for_job(batch: Any, namespace: str, job: str, poll: float) -> bool:
+def _wait_for_pod_done(core: Any, batch: Any, namespace: str, pod: str, job: str,
+                       poll: float) -> bool:
+    """Until the pod has finished (its phase, which lags less than the Job's status);
+    whether it succeeded. A pod or Job deleted meanwhile is a KubeError."""
+    from kubernetes.client.exceptions import ApiException
+
     while True:
-        status = _job_status(batch, namespace, job)
-        if status.succeeded or status.failed:
-            return bool(status.succeeded)
+        try:
+            phase = core.read_namespaced_pod(pod, namespace).status.phase
+        except ApiException as exc:
+            if exc.status != 404:
+                _call("reading the pod", _raise, exc)
+            _job_status(batch, namespace, job)  # the Job gone: says so
+            raise KubeError(f"pod {namespace}/{pod} of Job {job} was deleted before it "
+                            "finished", "replay again") from exc
+        if phase in ("Succeeded", "Failed"):
+            return phase == "Succeeded"
         time.sleep(poll)
 
 
@@ -288,23 +300,56 @@ def _exit_code(core: Any, namespace: str, pod: str, job: str, succeeded: bool) -
     return 0
 
 
-def run_job(manifest: Mapping[str, Any], *, output: Callable[[bytes], None], api: Any = None,
-            start_timeout: float = 1800, poll: float = 2.0) -> int:
-    """Submit the Job, stream its pod's logs, wait for it; the experiment's exit code.
-    A Job that fails to start or is interrupted is deleted; a finished one stays until
-    its ``ttlSecondsAfterFinished``."""
+def submit_job(manifest: Mapping[str, Any], api: Any = None) -> None:
+    client, _ = _modules()
+    api = api or load_client()
+    namespace = manifest["metadata"]["namespace"]
+    _call("creating the Job", client.BatchV1Api(api).create_namespaced_job, namespace,
+          to_model(api, manifest))
+
+
+def follow_job(namespace: str, name: str, *, output: Callable[[bytes], None], api: Any = None,
+               start_timeout: float = 1800, poll: float = 0.5) -> int:
+    """Wait for the Job's pod, stream its logs, wait for it to finish; the experiment's
+    exit code. A failure around the experiment is a KubeError with Kubernetes' reason."""
     client, _ = _modules()
     api = api or load_client()
     batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
-    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-    _call("creating the Job", batch.create_namespaced_job, namespace, to_model(api, manifest))
+    pod = _wait_for_pod(core, batch, namespace, name, start_timeout, poll)
+    _stream_logs(core, namespace, pod, output)
+    succeeded = _wait_for_pod_done(core, batch, namespace, pod, name, poll)
+    return _exit_code(core, namespace, pod, name, succeeded)
+
+
+def job_state(namespace: str, name: str, api: Any = None) -> str:
+    """``running``, ``succeeded``, ``failed`` or ``gone`` (deleted, or past its TTL)."""
+    client, _ = _modules()
     try:
-        pod = _wait_for_pod(core, batch, namespace, name, start_timeout, poll)
-        _stream_logs(core, namespace, pod, output)
-        succeeded = _wait_for_job(batch, namespace, name, poll)
-        return _exit_code(core, namespace, pod, name, succeeded)
+        status = _job_status(client.BatchV1Api(api or load_client()), namespace, name)
+    except KubeError as exc:
+        if "was deleted" in exc.message:
+            return "gone"
+        raise
+    return "succeeded" if status.succeeded else "failed" if status.failed else "running"
+
+
+def delete_job(namespace: str, name: str, api: Any = None) -> None:
+    client, _ = _modules()
+    with contextlib.suppress(KubeError):  # gone already, or the original error matters more
+        _call("deleting the Job", client.BatchV1Api(api or load_client()).delete_namespaced_job,
+              name, namespace, propagation_policy="Background")
+
+
+def run_job(manifest: Mapping[str, Any], *, output: Callable[[bytes], None], api: Any = None,
+            start_timeout: float = 1800, poll: float = 0.5) -> int:
+    """Submit the Job and follow it (:func:`follow_job`). A Job that fails to start or is
+    interrupted is deleted; a finished one stays until its ``ttlSecondsAfterFinished``."""
+    api = api or load_client()
+    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    submit_job(manifest, api)
+    try:
+        return follow_job(namespace, name, output=output, api=api,
+                          start_timeout=start_timeout, poll=poll)
     except BaseException:
-        with contextlib.suppress(KubeError):  # the original error matters more
-            _call("deleting the Job", batch.delete_namespaced_job, name, namespace,
-                  propagation_policy="Background")
+        delete_job(namespace, name, api)
         raise

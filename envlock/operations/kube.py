@@ -15,28 +15,36 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from envlock.adapters.kube import ensure_secret, load_client, node_preflight, run_job
+from envlock.adapters.kube import (
+    delete_job,
+    ensure_secret,
+    follow_job,
+    load_client,
+    node_preflight,
+    submit_job,
+)
 from envlock.adapters.protocols import TrackerLike
 from envlock.errors import EnvlockError, UsageError
 from envlock.model.compare import Tolerance
+from envlock.model.compat import Verdict
 from envlock.model.kubejob import (
     JobSpec,
     check_name,
-    pull_secret_manifest,
     job_manifest,
     job_name,
     parse_env,
     parse_gpu_count,
     parse_node_selector,
     parse_toleration,
+    pull_secret_manifest,
     tracking_uri_problem,
 )
 from envlock.model.redact import strip_url_credentials
 from envlock.operations.replay import ReplayError, ReplayResult, conclude, to_stdout
 from envlock.operations.targets import captured
 
-
 FAILURE_TAG = "envlock.failure"  # why a replay Job failed around the experiment
+JOB_TAG = "envlock.kubernetes.job"  # NAMESPACE/NAME of a replay run's Job
 
 
 @dataclass(frozen=True)
@@ -169,12 +177,10 @@ def _failed(tracker: TrackerLike, replay_id: str, exc: BaseException) -> None:
     tracker.finish(replay_id, False)
 
 
-def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOptions,
-                         force: bool = False, tolerance: Tolerance | None = None,
-                         metrics: tuple[str, ...] = (),
-                         per_metric: Mapping[str, Tolerance] | None = None, api: Any = None,
-                         output: Callable[[bytes], None] | None = None) -> KubeReplayResult:
-    """Pre-flight on node labels, create the replay run, run the Job, compare metrics."""
+def submit(run_id: str, *, tracker: TrackerLike, options: KubeOptions, force: bool = False,
+           api: Any = None) -> tuple[str, JobSpec, Verdict]:
+    """Pre-flight on node labels, create the replay run, submit its Job; nothing waits.
+    ``(replay run id, the Job's spec, the pre-flight verdict)``."""
     _check_tracking(tracker.uri)
     draft = plan(run_id, tracker=tracker, options=options)
     api = api or load_client()
@@ -183,21 +189,66 @@ def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOpti
         raise ReplayError(f"no node can run the image: {'; '.join(verdict.problems)}",
                           "pick nodes with --node-selector, or --force to try anyway")
     run = draft.run
-    draft = replace(draft, spec=replace(draft.spec,
-                                        image_pull_secret=pull_secret(api, draft.spec, options)))
+    secret = pull_secret(api, draft.spec, options)
     replay_id = tracker.create_run(run.experiment_id, f"replay of {run.name or run_id}", {
         "envlock.replay_of": run_id, "envlock.image": draft.spec.image,
         "envlock.replayed_on": "kubernetes"})
-    spec = replace(draft.spec, replay_run_id=replay_id, name=job_name(run_id, replay_id))
+    spec = replace(draft.spec, replay_run_id=replay_id, name=job_name(run_id, replay_id),
+                   image_pull_secret=secret)
     try:
-        tracker.set_tags(replay_id, {"envlock.kubernetes.job": f"{spec.namespace}/{spec.name}"})
-        code = run_job(job_manifest(spec), output=output or to_stdout, api=api)
-        comparison = conclude(tracker, run, replay_id, code, tolerance, metrics,
-                             per_metric)
+        tracker.set_tags(replay_id, {JOB_TAG: f"{spec.namespace}/{spec.name}"})
+        submit_job(job_manifest(spec), api)
     except BaseException as exc:
         _failed(tracker, replay_id, exc)
         raise
-    return KubeReplayResult(original_run_id=run_id, replay_run_id=replay_id, image=spec.image,
-                            exit_code=code, comparison=comparison,
-                            warnings=[*verdict.warnings, *verdict.problems],  # forced
-                            job=f"{spec.namespace}/{spec.name}")
+    return replay_id, spec, verdict
+
+
+def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOptions,
+                         force: bool = False, tolerance: Tolerance | None = None,
+                         metrics: tuple[str, ...] = (),
+                         per_metric: Mapping[str, Tolerance] | None = None, api: Any = None,
+                         output: Callable[[bytes], None] | None = None) -> KubeReplayResult:
+    """Submit the replay Job, follow it to its end, compare metrics, tag the verdict."""
+    _check_tracking(tracker.uri)  # before the cluster is even looked for
+    api = api or load_client()
+    replay_id, spec, verdict = submit(run_id, tracker=tracker, options=options, force=force,
+                                      api=api)
+    try:
+        result = conclude_replay(replay_id, tracker=tracker, tolerance=tolerance,
+                                 metrics=metrics, per_metric=per_metric, api=api,
+                                 output=output)
+    except BaseException:
+        delete_job(spec.namespace, spec.name, api)  # interrupted or failed: not left behind
+        raise
+    result.warnings = [*verdict.warnings, *verdict.problems]  # problems: forced
+    return result
+
+
+def conclude_replay(replay_id: str, *, tracker: TrackerLike, tolerance: Tolerance | None = None,
+                    metrics: tuple[str, ...] = (),
+                    per_metric: Mapping[str, Tolerance] | None = None, api: Any = None,
+                    output: Callable[[bytes], None] | None = None) -> KubeReplayResult:
+    """Follow a submitted replay Job (running or done) to its end, then compare the run
+    trees and tag the verdict: what ``replay --on kubernetes`` does after submitting, and
+    what ``verify --replay`` does for a ``--detach``-ed one."""
+    replay = tracker.run(replay_id)
+    job, original = replay.tags.get(JOB_TAG), replay.tags.get("envlock.replay_of")
+    if not job or not original:
+        raise UsageError(f"run {replay_id} is not a replay Job envlock submitted",
+                         "pass the replay run id that `replay --on kubernetes --detach` printed")
+    done = replay.tags.get("envlock.verdict") or replay.tags.get(FAILURE_TAG)
+    if done:
+        raise UsageError(f"replay run {replay_id} is concluded already: {done}",
+                         f"see envlock lineage {original}")
+    namespace, name = job.split("/", 1)
+    run = tracker.run(original)
+    try:
+        code = follow_job(namespace, name, output=output or to_stdout, api=api)
+        comparison = conclude(tracker, run, replay_id, code, tolerance, metrics, per_metric)
+    except BaseException as exc:
+        _failed(tracker, replay_id, exc)
+        raise
+    return KubeReplayResult(original_run_id=original, replay_run_id=replay_id,
+                            image=replay.tags.get("envlock.image", ""), exit_code=code,
+                            comparison=comparison, job=job)

@@ -122,7 +122,7 @@ def replay_command(
     local_flags = {"--mount": mount, "--network": network != "none", "--no-track": no_track,
                    "--compare-artifacts": compare_artifacts}
     _only_with(kube_flags if on is Target.local else local_flags, on)
-    if detach and not dry_run:
+    if detach and not dry_run and on is Target.local:
         raise typer.Exit(_detach(run_id))
     if on is Target.kubernetes:
         from envlock.operations.kube import KubeOptions
@@ -135,7 +135,8 @@ def replay_command(
                               env_from_secrets=tuple(env_from_secret or ()), command=command,
                               registry_credentials=_kube_credentials(registry_username,
                                                                      registry_password_stdin))
-        raise typer.Exit(_on_kubernetes(run_id, options, dry_run=dry_run, force=force,
+        raise typer.Exit(_on_kubernetes(run_id, options, dry_run=dry_run, detach=detach,
+                                        force=force,
                                         tolerance=tol, metrics=tuple(metric or ()),
                                         per_metric=per_metric, as_json=as_json))
     tracker = Tracker()
@@ -175,7 +176,8 @@ def _only_with(flags: dict[str, Any], on: Target) -> None:
                              f"drop it, or replay with --on {other}")
 
 
-def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, force: bool, tolerance: Any,
+def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, detach: bool, force: bool,
+                   tolerance: Any,
                    metrics: tuple[str, ...], per_metric: Any, as_json: bool) -> int:
     from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
@@ -188,6 +190,8 @@ def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, force: bool, tol
         for warning in plan.warnings:
             out.warn(warning)
         return out.emit(plan.to_dict(), yamlout.dump(plan.manifest))
+    if detach:
+        return _submitted(run_id, options, force)
     result = kube.replay_on_kubernetes(run_id, tracker=Tracker(), options=options, force=force,
                                        tolerance=tolerance, metrics=metrics,
                                        per_metric=per_metric,
@@ -199,6 +203,24 @@ def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, force: bool, tol
     if result.comparison:
         lines.append(comparison_table(result.comparison))
     return out.emit(result.to_dict(), "\n".join(lines), result.exit_code)
+
+
+def _submitted(run_id: str, options: Any, force: bool) -> int:
+    """--detach on Kubernetes: the Job is submitted and the replay run recorded; a later
+    `envlock verify --replay REPLAY_RUN` follows it to its end and concludes it."""
+    from envlock.adapters.tracking import Tracker
+    from envlock.cli import output as out
+    from envlock.operations import kube
+
+    replay_id, spec, verdict = kube.submit(run_id, tracker=Tracker(), options=options,
+                                           force=force)
+    for warning in (*verdict.warnings, *verdict.problems):
+        out.warn(warning)
+    job = f"{spec.namespace}/{spec.name}"
+    return out.emit({"original_run_id": run_id, "replay_run_id": replay_id, "job": job,
+                     "on": "kubernetes", "detached": True},
+                    f"replay of {run_id} submitted as Job {job}, replay run {replay_id}; "
+                    f"conclude it with: envlock verify --replay {replay_id}")
 
 
 def _detach(run_id: str) -> int:
@@ -238,7 +260,9 @@ def lineage_command(
         "image": tags.get("envlock.image"),
               "replays": [{"run_id": r.run_id, "status": r.status,
                            "verdict": r.tags.get("envlock.verdict"),
-                           "exit_code": r.tags.get("envlock.exit_code")} for r in replays]}
+                           "exit_code": r.tags.get("envlock.exit_code"),
+                           "failure": r.tags.get("envlock.failure"),
+                           **_job_of(r.tags)} for r in replays]}
     lines = [f"run {run.run_id} ({run.name})",
              f"  env_digest  {result['env_digest'] or '- (not captured)'}",
              f"  image       {result['image'] or '-'}",
@@ -247,11 +271,32 @@ def lineage_command(
         replay["runs"] = [{"original_run_id": c.tags.get("envlock.replay_of"),
                            "replay_run_id": c.run_id, "name": c.name}
                           for c in tracker.replay_children(replay["run_id"])]
+        job = f"  job {replay['job']} ({replay['job_state']})" if replay.get("job") else ""
+        if replay.get("job") and replay["job_state"] != "concluded":
+            job += f"; conclude: envlock verify --replay {replay['run_id']}"
         lines.append(f"    {replay['run_id']}  {replay['status']:<9} "
-                     f"{replay['verdict'] or '-'}")
+                     f"{replay['verdict'] or replay['failure'] or '-'}{job}")
         lines += [f"      {c['original_run_id'] or '(unmatched)'} -> {c['replay_run_id']}  "
                   f"{c['name']}" for c in replay["runs"]]
     raise typer.Exit(out.emit(result, "\n".join(lines)))
+
+
+def _job_of(tags: dict[str, str]) -> dict[str, str]:
+    """A Kubernetes replay's Job and, while it has no verdict, the Job's state now."""
+    job = tags.get("envlock.kubernetes.job")
+    if not job:
+        return {}
+    if tags.get("envlock.verdict") or tags.get("envlock.failure"):
+        return {"job": job, "job_state": "concluded"}
+    from envlock.errors import EnvlockError
+
+    try:
+        from envlock.adapters.kube import job_state
+
+        state = job_state(*job.split("/", 1))
+    except EnvlockError as exc:
+        state = f"unknown: {exc.message}"
+    return {"job": job, "job_state": state}
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,7 +25,11 @@ from envlock.cli.commands.replay import (
 
 
 def verify_command(
-    run_id: Annotated[str, typer.Argument(help="The captured MLflow run to verify.")],
+    run_id: Annotated[str | None, typer.Argument(
+        help="The captured MLflow run to verify.", show_default=False)] = None,
+    replay_run: Annotated[str | None, typer.Option(
+        "--replay", help="Conclude this replay run of `replay --on kubernetes --detach` "
+        "instead: wait for its Job, compare, tag the verdict, write the reports.")] = None,
     tolerance: ToleranceOpt = None,
     metric: MetricOpt = None,
     compare_artifacts: CompareArtifactsOpt = False,
@@ -52,7 +56,7 @@ def verify_command(
     from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
-    from envlock.errors import EXIT_DRIFT, EXIT_OK
+    from envlock.errors import EXIT_DRIFT, EXIT_OK, UsageError
     from envlock.model import report
     from envlock.model.resources import parse_flags
     from envlock.operations.replay import replay
@@ -62,11 +66,18 @@ def verify_command(
     tol, per_metric = config.load().tolerances(tolerance)
 
     tracker = Tracker()
-    engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
-    result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
-                    shm_size=shm_size, cpus=cpus, memory=memory, notify=out.notify,
-                    tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
-                    compare_files=compare_artifacts, output=out.passthrough(True))
+    if replay_run:
+        result = _conclude(replay_run, run_id, tracker, tol, tuple(metric or ()), per_metric)
+        run_id = result.original_run_id
+    elif not run_id:
+        raise UsageError("verify needs a RUN_ID (or --replay REPLAY_RUN)",
+                         "envlock verify RUN_ID")
+    else:
+        engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
+        result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
+                        shm_size=shm_size, cpus=cpus, memory=memory, notify=out.notify,
+                        tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
+                        compare_files=compare_artifacts, output=out.passthrough(True))
     comparison = result.comparison
     reproduced = result.exit_code == 0 and bool(comparison and comparison.reproduced)
     run_case = report.Case(f"replay of {run_id}", result.exit_code == 0,
@@ -84,6 +95,22 @@ def verify_command(
         human += "\n" + comparison_table(comparison)
     raise typer.Exit(out.emit({**result.to_dict(), "reproduced": reproduced}, human,
                               EXIT_OK if reproduced else EXIT_DRIFT))
+
+
+def _conclude(replay_run: str, run_id: str | None, tracker: Any, tolerance: Any,
+              metrics: tuple[str, ...], per_metric: Any) -> Any:
+    """--replay: follow a detached Kubernetes replay to its end and conclude it."""
+    from envlock.cli import output as out
+    from envlock.errors import UsageError
+    from envlock.operations import kube
+
+    original = tracker.run(replay_run).tags.get("envlock.replay_of")
+    if run_id and run_id != original:
+        raise UsageError(f"replay run {replay_run} replays {original}, not {run_id}",
+                         "drop RUN_ID with --replay")
+    return kube.conclude_replay(replay_run, tracker=tracker, tolerance=tolerance,
+                                metrics=metrics, per_metric=per_metric,
+                                output=out.passthrough(True))
 
 
 def register(app: typer.Typer) -> None:
