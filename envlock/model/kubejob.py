@@ -30,7 +30,7 @@ WORKSPACE_COPY = "/envlock/workspace"  # where the init container fills the work
 WORKSPACE_FILL = (f"cd {WORKDIR} && find . -mindepth 1 -maxdepth 1 "
                   f"-exec cp -R --preserve=mode,timestamps,links -t {WORKSPACE_COPY} {{}} +")
 EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-RESERVED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")
+RESERVED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")
 
 _NAME = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _LABEL_NAME = re.compile(_NAME + r"\Z")
@@ -133,7 +133,7 @@ def parse_env(values: Iterable[str]) -> dict[str, str]:
         if key in RESERVED_ENV:
             raise UsageError(f"--env {key} is set by envlock on Kubernetes",
                              "MLFLOW_TRACKING_URI is this host's tracking URI, MLFLOW_RUN_ID "
-                             "the replay run")
+                             "the replay run, MLFLOW_EXPERIMENT_ID the original's experiment")
         env[key] = text
     return env
 
@@ -175,6 +175,7 @@ class JobSpec:
     image: str
     tracking_uri: str
     replay_run_id: str | None = None  # None: a dry run, nothing created yet
+    experiment_id: str | None = None  # the original's: child runs the experiment makes go there
     namespace: str = "default"
     gpus: int = 0
     command: str | None = None  # overrides the image's CMD (the captured command)
@@ -209,6 +210,7 @@ def _annotations(spec: JobSpec) -> dict[str, str]:
 def _container(spec: JobSpec) -> dict[str, Any]:
     env = {"MLFLOW_TRACKING_URI": spec.tracking_uri,
            "MLFLOW_RUN_ID": spec.replay_run_id or DRY_RUN_REPLAY_ID,
+           **({"MLFLOW_EXPERIMENT_ID": spec.experiment_id} if spec.experiment_id else {}),
            "HOME": WORKDIR, "GIT_PYTHON_REFRESH": "quiet", **spec.env}
     container: dict[str, Any] = {
         "name": CONTAINER, "image": spec.image, "imagePullPolicy": "IfNotPresent",

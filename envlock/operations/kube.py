@@ -194,7 +194,7 @@ def submit(run_id: str, *, tracker: TrackerLike, options: KubeOptions, force: bo
         "envlock.replay_of": run_id, "envlock.image": draft.spec.image,
         "envlock.replayed_on": "kubernetes"})
     spec = replace(draft.spec, replay_run_id=replay_id, name=job_name(run_id, replay_id),
-                   image_pull_secret=secret)
+                   image_pull_secret=secret, experiment_id=str(run.experiment_id))
     try:
         tracker.set_tags(replay_id, {JOB_TAG: f"{spec.namespace}/{spec.name}"})
         submit_job(job_manifest(spec), api)
@@ -208,7 +208,8 @@ def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOpti
                          force: bool = False, tolerance: Tolerance | None = None,
                          metrics: tuple[str, ...] = (),
                          per_metric: Mapping[str, Tolerance] | None = None, api: Any = None,
-                         output: Callable[[bytes], None] | None = None) -> KubeReplayResult:
+                         output: Callable[[bytes], None] | None = None,
+                         compare_files: bool = False) -> KubeReplayResult:
     """Submit the replay Job, follow it to its end, compare metrics, tag the verdict."""
     _check_tracking(tracker.uri)  # before the cluster is even looked for
     api = api or load_client()
@@ -217,7 +218,7 @@ def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOpti
     try:
         result = conclude_replay(replay_id, tracker=tracker, tolerance=tolerance,
                                  metrics=metrics, per_metric=per_metric, api=api,
-                                 output=output)
+                                 output=output, compare_files=compare_files)
     except BaseException:
         delete_job(spec.namespace, spec.name, api)  # interrupted or failed: not left behind
         raise
@@ -228,7 +229,8 @@ def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOpti
 def conclude_replay(replay_id: str, *, tracker: TrackerLike, tolerance: Tolerance | None = None,
                     metrics: tuple[str, ...] = (),
                     per_metric: Mapping[str, Tolerance] | None = None, api: Any = None,
-                    output: Callable[[bytes], None] | None = None) -> KubeReplayResult:
+                    output: Callable[[bytes], None] | None = None,
+                    compare_files: bool = False) -> KubeReplayResult:
     """Follow a submitted replay Job (running or done) to its end, then compare the run
     trees and tag the verdict: what ``replay --on kubernetes`` does after submitting, and
     what ``verify --replay`` does for a ``--detach``-ed one."""
@@ -245,7 +247,8 @@ def conclude_replay(replay_id: str, *, tracker: TrackerLike, tolerance: Toleranc
     run = tracker.run(original)
     try:
         code = follow_job(namespace, name, output=output or to_stdout, api=api)
-        comparison = conclude(tracker, run, replay_id, code, tolerance, metrics, per_metric)
+        comparison = conclude(tracker, run, replay_id, code, tolerance, metrics, per_metric,
+                              compare_files=compare_files)
     except BaseException as exc:
         _failed(tracker, replay_id, exc)
         raise

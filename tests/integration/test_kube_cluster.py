@@ -194,9 +194,8 @@ def test_the_preflight_reads_gpu_labels_from_the_real_node(gpu_node, cluster, re
     """The recorded GPU feature discovery labels (an old driver, a new one) set on the node
     through the API: the pre-flight on the live node list decides as on recorded data."""
     from envlock.adapters import kube as kube_client
-    from tests.factories import make_lock
-
     from envlock.model.kubejob import is_label_value
+    from tests.factories import make_lock
 
     # the A100 recording comes from a guide whose `gpu.machine: NVIDIA DGX` (a space) an API
     # server refuses as a label value: set only what a real node can carry
@@ -234,3 +233,32 @@ def test_a_detached_replay_is_concluded_later_by_verify(captured, cluster, tmp_p
         "reproduced"
     again = exp.envlock("verify", "--replay", replay_id)
     assert again.returncode == 2 and "concluded already" in again.stderr
+
+
+def test_a_sweep_with_child_runs_and_artifacts_replays_as_locally(
+        tmp_path, experiment_venv, cluster_mlflow, infra, created_images, cluster):
+    """A parent run, three child runs with histories and files, a figure: the Job's replay
+    tree matches the original's as a local replay's does, artifacts identical by hash."""
+    from tests.conftest import ROOT, init_repo
+
+    root = init_repo(tmp_path / "sweep", {
+        "train.py": (ROOT / "tests" / "experiments" / "sweep.py").read_text(),
+        ".gitignore": "mlflow.db\n.envlock/\nmlruns/\n"})
+    exp = Experiment(root=root, python=experiment_venv, store=cluster_mlflow)
+    exp.train("--children", "3")
+    run_id = mlflow_client(exp.store).search_runs(
+        ["0"], filter_string="attributes.run_name = 'sweep'",
+        order_by=["attributes.start_time DESC"], max_results=1)[0].info.run_id
+    exp.capture(run_id, infra, created_images, "--registry", f"{infra.registry}/{REPO}-sweep",
+                command="python train.py --children 3")
+    outcomes = {}
+    for on in ("local", "kubernetes"):
+        result = exp.envlock("replay", run_id, "--on", on, "--compare-artifacts", "--json")
+        assert result.returncode == 0, result.stderr[-3000:]
+        outcomes[on] = json.loads(result.stdout)["result"]["comparison"]
+    for comparison in outcomes.values():
+        assert comparison["reproduced"] is True, comparison
+        assert [r["name"] for r in comparison["runs"]] == ["lr=0.05", "lr=0.1", "lr=0.15"]
+        assert {a["status"] for a in comparison["artifacts"]} == {"identical"}
+    paths = [sorted(a["path"] for a in c["artifacts"]) for c in outcomes.values()]
+    assert paths[0] == paths[1] and "figures/loss.png" in paths[0]

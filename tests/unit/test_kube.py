@@ -192,6 +192,9 @@ def test_env_points_the_experiments_mlflow_at_the_replay_run():
     assert "envlock.dev/replay-run-id" not in dry["metadata"]["labels"]
     assert dry["metadata"]["annotations"]["envlock.dev/replay-run-id"] == \
         kubejob.DRY_RUN_REPLAY_ID
+    # child runs the experiment makes land in the original's experiment
+    assert "MLFLOW_EXPERIMENT_ID" not in env
+    assert env_of(kubejob.job_manifest(spec(experiment_id="7")))["MLFLOW_EXPERIMENT_ID"] == "7"
 
 
 def test_scheduling_command_env_and_secrets():

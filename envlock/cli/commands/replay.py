@@ -119,8 +119,7 @@ def replay_command(
     kube_flags = {"--namespace": namespace != "default", "--node-selector": node_selector,
                   "--toleration": toleration, "--image-pull-secret": image_pull_secret,
                   "--env-from-secret": env_from_secret, "--dry-run": dry_run}
-    local_flags = {"--mount": mount, "--network": network != "none", "--no-track": no_track,
-                   "--compare-artifacts": compare_artifacts}
+    local_flags = {"--mount": mount, "--network": network != "none", "--no-track": no_track}
     _only_with(kube_flags if on is Target.local else local_flags, on)
     if detach and not dry_run and on is Target.local:
         raise typer.Exit(_detach(run_id))
@@ -138,7 +137,8 @@ def replay_command(
         raise typer.Exit(_on_kubernetes(run_id, options, dry_run=dry_run, detach=detach,
                                         force=force,
                                         tolerance=tol, metrics=tuple(metric or ()),
-                                        per_metric=per_metric, as_json=as_json))
+                                        per_metric=per_metric, as_json=as_json,
+                                        compare_files=compare_artifacts))
     tracker = Tracker()
     engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
     result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
@@ -178,7 +178,8 @@ def _only_with(flags: dict[str, Any], on: Target) -> None:
 
 def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, detach: bool, force: bool,
                    tolerance: Any,
-                   metrics: tuple[str, ...], per_metric: Any, as_json: bool) -> int:
+                   metrics: tuple[str, ...], per_metric: Any, as_json: bool,
+                   compare_files: bool = False) -> int:
     from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
@@ -194,7 +195,7 @@ def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, detach: bool, fo
         return _submitted(run_id, options, force)
     result = kube.replay_on_kubernetes(run_id, tracker=Tracker(), options=options, force=force,
                                        tolerance=tolerance, metrics=metrics,
-                                       per_metric=per_metric,
+                                       per_metric=per_metric, compare_files=compare_files,
                                        output=out.passthrough(as_json))
     for warning in result.warnings:
         out.warn(warning)
