@@ -268,15 +268,18 @@ def _wait_for_pod_done(core: Any, batch: Any, namespace: str, pod: str, job: str
 
     while True:
         try:
-            phase = core.read_namespaced_pod(pod, namespace).status.phase
+            found = core.read_namespaced_pod(pod, namespace)
         except ApiException as exc:
             if exc.status != 404:
                 _call("reading the pod", _raise, exc)
+            found = None
+        if found is None or found.metadata.deletion_timestamp:
             _job_status(batch, namespace, job)  # the Job gone: says so
             raise KubeError(f"pod {namespace}/{pod} of Job {job} was deleted before it "
-                            "finished", "replay again") from exc
-        if phase in ("Succeeded", "Failed"):
-            return phase == "Succeeded"
+                            "finished", "replay again")
+        if found.status.phase in ("Succeeded", "Failed"):
+            _job_status(batch, namespace, job)  # killed by a deleted Job: not a result
+            return bool(found.status.phase == "Succeeded")
         time.sleep(poll)
 
 

@@ -262,3 +262,21 @@ def test_a_sweep_with_child_runs_and_artifacts_replays_as_locally(
         assert {a["status"] for a in comparison["artifacts"]} == {"identical"}
     paths = [sorted(a["path"] for a in c["artifacts"]) for c in outcomes.values()]
     assert paths[0] == paths[1] and "figures/loss.png" in paths[0]
+
+
+def test_a_job_deleted_while_it_runs_is_an_infrastructure_failure(captured, cluster):
+    exp, run_id = captured
+    submitted = exp.envlock("replay", run_id, "--on", "kubernetes", "--detach", "--json",
+                            "--command", "echo started; sleep 120")
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    payload = json.loads(submitted.stdout)["result"]
+    namespace, name = payload["job"].split("/")
+    batch, core = kube_api(cluster.kubeconfig)
+    deadline = time.monotonic() + 60
+    while not [p for p in core.list_namespaced_pod(namespace, label_selector=f"job-name={name}"
+                                                   ).items if p.status.phase == "Running"]:
+        assert time.monotonic() < deadline, "the pod never ran"
+        time.sleep(0.5)
+    batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+    result = exp.envlock("verify", "--replay", payload["replay_run_id"], "--json")
+    assert_failed_replay(exp, result, "was deleted")
