@@ -30,9 +30,13 @@ def _modules() -> tuple[Any, Any]:
 def load_client() -> Any:
     """An ApiClient from the kubeconfig (``KUBECONFIG`` or ~/.kube/config), else the
     in-cluster service account."""
+    import os
+
     client, config = _modules()
+    # read KUBECONFIG now: the client reads it once, when it is first imported
+    path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     try:
-        return config.new_client_from_config()
+        return config.new_client_from_config(config_file=path)
     except (config.ConfigException, OSError) as exc:
         first: Exception = exc
     configuration = client.Configuration()

@@ -10,6 +10,7 @@ so the tracking store must be a server the pods can reach.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -255,3 +256,60 @@ def conclude_replay(replay_id: str, *, tracker: TrackerLike, tolerance: Toleranc
     return KubeReplayResult(original_run_id=original, replay_run_id=replay_id,
                             image=replay.tags.get("envlock.image", ""), exit_code=code,
                             comparison=comparison, job=job)
+
+
+# ------------------------------------------------------------------ a verification sweep
+
+@dataclass(frozen=True)
+class SweepItem:
+    """One run of a sweep: its replay, verdict, or the infrastructure error that stopped it."""
+
+    run_id: str
+    result: KubeReplayResult | None = None
+    error: str | None = None
+
+    @property
+    def reproduced(self) -> bool:
+        return bool(self.result and self.result.exit_code == 0 and self.result.comparison
+                    and self.result.comparison.reproduced)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "reproduced": self.reproduced, "error": self.error,
+                "replay": self.result.to_dict() if self.result else None}
+
+
+def sweep(experiment: str, *, last: int, parallel: int, tracker: TrackerLike,
+          options: KubeOptions, tolerance: Tolerance | None = None,
+          metrics: tuple[str, ...] = (), per_metric: Mapping[str, Tolerance] | None = None
+          ) -> list[SweepItem]:
+    """Replay the ``last`` newest captured runs of ``experiment`` as Jobs, at most
+    ``parallel`` at a time; one item per run, in the runs' order (newest first). An
+    infrastructure failure of one run is recorded on it, the others go on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if last < 1 or parallel < 1:
+        raise UsageError("--last and --parallel must be at least 1")
+    _check_tracking(tracker.uri)
+    runs = tracker.last_captured(experiment, last)  # type: ignore[attr-defined]
+    if not runs:
+        raise UsageError(f"experiment {experiment!r} has no captured run with a pinned image",
+                         "capture runs with envlock capture --registry …")
+
+    def one(run_id: str) -> SweepItem:
+        try:
+            return SweepItem(run_id, replay_on_kubernetes(
+                run_id, tracker=tracker, options=options, tolerance=tolerance,
+                metrics=metrics, per_metric=per_metric, output=_quiet))
+        except EnvlockError as exc:
+            return SweepItem(run_id, error=exc.message)
+
+    stdout = sys.stdout
+    try:
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            return list(pool.map(one, [r.run_id for r in runs]))
+    finally:  # the tracker's redirect_stdout is process-wide: threads interleave it
+        sys.stdout = stdout
+
+
+def _quiet(chunk: bytes) -> None:
+    del chunk  # parallel Jobs' logs would interleave; each stays in its pod and replay run

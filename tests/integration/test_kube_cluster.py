@@ -10,6 +10,7 @@ exit 2, with the replay run FAILED and the reason in ``envlock.failure``.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -280,3 +281,39 @@ def test_a_job_deleted_while_it_runs_is_an_infrastructure_failure(captured, clus
     batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
     result = exp.envlock("verify", "--replay", payload["replay_run_id"], "--json")
     assert_failed_replay(exp, result, "was deleted")
+
+
+def test_a_sweep_replays_an_experiments_last_runs_as_parallel_jobs(
+        captured, cluster, infra, created_images, tmp_path):
+    """The nightly gate: `verify --experiment NAME --last 2 --on kubernetes --parallel 2`
+    replays the two newest captured runs as Jobs at once and writes one report."""
+    import subprocess
+
+    exp, _ = captured
+    name = f"nightly-{uuid.uuid4().hex[:6]}"
+    client = mlflow_client(exp.store)
+    experiment_id = client.create_experiment(name)
+    runs = []
+    for seed in ("1", "2"):
+        done = subprocess.run([str(exp.python), "train.py", "--seed", seed], cwd=exp.root,
+                              env={**os.environ, **exp.env(MLFLOW_EXPERIMENT_NAME=name)},
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        runs.append(client.search_runs([experiment_id], order_by=["attributes.start_time "
+                                                                 "DESC"])[0].info.run_id)
+        exp.capture(runs[-1], infra, created_images, "--registry", f"{infra.registry}/{REPO}",
+                    command=f"python train.py --seed {seed}")
+    junit, summary = tmp_path / "nightly.xml", tmp_path / "nightly.md"
+    started = time.monotonic()
+    result = exp.envlock("verify", "--experiment", name, "--last", "2", "--on", "kubernetes",
+                         "--parallel", "2", "--junit", str(junit), "--markdown", str(summary),
+                         "--json")
+    TIMES["sweep of 2 runs, parallel 2"] = round(time.monotonic() - started, 1)
+    print(f"\n[timing] sweep of 2: {TIMES['sweep of 2 runs, parallel 2']} s")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.startswith("{"), repr(result.stdout[:300])
+    payload = json.loads(result.stdout)["result"]
+    assert [r["run_id"] for r in payload["runs"]] == runs[::-1]
+    assert all(r["reproduced"] for r in payload["runs"])
+    assert junit.read_text().count("<testcase") == 2 and 'failures="0"' in junit.read_text()
+    assert "2/2 reproduced" in summary.read_text()

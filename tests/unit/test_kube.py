@@ -436,3 +436,19 @@ def test_a_pull_secret_holds_the_credentials_as_docker_config_json():
     assert secret.metadata.name == kubejob.pull_secret_name("127.0.0.1:5000", "envlock", "pw")
     assert kubejob.pull_secret_name("127.0.0.1:5000", "envlock", "pw2") != secret.metadata.name
     assert kubejob.is_dns_subdomain(secret.metadata.name) and "pw" not in secret.metadata.name
+
+
+def test_a_sweep_report_has_one_case_per_run_and_names_errors():
+    from envlock.model import report
+    from envlock.model.compare import Comparison, MetricRow, Tolerance
+
+    row = MetricRow("loss", 0.25, 0.25, True)
+    good = kube.KubeReplayResult(original_run_id="a", replay_run_id="ra", image=IMAGE,
+                                 exit_code=0, job="default/j-a",
+                                 comparison=Comparison(rows=(row,), tolerance=Tolerance()))
+    items = [kube.SweepItem("a", good), kube.SweepItem("b", error="ErrImagePull: not found")]
+    cases = report.sweep_cases(items)
+    assert [c.ok for c in cases] == [True, False]
+    assert "infrastructure error: ErrImagePull" in cases[1].detail
+    assert "replay run ra" in cases[0].detail
+    assert "1/2 reproduced" in report.sweep_markdown("nightly", items)
