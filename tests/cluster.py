@@ -1,7 +1,7 @@
 """The live one-node Kubernetes for the tests (``scripts/k8s``), as a session fixture uses it.
 
 ``Cluster.start()`` takes an exclusive lock (the cluster has fixed ports, a bridge and
-10.244.0.1: one test session at a time on a machine), runs ``scripts/k8s/start.sh`` (root,
+10.244.0.1: one test session at a time on a machine; a second waits up to LOCK_WAIT), runs ``scripts/k8s/start.sh`` (root,
 binaries from ``scripts/k8s/build.sh``, which ``scripts/test.sh`` runs) and returns once the
 node is Ready; ``allow_registry()`` lets pods pull from a loopback registry over plain HTTP;
 ``stop()`` runs ``stop.sh`` (every process, mount, bridge, cgroup and kernel setting undone).
@@ -22,7 +22,7 @@ SCRIPTS = ROOT / "scripts" / "k8s"
 K8S_DIR = Path(os.environ.get("K8S_DIR", "/var/tmp/envlock-k8s"))
 GATEWAY = "10.244.0.1"  # the pods' bridge; servers pods must reach listen here
 NODE = "envlock-test-node"
-LOCK_WAIT = 1800.0
+LOCK_WAIT = 420.0  # under the 600 s pytest timeout, which counts fixture setup
 
 
 class ClusterError(RuntimeError):
