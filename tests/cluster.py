@@ -1,10 +1,11 @@
 """The live one-node Kubernetes for the tests (``scripts/k8s``), as a session fixture uses it.
 
 ``Cluster.start()`` takes an exclusive lock (the cluster has fixed ports, a bridge and
-10.244.0.1: one test session at a time on a machine; a second waits up to LOCK_WAIT), runs ``scripts/k8s/start.sh`` (root,
-binaries from ``scripts/k8s/build.sh``, which ``scripts/test.sh`` runs) and returns once the
-node is Ready; ``allow_registry()`` lets pods pull from a loopback registry over plain HTTP;
-``stop()`` runs ``stop.sh`` (every process, mount, bridge, cgroup and kernel setting undone).
+10.244.0.1: one test session at a time on a machine; a second waits up to LOCK_WAIT), runs
+``scripts/k8s/start.sh`` (root, binaries from ``scripts/k8s/build.sh``, which
+``scripts/test.sh`` runs) and returns once the node is Ready; ``allow_registry()`` lets
+pods pull from a loopback registry over plain HTTP; ``stop()`` runs ``stop.sh`` (every
+process, mount, bridge, cgroup and kernel setting undone).
 """
 
 from __future__ import annotations
