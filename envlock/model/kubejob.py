@@ -26,8 +26,11 @@ GPU_RESOURCE = "nvidia.com/gpu"
 LABEL_PREFIX = "envlock.dev"
 TTL_SECONDS = 24 * 3600  # finished Jobs (and their logs) stay a day, then are removed
 WORKSPACE_COPY = "/envlock/workspace"  # where the init container fills the workspace volume
+# every entry of the image's workspace, times and modes kept (owners cannot be, as uid 1000)
+WORKSPACE_FILL = (f"cd {WORKDIR} && find . -mindepth 1 -maxdepth 1 "
+                  f"-exec cp -R --preserve=mode,timestamps,links -t {WORKSPACE_COPY} {{}} +")
 EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-RESERVED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")
+RESERVED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")
 
 _NAME = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _LABEL_NAME = re.compile(_NAME + r"\Z")
@@ -130,7 +133,7 @@ def parse_env(values: Iterable[str]) -> dict[str, str]:
         if key in RESERVED_ENV:
             raise UsageError(f"--env {key} is set by envlock on Kubernetes",
                              "MLFLOW_TRACKING_URI is this host's tracking URI, MLFLOW_RUN_ID "
-                             "the replay run")
+                             "the replay run, MLFLOW_EXPERIMENT_ID the original's experiment")
         env[key] = text
     return env
 
@@ -172,6 +175,7 @@ class JobSpec:
     image: str
     tracking_uri: str
     replay_run_id: str | None = None  # None: a dry run, nothing created yet
+    experiment_id: str | None = None  # the original's: child runs the experiment makes go there
     namespace: str = "default"
     gpus: int = 0
     command: str | None = None  # overrides the image's CMD (the captured command)
@@ -206,6 +210,7 @@ def _annotations(spec: JobSpec) -> dict[str, str]:
 def _container(spec: JobSpec) -> dict[str, Any]:
     env = {"MLFLOW_TRACKING_URI": spec.tracking_uri,
            "MLFLOW_RUN_ID": spec.replay_run_id or DRY_RUN_REPLAY_ID,
+           **({"MLFLOW_EXPERIMENT_ID": spec.experiment_id} if spec.experiment_id else {}),
            "HOME": WORKDIR, "GIT_PYTHON_REFRESH": "quiet", **spec.env}
     container: dict[str, Any] = {
         "name": CONTAINER, "image": spec.image, "imagePullPolicy": "IfNotPresent",
@@ -270,11 +275,25 @@ def _container_security() -> dict[str, Any]:
 
 def _workspace_init(image: str) -> dict[str, Any]:
     """Fill the writable workspace volume with the image's /workspace (the code), as a
-    Docker volume is filled from the image in a local replay; an emptyDir starts empty."""
+    Docker volume is filled from the image in a local replay; an emptyDir starts empty.
+    Its entries are copied one by one: the volume's own root belongs to root, and
+    ``cp -a DIR/. VOL/`` fails setting that root's times as uid 1000 (seen on 1.20)."""
     return {"name": "workspace", "image": image, "imagePullPolicy": "IfNotPresent",
-            "command": ["/bin/sh", "-c", f"cp -a {WORKDIR}/. {WORKSPACE_COPY}/"],
+            "command": ["/bin/sh", "-c", WORKSPACE_FILL],
             "securityContext": _container_security(),
             "volumeMounts": [{"name": "workspace", "mountPath": WORKSPACE_COPY}]}
+
+
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+
+
+def _tolerations(spec: JobSpec) -> list[dict[str, str]]:
+    """The given tolerations; with GPUs also the one for the ``nvidia.com/gpu`` taint GPU
+    node pools carry (what the ExtendedResourceToleration admission plugin would add)."""
+    given = [dict(t) for t in spec.tolerations]
+    if spec.gpus and not any(t.get("key") == GPU_RESOURCE for t in given):
+        given.append(dict(GPU_TOLERATION))
+    return given
 
 
 def job_manifest(spec: JobSpec) -> dict[str, Any]:
@@ -291,8 +310,9 @@ def job_manifest(spec: JobSpec) -> dict[str, Any]:
     }
     if spec.node_selector:
         pod["nodeSelector"] = dict(spec.node_selector)
-    if spec.tolerations:
-        pod["tolerations"] = [dict(t) for t in spec.tolerations]
+    tolerations = _tolerations(spec)
+    if tolerations:
+        pod["tolerations"] = tolerations
     if spec.image_pull_secret:
         pod["imagePullSecrets"] = [{"name": spec.image_pull_secret}]
     return {
@@ -302,6 +322,36 @@ def job_manifest(spec: JobSpec) -> dict[str, Any]:
         "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": spec.ttl_seconds,
                  "template": {"metadata": {"labels": dict(labels)}, "spec": pod}},
     }
+
+
+# ------------------------------------------------------------------ image pull secrets
+
+def pull_secret_name(registry: str, username: str, password: str) -> str:
+    """``envlock-pull-<12 hex>``: one name per registry and credentials, so the same
+    credentials reuse their secret and new ones never overwrite a secret in use."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{registry}\0{username}\0{password}".encode()).hexdigest()
+    return f"envlock-pull-{digest[:12]}"
+
+
+def pull_secret_manifest(namespace: str, registry: str, username: str, password: str
+                         ) -> dict[str, Any]:
+    """A ``kubernetes.io/dockerconfigjson`` Secret holding one registry's credentials
+    (what ``kubectl create secret docker-registry`` makes). Never printed."""
+    import base64
+    import json
+
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    config = {"auths": {registry: {"username": username, "password": password,
+                                   "auth": token}}}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": pull_secret_name(registry, username, password),
+                         "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "envlock"},
+                         "annotations": {f"{LABEL_PREFIX}/registry": registry}},
+            "data": {".dockerconfigjson": base64.b64encode(
+                json.dumps(config).encode()).decode()}}
 
 
 # ------------------------------------------------------------------ node-label pre-flight

@@ -124,6 +124,32 @@ def verify_markdown(run_id: str, reproduced: bool, facts: dict[str, Any],
     return text + ("\n".join(extra) + "\n" if extra else "")
 
 
+# ------------------------------------------------------------------------------ sweep
+def sweep_cases(items: Sequence[Any]) -> list[Case]:
+    """One case per replayed run of a sweep (``operations.kube.SweepItem``)."""
+    return [Case(f"replay of {i.run_id}", i.reproduced, _sweep_detail(i)) for i in items]
+
+
+def _sweep_detail(item: Any) -> str:
+    if item.error:
+        return f"infrastructure error: {item.error}"
+    result = item.result
+    verdict = "reproduced" if item.reproduced else "NOT reproduced"
+    return (f"{verdict}: exit {result.exit_code}, replay run {result.replay_run_id}, "
+            f"job {result.job}")
+
+
+def sweep_markdown(experiment: str, items: Sequence[Any]) -> str:
+    ok = sum(1 for i in items if i.reproduced)
+    rows = [(i.run_id, i.result.replay_run_id if i.result else "-",
+             "reproduced" if i.reproduced else ("**error**" if i.error else "**NOT reproduced**"),
+             i.error or (i.result.job if i.result else "")) for i in items]
+    return markdown(f"envlock verify --experiment {experiment}", ok == len(items),
+                    f"{ok}/{len(items)} reproduced",
+                    {"experiment": experiment, "runs": len(items)},
+                    ("run", "replay run", "verdict", "job / error"), rows)
+
+
 # ------------------------------------------------------------------------------ check
 def check_cases(result: Any) -> list[Case]:
     """``envlock check``: the environment digest, one case per package difference, one

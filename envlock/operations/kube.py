@@ -9,15 +9,25 @@ so the tracking store must be a server the pods can reach.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from envlock.adapters.kube import load_client, node_preflight, run_job
+from envlock.adapters.kube import (
+    delete_job,
+    ensure_secret,
+    follow_job,
+    load_client,
+    node_preflight,
+    submit_job,
+)
 from envlock.adapters.protocols import TrackerLike
-from envlock.errors import Interrupted, UsageError
+from envlock.errors import EnvlockError, Interrupted, UsageError
 from envlock.model.compare import Tolerance
+from envlock.model.compat import Verdict
 from envlock.model.kubejob import (
     JobSpec,
     check_name,
@@ -27,11 +37,15 @@ from envlock.model.kubejob import (
     parse_gpu_count,
     parse_node_selector,
     parse_toleration,
+    pull_secret_manifest,
     tracking_uri_problem,
 )
 from envlock.model.redact import strip_url_credentials
 from envlock.operations.replay import ReplayError, ReplayResult, conclude, to_stdout
 from envlock.operations.targets import captured
+
+FAILURE_TAG = "envlock.failure"  # why a replay Job failed around the experiment
+JOB_TAG = "envlock.kubernetes.job"  # NAMESPACE/NAME of a replay run's Job
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,9 @@ class KubeOptions:
     shm_size: str | None = None  # raw --shm-size / --cpus / --memory
     cpus: str | None = None
     memory: str | None = None
+    # (user, password) from --registry-username/--registry-password-stdin; else the Docker
+    # config or its credential helper is asked for the image's registry
+    registry_credentials: tuple[str, str] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -136,12 +153,37 @@ def _check_tracking(uri: str) -> None:
                          "MLFLOW_TRACKING_TOKEN) in a Secret and pass --env-from-secret NAME")
 
 
-def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOptions,
-                         force: bool = False, tolerance: Tolerance | None = None,
-                         metrics: tuple[str, ...] = (),
-                         per_metric: Mapping[str, Tolerance] | None = None, api: Any = None,
-                         output: Callable[[bytes], None] | None = None) -> KubeReplayResult:
-    """Pre-flight on node labels, create the replay run, run the Job, compare metrics."""
+def pull_secret(api: Any, spec: JobSpec, options: KubeOptions) -> str | None:
+    """The image pull secret the Job uses: --image-pull-secret as given; else one envlock
+    creates (or reuses) from the registry credentials it has for the image's registry;
+    None for a registry it has no credentials for (public, or the nodes' own)."""
+    from envlock.adapters.engine import registry_of
+    from envlock.adapters.registry import docker_credentials
+
+    if spec.image_pull_secret:
+        return spec.image_pull_secret
+    registry = registry_of(spec.image)
+    credentials = options.registry_credentials or docker_credentials(registry)
+    if not credentials:
+        return None
+    return ensure_secret(api, pull_secret_manifest(spec.namespace, registry, *credentials))
+
+
+def _failed(tracker: TrackerLike, replay_id: str, exc: BaseException) -> None:
+    """Never leave a replay run RUNNING: FAILED, with the reason as ``envlock.failure``
+    (an infrastructure failure is not a verdict on the experiment)."""
+    reason = exc.message if isinstance(exc, EnvlockError) else type(exc).__name__
+    with contextlib.suppress(Exception):  # the original error matters more
+        tracker.set_tags(replay_id, {FAILURE_TAG: reason[:5000]})
+    tracker.finish(replay_id, False)
+    if isinstance(exc, Interrupted):
+        exc.outcome = f"replay run {replay_id} was marked FAILED"
+
+
+def submit(run_id: str, *, tracker: TrackerLike, options: KubeOptions, force: bool = False,
+           api: Any = None) -> tuple[str, JobSpec, Verdict]:
+    """Pre-flight on node labels, create the replay run, submit its Job; nothing waits.
+    ``(replay run id, the Job's spec, the pre-flight verdict)``."""
     _check_tracking(tracker.uri)
     draft = plan(run_id, tracker=tracker, options=options)
     api = api or load_client()
@@ -150,21 +192,126 @@ def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOpti
         raise ReplayError(f"no node can run the image: {'; '.join(verdict.problems)}",
                           "pick nodes with --node-selector, or --force to try anyway")
     run = draft.run
+    secret = pull_secret(api, draft.spec, options)
     replay_id = tracker.create_run(run.experiment_id, f"replay of {run.name or run_id}", {
         "envlock.replay_of": run_id, "envlock.image": draft.spec.image,
         "envlock.replayed_on": "kubernetes"})
-    spec = replace(draft.spec, replay_run_id=replay_id, name=job_name(run_id, replay_id))
+    spec = replace(draft.spec, replay_run_id=replay_id, name=job_name(run_id, replay_id),
+                   image_pull_secret=secret, experiment_id=str(run.experiment_id))
     try:
-        tracker.set_tags(replay_id, {"envlock.kubernetes.job": f"{spec.namespace}/{spec.name}"})
-        code = run_job(job_manifest(spec), output=output or to_stdout, api=api)
-        comparison = conclude(tracker, run, replay_id, code, tolerance, metrics,
-                             per_metric)
+        tracker.set_tags(replay_id, {JOB_TAG: f"{spec.namespace}/{spec.name}"})
+        submit_job(job_manifest(spec), api)
     except BaseException as exc:
-        tracker.finish(replay_id, False)  # never leave a replay run RUNNING
-        if isinstance(exc, Interrupted):
-            exc.outcome = f"replay run {replay_id} was marked FAILED"
+        _failed(tracker, replay_id, exc)
         raise
-    return KubeReplayResult(original_run_id=run_id, replay_run_id=replay_id, image=spec.image,
-                            exit_code=code, comparison=comparison,
-                            warnings=[*verdict.warnings, *verdict.problems],  # forced
-                            job=f"{spec.namespace}/{spec.name}")
+    return replay_id, spec, verdict
+
+
+def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOptions,
+                         force: bool = False, tolerance: Tolerance | None = None,
+                         metrics: tuple[str, ...] = (),
+                         per_metric: Mapping[str, Tolerance] | None = None, api: Any = None,
+                         output: Callable[[bytes], None] | None = None,
+                         compare_files: bool = False) -> KubeReplayResult:
+    """Submit the replay Job, follow it to its end, compare metrics, tag the verdict."""
+    _check_tracking(tracker.uri)  # before the cluster is even looked for
+    api = api or load_client()
+    replay_id, spec, verdict = submit(run_id, tracker=tracker, options=options, force=force,
+                                      api=api)
+    try:
+        result = conclude_replay(replay_id, tracker=tracker, tolerance=tolerance,
+                                 metrics=metrics, per_metric=per_metric, api=api,
+                                 output=output, compare_files=compare_files)
+    except BaseException:
+        delete_job(spec.namespace, spec.name, api)  # interrupted or failed: not left behind
+        raise
+    result.warnings = [*verdict.warnings, *verdict.problems]  # problems: forced
+    return result
+
+
+def conclude_replay(replay_id: str, *, tracker: TrackerLike, tolerance: Tolerance | None = None,
+                    metrics: tuple[str, ...] = (),
+                    per_metric: Mapping[str, Tolerance] | None = None, api: Any = None,
+                    output: Callable[[bytes], None] | None = None,
+                    compare_files: bool = False) -> KubeReplayResult:
+    """Follow a submitted replay Job (running or done) to its end, then compare the run
+    trees and tag the verdict: what ``replay --on kubernetes`` does after submitting, and
+    what ``verify --replay`` does for a ``--detach``-ed one."""
+    replay = tracker.run(replay_id)
+    job, original = replay.tags.get(JOB_TAG), replay.tags.get("envlock.replay_of")
+    if not job or not original:
+        raise UsageError(f"run {replay_id} is not a replay Job envlock submitted",
+                         "pass the replay run id that `replay --on kubernetes --detach` printed")
+    done = replay.tags.get("envlock.verdict") or replay.tags.get(FAILURE_TAG)
+    if done:
+        raise UsageError(f"replay run {replay_id} is concluded already: {done}",
+                         f"see envlock lineage {original}")
+    namespace, name = job.split("/", 1)
+    run = tracker.run(original)
+    try:
+        code = follow_job(namespace, name, output=output or to_stdout, api=api)
+        comparison = conclude(tracker, run, replay_id, code, tolerance, metrics, per_metric,
+                              compare_files=compare_files)
+    except BaseException as exc:
+        _failed(tracker, replay_id, exc)
+        raise
+    return KubeReplayResult(original_run_id=original, replay_run_id=replay_id,
+                            image=replay.tags.get("envlock.image", ""), exit_code=code,
+                            comparison=comparison, job=job)
+
+
+# ------------------------------------------------------------------ a verification sweep
+
+@dataclass(frozen=True)
+class SweepItem:
+    """One run of a sweep: its replay, verdict, or the infrastructure error that stopped it."""
+
+    run_id: str
+    result: KubeReplayResult | None = None
+    error: str | None = None
+
+    @property
+    def reproduced(self) -> bool:
+        return bool(self.result and self.result.exit_code == 0 and self.result.comparison
+                    and self.result.comparison.reproduced)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "reproduced": self.reproduced, "error": self.error,
+                "replay": self.result.to_dict() if self.result else None}
+
+
+def sweep(experiment: str, *, last: int, parallel: int, tracker: TrackerLike,
+          options: KubeOptions, tolerance: Tolerance | None = None,
+          metrics: tuple[str, ...] = (), per_metric: Mapping[str, Tolerance] | None = None
+          ) -> list[SweepItem]:
+    """Replay the ``last`` newest captured runs of ``experiment`` as Jobs, at most
+    ``parallel`` at a time; one item per run, in the runs' order (newest first). An
+    infrastructure failure of one run is recorded on it, the others go on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if last < 1 or parallel < 1:
+        raise UsageError("--last and --parallel must be at least 1")
+    _check_tracking(tracker.uri)
+    runs = tracker.last_captured(experiment, last)  # type: ignore[attr-defined]
+    if not runs:
+        raise UsageError(f"experiment {experiment!r} has no captured run with a pinned image",
+                         "capture runs with envlock capture --registry …")
+
+    def one(run_id: str) -> SweepItem:
+        try:
+            return SweepItem(run_id, replay_on_kubernetes(
+                run_id, tracker=tracker, options=options, tolerance=tolerance,
+                metrics=metrics, per_metric=per_metric, output=_quiet))
+        except EnvlockError as exc:
+            return SweepItem(run_id, error=exc.message)
+
+    stdout = sys.stdout
+    try:
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            return list(pool.map(one, [r.run_id for r in runs]))
+    finally:  # the tracker's redirect_stdout is process-wide: threads interleave it
+        sys.stdout = stdout
+
+
+def _quiet(chunk: bytes) -> None:
+    del chunk  # parallel Jobs' logs would interleave; each stays in its pod and replay run

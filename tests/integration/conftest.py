@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster import GATEWAY, Cluster, ClusterError
 from tests.conftest import ROOT, git, init_repo, run_envlock
 from tests.registry import AUTH_PASSWORD, AUTH_USER, Registry, RegistryError, push_base, untag_base
 
@@ -304,16 +305,19 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` on loopback (about 25 s to answer on 2 cores)."""
-    work = tmp_path_factory.mktemp("server")
+    yield from _mlflow_server(tmp_path_factory.mktemp("server"), "127.0.0.1")
+
+
+def _mlflow_server(work: Path, host: str) -> Iterator[str]:
     port = free_port()
     mlflow = Path(sys.executable).with_name("mlflow")
     log = open(work / "server.log", "w")  # noqa: SIM115 - open for the server's lifetime
-    proc = subprocess.Popen([str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port),
+    proc = subprocess.Popen([str(mlflow), "server", "--host", host, "--port", str(port),
                              "--backend-store-uri", f"sqlite:///{work}/server.db",
                              "--artifacts-destination", str(work / "artifacts"),
                              "--workers", "1"],
                             stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
@@ -329,3 +333,31 @@ def mlflow_server(tmp_path_factory):
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
+
+
+# ---------------------------------------------------------------- the live Kubernetes
+
+@pytest.fixture(scope="session")
+def cluster(open_registry, auth_registry) -> Iterator[Cluster]:
+    """The one-node Kubernetes of scripts/k8s, started for the session (KUBECONFIG set),
+    pulling from both test registries; stopped at the end. Missing binaries, a failed start
+    or a cluster held by another session FAIL the tests, never skip them."""
+    try:
+        live = Cluster.start()
+    except ClusterError as exc:
+        pytest.fail(f"test cluster did not start: {exc}", pytrace=False)
+    try:
+        for registry in (open_registry, auth_registry):
+            live.allow_registry(registry.address)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("KUBECONFIG", live.kubeconfig)
+            yield live
+    finally:
+        live.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_mlflow(tmp_path_factory, cluster) -> Iterator[str]:
+    """An `mlflow server` on the pods' bridge gateway (10.244.0.1), reachable from pods
+    and from this host alike."""
+    yield from _mlflow_server(tmp_path_factory.mktemp("cluster-server"), GATEWAY)

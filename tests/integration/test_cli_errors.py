@@ -127,7 +127,8 @@ CREDS = ("--registry-username", "someone", "--registry-password-stdin")
 
 
 @pytest.mark.parametrize("args, needles", [
-    (("replay", "0123abcd", "--on", "kubernetes"), ("Kubernetes", "--image-pull-secret")),
+    (("replay", "0123abcd", "--on", "kubernetes", "--dry-run"), ("--dry-run",
+                                                                 "no image pull secret")),
     (("capture", "--no-build"), ("--no-build pushes nothing",)),
     (("import", "nothing.tar"), ("--registry", "loaded into the local engine")),
 ])

@@ -126,3 +126,13 @@ def test_no_cluster_creates_no_replay_run(tmp_path, store, captured, monkeypatch
     with pytest.raises(EnvlockError, match="no Kubernetes cluster configured"):
         kube.replay_on_kubernetes(captured, tracker=tracker, options=kube.KubeOptions())
     assert run_count(store) == 1
+
+
+def test_a_sweep_runs_only_on_kubernetes_and_needs_a_reachable_store(tmp_path, store, captured):
+    local = run_envlock("verify", "--experiment", "Default", cwd=tmp_path,
+                        env={"MLFLOW_TRACKING_URI": store})
+    assert local.returncode == 2 and "--on kubernetes" in local.stderr
+    sqlite = run_envlock("verify", "--experiment", "Default", "--on", "kubernetes",
+                         cwd=tmp_path, env={"MLFLOW_TRACKING_URI": store})
+    assert sqlite.returncode == 2 and "a pod cannot reach it" in sqlite.stderr
+    assert run_count(store) == 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import kubernetes.client as client
 import pytest
@@ -102,7 +103,9 @@ def test_manifest_runs_the_pinned_image_hardened():
     # the emptyDir is filled with the image's /workspace (the code) before the experiment
     init = pod["initContainers"][0]
     assert init["image"] == IMAGE and init["securityContext"] == security
-    assert "/workspace/." in init["command"][-1]
+    # entry by entry: `cp -a /workspace/. VOL/` fails on the volume's root-owned root as uid 1000
+    assert init["command"][-1] == kubejob.WORKSPACE_FILL and "/workspace/." not in \
+        init["command"][-1] and "-t /envlock/workspace" in init["command"][-1]
     assert "command" not in main  # the image's CMD is the captured command
     assert manifest["metadata"]["annotations"]["envlock.dev/command"] == \
         "python train.py --epochs 3"
@@ -112,6 +115,11 @@ def test_gpu_limits_only_when_asked():
     assert "resources" not in container(kubejob.job_manifest(spec()))
     limits = container(kubejob.job_manifest(OPTION_SETS["gpus-selectors-tolerations"]))
     assert limits["resources"] == {"limits": {"nvidia.com/gpu": "2"}}
+    assert "tolerations" not in kubejob.job_manifest(spec())["spec"]["template"]["spec"]
+    # GPU node pools are tainted nvidia.com/gpu: a pod asking for GPUs tolerates that taint
+    pod = kubejob.job_manifest(spec(gpus=1))["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                   "effect": "NoSchedule"}]
 
 
 def test_shm_volume_and_cpu_memory_requests_equal_limits():
@@ -184,6 +192,9 @@ def test_env_points_the_experiments_mlflow_at_the_replay_run():
     assert "envlock.dev/replay-run-id" not in dry["metadata"]["labels"]
     assert dry["metadata"]["annotations"]["envlock.dev/replay-run-id"] == \
         kubejob.DRY_RUN_REPLAY_ID
+    # child runs the experiment makes land in the original's experiment
+    assert "MLFLOW_EXPERIMENT_ID" not in env
+    assert env_of(kubejob.job_manifest(spec(experiment_id="7")))["MLFLOW_EXPERIMENT_ID"] == "7"
 
 
 def test_scheduling_command_env_and_secrets():
@@ -348,3 +359,96 @@ def test_no_kubeconfig_is_one_line_with_a_hint(tmp_path, monkeypatch):
     assert err.value.message.startswith("no Kubernetes cluster configured")
     assert "\n" not in str(err.value)
     assert err.value.hint == "set KUBECONFIG or run inside a cluster"
+
+
+# ---------------------------------------------------------------- following a Job's pod
+
+def ns(**fields: object) -> SimpleNamespace:
+    return SimpleNamespace(**fields)
+
+
+def pod(phase: str = "Pending", init=(), main=(), conditions=(), reason=None) -> SimpleNamespace:
+    return ns(metadata=ns(name="p"), status=ns(
+        phase=phase, reason=reason, message=None, conditions=list(conditions),
+        init_container_statuses=list(init), container_statuses=list(main)))
+
+
+def state(name: str, waiting=None, terminated=None) -> SimpleNamespace:
+    return ns(name=name, state=ns(waiting=waiting, terminated=terminated))
+
+
+def test_pod_problems_are_kubernetes_reasons_and_the_experiments_exit_is_not_one():
+    pull = state("experiment", waiting=ns(reason="ErrImagePull", message="not found"))
+    assert kube_client._pod_problem(pod(main=[pull])) == ("experiment", "ErrImagePull: not found")
+    init = state("workspace", terminated=ns(exit_code=1, reason="Error"))
+    assert kube_client._pod_problem(pod("Failed", init=[init]))[1] == \
+        "init container workspace failed: Error (exit 1)"
+    unschedulable = ns(type="PodScheduled", reason="Unschedulable",
+                       message="0/1 nodes are available: 1 Insufficient nvidia.com/gpu.")
+    assert kube_client._pod_problem(pod(conditions=[unschedulable])) == (
+        None, "Unschedulable: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu.")
+    assert kube_client._pod_problem(pod("Failed", reason="Evicted"))[1] == "Evicted"
+    failed = state("experiment", terminated=ns(exit_code=3, reason="Error"))
+    assert kube_client._pod_problem(pod("Failed", main=[failed])) is None
+
+
+class DroppingLogs:
+    """A log endpoint whose first stream drops after two chunks; each stream starts over."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+
+    def read_namespaced_pod_log(self, *args: object, **kwargs: object) -> object:
+        self.opened += 1
+        dropping = self.opened == 1
+
+        def stream(size: int):
+            from urllib3.exceptions import ProtocolError
+
+            yield b"one\n"
+            yield b"two\n"
+            if dropping:
+                raise ProtocolError("Connection broken: IncompleteRead")
+            yield b"three\n"
+
+        return ns(stream=stream, release_conn=lambda: None)
+
+
+def test_a_dropped_log_stream_is_resumed_without_repeating_lines(monkeypatch):
+    monkeypatch.setattr(kube_client.time, "sleep", lambda seconds: None)
+    shown: list[bytes] = []
+    logs = DroppingLogs()
+    kube_client._stream_logs(logs, "default", "p", shown.append)
+    assert b"".join(shown) == b"one\ntwo\nthree\n" and logs.opened == 2
+
+
+def test_a_pull_secret_holds_the_credentials_as_docker_config_json():
+    import base64
+
+    manifest = kubejob.pull_secret_manifest("ml", "127.0.0.1:5000", "envlock", "pw")
+    api = client.ApiClient()
+    secret = kube_client.to_model(api, manifest, "V1Secret")
+    assert secret.type == "kubernetes.io/dockerconfigjson" and secret.metadata.namespace == "ml"
+    config = json.loads(base64.b64decode(secret.data[".dockerconfigjson"]))
+    entry = config["auths"]["127.0.0.1:5000"]
+    assert entry["auth"] == base64.b64encode(b"envlock:pw").decode()
+    # one name per registry and credentials: the same ones reuse it, new ones get a new one
+    assert secret.metadata.name == kubejob.pull_secret_name("127.0.0.1:5000", "envlock", "pw")
+    assert kubejob.pull_secret_name("127.0.0.1:5000", "envlock", "pw2") != secret.metadata.name
+    assert kubejob.is_dns_subdomain(secret.metadata.name) and "pw" not in secret.metadata.name
+
+
+def test_a_sweep_report_has_one_case_per_run_and_names_errors():
+    from envlock.model import report
+    from envlock.model.compare import Comparison, MetricRow, Tolerance
+
+    row = MetricRow("loss", 0.25, 0.25, True)
+    good = kube.KubeReplayResult(original_run_id="a", replay_run_id="ra", image=IMAGE,
+                                 exit_code=0, job="default/j-a",
+                                 comparison=Comparison(rows=(row,), tolerance=Tolerance()))
+    items = [kube.SweepItem("a", good), kube.SweepItem("b", error="ErrImagePull: not found")]
+    cases = report.sweep_cases(items)
+    assert [c.ok for c in cases] == [True, False]
+    assert "infrastructure error: ErrImagePull" in cases[1].detail
+    assert "replay run ra" in cases[0].detail
+    assert "1/2 reproduced" in report.sweep_markdown("nightly", items)

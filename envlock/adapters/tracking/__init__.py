@@ -223,6 +223,22 @@ class Tracker:
                            order_by=["attributes.start_time ASC"])
         return [self.run(r.info.run_id) for r in found]
 
+    def last_captured(self, experiment_name: str, last: int) -> list[RunData]:
+        """The ``last`` newest captured runs of an experiment (an image pinned in a
+        registry; replays and child runs left out), newest first."""
+        experiment = self._call("reading experiment", self.client.get_experiment_by_name,
+                                experiment_name)
+        if experiment is None:
+            raise TrackingError(f"no experiment {experiment_name!r} in {self.uri}",
+                                "check the name: mlflow experiments search")
+        found = self._call("searching runs", self.client.search_runs,
+                           [experiment.experiment_id],
+                           filter_string="tags.`envlock.image` LIKE '%@sha256:%'",
+                           order_by=["attributes.start_time DESC"], max_results=1000)
+        runs = [r for r in found if "envlock.replay_of" not in r.data.tags
+                and "mlflow.parentRunId" not in r.data.tags]
+        return [self.run(r.info.run_id) for r in runs[:last]]
+
     def create_run_at(self, experiment_id: str, name: str, tags: dict[str, str],
                       start_time: int | None) -> str:
         """A new run with a given start time (milliseconds), as an imported run keeps it."""

@@ -120,20 +120,17 @@ def replay_command(
     kube_flags = {"--namespace": namespace != "default", "--node-selector": node_selector,
                   "--toleration": toleration, "--image-pull-secret": image_pull_secret,
                   "--env-from-secret": env_from_secret, "--dry-run": dry_run}
-    local_flags = {"--mount": mount, "--network": network != "none", "--no-track": no_track,
-                   "--compare-artifacts": compare_artifacts}
+    local_flags = {"--mount": mount, "--network": network != "none", "--no-track": no_track}
     _only_with(kube_flags if on is Target.local else local_flags, on)
-    # The password flag, not the user: ENVLOCK_REGISTRY_USERNAME may be set for a whole job.
-    if on is Target.kubernetes and registry_password_stdin:
-        from envlock.errors import UsageError
-
-        raise UsageError("--registry-username/--registry-password-stdin do not reach a "
-                         "Kubernetes cluster: its nodes pull the image themselves",
-                         "create a docker-registry Secret in the namespace and pass "
-                         "--image-pull-secret NAME")
-    if detach and not dry_run:
+    if detach and not dry_run and on is Target.local:
         credentials = read_credentials(registry_username, registry_password_stdin)
         raise typer.Exit(_detach(run_id, credentials[1] if credentials else None))
+    if on is Target.kubernetes and dry_run and registry_password_stdin:
+        from envlock.errors import UsageError
+
+        raise UsageError("--registry-username/--registry-password-stdin are not used by "
+                         "--dry-run: it creates no image pull secret",
+                         "drop them, or replay without --dry-run")
     if on is Target.kubernetes:
         from envlock.operations.kube import KubeOptions
 
@@ -142,10 +139,14 @@ def replay_command(
                               node_selector=tuple(node_selector or ()),
                               tolerations=tuple(toleration or ()),
                               image_pull_secret=image_pull_secret, env=tuple(env or ()),
-                              env_from_secrets=tuple(env_from_secret or ()), command=command)
-        raise typer.Exit(_on_kubernetes(run_id, options, dry_run=dry_run, force=force,
+                              env_from_secrets=tuple(env_from_secret or ()), command=command,
+                              registry_credentials=_kube_credentials(registry_username,
+                                                                     registry_password_stdin))
+        raise typer.Exit(_on_kubernetes(run_id, options, dry_run=dry_run, detach=detach,
+                                        force=force,
                                         tolerance=tol, metrics=tuple(metric or ()),
-                                        per_metric=per_metric, as_json=as_json))
+                                        per_metric=per_metric, as_json=as_json,
+                                        compare_files=compare_artifacts))
     tracker = Tracker()
     engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
     result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
@@ -165,6 +166,14 @@ def replay_command(
     raise typer.Exit(out.emit(result.to_dict(), "\n".join(lines), result.exit_code))
 
 
+def _kube_credentials(username: str | None, password_stdin: bool) -> tuple[str, str] | None:
+    """--registry-username/--registry-password-stdin on Kubernetes: the credentials of the
+    image pull secret envlock creates in the namespace (never printed, never in the Job)."""
+    from envlock.cli.commands.build import read_credentials
+
+    return read_credentials(username, password_stdin)
+
+
 def _only_with(flags: dict[str, Any], on: Target) -> None:
     from envlock.errors import UsageError
 
@@ -175,8 +184,10 @@ def _only_with(flags: dict[str, Any], on: Target) -> None:
                              f"drop it, or replay with --on {other}")
 
 
-def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, force: bool, tolerance: Any,
-                   metrics: tuple[str, ...], per_metric: Any, as_json: bool) -> int:
+def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, detach: bool, force: bool,
+                   tolerance: Any,
+                   metrics: tuple[str, ...], per_metric: Any, as_json: bool,
+                   compare_files: bool = False) -> int:
     from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
@@ -188,9 +199,11 @@ def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, force: bool, tol
         for warning in plan.warnings:
             out.warn(warning)
         return out.emit(plan.to_dict(), yamlout.dump(plan.manifest))
+    if detach:
+        return _submitted(run_id, options, force)
     result = kube.replay_on_kubernetes(run_id, tracker=Tracker(), options=options, force=force,
                                        tolerance=tolerance, metrics=metrics,
-                                       per_metric=per_metric,
+                                       per_metric=per_metric, compare_files=compare_files,
                                        output=out.passthrough(as_json))
     for warning in result.warnings:
         out.warn(warning)
@@ -199,6 +212,24 @@ def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, force: bool, tol
     if result.comparison:
         lines.append(comparison_table(result.comparison))
     return out.emit(result.to_dict(), "\n".join(lines), result.exit_code)
+
+
+def _submitted(run_id: str, options: Any, force: bool) -> int:
+    """--detach on Kubernetes: the Job is submitted and the replay run recorded; a later
+    `envlock verify --replay REPLAY_RUN` follows it to its end and concludes it."""
+    from envlock.adapters.tracking import Tracker
+    from envlock.cli import output as out
+    from envlock.operations import kube
+
+    replay_id, spec, verdict = kube.submit(run_id, tracker=Tracker(), options=options,
+                                           force=force)
+    for warning in (*verdict.warnings, *verdict.problems):
+        out.warn(warning)
+    job = f"{spec.namespace}/{spec.name}"
+    return out.emit({"original_run_id": run_id, "replay_run_id": replay_id, "job": job,
+                     "on": "kubernetes", "detached": True},
+                    f"replay of {run_id} submitted as Job {job}, replay run {replay_id}; "
+                    f"conclude it with: envlock verify --replay {replay_id}")
 
 
 def _detach(run_id: str, password: str | None) -> int:
@@ -246,7 +277,9 @@ def lineage_command(
         "image": tags.get("envlock.image"),
               "replays": [{"run_id": r.run_id, "status": r.status,
                            "verdict": r.tags.get("envlock.verdict"),
-                           "exit_code": r.tags.get("envlock.exit_code")} for r in replays]}
+                           "exit_code": r.tags.get("envlock.exit_code"),
+                           "failure": r.tags.get("envlock.failure"),
+                           **_job_of(r.tags)} for r in replays]}
     lines = [f"run {run.run_id} ({run.name})",
              f"  env_digest  {result['env_digest'] or '- (not captured)'}",
              f"  image       {result['image'] or '-'}",
@@ -255,11 +288,32 @@ def lineage_command(
         replay["runs"] = [{"original_run_id": c.tags.get("envlock.replay_of"),
                            "replay_run_id": c.run_id, "name": c.name}
                           for c in tracker.replay_children(replay["run_id"])]
+        job = f"  job {replay['job']} ({replay['job_state']})" if replay.get("job") else ""
+        if replay.get("job") and replay["job_state"] != "concluded":
+            job += f"; conclude: envlock verify --replay {replay['run_id']}"
         lines.append(f"    {replay['run_id']}  {replay['status']:<9} "
-                     f"{replay['verdict'] or '-'}")
+                     f"{replay['verdict'] or replay['failure'] or '-'}{job}")
         lines += [f"      {c['original_run_id'] or '(unmatched)'} -> {c['replay_run_id']}  "
                   f"{c['name']}" for c in replay["runs"]]
     raise typer.Exit(out.emit(result, "\n".join(lines)))
+
+
+def _job_of(tags: dict[str, str]) -> dict[str, str]:
+    """A Kubernetes replay's Job and, while it has no verdict, the Job's state now."""
+    job = tags.get("envlock.kubernetes.job")
+    if not job:
+        return {}
+    if tags.get("envlock.verdict") or tags.get("envlock.failure"):
+        return {"job": job, "job_state": "concluded"}
+    from envlock.errors import EnvlockError
+
+    try:
+        from envlock.adapters.kube import job_state
+
+        state = job_state(*job.split("/", 1))
+    except EnvlockError as exc:
+        state = f"unknown: {exc.message}"
+    return {"job": job, "job_state": state}
 
 
 def register(app: typer.Typer) -> None:

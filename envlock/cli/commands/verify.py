@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,12 +20,17 @@ from envlock.cli.commands.replay import (
     MemoryOpt,
     MetricOpt,
     ShmSizeOpt,
+    Target,
     ToleranceOpt,
 )
 
 
 def verify_command(
-    run_id: Annotated[str, typer.Argument(help="The captured MLflow run to verify.")],
+    run_id: Annotated[str | None, typer.Argument(
+        help="The captured MLflow run to verify.", show_default=False)] = None,
+    replay_run: Annotated[str | None, typer.Option(
+        "--replay", help="Conclude this replay run of `replay --on kubernetes --detach` "
+        "instead: wait for its Job, compare, tag the verdict, write the reports.")] = None,
     tolerance: ToleranceOpt = None,
     metric: MetricOpt = None,
     compare_artifacts: CompareArtifactsOpt = False,
@@ -40,6 +45,16 @@ def verify_command(
     memory: MemoryOpt = None,
     registry_username: RegistryUserOpt = None,
     registry_password_stdin: PasswordStdinOpt = False,
+    experiment: Annotated[str | None, typer.Option(
+        "--experiment", help="A sweep: replay the last captured runs of this experiment "
+        "(with --on kubernetes) and write one report.")] = None,
+    last: Annotated[int, typer.Option("--last", help="Sweep: how many of the newest "
+                                      "captured runs.")] = 5,
+    parallel: Annotated[int, typer.Option("--parallel", help="Sweep: Jobs at a time.")] = 2,
+    on: Annotated[Target, typer.Option("--on", help="Sweep: where to replay (kubernetes).")
+                  ] = Target.local,
+    namespace: Annotated[str, typer.Option("--namespace", help="Sweep: the Jobs' "
+                                           "namespace.")] = "default",
     as_json: JsonOpt = False,
 ) -> None:
     """Replay a run and compare its metrics: exit 0 reproduced, 1 not, 2 bad input.
@@ -52,7 +67,7 @@ def verify_command(
     from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
-    from envlock.errors import EXIT_DRIFT, EXIT_OK
+    from envlock.errors import EXIT_DRIFT, EXIT_OK, UsageError
     from envlock.model import report
     from envlock.model.resources import parse_flags
     from envlock.operations.replay import replay
@@ -62,11 +77,23 @@ def verify_command(
     tol, per_metric = config.load().tolerances(tolerance)
 
     tracker = Tracker()
-    engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
-    result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
-                    shm_size=shm_size, cpus=cpus, memory=memory, notify=out.notify,
-                    tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
-                    compare_files=compare_artifacts, output=out.passthrough(True))
+    if experiment:
+        raise typer.Exit(_sweep(experiment, run_id, tracker, on, junit, markdown,
+                                last=last, parallel=parallel, namespace=namespace, gpus=gpus,
+                                tolerance=tol, metrics=tuple(metric or ()),
+                                per_metric=per_metric))
+    if replay_run:
+        result = _conclude(replay_run, run_id, tracker, tol, tuple(metric or ()), per_metric)
+        run_id = result.original_run_id
+    elif not run_id:
+        raise UsageError("verify needs a RUN_ID (or --replay REPLAY_RUN)",
+                         "envlock verify RUN_ID")
+    else:
+        engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
+        result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
+                        shm_size=shm_size, cpus=cpus, memory=memory, notify=out.notify,
+                        tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
+                        compare_files=compare_artifacts, output=out.passthrough(True))
     comparison = result.comparison
     reproduced = result.exit_code == 0 and bool(comparison and comparison.reproduced)
     run_case = report.Case(f"replay of {run_id}", result.exit_code == 0,
@@ -84,6 +111,51 @@ def verify_command(
         human += "\n" + comparison_table(comparison)
     raise typer.Exit(out.emit({**result.to_dict(), "reproduced": reproduced}, human,
                               EXIT_OK if reproduced else EXIT_DRIFT))
+
+
+def _conclude(replay_run: str, run_id: str | None, tracker: Any, tolerance: Any,
+              metrics: tuple[str, ...], per_metric: Any) -> Any:
+    """--replay: follow a detached Kubernetes replay to its end and conclude it."""
+    from envlock.cli import output as out
+    from envlock.errors import UsageError
+    from envlock.operations import kube
+
+    original = tracker.run(replay_run).tags.get("envlock.replay_of")
+    if run_id and run_id != original:
+        raise UsageError(f"replay run {replay_run} replays {original}, not {run_id}",
+                         "drop RUN_ID with --replay")
+    return kube.conclude_replay(replay_run, tracker=tracker, tolerance=tolerance,
+                                metrics=metrics, per_metric=per_metric,
+                                output=out.passthrough(True))
+
+
+def _sweep(experiment: str, run_id: str | None, tracker: Any, on: Target,
+           junit: Path | None, markdown: Path | None, *, last: int, parallel: int,
+           namespace: str, gpus: str | None, tolerance: Any, metrics: tuple[str, ...],
+           per_metric: Any) -> int:
+    """--experiment: the last N captured runs as parallel Jobs, one report; exit 0 all
+    reproduced, 1 some not, 2 an infrastructure error stopped some."""
+    from envlock.cli import output as out
+    from envlock.errors import EXIT_DRIFT, EXIT_OK, EXIT_USAGE, UsageError
+    from envlock.model import report
+    from envlock.operations import kube
+
+    if run_id or on is not Target.kubernetes:
+        raise UsageError("--experiment replays a sweep of runs as Jobs",
+                         "drop RUN_ID and pass --on kubernetes")
+    items = kube.sweep(experiment, last=last, parallel=parallel, tracker=tracker,
+                       options=kube.KubeOptions(namespace=namespace, gpus=gpus),
+                       tolerance=tolerance, metrics=metrics, per_metric=per_metric)
+    cases = report.sweep_cases(items)
+    report.write(junit, markdown, "envlock.verify", cases,
+                 report.sweep_markdown(experiment, items))
+    code = EXIT_USAGE if any(i.error for i in items) else \
+        EXIT_OK if all(i.reproduced for i in items) else EXIT_DRIFT
+    lines = [f"{'REPRODUCED' if c.ok else 'FAILED'}  {c.name}: {c.detail}" for c in cases]
+    ok = sum(1 for i in items if i.reproduced)
+    lines.append(f"{ok}/{len(items)} runs of {experiment} reproduced")
+    return out.emit({"experiment": experiment, "runs": [i.to_dict() for i in items],
+                     "reproduced": code == EXIT_OK}, "\n".join(lines), code)
 
 
 def register(app: typer.Typer) -> None:
