@@ -254,17 +254,25 @@ def pip_list_count(venv_py: Path, env: dict) -> int:
     return len(json.loads(out))
 
 
+def _cached(venv: Path, marker: Path, key: dict) -> dict | None:
+    """The venv's recorded build info when it was built from the same ``key``."""
+    if not marker.is_file():
+        return None
+    info = json.loads(marker.read_text())
+    if info.get("key") != key or not (venv / "bin" / "python").exists():
+        return None
+    return {**info, "cached": True}
+
+
 def ensure_venv(workdir: Path, target: int, projects: list[dict], paths: dict[int, Path],
                 real_dir: Path | None, real: list[str], env: dict) -> dict:
     venv = workdir / f"venv-{target}"
     marker = venv / ".envlock-bench.json"
     key = {"recipe": RECIPE, "target": target, "real": real,
            "base_python": platform.python_version()}
-    if marker.is_file():
-        info = json.loads(marker.read_text())
-        if info.get("key") == key and (venv / "bin" / "python").exists():
-            info["cached"] = True
-            return info
+    cached = _cached(venv, marker, key)
+    if cached is not None:
+        return cached
     log(f"building venv-{target} ...")
     t0 = time.perf_counter()
     shutil.rmtree(venv, ignore_errors=True)
@@ -317,11 +325,9 @@ def ensure_real_env(workdir: Path, name: str, env: dict, torch_wheel: str | None
     marker = venv / ".envlock-bench.json"
     key = {"recipe": RECIPE, "requirements": requirements,
            "base_python": platform.python_version()}
-    if marker.is_file():
-        info = json.loads(marker.read_text())
-        if info.get("key") == key and (venv / "bin" / "python").exists():
-            info["cached"] = True
-            return info
+    cached = _cached(venv, marker, key)
+    if cached is not None:
+        return cached
     log(f"building venv-{name} (pip install {' '.join(requirements)}) ...")
     t0 = time.perf_counter()
     shutil.rmtree(venv, ignore_errors=True)
