@@ -499,5 +499,13 @@ def main(argv):
     sys.stdout.write(dumps(answer))
 
 
+def run(argv):
+    """:func:`main`, then end the process at once: the interpreter's teardown is ~2 ms of
+    a probe that holds nothing to clean up."""
+    main(argv)
+    sys.stdout.flush()
+    os._exit(0)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run(sys.argv[1:])

@@ -161,7 +161,7 @@ def _probe_argv(exe: str, source: str, deep: bool) -> tuple[list[str], Path | No
     # the copy's directory is on sys.path only while it is imported
     boot = (f"import sys\nsys.path.insert(0, {str(copy.parent)!r})\ntry:\n"
             f"    import {module} as probe\nfinally:\n    del sys.path[0]\n"
-            f"probe.main(sys.argv[1:])")
+            f"probe.run(sys.argv[1:])")
     interpreter = _checksum(exe.encode("utf-8", "surrogateescape"))
     records = copy.parent.parent / "records" / f"{interpreter}-{key}.tsv"
     return ["-c", boot, "--record-cache", str(records)], records
