@@ -10,8 +10,10 @@ interpreter imports (so its own byte-code cache saves compiling ~400 lines each 
 ``sys.path`` is restored before the probe looks at it), and, per interpreter, the
 ``files_digest`` of every RECORD keyed by its stat (see ``_probe.RecordCache``). Neither
 changes what is recorded: a probe copy is used only when its content is the probe's, and
-a RECORD is read again whenever its stat changed. When the cache directory cannot be
-written, the probe runs as before (``-c SOURCE``) and reads every RECORD.
+a RECORD is read again whenever its stat changed. Both live in directories of this user
+that no one else may write to (made 0o700); when that cannot be had (a read-only home, a
+cache shared with other users), the probe runs as before (``-c SOURCE``) and reads every
+RECORD.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import atexit
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import zlib
@@ -155,15 +158,17 @@ def _probe_argv(exe: str, source: str, deep: bool) -> tuple[list[str], Path | No
     root = _cache_root()
     key = _checksum(source.encode("utf-8"))
     module = f"envlock_probe_{key}"
-    copy = root / "probe" / f"{module}.py" if root is not None else None
-    if copy is None or not _holds(copy, source.encode("utf-8")):
+    if root is None or not _private_dir(root / "probe") or not _private_dir(root / "records"):
+        return ["-c", source], None
+    copy = root / "probe" / f"{module}.py"
+    if not _holds(copy, source.encode("utf-8")):
         return ["-c", source], None
     # the copy's directory is on sys.path only while it is imported
     boot = (f"import sys\nsys.path.insert(0, {str(copy.parent)!r})\ntry:\n"
             f"    import {module} as probe\nfinally:\n    del sys.path[0]\n"
             f"probe.run(sys.argv[1:])")
     interpreter = _checksum(exe.encode("utf-8", "surrogateescape"))
-    records = copy.parent.parent / "records" / f"{interpreter}-{key}.tsv"
+    records = root / "records" / f"{interpreter}-{key}.tsv"
     return ["-c", boot, "--record-cache", str(records)], records
 
 
@@ -174,6 +179,20 @@ def _cache_root() -> Path | None:
                     ).absolute()
     except RuntimeError:  # no home directory
         return None
+
+
+def _private_dir(path: Path) -> bool:
+    """Make ``path`` (0o700) if it is missing; True when it is a directory of this user
+    that no one else may write to. The probe copy is run from it and RECORD digests are
+    taken from it, so a cache directory shared with others is not used."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.lstat()
+    except OSError:
+        return False
+    if not stat.S_ISDIR(info.st_mode) or info.st_mode & 0o022:
+        return False
+    return not hasattr(os, "geteuid") or info.st_uid == os.geteuid()
 
 
 def _checksum(data: bytes) -> str:
@@ -201,7 +220,6 @@ def _write_cache_file(path: Path, content: bytes) -> bool:
     from envlock.model.atomic import atomic_file
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path, 0o644) as handle:
             handle.write(content)
     except OSError:

@@ -209,3 +209,28 @@ def test_a_probe_copy_that_differs_is_rewritten_before_use(tmp_path, monkeypatch
     copy.write_text("raise SystemExit('not the probe')\n")
     answer = start_probe(sys.executable).result()
     assert answer["probe_version"] == 1 and copy.read_text() == SOURCE
+
+
+def test_a_cache_directory_others_may_write_to_is_not_used(tmp_path, monkeypatch):
+    """The probe copy is executed and RECORD digests are trusted: not from a directory
+    another user could write to."""
+    from envlock.snapshot.interpreter import start_probe
+
+    shared = tmp_path / "shared"
+    (shared / "probe").mkdir(parents=True)
+    (shared / "records").mkdir()
+    (shared / "probe").chmod(0o777)
+    monkeypatch.setenv("ENVLOCK_CACHE", str(shared))
+    pending = start_probe(sys.executable)
+    assert "--record-cache" not in pending.argv and pending.argv[1] == SOURCE
+    assert pending.result()["probe_version"] == 1
+    assert not list((shared / "probe").iterdir())
+
+
+def test_cache_directories_are_made_private(tmp_path, monkeypatch):
+    from envlock.snapshot.interpreter import start_probe
+
+    monkeypatch.setenv("ENVLOCK_CACHE", str(tmp_path / "cache"))
+    start_probe(sys.executable).result()
+    for name in ("probe", "records"):
+        assert (tmp_path / "cache" / name).stat().st_mode & 0o777 == 0o700
