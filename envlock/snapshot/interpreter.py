@@ -164,7 +164,7 @@ def _probe_argv(exe: str, source: str, deep: bool) -> tuple[list[str], Path | No
     if not _holds(copy, source.encode("utf-8")):
         return ["-c", source], None
     # the copy's directory is on sys.path only while it is imported
-    boot = (f"import sys\nsys.path.insert(0, {str(copy.parent)!r})\ntry:\n"
+    boot = (f"import sys; sys.path.insert(0, {str(copy.parent)!r})\ntry:\n"
             f"    import {module} as probe\nfinally:\n    del sys.path[0]\n"
             f"probe.run(sys.argv[1:])")
     interpreter = _checksum(exe.encode("utf-8", "surrogateescape"))
