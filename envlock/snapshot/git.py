@@ -36,6 +36,8 @@ class Repo:
     @classmethod
     def discover(cls, path: str | Path) -> Repo | None:
         if shutil.which("git") is None:
+            if not _inside_a_work_tree(Path(path)):
+                return None  # a pod or runner without git, a project outside git: fine
             raise ProbeError("git is not installed, so the code's state cannot be recorded",
                              "install git, or pass --no-git")
         out = proc.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], timeout=60)
@@ -50,6 +52,15 @@ class Repo:
             raise ProbeError(f"git {args[0]} failed in {self.root}: "
                              f"{message[-1] if message else 'exit ' + str(out.returncode)}")
         return out.stdout
+
+
+def _inside_a_work_tree(path: Path) -> bool:
+    """A ``.git`` (directory, or file of a worktree/submodule) here or in a parent, or
+    ``GIT_DIR`` set: what git itself would find, without git."""
+    if os.environ.get("GIT_DIR"):
+        return True
+    current = path.absolute()
+    return any((folder / ".git").exists() for folder in (current, *current.parents))
 
 
 def sha256_file(path: Path) -> str:

@@ -2,23 +2,20 @@
 a CI runner (no socket, no DOCKER_HOST) trains, runs `envlock capture` against the loopback
 registry and a tracking server, and the host replays the run from the image it pushed.
 
-The container's image holds envlock itself, built by envlock's own daemonless builder from
-a venv on this host (system Python 3.11.2 = the test base image's): no Dockerfile, no pip
-inside the container, the wheels come from the wheel cache the host build filled."""
+The container is the test base image (Debian, Python 3.11.2, no git) with this checkout's
+envlock, its interpreter and the experiment's venv mounted at their own paths, as a pod
+gets its software from a volume; the host's pip configuration and package mirrors are
+mounted too (the cluster's package mirror), so provisioning works as on the host."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
+import sys
 import uuid
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import ROOT, run_envlock
-from tests.integration.conftest import SYSTEM_PYTHON, pip
 
 TRAIN = """\
 import mlflow
@@ -31,53 +28,44 @@ with mlflow.start_run(run_name="pod-train") as run:
 """
 
 
-@pytest.fixture(scope="module")
-def tool_image(tmp_path_factory, infra, created_images):
-    """An image whose venv holds envlock (and its MLflow client): ``(pinned, wheel cache)``."""
-    work = tmp_path_factory.mktemp("tool")
-    venv_dir = work / "venv"
-    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv_dir)], check=True)
-    python = venv_dir / "bin" / "python"
-    build_tree = work / "src"  # a copy: the build must not litter the checkout
-    shutil.copytree(ROOT, build_tree, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "*.egg-info", "build", "__pycache__", ".pytest_cache", "tests"))
-    pip(python, "install", "--no-build-isolation", str(build_tree))
-    lock = work / "tool.lock.yaml"
-    run_envlock("lock", "--python", str(python), "-o", str(lock), "--no-gpu", check=True)
-    cache = work / "cache"
-    result = run_envlock("build", str(lock), "--env-only", "--builder", "oci", "--base-image",
-                         infra.base_image, "--registry", f"{infra.registry}/tests/envlock-tool",
-                         "--json", env={"ENVLOCK_CACHE": str(cache), "CI": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    payload = json.loads(result.stdout)["result"]
-    created_images.add(payload["pinned"])
-    return payload["pinned"], cache / "wheels"
+def _same_path(*paths: str | Path) -> dict[str, dict[str, str]]:
+    return {str(p): {"bind": str(p), "mode": "ro"} for p in paths if Path(p).exists()}
+
+
+#: The host's pip configuration and package mirrors, as a cluster's pods would see theirs.
+PIP_SETUP = ("/etc/pip.conf", "/etc/xdg/pip", "/opt/pypi", "/opt/pypi-more", "/opt/wheels")
 
 
 def test_capture_in_a_container_without_an_engine_then_replay_from_the_host(
-        tool_image, infra, mlflow_server, docker_client, tmp_path, created_images):
-    image, wheels = tool_image
+        experiment_venv, infra, mlflow_server, docker_client, tmp_path, created_images):
     project = tmp_path / "pod-project"  # not a git repository: packed file by file
     project.mkdir()
     (project / "train.py").write_text(TRAIN)
     cache = tmp_path / "pod-cache"
-    shutil.copytree(wheels, cache / "wheels")  # what a pod's cache volume would hold
-    for path in (project, cache, *cache.rglob("*")):
-        path.chmod(0o777 if path.is_dir() else 0o666)
+    cache.mkdir()
+    for path in (project, cache):
+        path.chmod(0o777)
     repo = f"{infra.registry}/tests/pod-{uuid.uuid4().hex[:8]}"
+    envlock = f"{sys.executable} -m envlock"  # this checkout's, mounted read-only
     script = (
         "set -e; test ! -S /var/run/docker.sock; test -z \"${DOCKER_HOST:-}\"; "
-        "run=$(python train.py | sed -n 's/^RUN //p'); "
-        f"envlock capture --run-id \"$run\" --command 'python train.py' --registry {repo} "
-        f"--base-image {infra.base_image} --json")
+        "! command -v git; "
+        f"run=$({experiment_venv} train.py | sed -n 's/^RUN //p'); "
+        f"{envlock} capture --run-id \"$run\" --python {experiment_venv} "
+        f"--command 'python train.py' --registry {repo} --base-image {infra.base_image} "
+        "--json")
     out = docker_client.containers.run(
-        image, ["/bin/sh", "-c", script], remove=True, network_mode="host",
-        user="1000:1000", working_dir="/work/project", stderr=False,
+        infra.base_image, ["/bin/sh", "-c", script], remove=True, network_mode="host",
+        user="0:0", working_dir="/work/project", stderr=False,  # /root holds the interpreter
         environment={"MLFLOW_TRACKING_URI": mlflow_server, "ENVLOCK_CACHE": "/cache",
-                     "HOME": "/tmp", "CI": "1"},
+                     "HOME": "/tmp", "CI": "1", "GIT_PYTHON_REFRESH": "quiet",
+                     "PYTHONDONTWRITEBYTECODE": "1"},
         volumes={str(project): {"bind": "/work/project", "mode": "rw"},
-                 str(cache): {"bind": "/cache", "mode": "rw"}})
+                 str(cache): {"bind": "/cache", "mode": "rw"},
+                 **_same_path(ROOT, sys.base_prefix, experiment_venv.parent.parent,
+                              *PIP_SETUP)})
     captured = json.loads(out.decode())["result"]
+    print("capture in the container:", captured["built"]["timings"])  # shown with -s
     created_images.add(captured["image"])
     built = captured["built"]
     assert built["builder"] == "oci" and built["env_reused"] is None  # chosen: no engine
