@@ -1,0 +1,261 @@
+"""``envlock sbom`` and capture's SBOM: a CycloneDX or SPDX document of a lock or a
+captured run, with its base image's OS packages read from the registry.
+
+The base image's package databases (dpkg, distroless ``status.d``, apk) and its
+``os-release`` are read out of its layers through the registry
+(:mod:`envlock.adapters.imagefs`), no container; a base is immutable by digest, so
+what was read is cached (``$ENVLOCK_CACHE/sbom``). A base that cannot be read leaves
+the OS packages out with a warning: the rest of the SBOM stands on the lock alone.
+
+Capture attaches the document twice: as the run artifact ``envlock/sbom.cdx.json``,
+and, when the image is in a registry, as an OCI artifact whose ``subject`` is the
+image manifest (found through the referrers API where the registry serves it, and
+through the tag ``sha256-<hex>.sbom`` — the referrers tag schema's fallback — where
+it does not). Pushing comes before any tag is set, and a push that fails is a warning:
+the run's ``envlock.sbom`` tag names only an artifact that exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envlock.errors import EnvlockError, UsageError
+from envlock.image import oci
+from envlock.model import ospkgs
+from envlock.model.lockfile import Lock
+from envlock.model.sbom import SbomInput, created_at
+from envlock.model.sbomdoc import MEDIA_TYPES, render
+
+ARTIFACT = "sbom.cdx.json"  # under the run's envlock/ artifacts
+ARTIFACT_TYPE = MEDIA_TYPES["cyclonedx-json"]
+EMPTY_CONFIG = b"{}"
+EMPTY_MEDIA = "application/vnd.oci.empty.v1+json"
+CACHE = Path(os.environ.get("ENVLOCK_CACHE", Path.home() / ".cache" / "envlock")) / "sbom"
+
+
+@dataclass
+class SbomResult:
+    format: str
+    document: bytes
+    output: str | None = None
+    image: str | None = None
+    base: str | None = None
+    run_id: str | None = None
+    python_packages: int = 0
+    os_packages: int | None = None
+    referrer: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self, include_document: bool = False) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "document"}
+        if include_document:
+            out["document"] = json.loads(self.document)
+        return out
+
+
+# ---------------------------------------------------------------- the base's OS packages
+
+def _cache_file(pinned: str) -> Path | None:
+    digest = pinned.rpartition("@")[2]
+    return CACHE / f"{digest.split(':', 1)[1]}.json" if oci.is_digest(digest) else None
+
+
+def _read_base(base: str, credentials: tuple[str, str] | None) -> dict[str, bytes]:
+    """The package databases and os-release of ``base``, read through its registry."""
+    from envlock.adapters import imagefs
+
+    auth = {"username": credentials[0], "password": credentials[1]} if credentials else None
+    image = imagefs.open_image(base, auth)
+    entries = imagefs.read_files(
+        image, [p for p in ospkgs.PATHS if not p.endswith("/")],
+        directories=[p for p in ospkgs.PATHS if p.endswith("/")])
+    files = {}
+    for path in entries:
+        final = imagefs.resolve_link(entries, path)
+        content = entries.get(final)
+        if isinstance(content, bytes):
+            files[path] = content
+    return files
+
+
+def base_inventory(base: str | None, credentials: tuple[str, str] | None = None
+                   ) -> tuple[ospkgs.OsInventory | None, list[str]]:
+    """The OS packages of the base image ``base`` (cached by digest), and warnings."""
+    if not base:
+        return None, ["no base image is known: the SBOM lists no OS packages (pass "
+                      "--base-image NAME@sha256:…)"]
+    if "@sha256:" not in base:
+        return None, [f"base image {base} is not pinned to a registry digest: its OS packages "
+                      "are left out (pass --base-image NAME@sha256:…)"]
+    cached = _cache_file(base)
+    if cached and cached.is_file():
+        try:
+            return ospkgs.OsInventory.from_dict(json.loads(cached.read_text())), []
+        except (ValueError, TypeError):
+            pass  # a damaged cache entry: read the base again
+    try:
+        found = ospkgs.inventory(_read_base(base, credentials))
+    except EnvlockError as exc:
+        return None, [f"the OS packages of base image {base} were not read: {exc.message}"]
+    if cached:
+        _store(cached, found)
+    warnings = [] if found.databases else [
+        f"base image {base} has no dpkg or apk package database: no OS packages listed"]
+    return found, warnings
+
+
+def _store(path: Path, found: ospkgs.OsInventory) -> None:
+    from envlock.model.atomic import atomic_file
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path, 0o644) as handle:
+            handle.write(json.dumps(found.to_dict(), sort_keys=True).encode())
+    except OSError:
+        pass  # a read-only cache only costs the next SBOM a re-read
+
+
+# ---------------------------------------------------------------- the document
+
+def build(lock: Lock, fmt: str = "cyclonedx-json", *, image: str | None = None,
+          base: str | None = None, run_id: str | None = None, started: str | None = None,
+          credentials: tuple[str, str] | None = None, want_base: bool = True) -> SbomResult:
+    """The SBOM of ``lock`` (and of the image and base, when known). ``want_base``: warn
+    when no base is known (capture --no-build has none, by design)."""
+    inventory, warnings = base_inventory(base, credentials) if base or want_base \
+        else (None, [])
+    source = SbomInput(lock=lock, image=image, base=base, os=inventory,
+                       created=created_at(started), run_id=run_id)
+    try:
+        document = render(source, fmt)
+    except ValueError as exc:
+        raise UsageError(str(exc), "use --format cyclonedx-json or --format spdx-json") \
+            from exc
+    return SbomResult(format=fmt, document=document, image=image, base=base, run_id=run_id,
+                      python_packages=len(lock.packages),
+                      os_packages=len(inventory.packages) if inventory else None,
+                      warnings=warnings)
+
+
+def for_target(target: str, fmt: str, *, image: str | None = None, base: str | None = None,
+               credentials: tuple[str, str] | None = None) -> SbomResult:
+    """``envlock sbom LOCK|RUN_ID``: a run gives its image, base and start time."""
+    from envlock.operations import targets
+
+    path = Path(target)
+    if path.exists() or not targets._RUN_ID.fullmatch(target):
+        from envlock import config
+        from envlock.model import lockfile
+
+        lock = lockfile.load(path)
+        base = base or config.load(Path(".")).base_image_for(lock.python["version"], None)
+        return build(lock, fmt, image=image, base=base, credentials=credentials)
+    lock, run = targets.load_run(target)
+    return build(lock, fmt, image=image or run.tags.get("envlock.image"),
+                 base=base or run.tags.get("envlock.base_image"), run_id=run.run_id,
+                 started=run.started, credentials=credentials)
+
+
+# ---------------------------------------------------------------- attached to the image
+
+def referrer_manifest(subject: tuple[str, str, int], document: bytes,
+                      created: str | None) -> bytes:
+    """An OCI image manifest (image-spec 1.1 artifact) carrying ``document`` with
+    ``subject`` = the image's manifest descriptor (media type, digest, size)."""
+    media, digest, size = subject
+    manifest: dict[str, Any] = {
+        "schemaVersion": 2, "mediaType": oci.OCI_MANIFEST, "artifactType": ARTIFACT_TYPE,
+        "config": {"mediaType": EMPTY_MEDIA, "digest": oci.sha256_digest(EMPTY_CONFIG),
+                   "size": len(EMPTY_CONFIG)},
+        "layers": [{"mediaType": ARTIFACT_TYPE, "digest": oci.sha256_digest(document),
+                    "size": len(document),
+                    "annotations": {"org.opencontainers.image.title": ARTIFACT}}],
+        "subject": {"mediaType": media, "digest": digest, "size": size},
+    }
+    if created:
+        manifest["annotations"] = {"org.opencontainers.image.created": created}
+    return oci.canonical_json(manifest)
+
+
+def fallback_tag(digest: str) -> str:
+    """The referrers tag schema's tag for an image digest: ``sha256-<hex>`` (+ ``.sbom``)."""
+    return digest.replace(":", "-") + ".sbom"
+
+
+class _Blob:
+    def __init__(self, data: bytes) -> None:
+        import io
+
+        self.data, self.stream = data, io.BytesIO(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self.stream.read(n)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def push_referrer(image: str, document: bytes, created: str | None,
+                  credentials: tuple[str, str] | None = None) -> str:
+    """Push ``document`` as an OCI artifact referring to ``image`` (HOST/REPO@sha256:…),
+    tagged ``sha256-<hex>.sbom``; returns ``HOST/REPO@sha256:<artifact manifest>``."""
+    from envlock.adapters.registry import Registry
+
+    ref = oci.parse_reference(image)
+    if not ref.digest:
+        raise UsageError(f"{image} is not pinned to a digest")
+    registry = Registry(ref.registry, credentials)
+    data, media = registry.manifest(ref.repository, ref.digest)
+    manifest = referrer_manifest((media, ref.digest, len(data)), document, created)
+    for blob in (EMPTY_CONFIG, document):
+        digest = oci.sha256_digest(blob)
+        if not registry.has_blob(ref.repository, digest):
+            registry.push_blob(ref.repository, digest, len(blob), _Blob(blob))
+    pushed = registry.put_manifest(ref.repository, fallback_tag(ref.digest), manifest,
+                                   oci.OCI_MANIFEST)
+    return ref.pinned(pushed)
+
+
+def _same_registry(credentials: tuple[str, str] | None, image: str | None,
+                   base: str | None) -> tuple[str, str] | None:
+    """The push registry's credentials, for reading the base only from that same registry
+    (never sent to another host; there the Docker config's apply)."""
+    if not credentials or not image or not base or "/" not in base:
+        return None
+    return credentials if image.split("/", 1)[0] == base.split("/", 1)[0] else None
+
+
+@dataclass
+class Attached:
+    """Capture's SBOM: the document for the run's artifacts, where it was pushed."""
+
+    document: bytes
+    referrer: str | None
+    os_packages: int | None
+    warnings: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"artifact": f"envlock/{ARTIFACT}", "referrer": self.referrer,
+                "os_packages": self.os_packages, "warnings": self.warnings}
+
+
+def for_capture(lock: Lock, run_id: str, started: str | None, image: str | None,
+                base: str | None, credentials: tuple[str, str] | None = None) -> Attached:
+    """Capture's hook: the CycloneDX SBOM of the run, pushed next to its image when that
+    is in a registry. Never raises for the registry: a failed push is a warning."""
+    result = build(lock, "cyclonedx-json", image=image, base=base, run_id=run_id,
+                   started=started, credentials=_same_registry(credentials, image, base),
+                   want_base=image is not None)
+    referrer = None
+    if image and "@sha256:" in image:
+        try:
+            referrer = push_referrer(image, result.document, started, credentials)
+        except EnvlockError as exc:
+            result.warnings.append(f"the SBOM was not attached to the image in its registry: "
+                                   f"{exc.message} (it is still a run artifact)")
+    return Attached(document=result.document, referrer=referrer,
+                    os_packages=result.os_packages, warnings=result.warnings)
