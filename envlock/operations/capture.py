@@ -114,8 +114,10 @@ def capture(run_id: str | None = None, *, python: str | None = None,
             command: str | None = None, project: str | Path = ".",
             registry: str | None = None, base_image: str | None = None, build: bool = True,
             push: bool = True, env_allow: Iterable[str] = (), tracker: TrackerLike | None = None,
-            engine: EngineLike | None = None, reporter: Any = None, code_max_size: str | None = None
-            ) -> CaptureResult:
+            engine: EngineLike | None = None, reporter: Any = None,
+            code_max_size: str | None = None,
+            builder: str = "auto", auth: dict[str, str] | None = None,
+            registries: Any = None) -> CaptureResult:
     """Capture the environment of an MLflow run (see module docs). Returns what was recorded.
 
     ``run_id``: the run; default ``MLFLOW_RUN_ID``, else the latest run of the active
@@ -152,15 +154,16 @@ def capture(run_id: str | None = None, *, python: str | None = None,
                            env_digest=lock.env_digest, lock_digest=lock.lock_digest)
     recipe = base = env_image_id = None
     if build:
-        from envlock.adapters.engine import Engine
-        from envlock.operations.build import BuildOptions
+        from envlock.operations.build import BuildOptions, engine_for
         from envlock.operations.build import build as build_image
 
         options = BuildOptions(
             registry=cfg.get("registry", registry), push=push, code_dir=Path(project),
             base_image=cfg.base_image_for(lock.python["version"], base_image),
-            run_id=run.run_id, extra_deny=tuple(cfg.get("deny")), created=run.started)
-        built = build_image(lock, options, engine or Engine.connect(), reporter)
+            run_id=run.run_id, extra_deny=tuple(cfg.get("deny")), created=run.started,
+            builder=builder, auth=auth)
+        built = build_image(lock, options, engine or engine_for(builder), reporter,
+                            registries=registries)
         result.image, base, recipe = built.pinned, built.base, built.recipe
         env_image_id = built.env_image_id
         result.built = built.to_dict()

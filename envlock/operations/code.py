@@ -208,6 +208,18 @@ def pack(tree: Path, extra_deny: tuple[str, ...] = ()) -> CodeContext:
                        files=files, excluded=tuple(excluded))
 
 
+def commit_time(lock: Lock, code_dir: Path | None) -> int | None:
+    """The committer time of the locked commit (an input of the build, unlike the clock);
+    None when the repository at hand does not have it."""
+    commit = (lock.git or {}).get("commit")
+    root = code_dir or Path(lock.project_root or ".")
+    if not commit or not root.is_dir():
+        return None
+    out = proc.run(["git", "-C", str(root), "show", "-s", "--format=%ct", commit], timeout=60)
+    text = out.stdout.decode(errors="replace").strip()
+    return int(text) if out.returncode == 0 and text.isdigit() else None
+
+
 def code_context(lock: Lock, code_dir: Path | None, extra_deny: tuple[str, ...] = ()
                  ) -> CodeContext:
     """The code layer for ``lock``; ``code_dir`` defaults to the locked repository root

@@ -9,10 +9,11 @@ import typer
 
 from envlock.cli.commands.build import (
     BaseOpt,
+    BuilderOpt,
     PasswordStdinOpt,
     RegistryOpt,
     RegistryUserOpt,
-    connect_engine,
+    build_setup,
 )
 from envlock.cli.commands.lock import CodeMaxSizeOpt, EnvAllowOpt, JsonOpt, PythonOpt
 
@@ -36,6 +37,7 @@ def capture_command(
                        ] = False,
     env_allow: EnvAllowOpt = None,
     code_max_size: CodeMaxSizeOpt = None,
+    builder: BuilderOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Lock, build and push the environment of an MLflow run; record it on the run.
@@ -53,17 +55,18 @@ def capture_command(
         raise UsageError("--registry-username/--registry-password-stdin are for pushing the "
                          "image, and --no-build pushes nothing",
                          "drop the credential flags, or drop --no-build")
-    engine = None  # connected by capture() itself, after the lock is safely written
+    engine = auth = None  # connected by capture() itself, after the lock is safely written
     if not no_build and (registry_username or registry_password_stdin):
         from envlock import config
 
-        engine = connect_engine(config.load(project).get("registry", registry),
-                                registry_username, registry_password_stdin)
+        engine, auth = build_setup(config.load(project).get("registry", registry),
+                                   registry_username, registry_password_stdin, builder)
     with Reporter("envlock capture") as reporter:
         result = capture(run_id, python=python, command=command, project=project,
                          registry=registry, base_image=base_image, build=not no_build,
                          push=not no_push, env_allow=env_allow or (), engine=engine,
-                         reporter=reporter, code_max_size=code_max_size)
+                         reporter=reporter, code_max_size=code_max_size, builder=builder,
+                         auth=auth)
     human = (f"captured run {result.run_id} ({result.picked})\n"
              f"lockfile {result.lockfile}\nenv_digest {result.env_digest}\n"
              f"{'image ' + result.image if result.image else 'no image (--no-build)'}")
