@@ -168,7 +168,7 @@ def capture(run_id: str | None = None, *, python: str | None = None,
         env_image_id = built.env_image_id
         result.built = built.to_dict()
     result.tags = lineage_tags(lock, result.image, base, env_image_id)
-    attached = _sbom(lock, run, result, base, reporter)
+    attached = _sbom(lock, run, result, base, reporter, auth, registries)
     try:
         with tempfile.TemporaryDirectory(prefix="envlock-artifacts-") as tmp:
             artifact_files(lock, recipe, Path(tmp))
@@ -186,13 +186,14 @@ def capture(run_id: str | None = None, *, python: str | None = None,
     return result
 
 
-def _sbom(lock: Lock, run: Any, result: CaptureResult, base: str | None,
-          reporter: Any) -> sbom.Attached:
+def _sbom(lock: Lock, run: Any, result: CaptureResult, base: str | None, reporter: Any,
+          auth: dict[str, str] | None, registries: Any) -> sbom.Attached:
     """The run's SBOM, pushed next to its image; its tag goes in with the others."""
     if reporter is not None:
         reporter.step("writing the SBOM" + (" and attaching it to the image"
                                             if result.image and "@" in result.image else ""))
-    attached = sbom.for_capture(lock, run.run_id, run.started, result.image, base)
+    attached = sbom.for_capture(lock, run.run_id, run.started, result.image, base, auth,
+                                registries)
     if attached.referrer:
         result.tags["envlock.sbom"] = attached.referrer
     result.sbom = attached.to_dict()

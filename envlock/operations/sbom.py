@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ ARTIFACT_TYPE = MEDIA_TYPES["cyclonedx-json"]
 EMPTY_CONFIG = b"{}"
 EMPTY_MEDIA = "application/vnd.oci.empty.v1+json"
 CACHE = Path(os.environ.get("ENVLOCK_CACHE", Path.home() / ".cache" / "envlock")) / "sbom"
+#: host -> registry client (default: ``adapters.registry.Registry``), as build takes it.
+Registries = Callable[[str], Any]
+Auth = dict[str, str]  # {"username": …, "password": …}
 
 
 @dataclass
@@ -64,12 +68,14 @@ def _cache_file(pinned: str) -> Path | None:
     return CACHE / f"{digest.split(':', 1)[1]}.json" if oci.is_digest(digest) else None
 
 
-def _read_base(base: str, credentials: tuple[str, str] | None) -> dict[str, bytes]:
+def _read_base(base: str, auth: Auth | None, registries: Registries | None
+               ) -> dict[str, bytes]:
     """The package databases and os-release of ``base``, read through its registry."""
     from envlock.adapters import imagefs
 
-    auth = {"username": credentials[0], "password": credentials[1]} if credentials else None
-    image = imagefs.open_image(base, auth)
+    host = base.split("/", 1)[0]
+    image = imagefs.open_image(base, auth, registry=registries(host)
+                               if registries and "/" in base else None)
     entries = imagefs.read_files(
         image, [p for p in ospkgs.PATHS if not p.endswith("/")],
         directories=[p for p in ospkgs.PATHS if p.endswith("/")])
@@ -82,7 +88,8 @@ def _read_base(base: str, credentials: tuple[str, str] | None) -> dict[str, byte
     return files
 
 
-def base_inventory(base: str | None, credentials: tuple[str, str] | None = None
+def base_inventory(base: str | None, auth: Auth | None = None,
+                   registries: Registries | None = None
                    ) -> tuple[ospkgs.OsInventory | None, list[str]]:
     """The OS packages of the base image ``base`` (cached by digest), and warnings."""
     if not base:
@@ -98,7 +105,7 @@ def base_inventory(base: str | None, credentials: tuple[str, str] | None = None
         except (ValueError, TypeError):
             pass  # a damaged cache entry: read the base again
     try:
-        found = ospkgs.inventory(_read_base(base, credentials))
+        found = ospkgs.inventory(_read_base(base, auth, registries))
     except EnvlockError as exc:
         return None, [f"the OS packages of base image {base} were not read: {exc.message}"]
     if cached:
@@ -123,10 +130,11 @@ def _store(path: Path, found: ospkgs.OsInventory) -> None:
 
 def build(lock: Lock, fmt: str = "cyclonedx-json", *, image: str | None = None,
           base: str | None = None, run_id: str | None = None, started: str | None = None,
-          credentials: tuple[str, str] | None = None, want_base: bool = True) -> SbomResult:
+          auth: Auth | None = None, registries: Registries | None = None,
+          want_base: bool = True) -> SbomResult:
     """The SBOM of ``lock`` (and of the image and base, when known). ``want_base``: warn
     when no base is known (capture --no-build has none, by design)."""
-    inventory, warnings = base_inventory(base, credentials) if base or want_base \
+    inventory, warnings = base_inventory(base, auth, registries) if base or want_base \
         else (None, [])
     source = SbomInput(lock=lock, image=image, base=base, os=inventory,
                        created=created_at(started), run_id=run_id)
@@ -142,7 +150,7 @@ def build(lock: Lock, fmt: str = "cyclonedx-json", *, image: str | None = None,
 
 
 def for_target(target: str, fmt: str, *, image: str | None = None, base: str | None = None,
-               credentials: tuple[str, str] | None = None) -> SbomResult:
+               auth: Auth | None = None) -> SbomResult:
     """``envlock sbom LOCK|RUN_ID``: a run gives its image, base and start time."""
     from envlock.operations import targets
 
@@ -153,11 +161,11 @@ def for_target(target: str, fmt: str, *, image: str | None = None, base: str | N
 
         lock = lockfile.load(path)
         base = base or config.load(Path(".")).base_image_for(lock.python["version"], None)
-        return build(lock, fmt, image=image, base=base, credentials=credentials)
+        return build(lock, fmt, image=image, base=base, auth=auth)
     lock, run = targets.load_run(target)
     return build(lock, fmt, image=image or run.tags.get("envlock.image"),
                  base=base or run.tags.get("envlock.base_image"), run_id=run.run_id,
-                 started=run.started, credentials=credentials)
+                 started=run.started, auth=auth)
 
 
 # ---------------------------------------------------------------- attached to the image
@@ -200,7 +208,7 @@ class _Blob:
 
 
 def push_referrer(image: str, document: bytes, created: str | None,
-                  credentials: tuple[str, str] | None = None) -> str:
+                  auth: Auth | None = None, registries: Registries | None = None) -> str:
     """Push ``document`` as an OCI artifact referring to ``image`` (HOST/REPO@sha256:…),
     tagged ``sha256-<hex>.sbom``; returns ``HOST/REPO@sha256:<artifact manifest>``."""
     from envlock.adapters.registry import Registry
@@ -208,7 +216,8 @@ def push_referrer(image: str, document: bytes, created: str | None,
     ref = oci.parse_reference(image)
     if not ref.digest:
         raise UsageError(f"{image} is not pinned to a digest")
-    registry = Registry(ref.registry, credentials)
+    registry = registries(ref.registry) if registries else Registry(
+        ref.registry, (auth["username"], auth["password"]) if auth else None)
     data, media = registry.manifest(ref.repository, ref.digest)
     manifest = referrer_manifest((media, ref.digest, len(data)), document, created)
     for blob in (EMPTY_CONFIG, document):
@@ -220,13 +229,12 @@ def push_referrer(image: str, document: bytes, created: str | None,
     return ref.pinned(pushed)
 
 
-def _same_registry(credentials: tuple[str, str] | None, image: str | None,
-                   base: str | None) -> tuple[str, str] | None:
+def _same_registry(auth: Auth | None, image: str | None, base: str | None) -> Auth | None:
     """The push registry's credentials, for reading the base only from that same registry
     (never sent to another host; there the Docker config's apply)."""
-    if not credentials or not image or not base or "/" not in base:
+    if not auth or not image or not base or "/" not in base:
         return None
-    return credentials if image.split("/", 1)[0] == base.split("/", 1)[0] else None
+    return auth if image.split("/", 1)[0] == base.split("/", 1)[0] else None
 
 
 @dataclass
@@ -244,16 +252,17 @@ class Attached:
 
 
 def for_capture(lock: Lock, run_id: str, started: str | None, image: str | None,
-                base: str | None, credentials: tuple[str, str] | None = None) -> Attached:
+                base: str | None, auth: Auth | None = None,
+                registries: Registries | None = None) -> Attached:
     """Capture's hook: the CycloneDX SBOM of the run, pushed next to its image when that
     is in a registry. Never raises for the registry: a failed push is a warning."""
     result = build(lock, "cyclonedx-json", image=image, base=base, run_id=run_id,
-                   started=started, credentials=_same_registry(credentials, image, base),
-                   want_base=image is not None)
+                   started=started, auth=_same_registry(auth, image, base),
+                   registries=registries, want_base=image is not None)
     referrer = None
     if image and "@sha256:" in image:
         try:
-            referrer = push_referrer(image, result.document, started, credentials)
+            referrer = push_referrer(image, result.document, started, auth, registries)
         except EnvlockError as exc:
             result.warnings.append(f"the SBOM was not attached to the image in its registry: "
                                    f"{exc.message} (it is still a run artifact)")
