@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 DPKG_STATUS = "var/lib/dpkg/status"
 DPKG_STATUS_D = "var/lib/dpkg/status.d/"
@@ -142,13 +143,12 @@ class OsInventory:
                 "packages": [p.to_dict() for p in self.packages]}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> OsInventory:
+    def from_dict(cls, data: Mapping[str, Any]) -> OsInventory:
         release = data.get("os")
-        packages = data.get("packages") or []
         return cls(release=OsRelease(**release) if isinstance(release, dict) else None,
-                   packages=tuple(OsPackage(**p) for p in packages  # type: ignore[union-attr]
+                   packages=tuple(OsPackage(**p) for p in data.get("packages") or []
                                   if isinstance(p, dict)),
-                   databases=tuple(data.get("databases") or ()))  # type: ignore[arg-type]
+                   databases=tuple(data.get("databases") or ()))
 
 
 def inventory(files: Mapping[str, bytes]) -> OsInventory:

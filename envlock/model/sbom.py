@@ -173,9 +173,9 @@ def _framework_package(key: str, info: Mapping[str, Any], packages: Mapping[str,
 
 
 def _cuda_items(lock: Lock, packages: dict[str, Item]) -> Iterator[Item]:
-    """Frameworks become ``framework`` items (their build facts as properties); the CUDA
-    libraries they carry are linked to the wheel that ships them, else listed as
-    ``pkg:generic/nvidia/…`` items inside the framework."""
+    """Frameworks become ``framework`` items (their build facts as properties); a CUDA
+    library they carry is the wheel that ships it (``nvidia-cudnn-cu12``, then a child of
+    the framework), else a ``pkg:generic/nvidia/…`` item inside the framework."""
     wheels = lock.frameworks.get("cuda_libraries") or {}
     seen: set[str] = set()
     for key, info in sorted(lock.frameworks.items()):
@@ -194,8 +194,11 @@ def _cuda_items(lock: Lock, packages: dict[str, Item]) -> Iterator[Item]:
             if not version:
                 continue
             shipped = (wheels.get(wheel_key) or {}).get("from") if wheel_key else None
-            if shipped and shipped in packages:
-                continue  # its wheel is listed already
+            if shipped and shipped in packages:  # its wheel is listed: the framework needs it
+                wheel = packages[shipped]
+                packages[shipped] = _replace(wheel, parent=ref, properties=(
+                    *wheel.properties, ("envlock:cuda_library", lib), ("envlock:carried_by", key)))
+                continue
             lib_name = "rocm" if lib == "hip" else lib
             lib_ref = f"{lib_name}@{version}"
             if lib_ref in seen:
@@ -291,7 +294,7 @@ def _host_properties(lock: Lock) -> tuple[tuple[str, str], ...]:
 
 
 def inventory(source: SbomInput) -> Inventory:
-    """Every item of the SBOM of ``source``, parents before children."""
+    """Every item of the SBOM of ``source``, each naming its parent."""
     lock = source.lock
     if source.image:
         top = image_item(source.image, "image", None)

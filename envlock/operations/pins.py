@@ -64,7 +64,7 @@ def served(report: dict[str, Any]) -> dict[str, Served]:
     """Each package of a pip installation report (schema 1): its file, URL and sha256."""
     from packaging.utils import canonicalize_name
 
-    found = {}
+    found: dict[str, Served] = {}
     for item in report.get("install") or []:
         info = item.get("download_info") or {}
         url = str(info.get("url") or "")
