@@ -35,7 +35,6 @@ ARTIFACT = "sbom.cdx.json"  # under the run's envlock/ artifacts
 ARTIFACT_TYPE = MEDIA_TYPES["cyclonedx-json"]
 EMPTY_CONFIG = b"{}"
 EMPTY_MEDIA = "application/vnd.oci.empty.v1+json"
-CACHE = Path(os.environ.get("ENVLOCK_CACHE", Path.home() / ".cache" / "envlock")) / "sbom"
 #: host -> registry client (default: ``adapters.registry.Registry``), as build takes it.
 Registries = Callable[[str], Any]
 Auth = dict[str, str]  # {"username": …, "password": …}
@@ -64,13 +63,18 @@ class SbomResult:
 # ---------------------------------------------------------------- the base's OS packages
 
 def _cache_file(pinned: str) -> Path | None:
+    """``$ENVLOCK_CACHE/sbom/<hex>.json``: what was read from the base with that digest."""
     digest = pinned.rpartition("@")[2]
-    return CACHE / f"{digest.split(':', 1)[1]}.json" if oci.is_digest(digest) else None
+    if not oci.is_digest(digest):
+        return None
+    root = Path(os.environ.get("ENVLOCK_CACHE", Path.home() / ".cache" / "envlock"))
+    return root / "sbom" / f"{digest.split(':', 1)[1]}.json"
 
 
 def _read_base(base: str, auth: Auth | None, registries: Registries | None
-               ) -> dict[str, bytes]:
-    """The package databases and os-release of ``base``, read through its registry."""
+               ) -> tuple[str, dict[str, bytes]]:
+    """``base`` pinned by digest, and its package databases and os-release, read through
+    its registry."""
     from envlock.adapters import imagefs
 
     host = base.split("/", 1)[0]
@@ -81,43 +85,51 @@ def _read_base(base: str, auth: Auth | None, registries: Registries | None
         directories=[p for p in ospkgs.PATHS if p.endswith("/")])
     files = {}
     for path in entries:
-        final = imagefs.resolve_link(entries, path)
-        content = entries.get(final)
+        content = entries.get(imagefs.resolve_link(entries, path))
         if isinstance(content, bytes):
             files[path] = content
-    return files
+    return (base if "@sha256:" in base else image.pinned), files
 
 
 def base_inventory(base: str | None, auth: Auth | None = None,
                    registries: Registries | None = None
-                   ) -> tuple[ospkgs.OsInventory | None, list[str]]:
-    """The OS packages of the base image ``base`` (cached by digest), and warnings."""
+                   ) -> tuple[str | None, ospkgs.OsInventory | None, list[str]]:
+    """The base image ``base`` pinned by digest (a tag is resolved through its registry),
+    its OS packages (cached by digest), and warnings."""
     if not base:
-        return None, ["no base image is known: the SBOM lists no OS packages (pass "
-                      "--base-image NAME@sha256:…)"]
-    if "@sha256:" not in base:
-        return None, [f"base image {base} is not pinned to a registry digest: its OS packages "
-                      "are left out (pass --base-image NAME@sha256:…)"]
-    cached = _cache_file(base)
-    if cached and cached.is_file():
+        return None, None, ["no base image is known: the SBOM lists no OS packages (pass "
+                            "--base-image NAME@sha256:…)"]
+    if "/" not in base and base.startswith("sha256:"):
+        return base, None, [f"base image {base} is an engine's image ID, not in a registry: "
+                            "its OS packages are left out"]
+    found = _cached(_cache_file(base))
+    if found is None:
         try:
-            return ospkgs.OsInventory.from_dict(json.loads(cached.read_text())), []
-        except (ValueError, TypeError):
-            pass  # a damaged cache entry: read the base again
-    try:
-        found = ospkgs.inventory(_read_base(base, auth, registries))
-    except EnvlockError as exc:
-        return None, [f"the OS packages of base image {base} were not read: {exc.message}"]
-    if cached:
-        _store(cached, found)
+            base, files = _read_base(base, auth, registries)
+        except EnvlockError as exc:
+            return base, None, [f"the OS packages of base image {base} were not read: "
+                                f"{exc.message}"]
+        found = ospkgs.inventory(files)
+        _store(_cache_file(base), found)
     warnings = [] if found.databases else [
         f"base image {base} has no dpkg or apk package database: no OS packages listed"]
-    return found, warnings
+    return base, found, warnings
 
 
-def _store(path: Path, found: ospkgs.OsInventory) -> None:
+def _cached(path: Path | None) -> ospkgs.OsInventory | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return ospkgs.OsInventory.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None  # a damaged cache entry: read the base again
+
+
+def _store(path: Path | None, found: ospkgs.OsInventory) -> None:
     from envlock.model.atomic import atomic_file
 
+    if path is None:
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path, 0o644) as handle:
@@ -134,8 +146,8 @@ def build(lock: Lock, fmt: str = "cyclonedx-json", *, image: str | None = None,
           want_base: bool = True) -> SbomResult:
     """The SBOM of ``lock`` (and of the image and base, when known). ``want_base``: warn
     when no base is known (capture --no-build has none, by design)."""
-    inventory, warnings = base_inventory(base, auth, registries) if base or want_base \
-        else (None, [])
+    base, inventory, warnings = base_inventory(base, auth, registries) if base or want_base \
+        else (None, None, [])
     source = SbomInput(lock=lock, image=image, base=base, os=inventory,
                        created=created_at(started), run_id=run_id)
     try:
