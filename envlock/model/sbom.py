@@ -147,7 +147,8 @@ def _package_item(pkg: Package, lock: Lock, parent: str) -> Item:
     if pkg.requested:
         props.append(("envlock:requested", "true"))
     purl = package_purl(pkg, lock)
-    remote = src.url if src.kind == "archive" and src.url and "://" in src.url else None
+    remote = src.url if src.kind == "archive" and src.url and "://" in src.url and \
+        not src.url.startswith("file:") else None
     return Item(ref=purl, type="library", name=pkg.name, version=pkg.version, purl=purl,
                 sha256=_sha256_hex(src.hash) if src.kind == "archive" else None,
                 properties=tuple(props), vcs=src.url if src.kind == "vcs" else None,

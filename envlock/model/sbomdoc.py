@@ -129,11 +129,15 @@ def _spdx_package(item: Item) -> Any:
 
     refs = [ExternalPackageRef(ExternalPackageRefCategory.PACKAGE_MANAGER, "purl", item.purl)
             ] if item.purl else []
+    from spdx_tools.spdx.validation.uri_validators import validate_download_location
+
     location: Any = SpdxNoAssertion()
     if item.vcs:
         location = f"git+{item.vcs}" if "+" not in item.vcs.split("://")[0] else item.vcs
     elif item.download:
         location = item.download
+    if isinstance(location, str) and validate_download_location(location):
+        location = SpdxNoAssertion()  # a form SPDX does not accept (a local git+file://)
     comment = "; ".join(f"{k}={v}" for k, v in item.properties) or None
     return Package(
         spdx_id=_spdx_id(item), name=item.name, download_location=location,

@@ -146,15 +146,19 @@ def build(lock: Lock, fmt: str = "cyclonedx-json", *, image: str | None = None,
           want_base: bool = True) -> SbomResult:
     """The SBOM of ``lock`` (and of the image and base, when known). ``want_base``: warn
     when no base is known (capture --no-build has none, by design)."""
+    from envlock.model.sbomdoc import FORMATS
+
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown SBOM format {fmt!r}", f"use one of {', '.join(FORMATS)}")
     base, inventory, warnings = base_inventory(base, auth, registries) if base or want_base \
         else (None, None, [])
     source = SbomInput(lock=lock, image=image, base=base, os=inventory,
                        created=created_at(started), run_id=run_id)
     try:
         document = render(source, fmt)
-    except ValueError as exc:
-        raise UsageError(str(exc), "use --format cyclonedx-json or --format spdx-json") \
-            from exc
+    except ValueError as exc:  # a document its own library does not accept: envlock's bug
+        raise EnvlockError(f"cannot write the {fmt} SBOM: {exc}", "report this with the "
+                           "lockfile; --format cyclonedx-json may still work") from exc
     return SbomResult(format=fmt, document=document, image=image, base=base, run_id=run_id,
                       python_packages=len(lock.packages),
                       os_packages=len(inventory.packages) if inventory else None,

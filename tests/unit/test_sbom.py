@@ -140,6 +140,19 @@ def test_spdx_parses_back_and_validates():
     assert document.creation_info.created == datetime(2024, 5, 1, 12, 0)
 
 
+def test_local_sources_are_no_download_locations_but_the_spdx_document_validates():
+    """pip records local archives as file:// URLs and git+file:// repositories: neither is
+    a download location SPDX accepts, so they are NOASSERTION (the purl keeps the file)."""
+    lock = make_lock(packages=(
+        package("wheelpkg", "2.0.0", "archive", url="file:///w/wheelpkg-2.0.0-py3-none-any.whl",
+                hash="sha256:" + "d" * 64),
+        package("vcspkg", "1.2.0", "vcs", url="file:///src/vcspkg", vcs="git",
+                commit="f" * 40)))
+    document = json.loads(render(SbomInput(lock=lock), "spdx-json"))
+    locations = {p["name"]: p["downloadLocation"] for p in document["packages"]}
+    assert locations["wheelpkg"] == locations["vcspkg"] == "NOASSERTION"
+
+
 @pytest.mark.parametrize("fmt", ["cyclonedx-json", "spdx-json"])
 def test_the_same_inputs_give_the_same_bytes_and_other_inputs_another_serial(fmt):
     assert render(full_input(), fmt) == render(full_input(), fmt)
