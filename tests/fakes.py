@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from envlock.adapters.engine import STAGING_LABEL, ImageInfo, PushStats, split_tag
+from envlock.adapters.engine import ImageInfo, split_tag
 from envlock.adapters.engine.errors import EngineError, RegistryError
 from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.adapters.tracking import ARTIFACT_DIR, RunData, UnknownRun
 from envlock.model.runtree import RelayReport, RunNode, build_tree
-from tests.recipe_config import config
 
 
 def _sha(*parts: object) -> str:
@@ -217,22 +216,6 @@ class FakeEngine(_Recorder):
             self.tags[name] = image_id
         return [image_id]
 
-    def restate(self, image_id: str, *, created: str, created_by: str,
-                drop_labels: tuple[str, ...] = ()) -> str:
-        self._call("restate", image_id, created)
-        old = self.images[image_id]
-        labels = {k: v for k, v in old.labels.items() if k not in drop_labels}
-        return self._new(labels, old.layers, old.changes, created).id
-
-    def push(self, repository: str, tag: str, auth: dict[str, str] | None = None,
-             on_event: Callable[[dict[str, Any]], None] | None = None) -> PushStats:
-        self._call("push", repository, tag)
-        image = self.images[self.tags[f"{repository}:{tag}"]]
-        digest = self._publish(repository, tag, image)
-        if on_event:
-            on_event({"status": "Pushed", "id": image.layers[-1][7:19]})
-        return PushStats(layers_pushed=len(image.layers), digest=digest)
-
     # ------------------------------------------------------------ containers
 
     def run(self, image: str, command: list[str], *, user: str = "0:0",
@@ -244,24 +227,6 @@ class FakeEngine(_Recorder):
         if "platform.python_version()" in " ".join(command):
             return 0, f"{self.python}\n".encode()
         raise NotImplementedError(f"FakeEngine.run does not model {command[:2]}")
-
-    def commit_after(self, image: str, command: list[str], archives: Iterable[tuple[str, Any]],
-                     changes: list[str], repository: str, tag: str, run: bool = True) -> str:
-        """A new layer over ``image``: labels are the parent's plus the committed LABELs
-        (and the staging label the build container carried), as ``docker commit``."""
-        self._call("commit_after", image, repository, tag, tuple(changes))
-        parent = self._find(image)
-        if parent is None:
-            raise EngineError(f"image {image} is not in the engine")
-        # files the command removes (the wheelhouse) never reach the layer; without a
-        # command, what was copied in is the layer
-        content = [command] if run else [_content(data) for _path, data in archives]
-        labels = {**parent.labels, STAGING_LABEL: f"{repository}:{tag}",
-                  **config(list(changes))["Labels"]}
-        new = self._new(labels, (*parent.layers, _sha(content)), tuple(changes),
-                        created=f"commit {len(self.calls)}")  # a commit's time: never the same
-        self.tags[f"{repository}:{tag}"] = new.id
-        return new.id
 
     def run_experiment(self, image: str, command: list[str] | None, *, env: dict[str, str],
                        binds: dict[str, dict[str, str]], gpus: Any = None,

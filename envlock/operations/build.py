@@ -382,8 +382,8 @@ def _build_env(store: Any, lock: Lock, recipe: render.Recipe, base_image: Any, f
             report.step("writing the environment layer")
             layer = assemble.write_layer(store, lambda w: stage.fill_environment(w, root,
                                                                                   facts))
-    bytecode = f"cpython-{lock.python['version']}" if python else "none"
-    changes = (*recipe.env_changes, f'LABEL "envlock.bytecode"="{bytecode}"')
+    changes = recipe.env_changes if python else \
+        (*recipe.env_changes, 'LABEL "envlock.bytecode"="none"')
     parent = assemble.from_base(base_image, recipe.base)
     env = assemble.child(parent, layer, changes, recipe.env_image, store,
                          created=render.CREATED,

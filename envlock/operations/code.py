@@ -22,6 +22,7 @@ from typing import Any
 
 from envlock.adapters import proc
 from envlock.errors import EnvlockError, UsageError
+from envlock.image.layer import normalized_mode
 from envlock.image.render import USER_ID, WORKDIR
 from envlock.model.ignore import ignore_patterns, ignored
 from envlock.model.lockfile import Lock
@@ -197,6 +198,8 @@ def pack(tree: Path, extra_deny: tuple[str, ...] = ()) -> CodeContext:
             info.uid = info.gid = USER_ID
             info.uname = info.gname = ""
             info.mtime = 0
+            if not info.issym():  # modes as the layer has them: the umask never shows
+                info.mode = normalized_mode(info.mode, info.isdir())
             if info.isfile():
                 files += 1
                 with path.open("rb") as handle:

@@ -114,7 +114,8 @@ def check_python(facts: BaseFacts, base: str, lock: Lock) -> None:
                          f"/{' and /'.join(_CANDIDATES)})",
                          f"pass --base-image with Python {wanted} (e.g. python:{wanted}-slim)")
     if facts.python != wanted:
-        found = facts.python or "a Python whose version could not be read"
+        found = f"Python {facts.python}" if facts.python else \
+            "a Python whose version could not be read"
         raise UsageError(f"base image {base} has {found}, the lock needs {wanted}",
                          f"pass --base-image with Python {wanted} (e.g. python:{wanted}-slim)")
 

@@ -231,7 +231,7 @@ def test_a_base_without_the_locks_python_is_refused_before_anything_is_built(
         tmp_path, engine, registry, offline):
     lock = project(tmp_path / "p")
     other = publish_base(registry, "library/python-old", python="3.10.4")
-    with pytest.raises(EnvlockError, match="has 3.10.4, the lock needs 3.11.7"):
+    with pytest.raises(EnvlockError, match="has Python 3.10.4, the lock needs 3.11.7"):
         build(lock, options(tmp_path / "p", base_image=other), engine,
               registries=lambda host: registry)
     assert not offline and not engine.calls
