@@ -4,7 +4,8 @@ and record the lineage on the run.
 Order matters: the lock is written locally first (kept if the tracking store is down),
 then the image is built and pushed, then artifacts are uploaded, and the tags go on
 last, ``envlock.image`` the very last: a failure part-way never leaves a run pointing
-at an image that does not exist.
+at an image that does not exist. The SBOM (:mod:`envlock.operations.sbom`) is pushed
+next to the image before any artifact or tag, and goes in with the other artifacts.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.errors import EnvlockError
 from envlock.model import lockfile
 from envlock.model.lockfile import Lock
+from envlock.operations import sbom
 
 LOCAL_DIR = ".envlock/runs"
 
@@ -35,6 +37,7 @@ class CaptureResult:
     image: str | None = None
     built: dict[str, Any] | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    sbom: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -165,9 +168,11 @@ def capture(run_id: str | None = None, *, python: str | None = None,
         env_image_id = built.env_image_id
         result.built = built.to_dict()
     result.tags = lineage_tags(lock, result.image, base, env_image_id)
+    attached = _sbom(lock, run, result, base, reporter, auth, registries)
     try:
         with tempfile.TemporaryDirectory(prefix="envlock-artifacts-") as tmp:
             artifact_files(lock, recipe, Path(tmp))
+            (Path(tmp) / sbom.ARTIFACT).write_bytes(attached.document)
             tracker.log_artifacts(run.run_id, Path(tmp))
         image_tag = result.tags.pop("envlock.image", None)
         tracker.set_tags(run.run_id, result.tags)
@@ -179,3 +184,17 @@ def capture(run_id: str | None = None, *, python: str | None = None,
                     f"`envlock capture --run-id {run.run_id}` once the store is reachable")
         raise
     return result
+
+
+def _sbom(lock: Lock, run: Any, result: CaptureResult, base: str | None, reporter: Any,
+          auth: dict[str, str] | None, registries: Any) -> sbom.Attached:
+    """The run's SBOM, pushed next to its image; its tag goes in with the others."""
+    if reporter is not None:
+        reporter.step("writing the SBOM" + (" and attaching it to the image"
+                                            if result.image and "@" in result.image else ""))
+    attached = sbom.for_capture(lock, run.run_id, run.started, result.image, base, auth,
+                                registries)
+    if attached.referrer:
+        result.tags["envlock.sbom"] = attached.referrer
+    result.sbom = attached.to_dict()
+    return attached

@@ -343,6 +343,46 @@ def test_an_interrupt_during_the_push_records_nothing(captured, engine):
     assert not tracker.runs[run_id].tags and not tracker.runs[run_id].artifacts
 
 
+def test_capture_attaches_the_sbom_to_the_run_and_next_to_its_image(captured, engine,
+                                                                     tmp_path, monkeypatch):
+    import json
+
+    from envlock.operations import sbom
+
+    monkeypatch.setenv("ENVLOCK_CACHE", str(tmp_path / "cache"))
+    _root, tracker, run_id, registry = captured
+    result = run_capture(captured, engine)
+    tags, digest = tracker.runs[run_id].tags, result.image.split("@")[1]
+    document = tracker.runs[run_id].artifacts["envlock/sbom.cdx.json"]
+    assert json.loads(document)["metadata"]["component"]["version"] == digest
+    manifest = json.loads(registry.manifests[(REGISTRY.split("/", 1)[1],
+                                              sbom.fallback_tag(digest))])
+    assert manifest["subject"]["digest"] == digest
+    assert registry.blobs[(REGISTRY.split("/", 1)[1], manifest["layers"][0]["digest"])] == \
+        document
+    assert tags["envlock.sbom"].startswith(REGISTRY + "@sha256:")
+    order = tracker.tag_order(run_id)
+    assert order.index("envlock.sbom") < order.index("envlock.image") == len(order) - 1
+    assert result.sbom and "no dpkg or apk package database" in result.sbom["warnings"][0]
+
+
+def test_a_registry_refusing_the_sbom_leaves_it_an_artifact_and_the_run_its_image(
+        captured, engine, monkeypatch):
+    from envlock.operations import sbom
+
+    def refuse(*_args, **_kwargs):
+        raise RegistryError("registry reg.example:5000 failed: HTTP 400 manifest invalid")
+
+    monkeypatch.setattr(sbom, "push_referrer", refuse)
+    _root, tracker, run_id, _registry = captured
+    result = run_capture(captured, engine)
+    tags = tracker.runs[run_id].tags
+    assert "envlock.sbom" not in tags and tags["envlock.image"] == result.image
+    assert "envlock/sbom.cdx.json" in tracker.runs[run_id].artifacts
+    assert result.sbom and any("not attached to the image" in w
+                               for w in result.sbom["warnings"])
+
+
 # ---------------------------------------------------------------- replay
 
 @pytest.fixture
