@@ -119,7 +119,7 @@ def read_files(image: RemoteImage, paths: Iterable[str], *,
     for descriptor in image.layers:
         stream = _Stream(image.registry.blob(image.reference.repository,
                                              descriptor["digest"]))
-        with tarfile.open(fileobj=stream, mode="r|*") as layer:
+        with tarfile.open(fileobj=stream, mode="r|*") as layer:  # type: ignore[call-overload]
             for member in layer:
                 name = member.name.lstrip("./").rstrip("/") if member.name != "." else ""
                 parent, _, base = name.rpartition("/")

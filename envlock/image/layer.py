@@ -88,7 +88,7 @@ class _GzipSink:
             while self.queue.get() is not None:  # drain so the producer never blocks
                 pass
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         if self.error is not None:
             raise self.error
         self.queue.put(bytes(data))
@@ -178,8 +178,8 @@ class LayerWriter:
 
     def close(self) -> Layer:
         try:
-            with tarfile.open(fileobj=self.sink, mode="w|", format=tarfile.PAX_FORMAT,
-                              encoding="utf-8") as archive:
+            with tarfile.open(fileobj=self.sink, mode="w|",  # type: ignore[call-overload]
+                              format=tarfile.PAX_FORMAT, encoding="utf-8") as archive:
                 for name in sorted(self.entries):
                     info, source = self.entries[name]
                     if isinstance(source, Path):

@@ -185,8 +185,8 @@ def push(image: Assembled, target: oci.Reference, tag: str, store: Store, regist
             source = sources[host] = registry if host == target.registry else \
                 connect(host) if connect else \
                 registry_for(oci.Reference(host, from_repository), None)
-        registry.push_blob(repository, digest, size,
-                           _Chunked(source.blob(from_repository, digest), size))
+        registry.push_blob(repository, digest, size,  # requests streams an iterable body
+                           _Chunked(source.blob(from_repository, digest), size))  # type: ignore[arg-type]
         count.blobs_copied += 1
     pushed = registry.put_manifest(repository, tag, image.manifest_bytes, oci.OCI_MANIFEST)
     if pushed != image.digest or not registry.has_manifest(repository, image.digest):

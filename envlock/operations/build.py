@@ -174,7 +174,7 @@ def verify_fidelity(engine: EngineLike, image_id: str, lock: Lock) -> dict[str, 
     return check_probe(json.loads(out), lock, "image")
 
 
-def engine_for(builder: str) -> EngineLike | None:
+def engine_for(builder: str) -> Any:
     """The Docker engine ``--builder`` wants: none for ``oci``; for ``auto`` the one that
     answers, else none (daemonless); for ``docker`` the one that must answer."""
     if builder == "oci":
