@@ -43,6 +43,15 @@ def test_capture_in_a_container_without_an_engine_then_replay_from_the_host(
     (project / "train.py").write_text(TRAIN)
     cache = tmp_path / "pod-cache"
     cache.mkdir()
+    # The pod's wheel-cache volume, filled beforehand (here from this host): the pod then
+    # provisions without reaching a package index.
+    lock = tmp_path / "experiment.lock.yaml"
+    run_envlock("lock", "--python", str(experiment_venv), "-o", str(lock), "--no-gpu",
+                check=True)
+    from envlock.model import lockfile
+    from envlock.operations.provision import provision
+
+    provision(lockfile.load(lock), tmp_path / "wheelhouse", cache=cache / "wheels")
     for path in (project, cache):
         path.chmod(0o777)
     repo = f"{infra.registry}/tests/pod-{uuid.uuid4().hex[:8]}"
