@@ -108,3 +108,30 @@ def test_files_are_read_through_the_layers_with_whiteouts_and_links():
     assert resolve_link(files, "usr/bin/python3") == "usr/bin/python3.11"
     assert "opt/gone/file" not in files
     assert {k for k in files if k.startswith("var/")} == {"var/lib/dpkg/status.d/b"}
+
+
+def test_a_wheel_whose_record_does_not_match_its_files_is_refused_naming_it(tmp_path):
+    import zipfile
+
+    import pytest
+
+    from envlock.operations.stage import BaseFacts, StageError, stage
+    from tests.factories import make_lock
+
+    wheel = tmp_path / "liar-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("liar.py", "x = 1\n")
+        archive.writestr("liar-1.0.dist-info/METADATA",
+                         "Metadata-Version: 2.1\nName: liar\nVersion: 1.0\n")
+        archive.writestr("liar-1.0.dist-info/WHEEL",
+                         "Wheel-Version: 1.0\nGenerator: t\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        archive.writestr("liar-1.0.dist-info/RECORD",
+                         "liar.py,sha256=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA,6\n"
+                         "liar-1.0.dist-info/METADATA,,\nliar-1.0.dist-info/WHEEL,,\n"
+                         "liar-1.0.dist-info/RECORD,,\n")
+    facts = BaseFacts(digest="sha256:b", python="3.11.7", interpreter="/usr/bin/python3",
+                      executable="/usr/bin/python3.11", passwd="", group="")
+    with pytest.raises(StageError, match="wheel liar-1.0-py3-none-any.whl cannot be installed"
+                       ) as caught:
+        stage(make_lock(), [wheel], facts, tmp_path / "root")
+    assert caught.value.exit_code == 2 and "RECORD" in str(caught.value.hint)
