@@ -123,8 +123,8 @@ def test_a_wheel_whose_record_does_not_match_its_files_is_refused_naming_it(tmp_
         archive.writestr("liar.py", "x = 1\n")
         archive.writestr("liar-1.0.dist-info/METADATA",
                          "Metadata-Version: 2.1\nName: liar\nVersion: 1.0\n")
-        archive.writestr("liar-1.0.dist-info/WHEEL",
-                         "Wheel-Version: 1.0\nGenerator: t\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        archive.writestr("liar-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: t\n"
+                         "Root-Is-Purelib: true\nTag: py3-none-any\n")
         archive.writestr("liar-1.0.dist-info/RECORD",
                          "liar.py,sha256=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA,6\n"
                          "liar-1.0.dist-info/METADATA,,\nliar-1.0.dist-info/WHEEL,,\n"
