@@ -144,7 +144,7 @@ def _finding(name: str, version: str, group: Sequence[osv.Advisory], fail_on: st
     first = next(a for a in group if a.id == main)
     summary = first.summary or next((a.summary for a in group if a.summary), "")
     fixed = sorted({v for a in group for v in a.fixed(name)}, key=osv.version_key)
-    is_ignored = bool({main, *aliases} & ignored)
+    is_ignored = bool({i.upper() for i in (main, *aliases)} & ignored)
     return Finding(package=name, version=version, id=main, aliases=tuple(aliases),
                    summary=summary, severity=level, score=max(scores) if scores else None,
                    fixed=tuple(fixed), ignored=is_ignored,

@@ -19,16 +19,21 @@ keyword detectors (their look-behind patterns took 60% of the scan time).
 Cost: detect-secrets reads a code file only when one of its detectors' own patterns
 matches the file's text (one regex pass, ~10 MB/s); binaries (a NUL byte in the first
 8 KiB, or not UTF-8) and files over 1 MiB are not scanned, each recorded with the reason.
-detect-secrets (~0.1 s to import) is imported only when a file needs scanning, and it is
-never allowed to verify a secret over the network. A finding keeps the file, the kinds of
-secret and the line numbers — never the value.
+detect-secrets (0.15-0.3 s to import, most of it ``requests``) is imported only when a
+configuration file is scanned or a code file matched: the patterns of that first pass are
+kept in envlock's cache (``$ENVLOCK_CACHE``, default ``~/.cache/envlock``), keyed by the
+detect-secrets version and the plugins, so that a lock of an edited ``train.py`` stays
+fast. detect-secrets is never allowed to verify a secret over the network. A finding
+keeps the file, the kinds of secret and the line numbers — never the value.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
+import json
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -170,15 +175,48 @@ def _suspect(text: str) -> bool:
 
 
 @lru_cache(maxsize=1)
-def _patterns() -> tuple[Any, ...]:
+def _patterns() -> tuple[re.Pattern[str], ...]:
     """The regular expressions of the detectors that run on every file (detect-secrets'
-    own), for the one pass that decides whether a file is handed to detect-secrets."""
+    own), for the one pass that decides whether a file is handed to detect-secrets: from
+    the cache when it was made for this detect-secrets and these plugins."""
+    cache, key = _cache_file(), _cache_key()
+    try:
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved.get("key") == key:
+            return tuple(re.compile(text, flags) for text, flags in saved["patterns"])
+    except (OSError, ValueError, TypeError, KeyError, re.error):
+        pass
     from detect_secrets.plugins.base import RegexBasedDetector
     from detect_secrets.settings import get_plugins
 
     _configure()
-    return tuple(pattern for plugin in get_plugins() if isinstance(plugin, RegexBasedDetector)
-                 for pattern in plugin.denylist)
+    patterns = tuple(pattern for plugin in get_plugins()
+                     if isinstance(plugin, RegexBasedDetector) for pattern in plugin.denylist)
+    with contextlib.suppress(OSError):  # a read-only home: no cache, same result
+        from envlock.model.atomic import atomic_file
+
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(cache) as handle:
+            handle.write(json.dumps({"key": key, "patterns": [[p.pattern, p.flags]
+                                                              for p in patterns]}).encode())
+    return patterns
+
+
+def _cache_file() -> Path:
+    base = os.environ.get("ENVLOCK_CACHE") or Path.home() / ".cache" / "envlock"
+    return Path(base) / "secret-patterns.json"
+
+
+def _cache_key() -> str:
+    """detect-secrets' version, the plugins and envlock's own plugin file, without
+    importing detect-secrets."""
+    import hashlib
+    import importlib.util
+
+    spec = importlib.util.find_spec("detect_secrets")
+    version = Path(spec.origin).with_name("__version__.py").read_bytes() \
+        if spec and spec.origin else b"?"
+    return hashlib.sha256(version + repr(PLUGINS).encode() + CUSTOM.read_bytes()).hexdigest()
 
 
 def _detect(path: Path) -> list[tuple[str, int]]:
