@@ -86,8 +86,8 @@ class AuditReport:
         return bool(self.failing)
 
     def summary(self) -> str:
-        """``3 known vulnerabilities in 2 packages (1 high, 2 medium); 3 fail at --fail-on
-        any`` — or that none are known."""
+        """``3 known vulnerabilities in 2 packages (1 high, 2 medium); 1 fails (threshold:
+        high or worse)`` — or that none are known."""
         shown = [f for f in self.findings if not f.ignored]
         if not shown:
             ignored = len(self.findings) - len(shown)
@@ -103,7 +103,8 @@ class AuditReport:
         ignored = len(self.findings) - len(shown)
         return (f"{len(shown)} known vulnerabilit{'y' if len(shown) == 1 else 'ies'} in "
                 f"{packages} package{'s' * (packages != 1)} ({levels}); "
-                f"{len(self.failing)} fail at --fail-on {self.fail_on}"
+                f"{len(self.failing)} fail{'s' * (len(self.failing) == 1)} (threshold: "
+                f"{'any severity' if self.fail_on == 'any' else self.fail_on + ' or worse'})"
                 + (f"; {ignored} ignored" if ignored else ""))
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,7 +168,7 @@ def cases(report: AuditReport) -> list[Case]:
 
 def _describe(finding: Finding) -> str:
     fixed = f", fixed in {', '.join(finding.fixed)}" if finding.fixed else ", no fix yet"
-    note = " (ignored)" if finding.ignored else "" if finding.fails else " (below --fail-on)"
+    note = " (ignored)" if finding.ignored else "" if finding.fails else " (below the threshold)"
     return f"{finding.id} {finding.severity or 'unknown severity'}{fixed}{note}"
 
 

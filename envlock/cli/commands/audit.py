@@ -110,7 +110,7 @@ def audit_text(result: AuditReport) -> str:
         rows = [("PACKAGE", "VERSION", "VULNERABILITY", "SEVERITY", "FIXED IN", "ALIASES", "")]
         rows += [(f.package, f.version, f.id, f.severity or "unknown",
                   ", ".join(f.fixed) or "-", ", ".join(f.aliases) or "-",
-                  "ignored" if f.ignored else "FAILS" if f.fails else "below --fail-on")
+                  "ignored" if f.ignored else "FAILS" if f.fails else "below threshold")
                  for f in shown]
         lines.append(table(rows))
     lines.append(result.summary())
