@@ -114,8 +114,7 @@ class Scan:
         config = is_config(rel)
         if not config and not _suspect(text):
             return None
-        found = [(kind, line) for kind, line in _detect(path)
-                 if config or kind not in CONFIG_ONLY]
+        found = _named(_detect(path), config)
         if not found:
             return None
         finding = Finding(rel, tuple(sorted({k for k, _ in found})),
@@ -161,6 +160,14 @@ class Scan:
     def _skip(self, rel: str, reason: str) -> str | None:
         self.unscanned.append({"path": rel, "reason": reason})
         return None
+
+
+def _named(found: list[tuple[str, int]], config: bool) -> list[tuple[str, int]]:
+    """The findings that count, each line named by its most specific kind: entropy and
+    keywords count in configuration files only, and not on a line a token detector named."""
+    specific = {line for kind, line in found if kind not in CONFIG_ONLY}
+    return [(kind, line) for kind, line in found
+            if kind not in CONFIG_ONLY or (config and line not in specific)]
 
 
 def recorded_allow(section: dict[str, Any] | None) -> tuple[str, ...]:
