@@ -10,6 +10,7 @@ question — the records that affect each (name, version) — or raises
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -40,7 +41,12 @@ class AdvisorySourceError(EnvlockError):
 
 class OsvDump:
     """OSV's PyPI dump: a zip (``PyPI/all.zip``) or a directory of ``<ID>.json`` records
-    (searched recursively, so a checkout of an advisory database in OSV JSON works too)."""
+    (searched recursively, so a checkout of an advisory database in OSV JSON works too).
+
+    The first audit against a dump reads every record; it leaves an index of which records
+    name which packages in envlock's cache (``$ENVLOCK_CACHE/osv-index``, keyed by the
+    zip's path, size and time, or by every file's), so that later audits against the same
+    dump read only the records of the locked packages."""
 
     kind = "offline"
 
@@ -56,12 +62,7 @@ class OsvDump:
         for name, version in packages:
             wanted.setdefault(name, []).append(version)
         matches: Matches = {}
-        self.records = 0
-        for where, raw in self._raw():
-            self.records += 1
-            names = {osv.normalize(m.decode(errors="replace")) for m in _NAME.findall(raw)}
-            if not names & wanted.keys():
-                continue
+        for where, raw in self._relevant(set(wanted)):
             advisory = osv.parse(self._record(where, raw))
             for name in advisory.names & wanted.keys():
                 for version in wanted[name]:
@@ -73,24 +74,58 @@ class OsvDump:
                                       "of its records")
         return matches
 
-    def _raw(self) -> Iterator[tuple[str, bytes]]:
+    def _relevant(self, names: set[str]) -> list[tuple[str, bytes]]:
+        """The records that may concern ``names``: through the cached index, else by
+        reading every record (and caching the index made on the way)."""
         if not self.path.exists():
             raise AdvisorySourceError(f"{self.path}: no such file or directory")
+        with self._opened() as (members, read):
+            cache = _index_file(self.path, members)
+            index = _load_index(cache)
+            if index is not None:
+                self.records = index["records"]
+                chosen = sorted({m for name in names for m in index["names"].get(name, ())})
+                return [(self._where(m), read(m)) for m in chosen]
+            built: dict[str, list[str]] = {}
+            relevant = []
+            normalized: dict[bytes, str] = {}  # the same names recur across records
+            for member in members:
+                raw = read(member)
+                found = set()
+                for name in _NAME.findall(raw):
+                    if name not in normalized:
+                        normalized[name] = osv.normalize(name.decode(errors="replace"))
+                    found.add(normalized[name])
+                for name in found:
+                    built.setdefault(name, []).append(member)
+                if found & names:
+                    relevant.append((self._where(member), raw))
+            self.records = len(members)
+            _save_index(cache, {"records": len(members), "names": built})
+            return relevant
+
+    @contextlib.contextmanager
+    def _opened(self) -> Iterator[tuple[list[str], Any]]:
+        """The record names of the dump and a function reading one (errors translated)."""
         try:
             if self.path.is_dir():
-                for file in sorted(self.path.rglob("*.json")):
-                    yield str(file), file.read_bytes()
+                files = sorted(p.relative_to(self.path).as_posix()
+                               for p in self.path.rglob("*.json"))
+                yield files, lambda member: (self.path / member).read_bytes()
                 return
             with zipfile.ZipFile(self.path) as archive:
-                for info in archive.infolist():
-                    if info.filename.endswith(".json") and not info.is_dir():
-                        yield f"{self.path}:{info.filename}", archive.read(info)
+                names = [i.filename for i in archive.infolist()
+                         if i.filename.endswith(".json") and not i.is_dir()]
+                yield names, archive.read
         except zipfile.BadZipFile as exc:
             raise AdvisorySourceError(f"{self.path} is neither a directory nor a zip of OSV "
                                       f"records ({exc})") from exc
         except OSError as exc:
             raise AdvisorySourceError(f"{self.path} cannot be read ({exc.strerror or exc})") \
                 from exc
+
+    def _where(self, member: str) -> str:
+        return str(self.path / member) if self.path.is_dir() else f"{self.path}:{member}"
 
     @staticmethod
     def _record(where: str, raw: bytes) -> dict[str, Any]:
@@ -102,6 +137,40 @@ class OsvDump:
         if not isinstance(record, dict) or "id" not in record:
             raise AdvisorySourceError(f"{where} is not an OSV record (no id)")
         return record
+
+
+def _index_file(path: Path, members: list[str]) -> Path:
+    """Where the index of a dump is cached: named by what identifies its content — the
+    zip's path, size and modification time, or each record file's."""
+    import hashlib
+    import os
+
+    root = path.resolve()
+    stamp = hashlib.sha256(str(root).encode())
+    files = [root / m for m in members] if root.is_dir() else [root]
+    for file in files:
+        info = file.stat()
+        stamp.update(f"\0{file}\0{info.st_size}\0{info.st_mtime_ns}".encode())
+    base = os.environ.get("ENVLOCK_CACHE") or Path.home() / ".cache" / "envlock"
+    return Path(base) / "osv-index" / f"{stamp.hexdigest()}.json"
+
+
+def _load_index(cache: Path) -> dict[str, Any] | None:
+    try:
+        index = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(index, dict) and isinstance(index.get("names"), dict)
+    return index if ok and isinstance(index.get("records"), int) else None
+
+
+def _save_index(cache: Path, index: dict[str, Any]) -> None:
+    from envlock.model.atomic import atomic_file
+
+    with contextlib.suppress(OSError):  # no cache (a read-only home): the same answers
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(cache) as handle:
+            handle.write(json.dumps(index, separators=(",", ":")).encode())
 
 
 class OsvApi:

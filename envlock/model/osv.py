@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
@@ -54,10 +55,25 @@ class Advisory:
     id: str
     aliases: tuple[str, ...]
     summary: str
-    severity: str | None  # one of LEVELS, None when the record says nothing usable
-    score: float | None  # the highest CVSS base score, when a vector is given
     affected: tuple[Affected, ...]
     withdrawn: bool = False
+    #: What the record says of its severity (``database_specific.severity``, ``severity``),
+    #: scored only when asked: most records read are never matched.
+    ratings: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @cached_property
+    def _rated(self) -> tuple[str | None, float | None]:
+        return severity(self.ratings)
+
+    @property
+    def severity(self) -> str | None:
+        """One of LEVELS; None when the record says nothing usable."""
+        return self._rated[0]
+
+    @property
+    def score(self) -> float | None:
+        """The highest CVSS base score, when a vector is given."""
+        return self._rated[1]
 
     @property
     def names(self) -> set[str]:
@@ -78,12 +94,12 @@ def parse(record: Mapping[str, Any]) -> Advisory:
     affected = tuple(_affected(entry) for entry in record.get("affected") or ()
                      if (entry.get("package") or {}).get("ecosystem") == ECOSYSTEM
                      and (entry.get("package") or {}).get("name"))
-    level, score = severity(record)
     summary = str(record.get("summary") or record.get("details") or "").strip()
+    ratings = {k: record[k] for k in ("database_specific", "severity") if record.get(k)}
     return Advisory(id=str(record["id"]), aliases=tuple(str(a) for a in record.get("aliases")
                                                         or ()),
-                    summary=summary.splitlines()[0] if summary else "", severity=level,
-                    score=score, affected=affected, withdrawn=bool(record.get("withdrawn")))
+                    summary=summary.splitlines()[0] if summary else "", affected=affected,
+                    withdrawn=bool(record.get("withdrawn")), ratings=ratings)
 
 
 def _affected(entry: Mapping[str, Any]) -> Affected:

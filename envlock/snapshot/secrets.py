@@ -114,7 +114,7 @@ class Scan:
         config = is_config(rel)
         if not config and not _suspect(text):
             return None
-        found = _named(_detect(path), config)
+        found = _named(_detect(path, config), config)
         if not found:
             return None
         finding = Finding(rel, tuple(sorted({k for k, _ in found})),
@@ -226,12 +226,27 @@ def _cache_key() -> str:
     return hashlib.sha256(version + repr(PLUGINS).encode() + CUSTOM.read_bytes()).hexdigest()
 
 
-def _detect(path: Path) -> list[tuple[str, int]]:
-    """(kind, line number) of each secret detect-secrets finds in the file."""
+def _detect(path: Path, config: bool) -> list[tuple[str, int]]:
+    """(kind, line number) of each secret detect-secrets finds in the file; entropy and
+    keyword detectors run on configuration files only."""
     from detect_secrets.core.scan import scan_file
+    from detect_secrets.settings import get_plugins, get_settings
 
     _configure()
+    settings = get_settings()
+    wanted = _PLUGINS if config else _TOKEN_PLUGINS
+    if settings.plugins != wanted:
+        settings.plugins = {name: dict(options) for name, options in wanted.items()}
+        get_plugins.cache_clear()
     return [(secret.type, int(secret.line_number)) for secret in scan_file(str(path))]
+
+
+#: detect-secrets' plugin settings: every plugin, and the token (regex) detectors alone.
+_PLUGINS: dict[str, dict[str, str]] = {
+    **{name: {} for name in PLUGINS},
+    "HuggingFaceTokenDetector": {"path": f"file://{CUSTOM}"}}
+_TOKEN_PLUGINS = {name: options for name, options in _PLUGINS.items()
+                  if name not in ("Base64HighEntropyString", "KeywordDetector")}
 
 
 @lru_cache(maxsize=1)
@@ -243,9 +258,8 @@ def _configure() -> None:
 
     settings = get_settings()
     settings.clear()
-    settings.configure_plugins([{"name": name} for name in PLUGINS] +
-                               [{"name": "HuggingFaceTokenDetector",
-                                 "path": f"file://{CUSTOM}"}])
+    settings.configure_plugins([{"name": name, **options}
+                                for name, options in _PLUGINS.items()])
     settings.disable_filters(
         "detect_secrets.filters.common.is_ignored_due_to_verification_policies")
     get_mapping_from_secret_type_to_class.cache_clear()

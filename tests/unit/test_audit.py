@@ -24,6 +24,13 @@ from tests.factories import make_lock, package
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "osv"
 
 
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch) -> Path:
+    """envlock's cache (the dumps' indexes) in the test's own directory."""
+    monkeypatch.setenv("ENVLOCK_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
 def record(name: str) -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
@@ -197,6 +204,31 @@ def test_the_dump_is_read_from_a_directory_and_from_a_zip_alike(tmp_path):
                                            "PYSEC-2023-74"]
     assert "GHSA-q2q7-5pp4-w6pg" in ids[("urllib3", "1.26.4")]
     assert ("six", "1.16.0") not in ids
+
+
+def test_a_second_audit_of_the_same_dump_reads_only_the_locked_packages_records(
+        tmp_path, cache, monkeypatch):
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    for file in FIXTURES.glob("*.json"):
+        (dump / file.name).write_bytes(file.read_bytes())
+    first = OsvDump(dump).lookup([("requests", "2.25.1")])
+    assert len(list((cache / "osv-index").glob("*.json"))) == 1
+    read: list[str] = []
+    original = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: read.append(self.name) or
+                        original(self))
+    again = OsvDump(dump)
+    second = again.lookup([("requests", "2.25.1")])
+    assert sorted(read) == ["GHSA-9wx4-h78v-vm56.json", "GHSA-j8r2-6x86-q33q.json",
+                            "PYSEC-2023-74.json"]
+    assert again.records == 14
+    assert {k: [a.id for a in v] for k, v in first.items()} == \
+        {k: [a.id for a in v] for k, v in second.items()}
+    (dump / "PYSEC-2023-74.json").unlink()  # the dump changed: the index is made again
+    read.clear()
+    assert len(OsvDump(dump).lookup([("requests", "2.25.1")])[("requests", "2.25.1")]) == 2
+    assert len(read) == 13
 
 
 @pytest.mark.parametrize("make", ["missing", "empty", "not-a-zip", "bad-json"])
