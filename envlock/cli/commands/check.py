@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +16,11 @@ from envlock.cli.commands.audit import (
     gate_options,
 )
 from envlock.cli.commands.lock import EnvAllowOpt, JsonOpt, PythonOpt
+
+if TYPE_CHECKING:
+    from envlock.model.audit import AuditReport
+    from envlock.model.lockfile import Lock
+    from envlock.operations.audit import AuditOptions
 
 
 def check_command(
@@ -79,7 +84,7 @@ def check_command(
     raise typer.Exit(out.emit(payload, human, EXIT_DRIFT if failed else EXIT_OK))
 
 
-def _audit(lock, target: str, options):  # type: ignore[no-untyped-def]
+def _audit(lock: Lock, target: str, options: AuditOptions | None) -> AuditReport | None:
     """The audit of ``--audit``, run first: an unreachable source stops the check (exit 2)
     before the environment is probed; findings fail it at the end, beside any drift."""
     if options is None:

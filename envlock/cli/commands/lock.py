@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -96,7 +96,7 @@ def lock_warnings(lock, no_git: bool) -> list[str]:  # type: ignore[no-untyped-d
     return warnings
 
 
-def secret_warnings(scan: dict | None, where: str) -> list[str]:  # type: ignore[type-arg]
+def secret_warnings(scan: dict[str, Any] | None, where: str) -> list[str]:
     """What a content scan withheld (by file and kind of secret, never the value) and kept
     on ``--allow-file``, as warning lines."""
     if not scan:
