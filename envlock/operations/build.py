@@ -46,6 +46,8 @@ class BuildOptions:
     verify: bool = True
     env_only: bool = False  # no code layer: the environment image is the result
     extra_deny: tuple[str, ...] = ()
+    #: Files kept in the code layer although their content looks like a secret.
+    allow_files: tuple[str, ...] = ()
     auth: dict[str, str] | None = None
     #: When the code image counts as created (RFC 3339). A run's image takes the run's
     #: start, so a rebuild from the run gives the same code image; None: from the inputs
@@ -77,6 +79,8 @@ class BuildResult:
     recipe: str = ""
     builder: str = "oci"  # oci: assembled only; docker: also loaded into and proven in an engine
     manifest_digest: str = ""
+    #: Files the code layer left out because their content looks like a secret (path, kind).
+    secrets_withheld: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -238,7 +242,11 @@ def build(lock: Lock, options: BuildOptions, engine: EngineLike | None,
         with timer("code"):
             report.step("packing the code at the locked git state" if lock.git else
                         "packing the locked files of the project directory")
-            code = code_context(lock, options.code_dir, options.extra_deny)
+            code = code_context(lock, options.code_dir, options.extra_deny,
+                                options.allow_files)
+            for entry in (code.secret_scan or {}).get("withheld") or ():
+                report.step(f"left {entry['path']} out of the code layer: its content looks "
+                            f"like a secret ({entry['kind']})")
     base_ref = render.choose_base(lock, options.base_image)
     created = options.created or inputs_time(lock, options.code_dir)
 
@@ -294,7 +302,8 @@ def build(lock: Lock, options: BuildOptions, engine: EngineLike | None,
         env_image_id=env.image_id, env_reused=env_reused, code_reused=code_reused, base=base,
         env_digest=lock.env_digest, lock_digest=lock.lock_digest,
         code_digest=code.digest if code else "", provisioned=provisioned,
-        fidelity=fidelity, recipe=render.dockerfile(recipe))
+        fidelity=fidelity, recipe=render.dockerfile(recipe),
+        secrets_withheld=list((code.secret_scan or {}).get("withheld") or ()) if code else [])
     result.builder = "oci" if engine is None or options.builder == "oci" else "docker"
     result.manifest_digest = image.digest
     if target is not None and registry is not None and options.push:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,8 @@ class CaptureResult:
     built: dict[str, Any] | None = None
     tags: dict[str, str] = field(default_factory=dict)
     sbom: dict[str, Any] | None = None
+    #: What the content scan of the code withheld or kept (the lock's ``secret_scan``).
+    secret_scan: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -117,12 +119,15 @@ def capture(run_id: str | None = None, *, python: str | None = None,
             engine: EngineLike | None = None, reporter: Any = None,
             code_max_size: str | None = None,
             builder: str = "auto", auth: dict[str, str] | None = None,
-            registries: Any = None) -> CaptureResult:
+            registries: Any = None, allow_files: tuple[str, ...] = (),
+            audit: Callable[[Lock], object] | None = None) -> CaptureResult:
     """Capture the environment of an MLflow run (see module docs). Returns what was recorded.
 
     ``run_id``: the run; default ``MLFLOW_RUN_ID``, else the latest run of the active
     experiment. ``command``: the command that ran it (default: the one ``autolog`` recorded).
     ``code_max_size``: the cap for packing a project outside git (default: the config's).
+    ``allow_files``: files kept although their content looks like a secret (false positives).
+    ``audit``: a gate called with the lock before anything is written, built or recorded.
     """
     import os
 
@@ -135,7 +140,9 @@ def capture(run_id: str | None = None, *, python: str | None = None,
     env_allow = cfg.get("env_allow", list(env_allow))
     known = run_id or os.environ.get("MLFLOW_RUN_ID")
     lock = snapshot(python=python, project=project, command=command, env_allow=env_allow,
-                    code_rules=cfg.code_rules(code_max_size))
+                    code_rules=cfg.code_rules(code_max_size, allow_files))
+    if audit is not None:
+        audit(lock)
     local = _keep(lock, project, known or "latest")  # kept even if the store is down
     try:
         tracker = tracker or Tracker()
@@ -151,7 +158,8 @@ def capture(run_id: str | None = None, *, python: str | None = None,
         lock = lock.with_command(run.tags["envlock.autolog.command"])
     local = _keep(lock, project, run.run_id)
     result = CaptureResult(run_id=run.run_id, picked=picked, lockfile=str(local),
-                           env_digest=lock.env_digest, lock_digest=lock.lock_digest)
+                           env_digest=lock.env_digest, lock_digest=lock.lock_digest,
+                           secret_scan=(lock.git or lock.code or {}).get("secret_scan"))
     recipe = base = env_image_id = None
     if build:
         from envlock.operations.build import BuildOptions, engine_for
@@ -161,7 +169,7 @@ def capture(run_id: str | None = None, *, python: str | None = None,
             registry=cfg.get("registry", registry), push=push, code_dir=Path(project),
             base_image=cfg.base_image_for(lock.python["version"], base_image),
             run_id=run.run_id, extra_deny=tuple(cfg.get("deny")), created=run.started,
-            builder=builder, auth=auth)
+            builder=builder, auth=auth, allow_files=allow_files)
         built = build_image(lock, options, engine or engine_for(builder), reporter,
                             registries=registries)
         result.image, base, recipe = built.pinned, built.base, built.recipe

@@ -394,7 +394,7 @@ def test_interrupt_mid_build_leaves_no_image_claimed(project, infra, docker_clie
     assert proc.returncode == 130, err
     assert "@sha256:" not in out
     names = [t for image in docker_client.images.list() for t in image.tags]
-    assert not [t for t in names if "tests/interrupt" in t]
+    assert not [t for t in names if t.endswith(f"tests/interrupt:{tag}")]
     assert not list(Path(tempfile.gettempdir()).glob("envlock-build-*"))  # staging removed
 
 

@@ -10,7 +10,16 @@ from typing import Annotated, Any
 import click
 import typer
 
-from envlock.cli.commands.lock import JsonOpt
+from envlock.cli.commands.audit import (
+    AdvisoriesOpt,
+    AuditFailOnOpt,
+    AuditIgnoreOpt,
+    AuditOpt,
+    OsvUrlOpt,
+    gate_options,
+    run_gate,
+)
+from envlock.cli.commands.lock import AllowFileOpt, JsonOpt
 
 RegistryOpt = Annotated[str | None, typer.Option(
     "--registry", help="Push to HOST[:PORT]/REPO (default: $ENVLOCK_REGISTRY, else the "
@@ -120,6 +129,12 @@ def build_command(
     builder: BuilderOpt = "auto",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the recipe (an equivalent "
                                           "Dockerfile); touch nothing.")] = False,
+    allow_file: AllowFileOpt = None,
+    audit: AuditOpt = False,
+    advisories: AdvisoriesOpt = None,
+    osv_url: OsvUrlOpt = None,
+    audit_fail_on: AuditFailOnOpt = None,
+    audit_ignore: AuditIgnoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build, verify, push and pin the image of a lock.
@@ -152,6 +167,9 @@ def build_command(
         tag = tag or f"{from_run}-rebuild"
     else:
         lock = lockfile.load(lock_path or Path("envlock.lock.yaml"))
+    run_gate(lock, gate_options(audit, advisories, osv_url, audit_fail_on, audit_ignore),
+             f"run {from_run}" if from_run else str(lock_path or "envlock.lock.yaml"),
+             "nothing was built or pushed")
     registry = cfg.get("registry", registry)
     base_image = cfg.base_image_for(lock.python["version"], base_image) or \
         recorded.get("envlock.base_image")
@@ -172,11 +190,15 @@ def build_command(
                            code_dir=code, tag=tag, run_id=run_id, no_cache=no_cache,
                            verify=verify, env_only=env_only,
                            extra_deny=tuple(cfg.get("deny")), created=created,
-                           builder=builder)
+                           builder=builder, allow_files=tuple(allow_file or ()))
     engine, auth = build_setup(registry, registry_username, registry_password_stdin, builder)
     options = dataclasses.replace(options, auth=auth)
     with Reporter("envlock build") as reporter:
         result = build(lock, options, engine, reporter)
+    from envlock.cli.commands.lock import secret_warnings
+
+    for warning in secret_warnings({"withheld": result.secrets_withheld}, "the code layer"):
+        out.warn(warning)
     where = "pushed and pinned" if result.pushed else "local only (not pushed)"
     lines = [f"environment {result.env_image} "
              f"({'reused from ' + result.env_reused if result.env_reused else 'built'})"]
