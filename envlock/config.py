@@ -89,13 +89,14 @@ class Config:
                 return str(per_version[version])
         return chosen.value
 
-    def code_rules(self, max_size: str | None = None) -> Any:
-        """The rules for recording a project outside git: the deny list and the size cap
-        (``--code-max-size`` > ``$ENVLOCK_CODE_MAX_SIZE`` > the file > 256m)."""
+    def code_rules(self, max_size: str | None = None, allow: tuple[str, ...] = ()) -> Any:
+        """The rules for recording a project's code: the deny list, the size cap outside
+        git (``--code-max-size`` > ``$ENVLOCK_CODE_MAX_SIZE`` > the file > 256m), and the
+        files kept although their content looks like a secret (``--allow-file``)."""
         from envlock.snapshot.directory import Rules, parse_size
 
         return Rules(deny=tuple(self.get("deny")),
-                     max_size=parse_size(self.get("code_max_size", max_size)))
+                     max_size=parse_size(self.get("code_max_size", max_size)), allow=allow)
 
     def apply_tracking_uri(self) -> None:
         """Make the config's tracking URI MLflow's default (the env var still wins)."""

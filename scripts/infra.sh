@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The root-only part of envlock's test infrastructure: the Debian packages, a running Docker
-# engine and a Python base image built offline from Debian packages (no image can be pulled
-# from a public registry). The registries the tests push to are pytest session fixtures on
+# engine, Podman and skopeo configured for this kind of machine, and a Python base image built
+# offline from Debian packages (no image can be pulled from a public registry). The registries the tests push to are pytest session fixtures on
 # free ports (tests/registry.py); this script no longer starts any.
 #
 #   scripts/infra.sh up     install/start what is missing (once per machine), print `export`s
@@ -100,7 +100,8 @@ ensure_docker() {
         echo "unix:///var/run/docker.sock" >"$STATE/docker-host"
     fi
     if ! command -v dockerd >/dev/null 2>&1; then
-        ensure_packages dockerd:docker.io docker-registry:docker-registry debootstrap:debootstrap htpasswd:apache2-utils
+        ensure_packages dockerd:docker.io docker-registry:docker-registry debootstrap:debootstrap htpasswd:apache2-utils \
+            "${PODMAN_PACKAGES[@]}"
         # on a systemd host the package's postinst may already have started the engine
         if docker_ok; then log "docker engine: started by the docker.io package; reusing it"; return 0; fi
     fi
@@ -156,6 +157,47 @@ start_dockerd_and_wait() {
     die "docker engine did not answer 'docker info' within ${DOCKERD_WAIT}s (log: $STATE/dockerd.log)"
 }
 
+# ---------------------------------------------------------------- podman and skopeo
+# A second engine to run envlock's images under, and a registry client to inspect them
+# (tests/integration/test_other_runtimes.py). Debian's podman 4.3 runs as root here with its
+# defaults (overlay storage, runc, cgroupfs and a file event log, as there is no systemd) but
+# one: it asks runc for RLIMIT_NOFILE 1048576 and RLIMIT_NPROC 4194304 in every container,
+# which a root without CAP_SYS_RESOURCE cannot grant ("error setting rlimit type 7:
+# operation not permitted"). The drop-in below asks for the hard limits podman itself runs
+# with instead: this shell's nofile, and nproc capped at 32768 (podman lowers its own to that).
+# The test registries are plain HTTP on loopback ports that change per session, so the tests
+# pass --tls-verify=false rather than listing them in registries.conf.
+PODMAN_PACKAGES=(podman:podman skopeo:skopeo)
+PODMAN_CONF=/etc/containers/containers.conf.d/50-envlock-test.conf
+
+podman_conf() {
+    local nofile nproc
+    nofile=$(ulimit -Hn)
+    nproc=$(ulimit -Hu)
+    [ "$nofile" = unlimited ] && nofile=1048576
+    { [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ]; } && nproc=32768
+    cat <<EOF
+# written by envlock's scripts/infra.sh (root, no systemd, no CAP_SYS_RESOURCE)
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+EOF
+}
+
+ensure_podman() {
+    ensure_packages "${PODMAN_PACKAGES[@]}"
+    local want
+    want=$(podman_conf)
+    if [ "$(cat "$PODMAN_CONF" 2>/dev/null)" != "$want" ]; then
+        log "podman: writing $PODMAN_CONF"
+        as_root mkdir -p "$(dirname "$PODMAN_CONF")"
+        printf '%s\n' "$want" | as_root tee "$PODMAN_CONF" >/dev/null
+    fi
+}
+
 # ---------------------------------------------------------------- base image
 make_rootfs_tar() {
     [ -s "$ROOTFS_TAR" ] && return 0
@@ -203,6 +245,8 @@ check_up() {
     docker image inspect "$BASE_LOCAL" >/dev/null 2>&1 || die "no base image $BASE_LOCAL; run: scripts/infra.sh up"
     command -v docker-registry >/dev/null 2>&1 || die "no docker-registry; run: scripts/infra.sh up"
     command -v htpasswd >/dev/null 2>&1 || die "no htpasswd; run: scripts/infra.sh up"
+    command -v podman >/dev/null 2>&1 && command -v skopeo >/dev/null 2>&1 && [ -s "$PODMAN_CONF" ] ||
+        die "no podman/skopeo or no $PODMAN_CONF; run: scripts/infra.sh up"
 }
 
 stop_pidfile() {
@@ -242,6 +286,7 @@ up)
     ensure_docker
     # the registry fixtures (tests/registry.py) run these as the test user
     ensure_packages docker-registry:docker-registry htpasswd:apache2-utils
+    ensure_podman
     ensure_base_image
     print_env
     log "up"

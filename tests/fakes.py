@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from envlock.adapters.engine import STAGING_LABEL, ImageInfo, PushStats, split_tag
-from envlock.adapters.engine.errors import EngineError
+from envlock.adapters.engine import ImageInfo, split_tag
+from envlock.adapters.engine.errors import EngineError, RegistryError
 from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.adapters.tracking import ARTIFACT_DIR, RunData, UnknownRun
 from envlock.model.runtree import RelayReport, RunNode, build_tree
-from tests.recipe_config import config
 
 
 def _sha(*parts: object) -> str:
@@ -73,6 +72,7 @@ class FakeEngine(_Recorder):
         self.registry: dict[str, str] = {}  # repo:tag and repo@digest -> manifest digest
         self.manifests: dict[str, FakeImage] = {}  # manifest digest -> image
         self.python = python
+        self.remote: dict[str, FakeRegistry] = {}
         #: what a replay's container does: (image id, env, binds) -> exit code
         self.experiment: Callable[[str, dict[str, str], dict[str, Any]], int] = \
             lambda image, env, binds: 0
@@ -137,9 +137,35 @@ class FakeEngine(_Recorder):
         self._call("registry_digest", reference)
         return self.registry.get(reference)
 
+    def attach(self, registry: FakeRegistry) -> None:
+        """Pulls also reach ``registry`` (where envlock's registry client pushed)."""
+        self.remote[registry.host] = registry
+
+    def _pull_remote(self, reference: str) -> str | None:
+        host, _, rest = reference.partition("/")
+        repository, _, ref = rest.partition("@") if "@" in rest else rest.rpartition(":")
+        registry = self.remote.get(host)
+        data = registry.manifests.get((repository, ref)) if registry else None
+        if registry is None or data is None:
+            return None
+        config_digest = json.loads(data)["config"]["digest"]
+        config_doc = json.loads(registry.blobs[(repository, config_digest)])
+        labels = (config_doc.get("config") or {}).get("Labels") or {}
+        image = FakeImage(config_digest, dict(labels), tuple(config_doc["rootfs"]["diff_ids"]))
+        return self._publish(f"{host}/{repository}", ref if "@" not in rest else "pulled",
+                             image) if image else None
+
     def pull(self, reference: str, auth: dict[str, str] | None = None) -> ImageInfo:
         self._call("pull", reference, auth)
         digest = self.registry.get(reference)
+        if digest is None and self._pull_remote(reference):
+            image = self.manifests[self.registry[f"{reference.rpartition('@')[0]}:pulled"]
+                                   if "@" in reference else self.registry[reference]]
+            self.images.setdefault(image.id, image)
+            image.repo_digests.add(reference)
+            info = self.image(image.id)
+            assert info is not None
+            return info
         if digest is None:
             raise EngineError(f"pulling {reference}: manifest unknown")
         image = self.images.setdefault(self.manifests[digest].id, self.manifests[digest])
@@ -170,35 +196,25 @@ class FakeEngine(_Recorder):
     def load(self, archive: BinaryIO) -> list[str]:
         """A docker-archive: its ``manifest.json`` names the config (= the image id)."""
         self._call("load")
+        entry: dict[str, Any] | None = None
+        configs: dict[str, Any] = {}
         with tarfile.open(fileobj=archive, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
-                handle = tar.extractfile(member) if member.name == "manifest.json" else None
-                if handle is not None:
-                    entry = json.loads(handle.read())[0]
-                    break
-            else:
-                raise EngineError("the engine refused to load the image: no manifest.json")
+                handle = tar.extractfile(member) if member.size < 1 << 20 else None
+                data = handle.read() if handle is not None else b""
+                if member.name == "manifest.json":
+                    entry = json.loads(data)[0]
+                elif data.startswith(b"{"):
+                    configs[member.name] = json.loads(data)
+        if entry is None:
+            raise EngineError("the engine refused to load the image: no manifest.json")
         image_id = "sha256:" + entry["Config"].rsplit("/", 1)[-1]
-        self.images.setdefault(image_id, FakeImage(image_id, {}, tuple(entry["Layers"])))
+        labels = (configs.get(entry["Config"], {}).get("config") or {}).get("Labels") or {}
+        self.images.setdefault(image_id, FakeImage(image_id, dict(labels),
+                                                   tuple(entry["Layers"])))
         for name in entry.get("RepoTags") or []:
             self.tags[name] = image_id
         return [image_id]
-
-    def restate(self, image_id: str, *, created: str, created_by: str,
-                drop_labels: tuple[str, ...] = ()) -> str:
-        self._call("restate", image_id, created)
-        old = self.images[image_id]
-        labels = {k: v for k, v in old.labels.items() if k not in drop_labels}
-        return self._new(labels, old.layers, old.changes, created).id
-
-    def push(self, repository: str, tag: str, auth: dict[str, str] | None = None,
-             on_event: Callable[[dict[str, Any]], None] | None = None) -> PushStats:
-        self._call("push", repository, tag)
-        image = self.images[self.tags[f"{repository}:{tag}"]]
-        digest = self._publish(repository, tag, image)
-        if on_event:
-            on_event({"status": "Pushed", "id": image.layers[-1][7:19]})
-        return PushStats(layers_pushed=len(image.layers), digest=digest)
 
     # ------------------------------------------------------------ containers
 
@@ -211,24 +227,6 @@ class FakeEngine(_Recorder):
         if "platform.python_version()" in " ".join(command):
             return 0, f"{self.python}\n".encode()
         raise NotImplementedError(f"FakeEngine.run does not model {command[:2]}")
-
-    def commit_after(self, image: str, command: list[str], archives: Iterable[tuple[str, Any]],
-                     changes: list[str], repository: str, tag: str, run: bool = True) -> str:
-        """A new layer over ``image``: labels are the parent's plus the committed LABELs
-        (and the staging label the build container carried), as ``docker commit``."""
-        self._call("commit_after", image, repository, tag, tuple(changes))
-        parent = self._find(image)
-        if parent is None:
-            raise EngineError(f"image {image} is not in the engine")
-        # files the command removes (the wheelhouse) never reach the layer; without a
-        # command, what was copied in is the layer
-        content = [command] if run else [_content(data) for _path, data in archives]
-        labels = {**parent.labels, STAGING_LABEL: f"{repository}:{tag}",
-                  **config(list(changes))["Labels"]}
-        new = self._new(labels, (*parent.layers, _sha(content)), tuple(changes),
-                        created=f"commit {len(self.calls)}")  # a commit's time: never the same
-        self.tags[f"{repository}:{tag}"] = new.id
-        return new.id
 
     def run_experiment(self, image: str, command: list[str] | None, *, env: dict[str, str],
                        binds: dict[str, dict[str, str]], gpus: Any = None,
@@ -455,3 +453,109 @@ def _node(run: FakeRun) -> RunNode:
 if TYPE_CHECKING:  # mypy tests/fakes.py: the fakes keep to the contract of the real ones
     _engine: EngineLike = FakeEngine()
     _tracker: TrackerLike = FakeTracker()
+
+
+# ---------------------------------------------------------------- registry
+
+class FakeRegistry(_Recorder):
+    """The distribution API envlock's registry client speaks, over dicts: blobs and
+    manifests per repository, cross-repository mounts (``mounts=False``: declined)."""
+
+    def __init__(self, host: str, mounts: bool = True) -> None:
+        super().__init__()
+        self.host = host
+        self.mounts = mounts
+        self.blobs: dict[tuple[str, str], bytes] = {}
+        self.manifests: dict[tuple[str, str], bytes] = {}  # (repo, tag or digest) -> bytes
+
+    def manifest(self, repository: str, reference: str) -> tuple[bytes, str]:
+        self._call("manifest", repository, reference)
+        data = self.manifests.get((repository, reference))
+        if data is None:
+            raise RegistryError(f"reading the manifest {repository}@{reference}: not found "
+                                f"in registry {self.host}")
+        return data, str(json.loads(data).get("mediaType") or "")
+
+    def has_manifest(self, repository: str, digest: str) -> bool:
+        return (repository, digest) in self.manifests
+
+    def put_manifest(self, repository: str, tag: str, data: bytes, media_type: str) -> str:
+        self._call("put_manifest", repository, tag)
+        document = json.loads(data)
+        for descriptor in [document["config"], *document["layers"]]:
+            if (repository, descriptor["digest"]) not in self.blobs:
+                raise RegistryError(f"registry {self.host} refused the manifest: a "
+                                    "referenced blob is missing")
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.manifests[(repository, tag)] = self.manifests[(repository, digest)] = data
+        return digest
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        return (repository, digest) in self.blobs
+
+    def blob(self, repository: str, digest: str, chunk: int = 1 << 20) -> Iterable[bytes]:
+        self._call("blob", repository, digest)
+        data = self.blobs.get((repository, digest))
+        if data is None:
+            raise RegistryError(f"downloading blob {digest[:19]}: not found")
+        return iter([data[i:i + chunk] for i in range(0, len(data), chunk)] or [b""])
+
+    def push_blob(self, repository: str, digest: str, size: int, data: Any) -> None:
+        self._call("push_blob", repository, digest)
+        raw = data.read() if hasattr(data, "read") else b"".join(data)
+        if len(raw) != size or "sha256:" + hashlib.sha256(raw).hexdigest() != digest:
+            raise RegistryError(f"blob {digest[:19]}: digest or size mismatch")
+        self.blobs[(repository, digest)] = raw
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+        self._call("mount_blob", repository, digest, from_repository)
+        if not self.mounts or (from_repository, digest) not in self.blobs:
+            return False
+        self.blobs[(repository, digest)] = self.blobs[(from_repository, digest)]
+        return True
+
+
+def publish_base(registry: FakeRegistry, repository: str = "library/python",
+                 python: str = "3.11.7") -> str:
+    """A minimal Debian-like base in ``registry`` (python3 -> python3.11 whose binary
+    carries its version string, passwd, group); returns ``HOST/REPO@sha256:…``."""
+    import gzip
+    import io
+
+    minor = ".".join(python.split(".")[:2])
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        def add(name: str, data: bytes | None = None, link: str | None = None) -> None:
+            info = tarfile.TarInfo(name)
+            if link is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+            else:
+                info.size = len(data or b"")
+                tar.addfile(info, io.BytesIO(data or b""))
+
+        add("usr/bin/python3", link=f"python{minor}")
+        add(f"usr/bin/python{minor}", b"\x7fELF\x00" + python.encode() + b"\x00rest")
+        add("etc/passwd", b"root:x:0:0:root:/root:/bin/bash\n")
+        add("etc/group", b"root:x:0:\n")
+    layer_tar = buffer.getvalue()
+    layer = gzip.compress(layer_tar, mtime=0)
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "config": {"Env": ["PATH=/usr/bin:/bin"], "Cmd": ["python3"]},
+                         "rootfs": {"type": "layers", "diff_ids": [
+                             "sha256:" + hashlib.sha256(layer_tar).hexdigest()]},
+                         "history": [{"created": "2024-01-01T00:00:00Z"}]}).encode()
+    digests = {}
+    for data in (layer, config):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        registry.blobs[(repository, digest)] = data
+        digests[data] = digest
+    manifest = json.dumps({"schemaVersion": 2,
+                           "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                           "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                                      "digest": digests[config], "size": len(config)},
+                           "layers": [{"mediaType":
+                                       "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                                       "digest": digests[layer], "size": len(layer)}]}).encode()
+    return f"{registry.host}/{repository}@" + registry.put_manifest(repository, "latest", manifest,
+                                                                  "")

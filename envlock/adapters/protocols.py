@@ -9,12 +9,12 @@ no docker, no mlflow (only the pure value types, under ``TYPE_CHECKING``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 if TYPE_CHECKING:
-    from envlock.adapters.engine import ImageInfo, PushStats
+    from envlock.adapters.engine import ImageInfo
     from envlock.adapters.tracking import RunData
     from envlock.model.runtree import RelayReport, RunNode
 
@@ -30,17 +30,10 @@ class EngineLike(Protocol):
     def remove(self, reference: str) -> None: ...
     def save(self, reference: str, dest: BinaryIO) -> None: ...
     def load(self, archive: BinaryIO) -> list[str]: ...
-    def restate(self, image_id: str, *, created: str, created_by: str,
-                drop_labels: tuple[str, ...] = ()) -> str: ...
-    def push(self, repository: str, tag: str, auth: dict[str, str] | None = None,
-             on_event: Callable[[dict[str, Any]], None] | None = None) -> PushStats: ...
 
     # containers
     def run(self, image: str, command: list[str], *, user: str = "0:0",
             stdout_only: bool = False) -> tuple[int, bytes]: ...
-    def commit_after(self, image: str, command: list[str],
-                     archives: Iterable[tuple[str, Any]], changes: list[str],
-                     repository: str, tag: str, run: bool = True) -> str: ...
     def run_experiment(self, image: str, command: list[str] | None, *, env: dict[str, str],
                        binds: dict[str, dict[str, str]], gpus: Any = None,
                        network: str = "none", on_output: Callable[[bytes], None],

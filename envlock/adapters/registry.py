@@ -196,6 +196,23 @@ class Registry:
         with response:
             yield from response.iter_content(chunk)
 
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+        """Cross-repository blob mount (distribution-spec): True when the registry linked
+        the blob from ``from_repository`` without a copy; False when it declined (it then
+        opens an ordinary upload, which is abandoned) — the caller copies the blob."""
+        from urllib.parse import quote
+
+        action = f"mounting blob {digest[:19]} from {from_repository} into {repository}"
+        try:
+            response = self._request(
+                "POST", f"{self.base}/{repository}/blobs/uploads/?mount={quote(digest)}"
+                        f"&from={quote(from_repository, safe='/')}",
+                _push(repository) + f" repository:{from_repository}:pull", action,
+                (201, 202), headers={"Content-Length": "0"})
+        except RegistryError:
+            return False  # refused (e.g. no pull right on the source): copy instead
+        return bool(response.status_code == 201)
+
     def push_blob(self, repository: str, digest: str, size: int, data: Upload) -> None:
         """Monolithic upload: POST for an upload URL, then one PUT with the whole blob."""
         from urllib.parse import urljoin

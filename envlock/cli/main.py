@@ -58,8 +58,8 @@ import typer  # noqa: E402
 from envlock import __version__  # noqa: E402
 
 #: Modules under ``envlock.cli.commands``, in ``envlock --help`` order.
-MODULES = ("lock", "show", "diff", "check", "build", "capture", "replay", "verify", "config",
-           "archive")
+MODULES = ("lock", "show", "diff", "check", "audit", "build", "capture", "replay", "verify",
+           "config", "sbom", "pins", "archive")
 #: The module that registers each command.
 COMMANDS = {**{name: name for name in MODULES[:-1]}, "lineage": "replay", "export": "archive",
             "import": "archive"}

@@ -2,10 +2,10 @@
 
 Nothing here touches Docker. The recipe names the base (pinned by digest), the
 environment image (one per ``env_digest``) and the code image (one per run), their
-labels and settings, and renders an equivalent multi-stage Dockerfile that
-``--dry-run`` prints and capture stores next to the run. envlock itself executes
-the environment step with ``docker create`` + copy + ``docker commit`` so that the
-wheelhouse never becomes an image layer (see ``engine/``).
+labels and settings (the instructions ``imageconfig.apply_changes`` turns into the
+assembled images' configs), and renders an equivalent multi-stage Dockerfile that
+``--dry-run`` prints and capture stores next to the run. envlock itself assembles the
+images without running this file (``operations.stage``, ``operations.assemble``).
 """
 
 from __future__ import annotations
@@ -160,10 +160,13 @@ def render(lock: Lock, base: str, repository: str, code_tag: str, *, run_id: str
            base_python: str = "python3") -> Recipe:
     """The recipe for ``lock``; ``base`` should already be pinned (``name@sha256:…``)."""
     requirements = tuple(f"{p.name}=={p.version}" for p in lock.packages)
-    env_labels = _labels_common(lock, base)
+    common = _labels_common(lock, base)
+    # How the environment's byte-code was made (the builder says "none" when it had no
+    # interpreter of the lock's version); the code image inherits it.
+    env_labels = {**common, "envlock.bytecode": f"cpython-{lock.python['version']}"}
     git = lock.git or {}
     code_labels = {
-        **env_labels,
+        **common,
         "envlock.lock_digest": lock.lock_digest,
         "envlock.run_id": run_id or "",
         "envlock.code_digest": code_digest or "",
@@ -198,8 +201,8 @@ def dockerfile(recipe: Recipe) -> str:
     code_body = "\n".join(recipe.code_changes)
     return f"""# envlock {__version__} build recipe for {recipe.code_image}
 # Context: wheelhouse/ (the locked wheels, requirements.txt, tools/pip.whl) and code/.
-# envlock runs stage "env" with docker create + copy + commit so that the wheelhouse
-# never becomes a layer; `docker build` on this file yields the same environment.
+# envlock assembles these images itself (no engine needed); `docker build` on this file
+# yields the same environment (the same packages and settings, not the same bytes).
 
 FROM {recipe.base} AS env
 USER root

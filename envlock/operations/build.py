@@ -4,28 +4,24 @@ Two images per run, sharing layers:
 * the environment image ``<repo>:env-<env_digest>``: base + one layer with every locked
   package; built once per env_digest and reused (locally or from the registry);
 * the code image ``<repo>:<run-id>``: the environment image + one layer of code.
-The engine is passed in (``Engine``), so orchestration is testable and the only
-side effects live in ``engine/``.
+Both are assembled by envlock itself (``operations.assemble``, ``operations.stage``):
+the locked wheels installed on the host into a staged tree, canonical layers, configs
+and manifests, so the same lock and base give the same digest on any machine, with or
+without a Docker engine. An engine, when one is passed, receives the images (``docker
+load``) and proves the environment inside them; pushing goes through the registry
+client so that the registry holds exactly the assembled bytes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envlock.adapters.engine import (
-    STAGING_LABEL,
-    ImageInfo,
-    PushStats,
-    registry_of,
-    split_tag,
-    tar_directory,
-)
-from envlock.adapters.engine.errors import BuildError, EngineError, RegistryError
+from envlock.adapters.engine.errors import BuildError, RegistryError
 from envlock.adapters.locking import exclusive
 from envlock.adapters.protocols import EngineLike
 from envlock.errors import UsageError
@@ -33,6 +29,9 @@ from envlock.image import render
 from envlock.model.lockfile import Lock
 from envlock.operations.code import code_context
 from envlock.progress import Reporter, Silent
+
+#: host -> registry client (``adapters.registry.Registry`` or a test's fake)
+Registries = Callable[[str], Any]
 
 
 @dataclass(frozen=True)
@@ -47,10 +46,16 @@ class BuildOptions:
     verify: bool = True
     env_only: bool = False  # no code layer: the environment image is the result
     extra_deny: tuple[str, ...] = ()
+    #: Files kept in the code layer although their content looks like a secret.
+    allow_files: tuple[str, ...] = ()
     auth: dict[str, str] | None = None
-    #: When the image counts as created (RFC 3339). A run's image takes the run's start, so
-    #: a rebuild from the run gives the same code image; None: now.
+    #: When the code image counts as created (RFC 3339). A run's image takes the run's
+    #: start, so a rebuild from the run gives the same code image; None: from the inputs
+    #: (SOURCE_DATE_EPOCH, else the locked commit's time), never the clock.
     created: str | None = None
+    #: auto: load into the Docker engine and prove the image there when one answers;
+    #: docker: require the engine; oci: never touch an engine (daemonless).
+    builder: str = "auto"
 
 
 @dataclass
@@ -72,6 +77,10 @@ class BuildResult:
     push_stats: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     recipe: str = ""
+    builder: str = "oci"  # oci: assembled only; docker: also loaded into and proven in an engine
+    manifest_digest: str = ""
+    #: Files the code layer left out because their content looks like a secret (path, kind).
+    secrets_withheld: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -99,61 +108,36 @@ class _Span:
         self.timer.times[self.name] = round(self.timer.times.get(self.name, 0) + elapsed, 3)
 
 
-def pin_base(engine: EngineLike, reference: str) -> str:
-    """``reference`` as ``name@sha256:…``, present in the engine."""
-    if "@sha256:" in reference:
-        if engine.image(reference) is None:
-            engine.pull(reference)
-        return reference
-    local = engine.image(reference)
-    name = split_tag(reference)[0]
-    if local is not None:
-        digest = local.digest_in(name)
-        if digest:
-            return f"{name}@{digest}"
+def _open_base(reference: str, options: BuildOptions, registries: Registries | None) -> Any:
+    """The base image from its registry, pinned by digest (a UsageError when it cannot be
+    read: the daemonless builder never pulls it through an engine)."""
+    from envlock.adapters.imagefs import open_image
+
+    host = reference.split("/", 1)[0]
     try:
-        digest = engine.registry_digest(reference)
+        return open_image(reference, _base_auth(reference, options),
+                          registry=registries(host) if registries and "/" in reference
+                          else None)
     except RegistryError as exc:
-        raise UsageError(f"cannot pin base image {reference} to a digest: {exc.message}",
-                         "pass --base-image NAME@sha256:… with an image this engine can "
-                         "pull") from exc
-    if digest is None:
-        raise UsageError(f"base image {reference} was not found in its registry",
-                         "pass --base-image NAME@sha256:… with an image this engine can pull")
-    pinned = f"{name}@{digest}"
-    engine.pull(pinned)
-    return pinned
+        raise UsageError(f"base image {reference} cannot be read from its registry: "
+                         f"{exc.message}", "pass --base-image REGISTRY/NAME@sha256:… of an "
+                         "image in a registry this host reaches") from exc
 
 
-def check_base_python(engine: EngineLike, base: str, lock: Lock) -> None:
-    code, out = engine.run(base, ["python3", "-c",
-                                  "import platform;print(platform.python_version())"],
-                           stdout_only=True)
-    version = out.decode(errors="replace").strip()
-    wanted = lock.python["version"]
-    if code != 0:
-        raise UsageError(f"base image {base} has no working python3",
-                         f"pass --base-image with Python {wanted} (e.g. python:{wanted}-slim)")
-    if version != wanted:
-        raise UsageError(f"base image {base} has Python {version}, the lock needs {wanted}",
-                         f"pass --base-image with Python {wanted} (e.g. python:{wanted}-slim),"
-                         f" or lock an environment made with Python {version}")
+def _base_auth(reference: str, options: BuildOptions) -> dict[str, str] | None:
+    """The build's credentials serve the base too when it lives in the same registry."""
+    if options.auth and options.registry and \
+            reference.split("/", 1)[0] == options.registry.split("/", 1)[0]:
+        return options.auth
+    return None
 
 
-def verify_fidelity(engine: EngineLike, image_id: str, lock: Lock) -> dict[str, Any]:
-    """Run the stdlib probe (with RECORD verification) in the image, compare with the lock."""
+def check_probe(raw: dict[str, Any], lock: Lock, where: str) -> dict[str, Any]:
+    """The fidelity proof: the probe's view of the image's venv against the lock (versions,
+    files digests, RECORD hashes, nothing extra); a BuildError on any difference."""
     from envlock.model.integrity import from_probe
-    from envlock.snapshot.interpreter import PROBE_SOURCE
     from envlock.snapshot.packages import resolve
 
-    code, out = engine.run(image_id, [f"{render.VENV}/bin/python", "-c",
-                                      PROBE_SOURCE.read_text(), "--deep"],
-                           user=f"{render.USER_ID}:{render.USER_ID}", stdout_only=True)
-    if code != 0:
-        raise BuildError(f"the fidelity probe failed in {image_id[:19]} (exit {code})")
-    import json
-
-    raw = json.loads(out)
     venv_site = [d for d in raw["distributions"] if d["location"].startswith(render.VENV)]
     found = {p.name: p for p in resolve(venv_site, raw["python"].get("site_dirs", [])).packages}
     problems: list[str] = []
@@ -172,41 +156,99 @@ def verify_fidelity(engine: EngineLike, image_id: str, lock: Lock) -> dict[str, 
     if raw["python"]["version"] != lock.python["version"]:
         problems.append(f"Python {raw['python']['version']} in the image, "
                         f"{lock.python['version']} locked")
-    report = {"ok": not problems, "packages": len(lock.packages),
-              "files_verified": integrity.files_checked, "problems": problems}
     if problems:
-        raise BuildError(f"the image does not match the lock: {'; '.join(problems[:5])}"
+        raise BuildError(f"the {where} does not match the lock: {'; '.join(problems[:5])}"
                          f"{' …' if len(problems) > 5 else ''}",
-                         "report this with the lockfile; the image was not tagged")
-    return report
+                         "report this with the lockfile; nothing was tagged or pushed")
+    return {"ok": True, "packages": len(lock.packages),
+            "files_verified": integrity.files_checked, "problems": [], "where": where}
 
 
-def _reuse_env(engine: EngineLike, recipe: render.Recipe, lock: Lock, registry: str | None,
-               auth: dict[str, str] | None) -> tuple[ImageInfo | None, str | None]:
-    local = engine.image(recipe.env_image)
-    if local and local.labels.get("envlock.env_digest") == lock.env_digest:
-        return local, "local"
-    if registry and engine.registry_digest(recipe.env_image):
-        pulled = engine.pull(recipe.env_image, auth)
-        if pulled.labels.get("envlock.env_digest") == lock.env_digest:
-            return pulled, "registry"
-    return None, None
+def verify_fidelity(engine: EngineLike, image_id: str, lock: Lock) -> dict[str, Any]:
+    """Run the stdlib probe (with RECORD verification) in the image, compare with the lock."""
+    import json
+
+    from envlock.snapshot.interpreter import PROBE_SOURCE
+
+    code, out = engine.run(image_id, [f"{render.VENV}/bin/python", "-c",
+                                      PROBE_SOURCE.read_text(), "--deep"],
+                           user=f"{render.USER_ID}:{render.USER_ID}", stdout_only=True)
+    if code != 0:
+        raise BuildError(f"the fidelity probe failed in {image_id[:19]} (exit {code})")
+    return check_probe(json.loads(out), lock, "image")
 
 
-def build(lock: Lock, options: BuildOptions, engine: EngineLike,
-          reporter: Reporter | None = None) -> BuildResult:
+def engine_for(builder: str) -> Any:
+    """The Docker engine ``--builder`` wants: none for ``oci``; for ``auto`` the one that
+    answers, else none (daemonless); for ``docker`` the one that must answer."""
+    if builder == "oci":
+        return None
+    from envlock.adapters.engine import Engine
+    from envlock.adapters.engine.errors import EngineError
+
+    try:
+        return Engine.connect()
+    except EngineError:
+        if builder == "docker":
+            raise
+        return None
+
+
+def inputs_time(lock: Lock, code_dir: Path | None) -> str:
+    """When an image built without a run counts as created: ``SOURCE_DATE_EPOCH`` when set,
+    else the locked commit's time, else 1980-01-01 — never the clock."""
+    from envlock.operations.assemble import iso, source_date_epoch
+    from envlock.operations.code import commit_time
+
+    epoch = source_date_epoch()
+    if epoch is None and lock.git:
+        epoch = commit_time(lock, code_dir)
+    return iso(epoch) if epoch is not None else render.CREATED
+
+
+def _target(repository: str) -> Any:
+    from envlock.image import oci
+
+    try:
+        return oci.parse_reference(repository)
+    except ValueError as exc:
+        raise UsageError(f"--registry {repository}: {exc}",
+                         "pass HOST[:PORT]/REPOSITORY, e.g. registry.example.com/team/proj"
+                         ) from exc
+
+
+def build(lock: Lock, options: BuildOptions, engine: EngineLike | None,
+          reporter: Reporter | None = None, *, registries: Registries | None = None
+          ) -> BuildResult:
+    """Assemble, verify and (with a registry) push the images of ``lock``. ``engine``:
+    a Docker engine to load the images into and prove them in, or None (daemonless).
+    ``registries``: host -> registry client (default: ``adapters.registry.Registry`` with
+    the build's credentials or the Docker config's)."""
+    from envlock.adapters.ocistore import Store
+
     report = reporter or Silent()
     timer = Timer()
+    if options.builder == "docker" and engine is None:
+        raise UsageError("--builder docker needs a Docker engine and none answered",
+                         "start one, or build without it: --builder oci")
+    store = Store()
     repository = render.repository_for(lock, options.registry)
     code_tag = render.default_code_tag(lock, options.run_id, options.tag)
+    target = _target(repository) if options.registry else None
+    registry = (registries(target.registry) if registries else _registry(target, options.auth)
+                ) if target else None
     code = None
     if not options.env_only:
         with timer("code"):
             report.step("packing the code at the locked git state" if lock.git else
                         "packing the locked files of the project directory")
-            code = code_context(lock, options.code_dir, options.extra_deny)
+            code = code_context(lock, options.code_dir, options.extra_deny,
+                                options.allow_files)
+            for entry in (code.secret_scan or {}).get("withheld") or ():
+                report.step(f"left {entry['path']} out of the code layer: its content looks "
+                            f"like a secret ({entry['kind']})")
     base_ref = render.choose_base(lock, options.base_image)
-    created = options.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    created = options.created or inputs_time(lock, options.code_dir)
 
     def recipe_for(base: str) -> render.Recipe:
         return render.render(lock, base, repository, code_tag, run_id=options.run_id,
@@ -219,151 +261,230 @@ def build(lock: Lock, options: BuildOptions, engine: EngineLike,
     # capture of the same environment waits, then reuses what this one built.
     with exclusive(f"env-{lock.env_digest.split(':')[-1]}.lock", lambda: report.step(
             "waiting for another envlock that is building this same environment")):
-        env_info, env_reused = (None, None) if options.no_cache else \
-            _reuse_env(engine, recipe, lock, options.registry, options.auth)
-        if env_info is not None:
-            base = env_info.labels.get("org.opencontainers.image.base.name", "") + "@" + \
-                env_info.labels.get("org.opencontainers.image.base.digest", "")
+        env, env_reused = (None, None) if options.no_cache else \
+            _reuse_env(store, recipe, lock, registry, target)
+        if env is not None:
+            base = env.labels.get("org.opencontainers.image.base.name", "") + "@" + \
+                env.labels.get("org.opencontainers.image.base.digest", "")
             report.step(f"environment image {recipe.env_image} reused ({env_reused})")
             recipe = recipe_for(base)
         else:
             with timer("base"):
-                report.step(f"pinning base image {base_ref}")
-                base = pin_base(engine, base_ref)
-                check_base_python(engine, base, lock)
+                report.step(f"reading base image {base_ref} from its registry")
+                base_image = _open_base(base_ref, options, registries)
+                base = base_image.pinned
+                from envlock.operations.stage import base_facts, check_python
+
+                facts = base_facts(base_image, store.root)
+                check_python(facts, base, lock)
             recipe = recipe_for(base)
-            env_info, provisioned, fidelity = _build_env(engine, lock, recipe, options,
-                                                         report, timer)
+            env, provisioned, fidelity = _build_env(store, lock, recipe, base_image, facts,
+                                                    options, report, timer)
+    code_reused = False
     if code is None:
-        image, code_info, code_reused = recipe.env_image, env_info, False
+        image = env
     else:
-        image = recipe.code_image
-        code_info, code_reused = _code_image(engine, recipe, env_info, code, lock, report, timer,
-                                             created)
+        image, code_reused = _code_image(store, recipe, env, code, lock, report, timer,
+                                         created)
+    if engine is not None and options.builder != "oci":
+        with timer("load"):
+            _into_engine(engine, store, recipe, env, image, env_reused, registry, target,
+                         options, report)
+        if fidelity is not None and options.verify:
+            with timer("verify_image"):
+                report.step("proving the environment inside the image (the engine runs the "
+                            "probe)")
+                fidelity = {**verify_fidelity(engine, env.image_id, lock),
+                            "staged": fidelity}
     result = BuildResult(
-        image=image, image_id=code_info.id, pinned=code_info.id, pushed=False,
-        env_image=recipe.env_image, env_image_id=env_info.id, env_reused=env_reused,
-        code_reused=code_reused, base=base, env_digest=lock.env_digest,
-        lock_digest=lock.lock_digest, code_digest=code.digest if code else "",
-        provisioned=provisioned,
-        fidelity=fidelity, recipe=render.dockerfile(recipe))
-    if options.registry and options.push:
+        image=recipe.env_image if code is None else recipe.code_image, image_id=image.image_id,
+        pinned=image.image_id, pushed=False, env_image=recipe.env_image,
+        env_image_id=env.image_id, env_reused=env_reused, code_reused=code_reused, base=base,
+        env_digest=lock.env_digest, lock_digest=lock.lock_digest,
+        code_digest=code.digest if code else "", provisioned=provisioned,
+        fidelity=fidelity, recipe=render.dockerfile(recipe),
+        secrets_withheld=list((code.secret_scan or {}).get("withheld") or ()) if code else [])
+    result.builder = "oci" if engine is None or options.builder == "oci" else "docker"
+    result.manifest_digest = image.digest
+    if target is not None and registry is not None and options.push:
         with timer("push"):
-            _push(engine, recipe, result, options, report)
+            _push(store, recipe, env, image, target, registry, result, options, report,
+                  registries)
+    elif engine is None or options.builder == "oci":
+        report.step(f"assembled in the local store {store.root} (no registry to push to)")
     result.timings = timer.times
     return result
 
 
-def _build_env(engine: EngineLike, lock: Lock, recipe: render.Recipe, options: BuildOptions,
-               report: Reporter, timer: Timer) -> tuple[ImageInfo, dict[str, str], Any]:
+def _registry(target: Any, auth: dict[str, str] | None) -> Any:
+    from envlock.adapters.imagefs import registry_for
+
+    return registry_for(target, auth)
+
+
+def _reuse_env(store: Any, recipe: render.Recipe, lock: Lock, registry: Any,
+               target: Any) -> tuple[Any, str | None]:
+    """The environment image built before: in the local store, else in the registry."""
+    import json
+
+    from envlock.image import oci
+    from envlock.operations import assemble
+
+    digest = store.lookup(recipe.env_image)
+    env = assemble.stored(store, recipe.env_image, digest) if digest else None
+    if env is not None and env.labels.get("envlock.env_digest") == lock.env_digest:
+        return env, "local"
+    if registry is None:
+        return None, None
+    try:
+        data, _ = registry.manifest(target.repository, recipe.env_tag)
+    except RegistryError:
+        return None, None
+    try:
+        document = json.loads(data)
+        config = b"".join(registry.blob(target.repository, document["config"]["digest"]))
+    except (RegistryError, ValueError, KeyError):
+        return None, None
+    env = assemble.Assembled(name=recipe.env_image, manifest_bytes=data, config_bytes=config,
+                             remote={d["digest"]: (target.registry, target.repository)
+                                     for d in document.get("layers", [])})
+    if env.labels.get("envlock.env_digest") != lock.env_digest or \
+            document.get("mediaType") != oci.OCI_MANIFEST:
+        return None, None
+    store.put(config)
+    store.put(data)
+    assemble.remember(store, env)
+    return env, "registry"
+
+
+def _build_env(store: Any, lock: Lock, recipe: render.Recipe, base_image: Any, facts: Any,
+               options: BuildOptions, report: Reporter, timer: Timer
+               ) -> tuple[Any, dict[str, str], Any]:
+    from envlock.operations import assemble, stage
     from envlock.operations.provision import provision
 
-    with tempfile.TemporaryDirectory(prefix="envlock-wheelhouse-") as tmp:
-        wheelhouse = Path(tmp) / "wheelhouse"
+    with tempfile.TemporaryDirectory(prefix="envlock-build-") as tmp:
+        wheelhouse, root = Path(tmp) / "wheelhouse", Path(tmp) / "root"
         with timer("provision"):
             report.step(f"provisioning {len(lock.packages)} locked packages as wheels")
             provided = provision(lock, wheelhouse, use_cache=not options.no_cache,
                                  log=report.detail)
+        with timer("install"):
+            report.step(f"installing them into the staged environment (base {recipe.base})")
+            stage.stage(lock, [p.wheel for p in provided], facts, root)
+        with timer("bytecode"):
+            python = stage.bytecode_interpreter(lock)
+            if python:
+                report.step(f"byte-compiling with {python} (Python {lock.python['version']})")
+                stage.compile_bytecode(python, root, lock)
+            else:
+                report.step(f"no Python {lock.python['version']} on this host: the layer "
+                            "carries no byte-code (label envlock.bytecode=none)")
+        fidelity = None
+        if options.verify:
+            with timer("verify"):
+                report.step("verifying the staged environment against the lock (versions, "
+                            "files, RECORD hashes)")
+                fidelity = check_probe(stage.probe_staged(lock, root), lock,
+                                       "staged environment")
         with timer("env_layer"):
-            report.step(f"installing them into the environment layer (base {recipe.base})")
-            archive = tar_directory(wheelhouse, render.WHEELHOUSE.rsplit("/", 1)[1])
-            staging_tag = "staging-" + recipe.env_tag
-            try:
-                image_id = engine.commit_after(
-                    recipe.base, ["/bin/sh", "-c", recipe.install_command],
-                    [(render.WHEELHOUSE.rsplit("/", 1)[0], archive)],
-                    list(recipe.env_changes),
-                    recipe.repository, staging_tag)
-            except BaseException:  # an interrupt can land while the engine commits
-                _forget(engine, f"{recipe.repository}:{staging_tag}")
-                raise
-            finally:
-                archive.close()
-    try:
-        with timer("verify"):
-            report.step("verifying the environment layer against the lock (versions, "
-                        "files, RECORD hashes)")
-            fidelity = verify_fidelity(engine, image_id, lock) if options.verify else None
-        # Same layers, canonical config: the same lock on the same base gives this id again.
-        image_id = engine.restate(
-            image_id, created=render.CREATED, drop_labels=(STAGING_LABEL,),
-            created_by=f"envlock: {len(lock.packages)} locked packages ({lock.env_digest})")
-        engine.tag(image_id, recipe.repository, recipe.env_tag)
-    finally:
-        engine.remove(f"{recipe.repository}:{staging_tag}")
-    info = engine.image(recipe.env_image)
-    if info is None:
-        raise EngineError(f"{recipe.env_image} vanished right after it was built")
-    return info, {p.name: p.how for p in provided}, fidelity
+            report.step("writing the environment layer")
+            layer = assemble.write_layer(store, lambda w: stage.fill_environment(w, root,
+                                                                                  facts))
+    changes = recipe.env_changes if python else \
+        (*recipe.env_changes, 'LABEL "envlock.bytecode"="none"')
+    parent = assemble.from_base(base_image, recipe.base)
+    env = assemble.child(parent, layer, changes, recipe.env_image, store,
+                         created=render.CREATED,
+                         created_by=f"envlock: {len(lock.packages)} locked packages "
+                                    f"({lock.env_digest})")
+    assemble.remember(store, env)
+    return env, {p.name: p.how for p in provided}, fidelity
 
 
-def _code_image(engine: EngineLike, recipe: render.Recipe, env_info: ImageInfo, code: Any,
-                lock: Lock, report: Reporter, timer: Timer, created: str
-                ) -> tuple[ImageInfo, bool]:
-    existing = engine.image(recipe.code_image)
-    if existing and existing.labels.get("envlock.code_digest") == code.digest and \
-            existing.labels.get("envlock.lock_digest") == lock.lock_digest and \
-            existing.labels.get("envlock.env_digest") == lock.env_digest:
+def _code_image(store: Any, recipe: render.Recipe, env: Any, code: Any, lock: Lock,
+                report: Reporter, timer: Timer, created: str) -> tuple[Any, bool]:
+    from envlock.operations import assemble
+
+    digest = store.lookup(recipe.code_image)
+    existing = assemble.stored(store, recipe.code_image, digest) if digest else None
+    if existing is not None and existing.labels.get("envlock.code_digest") == code.digest \
+            and existing.labels.get("envlock.lock_digest") == lock.lock_digest \
+            and existing.config.get("created") == created \
+            and existing.layers[:-1] == env.layers:
         report.step(f"code image {recipe.code_image} reused (same lock and code)")
         return existing, True
     with timer("code_layer"):
         report.step(f"adding the code layer ({code.files} files) → {recipe.code_image}")
-        try:
-            staged = engine.commit_after(env_info.id, ["true"], [("/", code.tar)],  # /workspace/…
-                                         list(recipe.code_changes), recipe.repository,
-                                         recipe.code_tag, run=False)
-            # Canonical config as for the environment: same code, lock, run and time -> same id.
-            image_id = engine.restate(staged, created=created, drop_labels=(STAGING_LABEL,),
-                                      created_by=f"envlock: code {code.digest}")
-            if image_id != staged:
-                engine.tag(image_id, recipe.repository, recipe.code_tag)  # moves the tag
-                engine.remove(staged)
-        except BaseException:  # interrupted or failed: the tag claims no half-made image
-            _forget(engine, f"{recipe.repository}:{recipe.code_tag}")
-            raise
-    info = engine.image(image_id)
-    assert info is not None
-    return info, False
+        layer = assemble.code_layer(store, code.tar)
+        image = assemble.child(env, layer, recipe.code_changes, recipe.code_image, store,
+                               created=created, created_by=f"envlock: code {code.digest}")
+        assemble.remember(store, image)
+    return image, False
 
 
-def _forget(engine: EngineLike, reference: str) -> None:
-    """Remove a tag this build made, on the way out of an error or an interrupt (whose
-    report matters more than a failure to clean up)."""
-    with contextlib.suppress(Exception):
-        engine.remove(reference)
+def _into_engine(engine: EngineLike, store: Any, recipe: render.Recipe, env: Any, image: Any,
+                 env_reused: str | None, registry: Any, target: Any, options: BuildOptions,
+                 report: Reporter) -> None:
+    """Both images in the engine under their names: the base (or, for an environment
+    reused from the registry, the environment) pulled by digest, the rest loaded."""
+    from envlock.operations import assemble
 
-
-def _push(engine: EngineLike, recipe: render.Recipe, result: BuildResult, options: BuildOptions,
-          report: Reporter) -> None:
-    totals = PushStats()
-    for reference in dict.fromkeys((recipe.env_image, result.image)):
-        repository, tag = reference.rsplit(":", 1)
-        local = engine.image(reference)
-        assert local is not None
-        remote = engine.registry_digest(reference)
-        if remote and remote == local.digest_in(repository):
-            report.step(f"{reference} already in the registry ({remote[:19]}…)")
-            digest = remote
+    env_repo, env_tag = recipe.env_image.rsplit(":", 1)
+    if engine.image(env.image_id) is None:
+        layers_here = all(store.has(d["digest"]) for d in env.layers[-1:])
+        if env_reused == "registry" and target is not None and not layers_here:
+            report.step(f"pulling {recipe.env_image} into the engine")
+            engine.pull(f"{target.name}@{env.digest}", options.auth)
         else:
-            report.step(f"pushing {reference}")
-            stats = engine.push(repository, tag, options.auth,
-                                on_event=lambda e: _push_detail(report, e))
-            totals.layers_pushed += stats.layers_pushed
-            totals.layers_existing += stats.layers_existing
-            totals.bytes_pushed += stats.bytes_pushed
-            digest = stats.digest or ""
-        confirmed = engine.registry_digest(f"{repository}@{digest}") if digest else None
-        if not confirmed:
-            raise RegistryError(f"{reference} was pushed but registry {registry_of(reference)} "
-                                "does not hold it", "retry the push")
-        if reference == result.image:
-            result.pinned = f"{repository}@{confirmed}"
+            base = recipe.base
+            if engine.image(base) is None:
+                report.step(f"pulling base image {base} into the engine")
+                engine.pull(base, _base_auth(base, options))
+            report.step(f"loading {recipe.env_image} into the engine")
+            assemble.load(engine, env, store, [recipe.env_image])
+    engine.tag(env.image_id, env_repo, env_tag)
+    if image is not env:
+        code_repo, code_tag = recipe.code_image.rsplit(":", 1)
+        if engine.image(image.image_id) is None:
+            report.step(f"loading {recipe.code_image} into the engine")
+            assemble.load(engine, image, store, [recipe.code_image])
+        engine.tag(image.image_id, code_repo, code_tag)
+
+
+def _push(store: Any, recipe: render.Recipe, env: Any, image: Any, target: Any,
+          registry: Any, result: BuildResult, options: BuildOptions, report: Reporter,
+          registries: Registries | None) -> None:
+    """The environment image (tag ``env-…``), then the code image, through the registry
+    client: blobs the registry holds are skipped, the base's are mounted from its
+    repository (or copied), the manifests are the very bytes assembled here."""
+    from envlock.operations import assemble
+
+    count = assemble.PushCount()
+    items = [(env, recipe.env_tag)] + ([(image, recipe.code_tag)] if image is not env else [])
+    for item, tag in items:
+        name = f"{target.name}:{tag}"
+        if _tagged(registry, target, tag, item.digest):
+            report.step(f"{name} already in the registry ({item.digest[:19]}…)")
+            continue
+        report.step(f"pushing {name}")
+        assemble.push(item, target, tag, store, registry, count, connect=registries)
+    result.pinned = f"{target.name}@{image.digest}"
     result.pushed = True
-    result.push_stats = {"layers_pushed": totals.layers_pushed,
-                         "layers_existing": totals.layers_existing,
-                         "bytes_pushed": totals.bytes_pushed}
+    result.push_stats = {"layers_pushed": count.blobs_pushed,
+                         "layers_existing": count.blobs_existing,
+                         "layers_mounted": count.blobs_mounted,
+                         "layers_copied": count.blobs_copied,
+                         "bytes_pushed": count.bytes_pushed}
 
 
-def _push_detail(report: Reporter, event: dict[str, Any]) -> None:
-    if event.get("status") in ("Pushed", "Layer already exists"):
-        report.detail(f"{event.get('id', '')}: {event['status']}")
+def _tagged(registry: Any, target: Any, tag: str, digest: str) -> bool:
+    from envlock.image import oci
+
+    try:
+        data, _ = registry.manifest(target.repository, tag)
+    except RegistryError:
+        return False
+    return oci.sha256_digest(data) == digest
+
+

@@ -4,14 +4,15 @@ and record the lineage on the run.
 Order matters: the lock is written locally first (kept if the tracking store is down),
 then the image is built and pushed, then artifacts are uploaded, and the tags go on
 last, ``envlock.image`` the very last: a failure part-way never leaves a run pointing
-at an image that does not exist.
+at an image that does not exist. The SBOM (:mod:`envlock.operations.sbom`) is pushed
+next to the image before any artifact or tag, and goes in with the other artifacts.
 """
 
 from __future__ import annotations
 
 import base64
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.errors import EnvlockError
 from envlock.model import lockfile
 from envlock.model.lockfile import Lock
+from envlock.operations import sbom
 
 LOCAL_DIR = ".envlock/runs"
 
@@ -35,6 +37,9 @@ class CaptureResult:
     image: str | None = None
     built: dict[str, Any] | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    sbom: dict[str, Any] | None = None
+    #: What the content scan of the code withheld or kept (the lock's ``secret_scan``).
+    secret_scan: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -111,13 +116,18 @@ def capture(run_id: str | None = None, *, python: str | None = None,
             command: str | None = None, project: str | Path = ".",
             registry: str | None = None, base_image: str | None = None, build: bool = True,
             push: bool = True, env_allow: Iterable[str] = (), tracker: TrackerLike | None = None,
-            engine: EngineLike | None = None, reporter: Any = None, code_max_size: str | None = None
-            ) -> CaptureResult:
+            engine: EngineLike | None = None, reporter: Any = None,
+            code_max_size: str | None = None,
+            builder: str = "auto", auth: dict[str, str] | None = None,
+            registries: Any = None, allow_files: tuple[str, ...] = (),
+            audit: Callable[[Lock], object] | None = None) -> CaptureResult:
     """Capture the environment of an MLflow run (see module docs). Returns what was recorded.
 
     ``run_id``: the run; default ``MLFLOW_RUN_ID``, else the latest run of the active
     experiment. ``command``: the command that ran it (default: the one ``autolog`` recorded).
     ``code_max_size``: the cap for packing a project outside git (default: the config's).
+    ``allow_files``: files kept although their content looks like a secret (false positives).
+    ``audit``: a gate called with the lock before anything is written, built or recorded.
     """
     import os
 
@@ -130,7 +140,9 @@ def capture(run_id: str | None = None, *, python: str | None = None,
     env_allow = cfg.get("env_allow", list(env_allow))
     known = run_id or os.environ.get("MLFLOW_RUN_ID")
     lock = snapshot(python=python, project=project, command=command, env_allow=env_allow,
-                    code_rules=cfg.code_rules(code_max_size))
+                    code_rules=cfg.code_rules(code_max_size, allow_files))
+    if audit is not None:
+        audit(lock)
     local = _keep(lock, project, known or "latest")  # kept even if the store is down
     try:
         tracker = tracker or Tracker()
@@ -146,25 +158,29 @@ def capture(run_id: str | None = None, *, python: str | None = None,
         lock = lock.with_command(run.tags["envlock.autolog.command"])
     local = _keep(lock, project, run.run_id)
     result = CaptureResult(run_id=run.run_id, picked=picked, lockfile=str(local),
-                           env_digest=lock.env_digest, lock_digest=lock.lock_digest)
+                           env_digest=lock.env_digest, lock_digest=lock.lock_digest,
+                           secret_scan=(lock.git or lock.code or {}).get("secret_scan"))
     recipe = base = env_image_id = None
     if build:
-        from envlock.adapters.engine import Engine
-        from envlock.operations.build import BuildOptions
+        from envlock.operations.build import BuildOptions, engine_for
         from envlock.operations.build import build as build_image
 
         options = BuildOptions(
             registry=cfg.get("registry", registry), push=push, code_dir=Path(project),
             base_image=cfg.base_image_for(lock.python["version"], base_image),
-            run_id=run.run_id, extra_deny=tuple(cfg.get("deny")), created=run.started)
-        built = build_image(lock, options, engine or Engine.connect(), reporter)
+            run_id=run.run_id, extra_deny=tuple(cfg.get("deny")), created=run.started,
+            builder=builder, auth=auth, allow_files=allow_files)
+        built = build_image(lock, options, engine or engine_for(builder), reporter,
+                            registries=registries)
         result.image, base, recipe = built.pinned, built.base, built.recipe
         env_image_id = built.env_image_id
         result.built = built.to_dict()
     result.tags = lineage_tags(lock, result.image, base, env_image_id)
+    attached = _sbom(lock, run, result, base, reporter, auth, registries)
     try:
         with tempfile.TemporaryDirectory(prefix="envlock-artifacts-") as tmp:
             artifact_files(lock, recipe, Path(tmp))
+            (Path(tmp) / sbom.ARTIFACT).write_bytes(attached.document)
             tracker.log_artifacts(run.run_id, Path(tmp))
         image_tag = result.tags.pop("envlock.image", None)
         tracker.set_tags(run.run_id, result.tags)
@@ -176,3 +192,17 @@ def capture(run_id: str | None = None, *, python: str | None = None,
                     f"`envlock capture --run-id {run.run_id}` once the store is reachable")
         raise
     return result
+
+
+def _sbom(lock: Lock, run: Any, result: CaptureResult, base: str | None, reporter: Any,
+          auth: dict[str, str] | None, registries: Any) -> sbom.Attached:
+    """The run's SBOM, pushed next to its image; its tag goes in with the others."""
+    if reporter is not None:
+        reporter.step("writing the SBOM" + (" and attaching it to the image"
+                                            if result.image and "@" in result.image else ""))
+    attached = sbom.for_capture(lock, run.run_id, run.started, result.image, base, auth,
+                                registries)
+    if attached.referrer:
+        result.tags["envlock.sbom"] = attached.referrer
+    result.sbom = attached.to_dict()
+    return attached

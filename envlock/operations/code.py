@@ -2,7 +2,8 @@
 uncommitted diff applied, and the locked untracked files (hash-checked) — or, for a
 project outside git, the files the lock's ``code`` section lists (hash-checked); never
 ``.git``, ignored files or secret files (built-in deny list plus ``.dockerignore`` and
-``.envlockignore``).
+``.envlockignore``, and every file whose content detect-secrets flags: see
+``snapshot.secrets``; ``--allow-file`` and the files the lock kept that way stay).
 
 The tree is packed as a deterministic tar (sorted, fixed times and owner), whose
 sha256 is the ``code_digest`` that lets an unchanged run reuse its image.
@@ -22,6 +23,7 @@ from typing import Any
 
 from envlock.adapters import proc
 from envlock.errors import EnvlockError, UsageError
+from envlock.image.layer import normalized_mode
 from envlock.image.render import USER_ID, WORKDIR
 from envlock.model.ignore import ignore_patterns, ignored
 from envlock.model.lockfile import Lock
@@ -38,6 +40,8 @@ class CodeContext:
     digest: str
     files: int
     excluded: tuple[str, ...]
+    #: The content scan of the packed files: withheld (path, kind), allowed, unscanned.
+    secret_scan: dict[str, Any] | None = None
 
 
 def _git(root: Path, *args: str, input: bytes | None = None) -> bytes:
@@ -168,9 +172,14 @@ def _copy_verified(source: Path, dest: Path, item: dict[str, Any]) -> None:
     target.chmod(0o755 if str(item.get("mode")) == "755" else 0o644)
 
 
-def pack(tree: Path, extra_deny: tuple[str, ...] = ()) -> CodeContext:
+def pack(tree: Path, extra_deny: tuple[str, ...] = (), allow: tuple[str, ...] = ()
+         ) -> CodeContext:
     """Deterministic tar of ``tree`` as ``workspace/…`` (extracted at /), minus secret files
-    and what ``.dockerignore`` / ``.envlockignore`` exclude."""
+    (by name, or by content unless ``allow`` names them) and what ``.dockerignore`` /
+    ``.envlockignore`` exclude."""
+    from envlock.snapshot.secrets import Scan
+
+    scan = Scan(allow)
     patterns = ignore_patterns(tree)
     buffer = io.BytesIO()
     excluded: list[str] = []
@@ -193,10 +202,18 @@ def pack(tree: Path, extra_deny: tuple[str, ...] = ()) -> CodeContext:
                 continue
             if any(rel.startswith(e + "/") for e in excluded):
                 continue
+            if path.is_file() and not path.is_symlink():
+                finding = scan.file(path, rel)
+                if finding:
+                    scan.withhold(finding)
+                    excluded.append(rel)
+                    continue
             info = archive.gettarinfo(str(path), arcname=f"{top}/{rel}")
             info.uid = info.gid = USER_ID
             info.uname = info.gname = ""
             info.mtime = 0
+            if not info.issym():  # modes as the layer has them: the umask never shows
+                info.mode = normalized_mode(info.mode, info.isdir())
             if info.isfile():
                 files += 1
                 with path.open("rb") as handle:
@@ -205,18 +222,35 @@ def pack(tree: Path, extra_deny: tuple[str, ...] = ()) -> CodeContext:
                 archive.addfile(info)
     data = buffer.getvalue()
     return CodeContext(tar=data, digest="sha256:" + hashlib.sha256(data).hexdigest(),
-                       files=files, excluded=tuple(excluded))
+                       files=files, excluded=tuple(excluded), secret_scan=scan.record())
 
 
-def code_context(lock: Lock, code_dir: Path | None, extra_deny: tuple[str, ...] = ()
-                 ) -> CodeContext:
+def commit_time(lock: Lock, code_dir: Path | None) -> int | None:
+    """The committer time of the locked commit (an input of the build, unlike the clock);
+    None when the repository at hand does not have it."""
+    commit = (lock.git or {}).get("commit")
+    root = code_dir or Path(lock.project_root or ".")
+    if not commit or not root.is_dir():
+        return None
+    out = proc.run(["git", "-C", str(root), "show", "-s", "--format=%ct", commit], timeout=60)
+    text = out.stdout.decode(errors="replace").strip()
+    return int(text) if out.returncode == 0 and text.isdigit() else None
+
+
+def code_context(lock: Lock, code_dir: Path | None, extra_deny: tuple[str, ...] = (),
+                 allow: tuple[str, ...] = ()) -> CodeContext:
     """The code layer for ``lock``; ``code_dir`` defaults to the locked repository root
-    (outside git: the locked directory)."""
+    (outside git: the locked directory). ``allow``: files kept although their content looks
+    like a secret (``--allow-file``), beside those the lock itself kept so."""
+    from envlock.snapshot.secrets import allow_patterns, recorded_allow
+
     directory = code_dir or Path(lock.project_root or ".")
     if not directory.is_dir():
         raise UsageError(f"--code {directory}: no such directory",
                          "pass the experiment's directory (for git: a clone that has the "
                          "locked commit)")
+    root = Path(lock.project_root) if lock.project_root and code_dir is None else directory
+    kept = allow_patterns(allow, root) + recorded_allow(lock.git or lock.code)
     with tempfile.TemporaryDirectory(prefix="envlock-code-") as tmp:
         materialize(lock, directory, Path(tmp))
-        return pack(Path(tmp), extra_deny)
+        return pack(Path(tmp), extra_deny, kept)

@@ -185,15 +185,29 @@ def _pip(*args: str, timeout: float = 1800) -> tuple[bool, str]:
     return out.returncode == 0, (text[-1] if text else f"pip exited {out.returncode}")
 
 
-def pip_download(lock: Lock, packages: list[Package], dest: Path,
-                 log: Log = _quiet) -> tuple[bool, str]:
-    py = lock.python
-    major_minor = ".".join(py["version"].split(".")[:2])
+def _target_args(lock: Lock) -> list[str]:
+    """pip's flags for wheels of the lock's exact Python and platform."""
+    major_minor = ".".join(lock.python["version"].split(".")[:2])
     tags = [a for t in platform_tags(lock) for a in ("--platform", t)]
     abi = "cp" + major_minor.replace(".", "")
+    return ["--only-binary=:all:", "--python-version", major_minor, "--implementation", "cp",
+            "--abi", abi, *tags]
+
+
+def pip_download(lock: Lock, packages: list[Package], dest: Path,
+                 log: Log = _quiet) -> tuple[bool, str]:
     return _pip("download", "--no-deps", "--progress-bar", "off", "-d", str(dest),
-                "--only-binary=:all:", "--python-version", major_minor,
-                "--implementation", "cp", "--abi", abi, *tags, *_index_args(lock, packages, log),
+                *_target_args(lock), *_index_args(lock, packages, log),
+                *[f"{p.name}=={p.version}" for p in packages])
+
+
+def pip_report(lock: Lock, packages: list[Package], report: Path,
+               log: Log = _quiet) -> tuple[bool, str]:
+    """pip's installation report (JSON) for the wheels ``pip_download`` would pick: each
+    one's URL and the hash the index gives for it; nothing is downloaded or installed."""
+    return _pip("install", "--dry-run", "--ignore-installed", "--no-deps", "--quiet",
+                "--report", str(report), "--target", str(report.parent / "unused-target"),
+                *_target_args(lock), *_index_args(lock, packages, log),
                 *[f"{p.name}=={p.version}" for p in packages])
 
 
@@ -349,6 +363,32 @@ def provision(lock: Lock, wheelhouse: Path, *, cache: Path | None = None,
     _write_requirements(lock, wheelhouse)
     _add_installer(wheelhouse)
     return [done[p.name] for p in lock.packages]
+
+
+def index_wheels(lock: Lock, packages: list[Package], dest: Path, *, use_cache: bool = True,
+                 log: Log = _quiet) -> tuple[dict[str, Provided], dict[str, str]]:
+    """A verified wheel of each index package in ``packages`` (envlock's cache, else the
+    index), checked against the lock's ``files_digest`` as provision() checks them; and
+    why each one that could not be had failed."""
+    jobs = [_Job(p, dest, CACHE, lock.project_root, log) for p in packages]
+    done: dict[str, Provided] = {}
+    reasons: dict[str, str] = {}
+
+    def settle(job: _Job, outcome: Provided | str | None) -> None:
+        if isinstance(outcome, Provided):
+            done[job.pkg.name] = outcome
+        elif outcome:
+            reasons[job.pkg.name] = outcome
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for job in jobs:
+        if use_cache:
+            settle(job, job.from_cache())
+    pending = [j for j in jobs if j.pkg.name not in done]
+    if pending:
+        log(f"downloading {len(pending)} wheel(s) from the package index")
+        _download(lock, pending, dest / "index", settle, log)
+    return done, {name: why for name, why in reasons.items() if name not in done}
 
 
 def _download(lock: Lock, jobs: list[_Job], dest: Path,

@@ -82,7 +82,7 @@ def take(python: str | None = None, project: str | Path | None = ".",
     toolkit_job = _Background(gpu.probe_cuda_toolkit if probe_gpu else lambda: None)
     if project is not None:  # envlock's and MLflow's local state is never the experiment's code
         exclude = (*exclude, *(Path(project) / name for name in LOCAL_STATE))
-    git_section = _git(project, exclude)
+    git_section = _git(project, exclude, code_rules.allow if code_rules else ())
     code_section = _directory(project, exclude, code_rules) if git_section is None else None
     raw = pending.result()
     gpu_section, toolkit = gpu_job.result(), toolkit_job.result()
@@ -145,12 +145,13 @@ def _host() -> dict[str, Any] | None:
         return None
 
 
-def _git(project: str | Path | None, exclude: tuple[str | Path, ...] = ()) -> dict | None:
+def _git(project: str | Path | None, exclude: tuple[str | Path, ...] = (),
+         allow: tuple[str, ...] = ()) -> dict | None:
     if project is None:
         return None
     from envlock.snapshot.git import probe_git
 
-    return probe_git(project, exclude)
+    return probe_git(project, exclude, allow)
 
 
 def _directory(project: str | Path | None, exclude: tuple[str | Path, ...],

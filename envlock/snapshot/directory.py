@@ -4,9 +4,10 @@ recorded in the lock's ``code`` section so the code can be rebuilt and checked l
 Left out: ``.git``, ``__pycache__``, virtual environments (a directory holding
 ``pyvenv.cfg`` or ``conda-meta``), the paths in ``exclude`` (envlock's and MLflow's
 local state, the lockfile being written) and what ``.dockerignore`` / ``.envlockignore``
-exclude. Secret files (by name, plus the config's ``deny``) are listed as *withheld*,
-by path only. The walk stats every file and checks the size cap before reading any;
-each file is then read once, to hash it. Everything is sorted: the same tree gives the
+exclude. Secret files (by name, plus the config's ``deny``, or by content: see
+``secrets``) are listed as *withheld*, by path only (and the kind of secret found). The
+walk stats every file and checks the size cap before reading any; each file is then read
+once, to hash it and scan it. Everything is sorted: the same tree gives the
 same section wherever it lies and whatever the umask.
 """
 
@@ -17,11 +18,14 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envlock.errors import UsageError
 from envlock.model import sizes
 from envlock.model.redact import is_secret_file
+
+if TYPE_CHECKING:
+    from envlock.snapshot.secrets import Scan
 
 DEFAULT_MAX_SIZE = 256 * 1024 ** 2
 #: Directories that are never the experiment's code.
@@ -30,10 +34,12 @@ SKIPPED_DIRS = frozenset({".git", "__pycache__"})
 
 @dataclass(frozen=True)
 class Rules:
-    """What the walk keeps: ``deny`` patterns (withheld like secrets) and the size cap."""
+    """What the walk keeps: ``deny`` patterns (withheld like secrets), the size cap, and
+    ``allow``: files kept although their content looks like a secret (``--allow-file``)."""
 
     deny: tuple[str, ...] = ()
     max_size: int = DEFAULT_MAX_SIZE
+    allow: tuple[str, ...] = ()
 
 
 @dataclass
@@ -60,10 +66,22 @@ def probe_directory(path: str | Path, rules: Rules = Rules(),
     total = sum(size for _, size in found.files)
     if total > rules.max_size:
         raise too_large(root, found.files, total, rules.max_size)
-    files = [_entry(root, rel) for rel, _ in found.files]
-    return {"kind": "directory", "root": str(root), "files": files,
-            "symlinks": found.symlinks, "withheld": found.withheld,
-            "total_bytes": sum(f["size"] for f in files)}
+    from envlock.snapshot.secrets import Scan, allow_patterns
+
+    scan = Scan(allow_patterns(rules.allow, root))
+    files = []
+    for rel, _ in found.files:
+        entry = _entry(root, rel, scan)
+        if entry is None:
+            found.withheld.append(rel)
+        else:
+            files.append(entry)
+    section = {"kind": "directory", "root": str(root), "files": files,
+               "symlinks": found.symlinks, "withheld": sorted(found.withheld),
+               "total_bytes": sum(f["size"] for f in files)}
+    if scan.record():
+        section["secret_scan"] = scan.record()
+    return section
 
 
 def too_large(root: Path, files: list[tuple[str, int]], total: int, cap: int) -> UsageError:
@@ -140,18 +158,24 @@ def _consider(found: _Found, root: Path, rel: str, patterns: list[str], rules: R
         found.files.append((rel, info.st_size))
 
 
-def _entry(root: Path, rel: str) -> dict[str, Any]:
-    """One file, read once: its sha256 and size, and its mode as 755 or 644."""
-    digest, size = hashlib.sha256(), 0
+def _entry(root: Path, rel: str, scan: Scan) -> dict[str, Any] | None:
+    """One file, read once: its sha256 and size, and its mode as 755 or 644; its content
+    scanned for secrets (None: it holds one, and is withheld)."""
+    digest, size, head = hashlib.sha256(), 0, b""
     try:
         with (root / rel).open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
+                head = block if not size else b""  # the whole file, when it is one block
                 size += len(block)
             executable = os.fstat(handle.fileno()).st_mode & 0o111
     except OSError as exc:
         raise UsageError(f"{root / rel} cannot be read ({exc.strerror}), so the project "
                          "cannot be recorded", "add it to .envlockignore") from exc
+    finding = scan.file(root / rel, rel, head if len(head) == size else None)
+    if finding:
+        scan.withhold(finding)
+        return None
     return {"path": rel, "sha256": "sha256:" + digest.hexdigest(), "size": size,
             "mode": "755" if executable else "644"}
 

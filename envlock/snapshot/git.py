@@ -16,12 +16,15 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envlock.adapters import proc
 from envlock.errors import ProbeError
 from envlock.model.redact import is_secret_file, strip_url_credentials
 from envlock.snapshot import _Background
+
+if TYPE_CHECKING:
+    from envlock.snapshot.secrets import Finding, Scan
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
@@ -35,6 +38,8 @@ class Repo:
     @classmethod
     def discover(cls, path: str | Path) -> Repo | None:
         if shutil.which("git") is None:
+            if not _inside_a_work_tree(Path(path)):
+                return None  # a pod or runner without git, a project outside git: fine
             raise ProbeError("git is not installed, so the code's state cannot be recorded",
                              "install git, or pass --no-git")
         out = proc.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], timeout=60)
@@ -49,6 +54,15 @@ class Repo:
             raise ProbeError(f"git {args[0]} failed in {self.root}: "
                              f"{message[-1] if message else 'exit ' + str(out.returncode)}")
         return out.stdout
+
+
+def _inside_a_work_tree(path: Path) -> bool:
+    """A ``.git`` (directory, or file of a worktree/submodule) here or in a parent, or
+    ``GIT_DIR`` set: what git itself would find, without git."""
+    if os.environ.get("GIT_DIR"):
+        return True
+    current = path.absolute()
+    return any((folder / ".git").exists() for folder in (current, *current.parents))
 
 
 def sha256_file(path: Path) -> str:
@@ -98,23 +112,55 @@ def _status(repo: Repo) -> tuple[str | None, str | None, dict[str, list[str]]]:
     return head, branch, out
 
 
-def _diff(repo: Repo, head: str | None, changed: list[str], skip: set[str]
-          ) -> tuple[str, str | None, list[str]]:
+def _diff(repo: Repo, head: str | None, changed: list[str], skip: set[str],
+          scan: Scan | None = None) -> tuple[str, str | None, list[str]]:
+    """The diff against HEAD, without secret files (by name) and the hunks where ``scan``
+    finds a secret by content (a whole file when it is binary, all its hunks go, or there
+    is no commit to number the lines against)."""
     withheld = sorted({p for p in changed if is_secret_file(p)})
     if not changed:
         return "", None, withheld
-    excludes = [f":(exclude,literal){p}" for p in sorted(set(withheld) | set(skip))]
+    findings = _scan_changed(repo, changed, set(withheld) | skip, scan)
+    whole = set(findings) if head is None else set()
+    excludes = [f":(exclude,literal){p}" for p in sorted(set(withheld) | skip | whole)]
     base = head or EMPTY_TREE
     args = ["diff", "--binary", "--no-color", "--no-ext-diff", base, "--", "."] + excludes
     if head is None:
         args.insert(1, "--cached")
     raw = repo.git(*args)
+    if findings:
+        from envlock.model.patch import withhold
+
+        raw, outcome = withhold(raw, {p: f.lines for p, f in findings.items() if p not in whole})
+        for path, finding in sorted(findings.items()):
+            hunks = outcome.get(path, [])
+            if path in whole or hunks is None:
+                withheld.append(path)
+            if path in whole or hunks is None or hunks:
+                assert scan is not None
+                scan.withhold(finding, hunks or None)
     try:
         return raw.decode("utf-8"), None, withheld
     except UnicodeDecodeError:
         import base64
 
         return base64.b64encode(raw).decode(), "base64", withheld
+
+
+def _scan_changed(repo: Repo, changed: list[str], left_out: set[str], scan: Scan | None
+                  ) -> dict[str, Finding]:
+    """Secrets in the work-tree version of each changed file (deleted ones have none)."""
+    if scan is None:
+        return {}
+    found = {}
+    for rel in changed:
+        file = repo.root / rel
+        if rel in left_out or file.is_symlink() or not file.is_file():
+            continue
+        finding = scan.file(file, rel)
+        if finding:
+            found[rel] = finding
+    return found
 
 
 def _submodules(repo: Repo) -> list[dict[str, str]]:
@@ -150,32 +196,36 @@ def prefetch(path: str | Path) -> None:
     _PREFETCHED[os.path.abspath(path)] = _queries(path)
 
 
-def probe_git(path: str | Path = ".", exclude: tuple[str | Path, ...] = ()
-              ) -> dict[str, Any] | None:
+def probe_git(path: str | Path = ".", exclude: tuple[str | Path, ...] = (),
+              allow: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The git section of the lock for the repository containing ``path``, or None.
-    ``exclude``: files that are not the experiment's code (the lockfile being written)."""
+    ``exclude``: files that are not the experiment's code (the lockfile being written).
+    ``allow``: files kept although their content looks like a secret (``--allow-file``)."""
     key = os.path.abspath(path)
     found, status, remote = _PREFETCHED.pop(key) if key in _PREFETCHED else _queries(path)
     repo = found.result()
     if repo is None:
         return None
-    section = _worktree_section(repo, status.result(), exclude)
+    section = _worktree_section(repo, status.result(), exclude, allow)
     section["remote"], section["remote_url"] = remote.result()
     return section
 
 
 def _worktree_section(repo: Repo, state: tuple[str | None, str | None, dict[str, list[str]]],
-                      exclude: tuple[str | Path, ...]) -> dict[str, Any]:
+                      exclude: tuple[str | Path, ...], allow: tuple[str, ...] = ()
+                      ) -> dict[str, Any]:
     """The git section but for the remote, from ``_status``'s answer: commit, branch, diff,
     untracked, submodules."""
     from envlock.model.ignore import ignore_patterns, ignored
+    from envlock.snapshot.secrets import Scan, allow_patterns
 
     head, branch, status = state
     skip = {rel for rel in (_relative(repo.root, p) for p in exclude) if rel}
     status = {k: [p for p in v if not any(p == s or p.startswith(s + "/") for s in skip)]
               for k, v in status.items()}
     changed = sorted(set(status["staged"]) | set(status["unstaged"]))
-    diff, encoding, withheld = _diff(repo, head, changed, skip)
+    scan = Scan(allow_patterns(allow, repo.root))
+    diff, encoding, withheld = _diff(repo, head, changed, skip, scan)
     untracked: list[dict[str, Any]] = []
     patterns = ignore_patterns(repo.root)  # never packed, so neither hashed nor needed later
     for rel in sorted(status["untracked"]):
@@ -188,8 +238,11 @@ def _worktree_section(repo: Repo, state: tuple[str | None, str | None, dict[str,
         if file.is_symlink():
             untracked.append({"path": rel, "symlink": str(file.readlink())})
         elif file.is_file():
-            untracked.append({"path": rel, "sha256": sha256_file(file),
-                              "size": file.stat().st_size})
+            entry = _untracked_file(file, rel, scan)
+            if entry is None:
+                withheld.append(rel)
+            else:
+                untracked.append(entry)
     section: dict[str, Any] = {
         "root": str(repo.root),
         "commit": head,
@@ -202,11 +255,30 @@ def _worktree_section(repo: Repo, state: tuple[str | None, str | None, dict[str,
         "diff": diff or None,
         "untracked": untracked,
         "withheld": sorted(set(withheld)),
+        **({"secret_scan": scan.record()} if scan.record() else {}),
         "submodules": _submodules(repo),
     }
     if encoding:
         section["diff_encoding"] = encoding
     return section
+
+
+def _untracked_file(file: Path, rel: str, scan: Scan) -> dict[str, Any] | None:
+    """An untracked file's entry (sha256, size), read once for the hash and the scan;
+    None when its content holds a secret (it is withheld)."""
+    from envlock.snapshot.secrets import MAX_BYTES
+
+    size = file.stat().st_size
+    if size > MAX_BYTES:
+        scan.file(file, rel)  # records why it was not scanned
+        return {"path": rel, "sha256": sha256_file(file), "size": size}
+    data = file.read_bytes()
+    finding = scan.file(file, rel, data)
+    if finding:
+        scan.withhold(finding)
+        return None
+    return {"path": rel, "sha256": "sha256:" + hashlib.sha256(data).hexdigest(),
+            "size": len(data)}
 
 
 def _relative(root: Path, path: str | Path) -> str | None:

@@ -8,8 +8,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -98,7 +100,8 @@ def test_rebuild_with_nothing_changed_builds_and_pushes_nothing(first, infra, cr
     elapsed = time.perf_counter() - started
     again = track(created_images, payload)
     assert again["env_reused"] == "local" and again["code_reused"] is True
-    assert again["push_stats"] == {"layers_pushed": 0, "layers_existing": 0, "bytes_pushed": 0}
+    assert again["push_stats"] == {"layers_pushed": 0, "layers_existing": 0, "layers_mounted": 0,
+                                   "layers_copied": 0, "bytes_pushed": 0}
     assert again["pinned"] == res["pinned"]
     assert elapsed < 30  # generous: the figure itself is measured in bench/
 
@@ -130,12 +133,15 @@ def test_stock_pull_of_the_pinned_reference_gives_the_same_image(first, docker_c
 
 
 def test_environment_image_is_reused_from_the_registry(first, infra, docker_client,
-                                                       created_images):
+                                                       created_images, tmp_path):
+    """Another host (an empty local store, an engine without the image) pulls the
+    environment image instead of building it."""
     lock, res, _ = first
     for ref in (res["env_image"], res["image"], res["image_id"]):
         with contextlib.suppress(Exception):
             docker_client.images.remove(ref, force=True)
-    result, payload = build(lock, infra, "--run-id", "run-1")
+    result, payload = build(lock, infra, "--run-id", "run-1",
+                            env={"ENVLOCK_CACHE": str(tmp_path / "other-host")})
     again = track(created_images, payload)
     assert again["env_reused"] == "registry"
     assert again["env_image_id"] == res["env_image_id"]
@@ -157,7 +163,6 @@ def test_a_no_cache_rebuild_gives_the_same_environment_image(first, infra, docke
     assert again["pinned"] == f"{infra.registry}/{repo}@{original.id}"
     config = docker_client.images.get(again["env_image_id"]).attrs
     assert config["Created"] == "1980-01-01T00:00:00Z" and not config["Container"]
-    assert "envlock.staging" not in config["Config"]["Labels"]
 
 
 def test_no_push_keeps_the_image_local(project, infra, docker_client, created_images):
@@ -239,10 +244,79 @@ def assert_error(result, *needles):
         assert needle in message[0], message[0]
 
 
-def test_engine_not_running_names_docker_host(first, infra):
-    result, _ = build(first[0], infra, env={"DOCKER_HOST": "unix:///tmp/no-engine.sock"})
+def test_engine_not_running_names_docker_host_for_the_docker_builder(first, infra):
+    result, _ = build(first[0], infra, "--builder", "docker",
+                      env={"DOCKER_HOST": "unix:///tmp/no-engine.sock"})
     assert_error(result, "cannot reach the Docker engine at unix:///tmp/no-engine.sock",
                  "DOCKER_HOST")
+
+
+def test_without_an_engine_the_default_builder_is_daemonless_and_gives_the_same_image(
+        first, infra, tmp_path):
+    """No daemon answers (a Kubernetes pod, a CI runner): `auto` assembles and pushes the
+    very image the engine-backed build made, from an empty store in another directory."""
+    lock, res, _ = first
+    result, payload = build(lock, infra, "--run-id", "run-1", env={
+        "DOCKER_HOST": "unix:///tmp/no-engine.sock", "ENVLOCK_CACHE": str(tmp_path / "c"),
+        "TMPDIR": str(_mkdir(tmp_path / "tmp"))})
+    assert result.returncode == 0, result.stderr
+    again = payload["result"]
+    assert again["builder"] == "oci" and again["env_reused"] == "registry"
+    assert (again["pinned"], again["env_image_id"]) == (res["pinned"], res["env_image_id"])
+
+
+def _mkdir(path):
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_both_builders_in_two_working_directories_give_one_digest(first, infra, tmp_path,
+                                                                  created_images):
+    """The same lock and base, built from scratch (--no-cache: every wheel provisioned
+    again) by the daemonless builder under another umask, TMPDIR and cache, and by the
+    engine-backed builder: one environment digest, one code-image digest."""
+    lock, res, _ = first
+    pins = {}
+    for builder, umask in (("oci", "077"), ("docker", "022")):
+        where = _mkdir(tmp_path / builder)
+        result = subprocess.run(
+            ["sh", "-c", f'umask {umask} && cd "$1" && shift && exec "$@"', "sh", str(where),
+             sys.executable, "-m", "envlock", "build", str(lock), "--base-image",
+             infra.base_image, "--registry", f"{infra.registry}/{REPO}-{builder}",
+             "--run-id", "run-1", "--no-cache", "--builder", builder, "--json"],
+            capture_output=True, text=True, timeout=900,
+            env={**os.environ, "CI": "1", "ENVLOCK_CACHE": str(where / "cache"),
+                 "TMPDIR": str(_mkdir(where / "tmp"))})
+        assert result.returncode == 0, result.stderr[-2000:]
+        out = track(created_images, json.loads(result.stdout))
+        assert out["env_reused"] is None and out["builder"] == builder
+        pins[builder] = (out["env_image_id"], out["pinned"].split("@")[1])
+    assert pins["oci"] == pins["docker"] == (res["env_image_id"], res["pinned"].split("@")[1])
+
+
+def test_an_image_built_without_a_run_takes_its_time_from_the_commit(first, infra, tmp_path,
+                                                                     project):
+    """`build LOCK --tag T` twice with nothing changed: one digest (before, the clock went
+    into the code image); SOURCE_DATE_EPOCH, when set, is the time instead."""
+    lock = first[0]
+    digests = []
+    for attempt in range(2):
+        result, payload = build(lock, infra, "--tag", "no-run", "--builder", "oci",
+                                env={"ENVLOCK_CACHE": str(tmp_path / f"c{attempt}")})
+        assert result.returncode == 0, result.stderr
+        digests.append(payload["result"]["pinned"])
+    assert digests[0] == digests[1]
+    stamped, payload = build(lock, infra, "--tag", "no-run-sde", "--builder", "oci",
+                             "--no-push", env={"SOURCE_DATE_EPOCH": "1700000000",
+                                               "ENVLOCK_CACHE": str(tmp_path / "c0")})
+    assert stamped.returncode == 0, stamped.stderr
+    from envlock.adapters.ocistore import Store
+
+    store = Store(tmp_path / "c0" / "oci")
+    image = payload["result"]["image"]
+    config = json.loads(store.read(json.loads(store.read(store.lookup(image)))["config"]
+                                   ["digest"]))
+    assert config["created"] == "2023-11-14T22:13:20Z"
 
 
 def test_registry_unreachable(first, infra):
@@ -314,16 +388,14 @@ def test_interrupt_mid_build_leaves_no_image_claimed(project, infra, docker_clie
     lock = project.lock(name="int.lock.yaml")
     tag = f"int-{uuid.uuid4().hex[:8]}"
     proc, out, err = interrupted_build(
-        "installing them into the environment layer", str(lock), "--base-image",
+        "installing them into the staged environment", str(lock), "--base-image",
         infra.base_image, "--registry", f"{infra.registry}/tests/interrupt", "--tag", tag,
         "--no-cache")
     assert proc.returncode == 130, err
     assert "@sha256:" not in out
     names = [t for image in docker_client.images.list() for t in image.tags]
-    assert not [t for t in names if "tests/interrupt" in t]
-    staging = [c for c in docker_client.containers.list(all=True, filters={
-        "label": "envlock.staging"}) if "tests/interrupt" in c.labels["envlock.staging"]]
-    assert staging == []
+    assert not [t for t in names if t.endswith(f"tests/interrupt:{tag}")]
+    assert not list(Path(tempfile.gettempdir()).glob("envlock-build-*"))  # staging removed
 
 
 def test_sigterm_mid_build_cleans_up_like_ctrl_c(project, infra, docker_client):
@@ -331,20 +403,17 @@ def test_sigterm_mid_build_cleans_up_like_ctrl_c(project, infra, docker_client):
     lock = project.lock(name="term.lock.yaml")
     repo = f"tests/sigterm-{uuid.uuid4().hex[:8]}"
     proc, out, err = interrupted_build(
-        "installing them into the environment layer", str(lock), "--base-image",
+        "installing them into the staged environment", str(lock), "--base-image",
         infra.base_image, "--registry", f"{infra.registry}/{repo}", "--no-cache",
         sig=signal.SIGTERM)
     assert proc.returncode == 143, err
     assert "@sha256:" not in out
     lines = [line for line in err.splitlines() if "interrupted" in line]
     assert len(lines) == 1 and lines[0].startswith(
-        "envlock: interrupted (SIGTERM) while installing them into the environment layer"), err
+        "envlock: interrupted (SIGTERM) while installing them into the staged environment"), err
     assert lines[0].endswith("; nothing was recorded")
     names = [t for image in docker_client.images.list() for t in image.tags]
     assert not [t for t in names if repo in t]
-    staging = [c for c in docker_client.containers.list(all=True, filters={
-        "label": "envlock.staging"}) if repo in c.labels["envlock.staging"]]
-    assert staging == []
 
 
 def test_interrupt_mid_push_never_reports_an_unpushed_image(project, infra, docker_client,
@@ -397,7 +466,7 @@ def _auth_registry_has(infra, repository, tag):
     request = urllib.request.Request(
         f"http://{infra.auth_registry}/v2/{repository}/manifests/{tag}", method="HEAD",
         headers={"Authorization": f"Basic {token}",
-                 "Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+                 "Accept": "application/vnd.oci.image.manifest.v1+json"})
     try:
         with urllib.request.urlopen(request, timeout=10):
             return True
@@ -421,11 +490,12 @@ def test_credentials_from_stdin_push_and_pull_without_a_login_step(first, infra,
     assert res["pushed"] and res["pinned"].startswith(f"{infra.auth_registry}/{repo}@sha256:")
     assert _auth_registry_has(infra, repo, "stdin-1")
     assert infra.auth_password not in result.stdout + result.stderr
-    # Pull: with the environment image gone from the engine, the next build pulls it from
-    # the authenticated registry instead of rebuilding it.
+    # Pull: from another host (an empty store, the image gone from the engine), the next
+    # build reuses the environment from the authenticated registry instead of rebuilding it.
     docker_client.images.remove(res["env_image"], force=True)
     again, payload = build(first[0], infra, "--run-id", "stdin-2", *creds, "--registry",
-                           f"{infra.auth_registry}/{repo}", env=no_config, registry=False,
+                           f"{infra.auth_registry}/{repo}", registry=False,
+                           env={**no_config, "ENVLOCK_CACHE": str(tmp_path / "other-host")},
                            stdin=infra.auth_password + "\n")
     assert again.returncode == 0, again.stderr
     assert track(created_images, payload)["env_reused"] == "registry"
@@ -453,5 +523,5 @@ def test_wrong_or_half_given_credentials_fail_before_anything_is_built(first, in
 def test_a_base_that_cannot_be_pinned(first, infra):
     result = run_envlock("build", str(first[0]), "--base-image", "python:3.11.2-slim-bookworm",
                          "--no-push", "--tag", "unpinnable")
-    assert_error(result, "cannot pin base image python:3.11.2-slim-bookworm to a digest",
-                 "--base-image NAME@sha256:")
+    assert_error(result, "base image python:3.11.2-slim-bookworm cannot be read from its "
+                 "registry", "registry-1.docker.io", "--base-image REGISTRY/NAME@sha256:")

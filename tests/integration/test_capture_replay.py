@@ -63,6 +63,42 @@ def test_capture_records_lineage_tags_and_artifacts(sqlite_exp, captured):
     assert Path(payload["lockfile"]).is_file()
 
 
+def test_capture_attaches_the_sbom_to_the_run_and_to_the_image(sqlite_exp, captured, infra,
+                                                                tmp_path):
+    """The SBOM artifact validates, lists the base's OS packages (read from the registry) and
+    the image digest; `envlock sbom RUN_ID` gives the same bytes; the registry holds it as
+    an OCI artifact whose subject is the image, under the referrers tag schema's tag."""
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    run_id, payload = captured
+    tags = client(sqlite_exp.store).get_run(run_id).data.tags
+    local = client(sqlite_exp.store).download_artifacts(run_id, "envlock/sbom.cdx.json",
+                                                        str(tmp_path))
+    document = Path(local).read_bytes()
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(document.decode()) is None
+    bom = json.loads(document)
+    image_digest = payload["image"].split("@")[1]
+    assert bom["metadata"]["component"]["version"] == image_digest
+    purls = [c.get("purl", "") for c in bom["components"]]
+    assert any(p.startswith("pkg:deb/debian/python3.11@") for p in purls)
+    assert any(p.startswith("pkg:pypi/mlflow-skinny@") for p in purls)
+    assert infra.base_image.split("@")[1] in {c.get("version") for c in bom["components"]}
+    again = sqlite_exp.envlock("sbom", run_id)
+    assert again.returncode == 0 and again.stdout.encode() == document
+    host, _, repo = tags["envlock.sbom"].partition("@")[0].partition("/")
+    tag = image_digest.replace(":", "-") + ".sbom"
+    request = urllib.request.Request(f"http://{host}/v2/{repo}/manifests/{tag}", headers={
+        "Accept": "application/vnd.oci.image.manifest.v1+json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        manifest = json.loads(response.read())
+    assert manifest["artifactType"] == "application/vnd.cyclonedx+json"
+    assert manifest["subject"]["digest"] == image_digest
+    layer = manifest["layers"][0]["digest"]
+    with urllib.request.urlopen(f"http://{host}/v2/{repo}/blobs/{layer}", timeout=30) as blob:
+        assert blob.read() == document
+
+
 def test_replay_reproduces_the_metrics_exactly(sqlite_exp, captured):
     run_id, _ = captured
     result = sqlite_exp.envlock("replay", run_id, "--json")
@@ -429,6 +465,8 @@ def test_capture_and_replay_through_an_authenticated_registry(sqlite_exp, infra,
     assert captured.returncode == 0, captured.stderr[-2000:]
     built = json.loads(captured.stdout)["result"]["built"]
     assert built["pinned"].startswith(f"{repo}@sha256:")
+    sbom = json.loads(captured.stdout)["result"]["sbom"]
+    assert sbom["referrer"].startswith(f"{repo}@sha256:")  # pushed with the stdin credentials
     for reference in (built["image"], built["env_image"]):
         docker_client.images.remove(reference, force=True)
 

@@ -288,3 +288,22 @@ def test_a_moved_project_packs_the_same_code_from_code_dir(tmp_path):
     assert code_context(lock, moved).digest == before
     with pytest.raises(UsageError, match="no such directory"):
         code_context(lock, None)
+
+
+def test_without_git_installed_a_project_outside_git_is_simply_not_a_repository(
+        tmp_path, monkeypatch):
+    """A pod or CI runner without git: capture packs the directory, it does not fail."""
+    import shutil as shutil_module
+
+    from envlock.errors import EnvlockError
+    from envlock.snapshot.git import Repo
+
+    monkeypatch.setattr(shutil_module, "which", lambda name, *a, **k: None)
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert Repo.discover(plain) is None
+    (tmp_path / "repo" / ".git").mkdir(parents=True)  # a work tree git would find
+    (tmp_path / "repo" / "sub").mkdir()
+    with pytest.raises(EnvlockError, match="git is not installed"):
+        Repo.discover(tmp_path / "repo" / "sub")

@@ -5,7 +5,9 @@ The integration suite checks the same against Docker, a registry and MLflow."""
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,8 +29,8 @@ from envlock.operations.capture import capture
 from envlock.operations.replay import replay
 from envlock.snapshot.directory import Rules, probe_directory
 from tests.factories import make_lock
-from tests.fakes import FakeEngine, FakeTracker
-from tests.recipe_config import stages
+from tests.fakes import FakeEngine, FakeRegistry, FakeTracker, publish_base
+from tests.recipe_config import config, stages
 from tests.unit.test_archive import archive_files, write_tar
 
 REGISTRY = "reg.example:5000/team/proj"
@@ -100,74 +102,173 @@ def test_the_protocols_import_nothing_heavy():
 
 # ---------------------------------------------------------------- build: reuse
 
-def test_a_first_build_makes_the_environment_then_the_code_image(tmp_path, engine, offline):
+@pytest.fixture
+def registry(tmp_path, monkeypatch) -> FakeRegistry:
+    """The registry both the base and the pushed images live in; the local image store
+    under tmp_path."""
+    monkeypatch.setenv("ENVLOCK_CACHE", str(tmp_path / "cache"))
+    fake = FakeRegistry(REGISTRY.split("/", 1)[0])
+    monkeypatch.setenv("ENVLOCK_BASE_IMAGE", publish_base(fake))
+    return fake
+
+
+def built(lock: Lock, root: Path, engine: FakeEngine | None, fake: FakeRegistry,
+          **kw: object):
+    if engine is not None:
+        engine.attach(fake)
+    return build(lock, options(root, base_image=os.environ["ENVLOCK_BASE_IMAGE"], **kw),
+                 engine, registries=lambda host: fake)
+
+
+def test_a_first_build_makes_the_environment_then_the_code_image(tmp_path, engine, offline,
+                                                                 registry):
     lock = project(tmp_path / "p")
-    result = build(lock, options(tmp_path / "p"), engine)
+    result = built(lock, tmp_path / "p", engine, registry)
     assert result.env_reused is None and result.code_reused is False and len(offline) == 1
-    env, code = engine.called("commit_after")
-    assert env[0] == result.base and code[0] == result.env_image_id
+    assert [c for c in engine.calls if c[0] == "load"] == [("load", ())] * 2  # env, code
     info = engine.image(result.image)
     assert info is not None and info.id == result.image_id
     assert info.labels["envlock.env_digest"] == lock.env_digest
-    assert "envlock.staging" not in info.labels  # restated without the build's label
-    assert engine.image(f"{result.env_image}".replace("env-", "staging-env-")) is None
+    assert engine.image(result.env_image).id == result.env_image_id
+    assert result.base == os.environ["ENVLOCK_BASE_IMAGE"]  # already pinned: kept
 
 
-def test_an_environment_image_already_present_is_reused_not_rebuilt(tmp_path, engine, offline):
+def test_an_environment_image_already_present_is_reused_not_rebuilt(tmp_path, engine, offline,
+                                                                    registry):
     lock = project(tmp_path / "p")
-    first = build(lock, options(tmp_path / "p"), engine)
+    first = built(lock, tmp_path / "p", engine, registry)
     engine.calls.clear()
-    again = build(lock, options(tmp_path / "p"), engine)
+    again = built(lock, tmp_path / "p", engine, registry)
     assert again.env_reused == "local" and again.code_reused is True
     assert again.image_id == first.image_id and again.env_image_id == first.env_image_id
-    assert not engine.called("commit_after") and not engine.called("pull")
+    assert not engine.called("load") and not engine.called("pull")
     assert not engine.called("run") and len(offline) == 1  # no base check, no provisioning
 
 
-def test_a_code_only_change_reuses_the_environment_image(tmp_path, engine, offline):
+def test_a_code_only_change_reuses_the_environment_image(tmp_path, engine, offline, registry):
     first_lock = project(tmp_path / "p")
-    first = build(first_lock, options(tmp_path / "p"), engine)
+    first = built(first_lock, tmp_path / "p", engine, registry)
     changed = project(tmp_path / "p", "print('train harder')\n")
     assert changed.env_digest == first_lock.env_digest
     assert changed.lock_digest != first_lock.lock_digest
     engine.calls.clear()
-    second = build(changed, options(tmp_path / "p"), engine)
+    second = built(changed, tmp_path / "p", engine, registry)
     assert second.env_reused == "local" and second.code_reused is False
     assert second.env_image_id == first.env_image_id and second.image_id != first.image_id
-    [(parent, *_)] = engine.called("commit_after")  # only the code layer, on the env image
-    assert parent == first.env_image_id and len(offline) == 1
+    assert len(engine.called("load")) == 1 and len(offline) == 1  # only the code image
 
 
-def test_an_environment_image_in_the_registry_is_pulled_not_rebuilt(tmp_path, engine, offline):
+def test_an_environment_image_in_the_registry_is_reused_not_rebuilt(tmp_path, engine, offline,
+                                                                    registry, monkeypatch):
     lock = project(tmp_path / "p")
-    env_image = render.render(lock, BASE, REGISTRY, "r1").env_image
-    engine.publish(env_image, {"envlock.env_digest": lock.env_digest,
-                               "org.opencontainers.image.base.name": "python",
-                               "org.opencontainers.image.base.digest": "sha256:" + "b" * 64})
-    result = build(lock, options(tmp_path / "p", registry=REGISTRY), engine)
-    assert result.env_reused == "registry" and not offline
-    assert [c[0] for c in engine.called("commit_after")] == [result.env_image_id]
+    first = built(lock, tmp_path / "p", None, registry, registry=REGISTRY, builder="oci")
+    monkeypatch.setenv("ENVLOCK_CACHE", str(tmp_path / "another-host"))  # an empty store
+    result = built(lock, tmp_path / "p", engine, registry, registry=REGISTRY)
+    assert result.env_reused == "registry" and len(offline) == 1
+    assert result.env_image_id == first.env_image_id and result.pinned == first.pinned
+    assert engine.called("pull") == [(f"{REGISTRY}@{_env_digest(registry, first)}", None)]
 
 
-def test_an_image_under_the_env_tag_with_another_env_digest_is_not_reused(tmp_path, engine):
+def _env_digest(registry: FakeRegistry, result) -> str:
+    data, _ = registry.manifest(REGISTRY.split("/", 1)[1], result.env_image.rsplit(":", 1)[1])
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_the_same_lock_gives_the_same_digests_in_another_store_and_without_an_engine(
+        tmp_path, engine, registry, monkeypatch):
+    lock = project(tmp_path / "p")
+    with_engine = built(lock, tmp_path / "p", engine, registry)
+    monkeypatch.setenv("ENVLOCK_CACHE", str(tmp_path / "elsewhere"))
+    without = built(lock, tmp_path / "p", None, registry)
+    assert (without.image_id, without.env_image_id) == \
+        (with_engine.image_id, with_engine.env_image_id)
+    assert without.builder == "oci" and with_engine.builder == "docker"
+
+
+def test_an_image_under_the_env_tag_with_another_env_digest_is_not_reused(tmp_path, engine,
+                                                                          registry):
+    from envlock.adapters.ocistore import Store
+
     lock = project(tmp_path / "p")
     env_image = render.render(lock, BASE, render.repository_for(lock, None), "r1").env_image
-    impostor = engine.add_image(env_image, {"envlock.env_digest": "sha256:" + "f" * 64})
-    result = build(lock, options(tmp_path / "p"), engine)
-    assert result.env_reused is None and result.env_image_id != impostor.id
+    impostor = Store().put(b'{"config": {"Labels": {"envlock.env_digest": "sha256:f"}}}')
+    Store().tag(env_image, impostor)
+    result = built(lock, tmp_path / "p", engine, registry)
+    assert result.env_reused is None and result.env_image_id != impostor
+
+
+def test_builder_docker_without_an_engine_is_a_usage_error(tmp_path, registry):
+    lock = project(tmp_path / "p")
+    with pytest.raises(EnvlockError, match="--builder docker needs a Docker engine"):
+        built(lock, tmp_path / "p", None, registry, builder="docker")
+
+
+def test_builder_oci_never_touches_the_engine(tmp_path, engine, registry):
+    lock = project(tmp_path / "p")
+    result = built(lock, tmp_path / "p", engine, registry, builder="oci", registry=REGISTRY)
+    assert engine.calls == [] and result.pushed and result.builder == "oci"
+
+
+def test_pushing_mounts_the_base_layers_and_skips_what_the_registry_holds(tmp_path, engine,
+                                                                         registry):
+    lock = project(tmp_path / "p")
+    first = built(lock, tmp_path / "p", engine, registry, registry=REGISTRY)
+    assert first.push_stats["layers_mounted"] == 1 and first.push_stats["layers_pushed"] == 2
+    again = built(lock, tmp_path / "p", engine, registry, registry=REGISTRY)
+    assert again.push_stats["bytes_pushed"] == 0 and again.pinned == first.pinned
+
+
+def test_a_registry_that_declines_mounts_gets_the_base_layers_copied(tmp_path, engine,
+                                                                    registry):
+    registry.mounts = False
+    lock = project(tmp_path / "p")
+    result = built(lock, tmp_path / "p", engine, registry, registry=REGISTRY)
+    assert result.push_stats["layers_copied"] == 1 and result.push_stats["layers_mounted"] == 0
+    assert registry.has_manifest(REGISTRY.split("/", 1)[1], result.pinned.split("@")[1])
+
+
+def test_a_base_without_the_locks_python_is_refused_before_anything_is_built(
+        tmp_path, engine, registry, offline):
+    lock = project(tmp_path / "p")
+    other = publish_base(registry, "library/python-old", python="3.10.4")
+    with pytest.raises(EnvlockError, match="has Python 3.10.4, the lock needs 3.11.7"):
+        build(lock, options(tmp_path / "p", base_image=other), engine,
+              registries=lambda host: registry)
+    assert not offline and not engine.calls
+
+
+def test_an_unreadable_base_is_a_usage_error_naming_it(tmp_path, engine, registry):
+    lock = project(tmp_path / "p")
+    missing = f"{registry.host}/library/nothing:3.11"
+    with pytest.raises(EnvlockError, match=f"base image {missing} cannot be read"):
+        build(lock, options(tmp_path / "p", base_image=missing), engine,
+              registries=lambda host: registry)
 
 
 # ---------------------------------------------------------------- the recipe
 
-def test_the_published_recipe_holds_exactly_the_instructions_the_builder_commits(
-        tmp_path, engine):
+def test_the_published_recipe_holds_exactly_the_instructions_the_image_carries(
+        tmp_path, engine, registry):
+    from envlock.adapters.ocistore import Store
+    from envlock.operations.assemble import stored
+
     lock = project(tmp_path / "p")
-    result = build(lock, options(tmp_path / "p"), engine)
-    env, code = engine.called("commit_after")
+    result = built(lock, tmp_path / "p", engine, registry)
     text = stages(result.recipe)
-    assert [line for line in text["env"] if not line.startswith(("USER root", "COPY", "RUN"))
-            ] == list(env[3])
-    assert [line for line in text["code"] if not line.startswith("COPY")] == list(code[3])
+    store = Store()
+    env = stored(store, result.env_image, store.lookup(result.env_image))
+    code = stored(store, result.image, store.lookup(result.image))
+    want_env = config([line for line in text["env"]
+                       if not line.startswith(("USER root", "COPY", "RUN"))])
+    want_code = config([line for line in text["env"] + text["code"]
+                        if not line.startswith(("USER root", "COPY", "RUN"))])
+    for image, want in ((env, want_env), (code, want_code)):
+        got = image.config["config"]
+        assert got["Labels"].items() >= want["Labels"].items()
+        assert {k: v for k, v in (e.split("=", 1) for e in got["Env"])}.items() >= \
+            want["Env"].items()
+        assert (got["User"], got["WorkingDir"], got.get("Cmd")) == \
+            (want["User"], want["WorkingDir"], want["Cmd"])
     assert f"FROM {result.base} AS env" in result.recipe
 
 
@@ -186,32 +287,33 @@ def test_render_is_pure_the_same_lock_gives_the_same_recipe(tmp_path):
 # ---------------------------------------------------------------- capture
 
 @pytest.fixture
-def captured(tmp_path, engine, monkeypatch):
+def captured(tmp_path, engine, registry, monkeypatch):
     """A project, its lock (as the snapshot would take it), its environment image already
     built, and an MLflow run to capture."""
     root = tmp_path / "p"
     lock = project(root)
     monkeypatch.setattr("envlock.snapshot.snapshot", lambda **_: lock)
-    build(lock, options(root, env_only=True, registry=REGISTRY, push=False), engine)
+    built(lock, root, engine, registry, env_only=True, registry=REGISTRY, push=False)
     tracker = FakeTracker()
     engine.calls.clear()
-    return root, tracker, tracker.add_run(name="train")
+    return root, tracker, tracker.add_run(name="train"), registry
 
 
 def run_capture(captured, engine):
-    root, tracker, run_id = captured
-    return capture(run_id, project=root, registry=REGISTRY, tracker=tracker, engine=engine)
+    root, tracker, run_id, fake = captured
+    return capture(run_id, project=root, registry=REGISTRY, tracker=tracker, engine=engine,
+                   registries=lambda host: fake)
 
 
 def test_capture_sets_envlock_image_last_to_a_pushed_image(captured, engine):
-    _root, tracker, run_id = captured
+    _root, tracker, run_id, fake = captured
     result = run_capture(captured, engine)
     order = tracker.tag_order(run_id)
     assert order[-1] == "envlock.image" and order.count("envlock.image") == 1
     assert "envlock.env_digest" in order and "envlock.lock_digest" in order
     image = tracker.runs[run_id].tags["envlock.image"]
     assert image == result.image and image.startswith(REGISTRY + "@sha256:")
-    assert engine.registry_digest(image) is not None  # it points at what the registry holds
+    assert fake.has_manifest(REGISTRY.split("/", 1)[1], image.split("@")[1])  # it is there
     names = [name for name, _ in tracker.calls]
     assert names.index("log_artifacts") < names.index("set_tags")
     assert {"envlock/envlock.lock.yaml", "envlock/Dockerfile"} <= set(
@@ -219,14 +321,14 @@ def test_capture_sets_envlock_image_last_to_a_pushed_image(captured, engine):
 
 
 @pytest.mark.parametrize(("fake", "method", "error"), [
-    ("engine", "push", RegistryError("registry refused the push")),
+    ("registry", "put_manifest", RegistryError("registry refused the push")),
     ("tracker", "log_artifacts", TrackingError("tracking store is unreachable")),
     ("tracker", "set_tags", TrackingError("tracking store is unreachable")),
 ])
 def test_a_failure_part_way_leaves_no_run_pointing_at_an_image(captured, engine, fake, method,
                                                                error):
-    root, tracker, run_id = captured
-    (engine if fake == "engine" else tracker).fail_on(method, error)
+    root, tracker, run_id, registry = captured
+    (registry if fake == "registry" else tracker).fail_on(method, error)
     with pytest.raises(EnvlockError):
         run_capture(captured, engine)
     assert "envlock.image" not in tracker.runs[run_id].tags
@@ -234,11 +336,51 @@ def test_a_failure_part_way_leaves_no_run_pointing_at_an_image(captured, engine,
 
 
 def test_an_interrupt_during_the_push_records_nothing(captured, engine):
-    _root, tracker, run_id = captured
-    engine.fail_on("push", KeyboardInterrupt())
+    _root, tracker, run_id, registry = captured
+    registry.fail_on("push_blob", KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         run_capture(captured, engine)
     assert not tracker.runs[run_id].tags and not tracker.runs[run_id].artifacts
+
+
+def test_capture_attaches_the_sbom_to_the_run_and_next_to_its_image(captured, engine,
+                                                                     tmp_path, monkeypatch):
+    import json
+
+    from envlock.operations import sbom
+
+    monkeypatch.setenv("ENVLOCK_CACHE", str(tmp_path / "cache"))
+    _root, tracker, run_id, registry = captured
+    result = run_capture(captured, engine)
+    tags, digest = tracker.runs[run_id].tags, result.image.split("@")[1]
+    document = tracker.runs[run_id].artifacts["envlock/sbom.cdx.json"]
+    assert json.loads(document)["metadata"]["component"]["version"] == digest
+    manifest = json.loads(registry.manifests[(REGISTRY.split("/", 1)[1],
+                                              sbom.fallback_tag(digest))])
+    assert manifest["subject"]["digest"] == digest
+    assert registry.blobs[(REGISTRY.split("/", 1)[1], manifest["layers"][0]["digest"])] == \
+        document
+    assert tags["envlock.sbom"].startswith(REGISTRY + "@sha256:")
+    order = tracker.tag_order(run_id)
+    assert order.index("envlock.sbom") < order.index("envlock.image") == len(order) - 1
+    assert result.sbom and "no dpkg or apk package database" in result.sbom["warnings"][0]
+
+
+def test_a_registry_refusing_the_sbom_leaves_it_an_artifact_and_the_run_its_image(
+        captured, engine, monkeypatch):
+    from envlock.operations import sbom
+
+    def refuse(*_args, **_kwargs):
+        raise RegistryError("registry reg.example:5000 failed: HTTP 400 manifest invalid")
+
+    monkeypatch.setattr(sbom, "push_referrer", refuse)
+    _root, tracker, run_id, _registry = captured
+    result = run_capture(captured, engine)
+    tags = tracker.runs[run_id].tags
+    assert "envlock.sbom" not in tags and tags["envlock.image"] == result.image
+    assert "envlock/sbom.cdx.json" in tracker.runs[run_id].artifacts
+    assert result.sbom and any("not attached to the image" in w
+                               for w in result.sbom["warnings"])
 
 
 # ---------------------------------------------------------------- replay

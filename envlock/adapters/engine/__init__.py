@@ -7,18 +7,12 @@ envlock errors that name the engine (``DOCKER_HOST``) or the registry and say wh
 from __future__ import annotations
 
 import contextlib
-import io
-import json
-import tarfile
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from envlock.adapters.engine.errors import (
-    BuildError,
     EngineError,
-    registry_error,
     translated,
     unavailable,
 )
@@ -42,15 +36,6 @@ class ImageInfo:
             if name == repository:
                 return digest
         return None
-
-
-@dataclass
-class PushStats:
-    layers_pushed: int = 0
-    layers_existing: int = 0
-    bytes_pushed: int = 0
-    digest: str | None = None
-    _sizes: dict[str, int] = field(default_factory=dict)
 
 
 def registry_of(reference: str) -> str:
@@ -168,37 +153,6 @@ class Engine:
                         loaded.append(text[len(prefix):].strip())
         return loaded
 
-    def restate(self, image_id: str, *, created: str, created_by: str,
-                drop_labels: tuple[str, ...] = ()) -> str:
-        """The image ``image_id`` again, with a canonical config (see ``imageconfig``):
-        same layers, a fixed creation time, no trace of the committing container. Only
-        the config travels (``docker load`` skips layers the engine already has), so
-        this costs milliseconds whatever the image's size; returns the new image id."""
-        from envlock.image import imageconfig
-
-        with translated(f"reading {image_id[:19]} back",
-                        missing=f"image {image_id} vanished from the engine"):
-            inspect = self.client.api.inspect_image(image_id)
-            history = self.client.api.history(image_id)
-        config = imageconfig.canonical_config(inspect, history, created=created,
-                                              created_by=created_by, drop_labels=drop_labels)
-        blob = imageconfig.config_bytes(config)
-        expected = imageconfig.image_id(config)
-        layers = [f"{n}/layer.tar" for n in range(len(config["rootfs"]["diff_ids"]))]
-        manifest = json.dumps([{"Config": "config.json", "RepoTags": None, "Layers": layers}])
-        archive = io.BytesIO()
-        with tarfile.open(fileobj=archive, mode="w") as tar:
-            for name, data in (("config.json", blob), ("manifest.json", manifest.encode())):
-                member = tarfile.TarInfo(name)
-                member.size = len(data)
-                tar.addfile(member, io.BytesIO(data))
-        archive.seek(0)
-        loaded = self.load(archive)
-        if expected not in loaded:
-            raise EngineError(f"the engine loaded {loaded or 'nothing'} instead of {expected} "
-                              f"when re-stating {image_id[:19]}")
-        return expected
-
     # ---------------------------------------------------------------- containers
 
     def run(self, image: str, command: list[str], *, user: str = "0:0",
@@ -222,36 +176,6 @@ class Engine:
                                                  user=user, network_disabled=True,
                                                  working_dir="/", detach=True,
                                                  labels={STAGING_LABEL: purpose})
-
-    def commit_after(self, image: str, command: list[str], archives: Iterable[tuple[str, Any]],
-                     changes: list[str], repository: str, tag: str, run: bool = True) -> str:
-        """create → copy archives in → (run the command) → commit with ``changes``.
-
-        Files copied in and removed by the command never reach the committed layer,
-        which is how the wheelhouse stays out of the image."""
-        container = self._create(image, command, purpose=f"{repository}:{tag}")
-        try:
-            with translated(f"building {repository}:{tag}"):
-                self._fill_and_run(container, image, archives, run)
-                image_attrs = container.commit(repository=repository, tag=tag, changes=changes)
-            return str(image_attrs.id)
-        finally:
-            self._discard(container.id)
-
-    @staticmethod
-    def _fill_and_run(container: Any, image: str, archives: Iterable[tuple[str, Any]],
-                      run: bool) -> None:
-        for path, data in archives:
-            container.put_archive(path, data)
-        if not run:
-            return
-        container.start()
-        code = int(container.wait().get("StatusCode", 1))
-        if code != 0:
-            tail = container.logs(stdout=True, stderr=True).decode(errors="replace")
-            last = [line for line in tail.strip().splitlines() if line.strip()][-3:]
-            raise BuildError(f"build step failed in {image[:40]} (exit {code}): "
-                             f"{' | '.join(last)}", "rerun with --debug for the full log")
 
     def _discard(self, container_id: str) -> None:
         """Remove a staging container, also after an interrupt: a commit still running in
@@ -324,51 +248,8 @@ class Engine:
 
     # ---------------------------------------------------------------- push
 
-    def push(self, repository: str, tag: str, auth: dict[str, str] | None = None,
-             on_event: Callable[[dict[str, Any]], None] | None = None) -> PushStats:
-        stats = PushStats()
-        registry = registry_of(f"{repository}:{tag}")
-        action = f"pushing {repository}:{tag}"
-        with translated(action, registry=registry):
-            for event in self.client.api.push(repository, tag=tag, stream=True, decode=True,
-                                              auth_config=auth):
-                if "error" in event or "errorDetail" in event:
-                    detail = (event.get("errorDetail") or {}).get("message") or event.get("error")
-                    raise registry_error(detail, registry, action)
-                _count(stats, event)
-                if on_event:
-                    on_event(event)
-        return stats
-
-
 def _limits(**limits: int | None) -> dict[str, int]:
     """Only the limits that were decided: docker-py sends every keyword it is given."""
     return {key: value for key, value in limits.items() if value is not None}
 
-
-def _count(stats: PushStats, event: dict[str, Any]) -> None:
-    status = event.get("status", "")
-    layer = event.get("id", "")
-    if status == "Pushing":
-        total = (event.get("progressDetail") or {}).get("total") or 0
-        stats._sizes[layer] = max(stats._sizes.get(layer, 0), int(total))
-    elif status == "Pushed":
-        stats.layers_pushed += 1
-        stats.bytes_pushed += stats._sizes.get(layer, 0)
-    elif status == "Layer already exists":
-        stats.layers_existing += 1
-    aux = event.get("aux") or {}
-    if aux.get("Digest"):
-        stats.digest = aux["Digest"]
-
-
-def tar_directory(directory: Path, arcname: str) -> io.BufferedReader:
-    """A tar of ``directory`` (as ``arcname``) in a temporary file, opened for reading."""
-    import tempfile
-
-    handle = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the caller closes it  # noqa: SIM115 - returned open, closed by the caller
-    with tarfile.open(fileobj=handle, mode="w") as archive:
-        archive.add(str(directory), arcname=arcname)
-    handle.seek(0)
-    return handle  # type: ignore[return-value]
 

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 
-from envlock.cli.commands.lock import JsonOpt
+from envlock.cli.commands.audit import (
+    AdvisoriesOpt,
+    AuditFailOnOpt,
+    AuditIgnoreOpt,
+    AuditOpt,
+    OsvUrlOpt,
+    gate_options,
+    run_gate,
+)
+from envlock.cli.commands.lock import AllowFileOpt, JsonOpt
 
 RegistryOpt = Annotated[str | None, typer.Option(
     "--registry", help="Push to HOST[:PORT]/REPO (default: $ENVLOCK_REGISTRY, else the "
@@ -20,6 +31,11 @@ RegistryUserOpt = Annotated[str | None, typer.Option(
     "--registry-username", help="Registry user, with --registry-password-stdin (default: "
     "the Docker config's credentials and credential helpers).",
     envvar="ENVLOCK_REGISTRY_USERNAME")]
+BuilderOpt = Annotated[str, typer.Option(
+    "--builder", envvar="ENVLOCK_BUILDER", help="auto: assemble the image on this host and, "
+    "when a Docker engine answers, load it there and prove it inside; docker: require the "
+    "engine; oci: daemonless, never touch an engine. All three give the same digests.",
+    click_type=click.Choice(["auto", "docker", "oci"]))]
 PasswordStdinOpt = Annotated[bool, typer.Option(
     "--registry-password-stdin", help="Read the registry password or token from stdin (never "
     "from a flag: it would show in shell history and process lists).")]
@@ -42,19 +58,28 @@ def read_credentials(username: str | None, password_stdin: bool) -> tuple[str, s
     return username, password
 
 
-def connect_engine(registry: str | None, username: str | None, password_stdin: bool) -> Any:
+def connect_engine(registry: str | None, username: str | None, password_stdin: bool,
+                   builder: str = "docker") -> Any:
     """The engine, logged in to ``registry``'s host when credentials were given."""
-    from envlock.adapters.engine import Engine, registry_of
+    return build_setup(registry, username, password_stdin, builder)[0]
+
+
+def build_setup(registry: str | None, username: str | None, password_stdin: bool,
+                builder: str) -> tuple[Any, dict[str, str] | None]:
+    """(the engine or None, as ``--builder`` asks; the registry credentials or None)."""
+    from envlock.adapters.engine import registry_of
     from envlock.errors import UsageError
+    from envlock.operations.build import engine_for
 
     credentials = read_credentials(username, password_stdin)
     if credentials and not registry:
         raise UsageError("registry credentials were given but no registry",
                          "pass --registry HOST[:PORT]/REPO")
-    engine = Engine.connect()
-    if credentials and registry:
+    engine = engine_for(builder)
+    if engine is not None and credentials and registry:
         engine.login(registry_of(registry), *credentials)
-    return engine
+    auth = {"username": credentials[0], "password": credentials[1]} if credentials else None
+    return engine, auth
 
 
 def engine_for_run(tracker: Any, run_id: str, username: str | None,
@@ -99,9 +124,17 @@ def build_command(
         "whose code is not at hand).")] = False,
     verify: Annotated[bool, typer.Option(
         "--verify/--no-verify", help="Prove the built environment matches the lock: versions, "
-        "files and RECORD hashes, checked inside the image before it is tagged.")] = True,
+        "files and RECORD hashes, checked on the staged tree and, with an engine, inside the "
+        "image, before anything is tagged or pushed.")] = True,
+    builder: BuilderOpt = "auto",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the recipe (an equivalent "
                                           "Dockerfile); touch nothing.")] = False,
+    allow_file: AllowFileOpt = None,
+    audit: AuditOpt = False,
+    advisories: AdvisoriesOpt = None,
+    osv_url: OsvUrlOpt = None,
+    audit_fail_on: AuditFailOnOpt = None,
+    audit_ignore: AuditIgnoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build, verify, push and pin the image of a lock.
@@ -134,6 +167,9 @@ def build_command(
         tag = tag or f"{from_run}-rebuild"
     else:
         lock = lockfile.load(lock_path or Path("envlock.lock.yaml"))
+    run_gate(lock, gate_options(audit, advisories, osv_url, audit_fail_on, audit_ignore),
+             f"run {from_run}" if from_run else str(lock_path or "envlock.lock.yaml"),
+             "nothing was built or pushed")
     registry = cfg.get("registry", registry)
     base_image = cfg.base_image_for(lock.python["version"], base_image) or \
         recorded.get("envlock.base_image")
@@ -153,10 +189,16 @@ def build_command(
     options = BuildOptions(registry=registry, push=not no_push, base_image=base_image,
                            code_dir=code, tag=tag, run_id=run_id, no_cache=no_cache,
                            verify=verify, env_only=env_only,
-                           extra_deny=tuple(cfg.get("deny")), created=created)
+                           extra_deny=tuple(cfg.get("deny")), created=created,
+                           builder=builder, allow_files=tuple(allow_file or ()))
+    engine, auth = build_setup(registry, registry_username, registry_password_stdin, builder)
+    options = dataclasses.replace(options, auth=auth)
     with Reporter("envlock build") as reporter:
-        result = build(lock, options, connect_engine(registry, registry_username,
-                                                     registry_password_stdin), reporter)
+        result = build(lock, options, engine, reporter)
+    from envlock.cli.commands.lock import secret_warnings
+
+    for warning in secret_warnings({"withheld": result.secrets_withheld}, "the code layer"):
+        out.warn(warning)
     where = "pushed and pinned" if result.pushed else "local only (not pushed)"
     lines = [f"environment {result.env_image} "
              f"({'reused from ' + result.env_reused if result.env_reused else 'built'})"]

@@ -7,14 +7,30 @@ from typing import Annotated
 
 import typer
 
+from envlock.cli.commands.audit import (
+    AdvisoriesOpt,
+    AuditFailOnOpt,
+    AuditIgnoreOpt,
+    AuditOpt,
+    OsvUrlOpt,
+    gate_options,
+    run_gate,
+)
 from envlock.cli.commands.build import (
     BaseOpt,
+    BuilderOpt,
     PasswordStdinOpt,
     RegistryOpt,
     RegistryUserOpt,
-    connect_engine,
+    build_setup,
 )
-from envlock.cli.commands.lock import CodeMaxSizeOpt, EnvAllowOpt, JsonOpt, PythonOpt
+from envlock.cli.commands.lock import (
+    AllowFileOpt,
+    CodeMaxSizeOpt,
+    EnvAllowOpt,
+    JsonOpt,
+    PythonOpt,
+)
 
 
 def capture_command(
@@ -36,6 +52,13 @@ def capture_command(
                        ] = False,
     env_allow: EnvAllowOpt = None,
     code_max_size: CodeMaxSizeOpt = None,
+    builder: BuilderOpt = "auto",
+    allow_file: AllowFileOpt = None,
+    audit: AuditOpt = False,
+    advisories: AdvisoriesOpt = None,
+    osv_url: OsvUrlOpt = None,
+    audit_fail_on: AuditFailOnOpt = None,
+    audit_ignore: AuditIgnoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Lock, build and push the environment of an MLflow run; record it on the run.
@@ -53,17 +76,30 @@ def capture_command(
         raise UsageError("--registry-username/--registry-password-stdin are for pushing the "
                          "image, and --no-build pushes nothing",
                          "drop the credential flags, or drop --no-build")
-    engine = None  # connected by capture() itself, after the lock is safely written
+    engine = auth = None  # connected by capture() itself, after the lock is safely written
     if not no_build and (registry_username or registry_password_stdin):
         from envlock import config
 
-        engine = connect_engine(config.load(project).get("registry", registry),
-                                registry_username, registry_password_stdin)
+        engine, auth = build_setup(config.load(project).get("registry", registry),
+                                   registry_username, registry_password_stdin, builder)
+    audit_options = gate_options(audit, advisories, osv_url, audit_fail_on, audit_ignore)
     with Reporter("envlock capture") as reporter:
         result = capture(run_id, python=python, command=command, project=project,
                          registry=registry, base_image=base_image, build=not no_build,
                          push=not no_push, env_allow=env_allow or (), engine=engine,
-                         reporter=reporter, code_max_size=code_max_size)
+                         reporter=reporter, code_max_size=code_max_size, builder=builder,
+                         auth=auth, allow_files=tuple(allow_file or ()),
+                         audit=lambda lock: run_gate(
+                             lock, audit_options, "the captured environment",
+                             "nothing was built, pushed or recorded"))
+    from envlock.cli.commands.lock import secret_warnings
+
+    warnings = secret_warnings(result.secret_scan, "the lock")
+    if result.built:
+        warnings += secret_warnings({"withheld": result.built.get("secrets_withheld")},
+                                    "the code layer")
+    for warning in warnings:
+        out.warn(warning)
     human = (f"captured run {result.run_id} ({result.picked})\n"
              f"lockfile {result.lockfile}\nenv_digest {result.env_digest}\n"
              f"{'image ' + result.image if result.image else 'no image (--no-build)'}")

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from envlock.cli.commands.audit import (
+    AdvisoriesOpt,
+    AuditFailOnOpt,
+    AuditIgnoreOpt,
+    AuditOpt,
+    OsvUrlOpt,
+    gate_options,
+)
 from envlock.cli.commands.lock import EnvAllowOpt, JsonOpt, PythonOpt
+
+if TYPE_CHECKING:
+    from envlock.model.audit import AuditReport
+    from envlock.model.lockfile import Lock
+    from envlock.operations.audit import AuditOptions
 
 
 def check_command(
@@ -28,12 +41,18 @@ def check_command(
     markdown: Annotated[Path | None, typer.Option(
         "--markdown", help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY).")
     ] = None,
+    audit: AuditOpt = False,
+    advisories: AdvisoriesOpt = None,
+    osv_url: OsvUrlOpt = None,
+    audit_fail_on: AuditFailOnOpt = None,
+    audit_ignore: AuditIgnoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check the live environment against a lock; exit 1 on drift.
 
     For CI: --junit and --markdown write reports; the summary also goes to
-    $GITHUB_STEP_SUMMARY when that is set."""
+    $GITHUB_STEP_SUMMARY when that is set. With --audit, the locked packages are also
+    audited for known vulnerabilities (one more case per package; findings exit 1)."""
     from envlock import config
     from envlock.cli import output as out
     from envlock.cli.render import check_text
@@ -46,12 +65,34 @@ def check_command(
     if project is None and (lock.git is not None or lock.code is not None):
         project = Path(".")
     cfg = config.load(project)
+    audited = _audit(lock, str(lock_path), gate_options(audit, advisories, osv_url,
+                                                         audit_fail_on, audit_ignore))
     result = check(lock, lock_path, python=python, deep=deep, strict=strict, project=project,
                    env_allow=cfg.get("env_allow", env_allow), code_rules=cfg.code_rules())
     cases = report.check_cases(result)
-    report.write(junit, markdown, "envlock.check", cases, report.check_markdown(result, cases))
-    code = EXIT_DRIFT if result.drifted else EXIT_OK
-    raise typer.Exit(out.emit(result.to_dict(), check_text(result), code))
+    summary = report.check_markdown(result, cases)
+    payload, human = result.to_dict(), check_text(result)
+    if audited is not None:
+        from envlock.cli.commands.audit import audit_text
+        from envlock.model import audit as audit_model
+
+        cases += audit_model.cases(audited)
+        summary += "\n" + audit_model.report_markdown(audited)
+        payload["audit"], human = audited.to_dict(), human + "\n" + audit_text(audited)
+    report.write(junit, markdown, "envlock.check", cases, summary)
+    failed = result.drifted or (audited is not None and audited.failed)
+    raise typer.Exit(out.emit(payload, human, EXIT_DRIFT if failed else EXIT_OK))
+
+
+def _audit(lock: Lock, target: str, options: AuditOptions | None) -> AuditReport | None:
+    """The audit of ``--audit``, run first: an unreachable source stops the check (exit 2)
+    before the environment is probed; findings fail it at the end, beside any drift."""
+    if options is None:
+        return None
+    from envlock.cli import output as out
+    from envlock.operations.audit import audit
+
+    return audit(lock, options, target, notify=out.warn)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,6 +17,9 @@ ProjectOpt = Annotated[Path, typer.Option(
 CodeMaxSizeOpt = Annotated[str | None, typer.Option(
     "--code-max-size", help="Size cap for packing a project outside git (e.g. 512m, 1g; "
     "default: the config's code_max_size, else 256m).")]
+AllowFileOpt = Annotated[list[str] | None, typer.Option(
+    "--allow-file", help="Keep this file in the code although its content looks like a "
+    "secret (a false positive); a path or pattern relative to the project (repeatable).")]
 EnvAllowOpt = Annotated[list[str] | None, typer.Option(
     "--env-allow", help="Extra env var name pattern to record (repeatable, e.g. 'MY_SEED*'; "
     "default: the config's env_allow). Secret-looking names are never recorded.")]
@@ -36,6 +39,7 @@ def lock_command(
     no_gpu: Annotated[bool, typer.Option("--no-gpu", help="Skip the GPU/NVML probe.")] = False,
     env_allow: EnvAllowOpt = None,
     code_max_size: CodeMaxSizeOpt = None,
+    allow_file: AllowFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Snapshot an environment into a lockfile.
@@ -52,7 +56,8 @@ def lock_command(
     cfg = config.load(project)
     lock = snapshot(python=python, project=None if no_git else project, command=command,
                     env_allow=cfg.get("env_allow", env_allow), probe_gpu=not no_gpu,
-                    exclude=(output,), code_rules=cfg.code_rules(code_max_size))
+                    exclude=(output,),
+                    code_rules=cfg.code_rules(code_max_size, tuple(allow_file or ())))
     path = lockfile.write(lock, output)
     for warning in lock_warnings(lock, no_git):
         out.warn(warning)
@@ -76,7 +81,10 @@ def lock_warnings(lock, no_git: bool) -> list[str]:  # type: ignore[no-untyped-d
         warnings.append(f"not a git repository: recorded its {count} file{'s' * (count != 1)} "
                         f"({human_size(lock.code['total_bytes'])}) by content; exclude more "
                         "with .envlockignore")
-    withheld = (lock.git or lock.code or {}).get("withheld")
+    section = lock.git or lock.code or {}
+    warnings += secret_warnings(section.get("secret_scan"), "the lock")
+    by_content = {e["path"] for e in (section.get("secret_scan") or {}).get("withheld") or ()}
+    withheld = [p for p in section.get("withheld") or () if p not in by_content]
     if withheld:
         warnings.append(f"left out of the lock because they may hold secrets: "
                         f"{', '.join(withheld)}")
@@ -87,6 +95,24 @@ def lock_warnings(lock, no_git: bool) -> list[str]:  # type: ignore[no-untyped-d
         warnings.append(f"{len(lock.shadowed)} shadowed distribution(s) recorded under "
                         f"`shadowed:` (stale duplicates on sys.path)")
     return warnings
+
+
+def secret_warnings(scan: dict[str, Any] | None, where: str) -> list[str]:
+    """What a content scan withheld (by file and kind of secret, never the value) and kept
+    on ``--allow-file``, as warning lines."""
+    if not scan:
+        return []
+    out = []
+    if scan.get("withheld"):
+        named = ", ".join(f"{e['path']} ({e['kind']}"
+                          + (f"; {len(e['hunks'])} hunk{'s' * (len(e['hunks']) != 1)} of the "
+                             "diff" if e.get("hunks") else "") + ")" for e in scan["withheld"])
+        out.append(f"left out of {where} because their content looks like a secret: {named}; "
+                   "keep a false positive with --allow-file PATH")
+    if scan.get("allowed"):
+        out.append("kept although their content looks like a secret (--allow-file): "
+                   + ", ".join(f"{e['path']} ({e['kind']})" for e in scan["allowed"]))
+    return out
 
 
 def register(app: typer.Typer) -> None:

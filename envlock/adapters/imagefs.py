@@ -1,0 +1,201 @@
+"""Images read straight from their registry, without a container engine.
+
+``RemoteImage`` resolves a reference to one linux image manifest (choosing the platform
+from an index), its config and its layers. ``read_files`` reads chosen files out of the
+layers, applying each layer's whiteouts as a container runtime would, so that the
+daemonless builder can learn a base image's interpreter and users, and the SBOM its OS
+packages, without running anything.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from envlock.adapters.engine.errors import RegistryError
+from envlock.adapters.registry import Registry
+from envlock.image import oci
+
+#: What the assembled images run on; an index is narrowed to this platform.
+PLATFORM = {"os": "linux", "architecture": "amd64"}
+
+
+@dataclass
+class RemoteImage:
+    reference: oci.Reference
+    registry: Registry
+    manifest_bytes: bytes
+    media_type: str
+    config_bytes: bytes
+
+    @property
+    def digest(self) -> str:
+        return oci.sha256_digest(self.manifest_bytes)
+
+    @property
+    def pinned(self) -> str:
+        return self.reference.pinned(self.digest)
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return dict(json.loads(self.manifest_bytes))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(json.loads(self.config_bytes))
+
+    @property
+    def layers(self) -> list[dict[str, Any]]:
+        return list(oci.manifest_blobs(self.manifest)[1:])
+
+
+def registry_for(reference: oci.Reference, auth: dict[str, str] | None = None) -> Registry:
+    credentials = (auth["username"], auth["password"]) if auth and auth.get("username") \
+        else None
+    return Registry(reference.registry, credentials)
+
+
+def open_image(reference: str, auth: dict[str, str] | None = None,
+               registry: Registry | None = None) -> RemoteImage:
+    """The image ``reference`` names, from its registry (a RegistryError when it cannot be
+    read: unreachable, refused, or not found)."""
+    try:
+        ref = oci.parse_reference(_qualified(reference))
+    except ValueError as exc:
+        raise RegistryError(f"{reference} is not an image reference ({exc})",
+                            "pass NAME[:TAG] or NAME@sha256:…") from exc
+    client = registry or registry_for(ref, auth)
+    data, media = client.manifest(ref.repository, ref.digest or ref.tag or "latest")
+    if ref.digest and oci.sha256_digest(data) != ref.digest:
+        raise RegistryError(f"registry {ref.registry} returned a manifest for {reference} "
+                            "whose digest differs", "check the registry; the image cannot "
+                            "be trusted")
+    document = json.loads(data)
+    if media in oci.IMAGE_INDEXES or "manifests" in document:
+        chosen = next((m for m in document.get("manifests", [])
+                       if all((m.get("platform") or {}).get(k) == v
+                              for k, v in PLATFORM.items())), None)
+        if chosen is None:
+            raise RegistryError(f"{reference} has no linux/amd64 image",
+                                "pass --base-image with an image for linux/amd64")
+        data, media = client.manifest(ref.repository, chosen["digest"])
+        document = json.loads(data)
+    ref = oci.Reference(ref.registry, ref.repository, ref.tag, None)
+    try:
+        config_descriptor = oci.manifest_blobs(document)[0]
+    except ValueError as exc:
+        raise RegistryError(f"{reference}: {exc}") from exc
+    config = b"".join(client.blob(ref.repository, config_descriptor["digest"]))
+    return RemoteImage(reference=ref, registry=client, manifest_bytes=data,
+                       media_type=media or oci.OCI_MANIFEST, config_bytes=config)
+
+
+def _qualified(reference: str) -> str:
+    """Docker Hub names (``python:3.11-slim``) as ``docker.io/library/python:3.11-slim``."""
+    first = reference.partition("/")[0]
+    if "/" in reference and oci.has_registry_host(first):
+        return reference
+    name = reference if "/" in reference.partition("@")[0].partition(":")[0] \
+        else f"library/{reference}"
+    return f"registry-1.docker.io/{name}"
+
+
+@dataclass(frozen=True)
+class Link:
+    target: str
+
+
+def read_files(image: RemoteImage, paths: Iterable[str], *,
+               directories: Iterable[str] = ()) -> dict[str, bytes | Link]:
+    """The files at ``paths`` (and every file under ``directories``) in the image's final
+    filesystem: bytes for regular files, :class:`Link` for symlinks. Paths are given
+    without the leading ``/``; absent files are absent from the result."""
+    wanted = {p.strip("/") for p in paths}
+    under = tuple(d.strip("/") + "/" for d in directories)
+    found: dict[str, bytes | Link] = {}
+    for descriptor in image.layers:
+        stream = _Stream(image.registry.blob(image.reference.repository,
+                                             descriptor["digest"]))
+        with tarfile.open(fileobj=stream, mode="r|*") as layer:  # type: ignore[call-overload]
+            for member in layer:
+                name = member.name.lstrip("./").rstrip("/") if member.name != "." else ""
+                parent, _, base = name.rpartition("/")
+                if base == ".wh..wh..opq":
+                    prefix = parent + "/"
+                    for key in [k for k in found if k.startswith(prefix)]:
+                        del found[key]
+                    continue
+                if base.startswith(".wh."):
+                    gone = f"{parent}/{base[4:]}" if parent else base[4:]
+                    for key in [k for k in found if k == gone or k.startswith(gone + "/")]:
+                        del found[key]
+                    continue
+                if name not in wanted and not name.startswith(under):
+                    continue
+                if member.issym():
+                    found[name] = Link(member.linkname)
+                elif member.isfile():
+                    handle = layer.extractfile(member)
+                    found[name] = handle.read() if handle else b""
+                elif member.islnk():
+                    target = member.linkname.lstrip("./")
+                    if target in found:
+                        found[name] = found[target]
+                else:
+                    found.pop(name, None)
+    return found
+
+
+def resolve_link(files: dict[str, bytes | Link], path: str, limit: int = 16) -> str:
+    """Follow symlinks among ``files`` from ``path`` (no leading ``/``) to a final path."""
+    current = path.strip("/")
+    for _ in range(limit):
+        entry = files.get(current)
+        if not isinstance(entry, Link):
+            return current
+        target = entry.target
+        if target.startswith("/"):
+            current = target.strip("/")
+        else:
+            parent = current.rpartition("/")[0]
+            parts: list[str] = parent.split("/") if parent else []
+            for part in target.split("/"):
+                if part == "..":
+                    if parts:
+                        parts.pop()
+                elif part not in ("", "."):
+                    parts.append(part)
+            current = "/".join(parts)
+    return current
+
+
+class _Stream:
+    """A file-like view of an iterator of chunks (what tarfile's stream mode reads)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self.chunks = iter(chunks)
+        self.buffer = b""
+        self.offset = 0
+
+    def read(self, n: int = -1) -> bytes:
+        parts: list[bytes] = []
+        while n < 0 or n > 0:
+            if self.offset >= len(self.buffer):
+                try:
+                    self.buffer, self.offset = next(self.chunks), 0
+                except StopIteration:
+                    break
+                continue
+            end = len(self.buffer) if n < 0 else min(len(self.buffer), self.offset + n)
+            parts.append(self.buffer[self.offset:end])
+            if n > 0:
+                n -= end - self.offset
+            self.offset = end
+        return b"".join(parts)
+
+
+__all__ = ["Link", "RegistryError", "RemoteImage", "open_image", "read_files",
+           "resolve_link"]
