@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import csv
 import glob
 import hashlib
@@ -44,6 +45,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -422,6 +424,19 @@ def cpu_timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float]:
     return dt, cpu_of_children() - cpu0
 
 
+@contextlib.contextmanager
+def cache_for(label: str, env: dict) -> Iterator[dict]:
+    """The environment to run ``label`` in: a "cold" run gets an empty ENVLOCK_CACHE."""
+    if not label.startswith("cold "):
+        yield env
+        return
+    cache = tempfile.mkdtemp(prefix="envlock-cold-cache-")
+    try:
+        yield {**env, "ENVLOCK_CACHE": cache}
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 def summarize(samples: list[float]) -> dict:
     return {"median_s": round(statistics.median(samples), 4), "min_s": round(min(samples), 4),
             "max_s": round(max(samples), 4), "samples_s": [round(s, 4) for s in samples]}
@@ -454,6 +469,9 @@ def main() -> int:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("ENVLOCK_DEBUG", None)
     env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")  # no network from pip freeze
+    # envlock's cache (the probe's copy, RECORD digests) lives with the fixtures; the
+    # "cold" rows give each run an empty one instead.
+    env["ENVLOCK_CACHE"] = str(workdir / "envlock-cache")
 
     envlock = args.envlock
     if not Path(envlock).exists():
@@ -492,6 +510,9 @@ def main() -> int:
         py = v["python"]
         tools[f"envlock lock@{n}"] = [envlock, "lock", "--python", py, "-o",
                                       str(outdir / f"lock-{n}.yaml")]
+        if "record_rows" in v:  # informational: a first lock, with an empty cache
+            tools[f"cold lock@{n}"] = [envlock, "lock", "--python", py, "-o",
+                                       str(outdir / f"lock-{n}-cold.yaml")]
         tools[f"pip freeze@{n}"] = [py, "-m", "pip", "freeze"]
         if uv:
             tools[f"uv pip freeze@{n}"] = [uv, "pip", "freeze", "--python", py]
@@ -508,7 +529,8 @@ def main() -> int:
     # ---- warm-up round (not measured): fills bytecode / page caches, validates output
     checks: dict[str, dict] = {}
     for label, cmd in tools.items():
-        _, proc = timed(cmd, project, env)
+        with cache_for(label, env) as run_env:
+            _, proc = timed(cmd, project, run_env)
         if label.startswith("envlock lock@"):
             n = label.split("@")[1]
             checks[label] = check_lock(proc, outdir / f"lock-{n}.yaml", venvs[n]["dists"])
@@ -522,12 +544,17 @@ def main() -> int:
     for r in range(args.rounds):
         shift = r % len(labels)
         for label in labels[shift:] + labels[:shift]:
-            dt, cpu = cpu_timed(tools[label], project, env)
+            with cache_for(label, env) as run_env:
+                dt, cpu = cpu_timed(tools[label], project, run_env)
             samples[label].append(dt)
             cpu_samples[label].append(cpu)
     for n in venvs if args.baseline_envlock else ():
         checks[f"baseline lock@{n}"] = {"same_bytes": (outdir / f"lock-{n}.yaml").read_bytes()
                                         == (outdir / f"lock-{n}-baseline.yaml").read_bytes()}
+    for n in venvs:
+        if f"cold lock@{n}" in tools:
+            checks[f"cold lock@{n}"] = {"same_bytes": (outdir / f"lock-{n}.yaml").read_bytes()
+                                        == (outdir / f"lock-{n}-cold.yaml").read_bytes()}
     shutil.rmtree(outdir, ignore_errors=True)
 
     stats = {label: summarize(s) for label, s in samples.items()}
@@ -587,6 +614,23 @@ def print_baseline(stats: dict, venvs: dict, baseline: str, checks: dict) -> Non
               f"pip/baseline {p['median_s'] / b['median_s']:.2f}x; same lock bytes: {same}")
 
 
+def print_cold(stats: dict, venvs: dict, checks: dict) -> None:
+    """A first lock (empty cache: every RECORD read, the probe compiled) against the
+    usual one, on the real environments."""
+    cold = [n for n in venvs if f"cold lock@{n}" in stats]
+    if not cold:
+        return
+    print()
+    for n in cold:
+        c, e = stats[f"cold lock@{n}"], stats[f"envlock lock@{n}"]
+        p = stats[f"pip freeze@{n}"]
+        print(f"{n:>6}  empty cache {c['median_s']:.3f}s wall, {c['cpu_median_s']:.3f}s CPU "
+              f"(pip/envlock {p['median_s'] / c['median_s']:.2f}x wall, "
+              f"{p['cpu_median_s'] / c['cpu_median_s']:.2f}x CPU); warm {e['median_s']:.3f}s, "
+              f"{e['cpu_median_s']:.3f}s CPU; same lock bytes: "
+              f"{checks[f'cold lock@{n}']['same_bytes']}")
+
+
 def print_cpu_table(stats: dict, venvs: dict) -> None:
     """Median CPU time (user + system, children included): steadier than wall time on a
     shared machine, where another job's load stretches every wall time."""
@@ -637,8 +681,11 @@ def report(stats: dict, venvs: dict, checks: dict, args, setup_s: float, uv, uv_
                              "check": checks.get(e), "pip_freeze_lines": checks.get(p),
                              "uv_freeze_lines": checks.get(u),
                              "baseline_lock": stats.get(f"baseline lock@{n}"),
-                             "baseline_check": checks.get(f"baseline lock@{n}")}
+                             "baseline_check": checks.get(f"baseline lock@{n}"),
+                             "cold_lock": stats.get(f"cold lock@{n}"),
+                             "cold_check": checks.get(f"cold lock@{n}")}
     print_cpu_table(stats, venvs)
+    print_cold(stats, venvs, checks)
     if args.baseline_envlock:
         print_baseline(stats, venvs, args.baseline_envlock, checks)
     small, big = (str(n) for n in SIZES)

@@ -234,8 +234,9 @@ def _body(lock: Lock) -> dict[str, Any]:
 
 def to_document(lock: Lock) -> dict[str, Any]:
     body = _body(lock)
+    lock_digest = _digest(body)  # before the keys move: the digest is of the body as is
     doc = {"schema_version": body.pop("schema_version"), "generator": body.pop("generator"),
-           "env_digest": body.pop("env_digest"), "lock_digest": _digest(_body(lock))}
+           "env_digest": body.pop("env_digest"), "lock_digest": lock_digest}
     doc.update(body)
     return doc
 

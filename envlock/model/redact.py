@@ -68,10 +68,31 @@ SECRET_FILE_PATTERNS = (
 
 def is_secret_file(path: str, extra: tuple[str, ...] = ()) -> bool:
     """True when a file's name (any path component for dirs like .ssh) marks it as secret."""
-    import fnmatch
-
     parts = path.replace("\\", "/").split("/")
     if ".ssh" in parts[:-1] or ".aws" in parts[:-1] or ".docker" in parts[:-1]:
         return True
     name = parts[-1]
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_FILE_PATTERNS + extra)
+    return any(glob_match(name, pattern) for pattern in SECRET_FILE_PATTERNS + extra)
+
+
+def glob_match(name: str, pattern: str) -> bool:
+    """``fnmatch.fnmatchcase(name, pattern)``. Patterns whose only wildcard is ``*`` (all
+    of envlock's own) are matched with string operations: fnmatch compiles a regular
+    expression per pattern, ~1.5 ms of every ``envlock lock`` for these lists."""
+    if "?" in pattern or "[" in pattern:
+        import fnmatch
+
+        return fnmatch.fnmatchcase(name, pattern)
+    if "*" not in pattern:
+        return name == pattern
+    first, *middle, last = pattern.split("*")
+    end = len(name) - len(last)
+    if end < len(first) or not name.startswith(first) or not name.endswith(last):
+        return False
+    at = len(first)
+    for part in middle:  # each piece at its leftmost place after the previous one
+        at = name.find(part, at, end)
+        if at < 0:
+            return False
+        at += len(part)
+    return True

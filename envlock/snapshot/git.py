@@ -12,7 +12,6 @@ and the untracked list; their names are reported as *withheld*. Untracked files 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import shutil
@@ -143,6 +142,8 @@ def _diff(repo: Repo, head: str | None, changed: list[str], skip: set[str],
     try:
         return raw.decode("utf-8"), None, withheld
     except UnicodeDecodeError:
+        import base64
+
         return base64.b64encode(raw).decode(), "base64", withheld
 
 

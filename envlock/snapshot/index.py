@@ -6,7 +6,6 @@ indexes are the best evidence, and the build uses them to provision wheels.
 
 from __future__ import annotations
 
-import configparser
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,11 @@ def _split(value: str | None) -> list[str]:
 
 def read_pip_config(files: list[Path]) -> dict[str, str]:
     merged: dict[str, str] = {}
+    files = [path for path in files if path.is_file()]  # as configparser skips the others
+    if not files:
+        return merged
+    import configparser  # ~2 ms: only where a pip config file exists
+
     for path in files:
         parser = configparser.RawConfigParser()
         try:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Mapping
 
-from envlock.model.redact import is_secret_name, scrub_text
+from envlock.model.redact import glob_match, is_secret_name, scrub_text
 
 #: Variables recorded by default; shell-style patterns, extendable by the user.
 DEFAULT_ALLOW = (
@@ -27,7 +26,7 @@ def runtime_env(environ: Mapping[str, str], extra_allow: Iterable[str] = ()) -> 
     for name in sorted(environ):
         if is_secret_name(name):
             continue
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+        if any(glob_match(name, pattern) for pattern in patterns):
             picked[name] = scrub_text(environ[name])
     return picked
 
@@ -36,4 +35,4 @@ def secret_names(environ: Mapping[str, str], extra_allow: Iterable[str] = ()) ->
     """Allow-listed names that were withheld because they look secret (for a notice)."""
     patterns = tuple(DEFAULT_ALLOW) + tuple(extra_allow)
     return sorted(n for n in environ if is_secret_name(n)
-                  and any(fnmatch.fnmatchcase(n, p) for p in patterns))
+                  and any(glob_match(n, p) for p in patterns))

@@ -95,3 +95,39 @@ def test_json_results_parse(zoo, zoo_lock):
     checked = json.loads(run_envlock("check", "--lock", str(path), "--python", str(zoo.python),
                                      "--json").stdout)
     assert checked["command"] == "check" and checked["result"]["drifted"] is False
+
+
+def test_the_record_cache_never_hides_a_changed_record(fresh_venv, tmp_path):
+    """A real venv locked with a warm RECORD cache, then pip's RECORD rewritten in place
+    with its size and mtime kept: the next lock reads it again and records what a lock
+    without any cache records."""
+    import os
+    import time
+
+    def lock(name, cache):
+        out = tmp_path / name
+        run_envlock("lock", "--python", str(fresh_venv), "-o", str(out), "--no-git",
+                    "--no-gpu", env={"ENVLOCK_CACHE": str(tmp_path / cache)}, check=True)
+        return out, lockfile.load(out).package("pip").files_digest
+
+    record = next(fresh_venv.parent.parent.glob("lib/python*/site-packages/pip-*.dist-info"
+                                                "/RECORD"))
+    info = record.stat()
+    time.sleep(max(0.0, 2.05 - (time.time() - info.st_ctime)))  # past the racy window
+    first, digest = lock("first.yaml", "cache")
+    assert str(record) in "".join(p.read_text() for p in (tmp_path / "cache").rglob("*.tsv"))
+    second, _ = lock("second.yaml", "cache")
+    assert second.read_bytes() == first.read_bytes()
+
+    text = record.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("pip/__init__.py,"))
+    at = row.index("sha256=") + len("sha256=")
+    edited_row = row[:at] + ("A" if row[at] != "A" else "B") + row[at + 1:]  # same length
+    with record.open("r+") as handle:
+        handle.write(text.replace(row, edited_row, 1))
+    os.utime(record, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert (record.stat().st_size, record.stat().st_mtime_ns) == (info.st_size,
+                                                                  info.st_mtime_ns)
+    _, cached = lock("third.yaml", "cache")
+    _, uncached = lock("fresh.yaml", "empty-cache")
+    assert cached == uncached != digest

@@ -156,6 +156,18 @@ def test_write_is_atomic_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch
     assert [p.name for p in Path(tmp_path).iterdir()] == ["l.yaml"]
 
 
+def test_write_steps_around_temporary_files_left_behind(tmp_path):
+    """A process killed mid-write leaves its temporary file; one with the same process id
+    later must still write, and leave the stray file alone."""
+    target = tmp_path / "l.yaml"
+    stray = tmp_path / f".l.yaml.{os.getpid()}-0.part"
+    stray.write_text("left by a killed writer")
+    lockfile.write(make_lock(), target)
+    assert lockfile.load(target) == make_lock()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["l.yaml", stray.name])
+    assert oct(target.stat().st_mode & 0o777) == oct(0o644)
+
+
 def test_package_lookup_normalizes_names():
     lock = make_lock(packages=(package("typing-extensions", "4.12.0"),))
     assert lock.package("Typing_Extensions") is lock.packages[0]

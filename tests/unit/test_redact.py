@@ -1,3 +1,6 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from envlock.model.redact import (
     is_secret_file,
     is_secret_name,
@@ -51,3 +54,29 @@ def test_secret_files():
         assert is_secret_file(path), path
     for path in ("train.py", "env.py", "README.md", "data/keys.csv"):
         assert not is_secret_file(path), path
+
+
+GLOB_ALPHABET = "ab.*-_?[]!\n"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet="ab.-_\n*", max_size=8), st.text(alphabet=GLOB_ALPHABET, max_size=8))
+def test_glob_match_is_fnmatchcase(name, pattern):
+    import fnmatch
+
+    from envlock.model.redact import glob_match
+
+    assert glob_match(name, pattern) == fnmatch.fnmatchcase(name, pattern), (name, pattern)
+
+
+def test_glob_match_on_envlocks_own_patterns():
+    import fnmatch
+
+    from envlock.model.redact import SECRET_FILE_PATTERNS, glob_match
+    from envlock.snapshot.runtime import DEFAULT_ALLOW
+
+    names = [".env", ".env.local", "prod.env", "id_rsa.pub", "service-account-x.json",
+             "OMP_NUM_THREADS", "TORCH_HOME", "TF_XLA_FLAGS", "TF_HOME", "key.pem.bak", "x"]
+    for pattern in SECRET_FILE_PATTERNS + DEFAULT_ALLOW:
+        for name in names:
+            assert glob_match(name, pattern) == fnmatch.fnmatchcase(name, pattern)

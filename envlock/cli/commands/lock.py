@@ -61,13 +61,14 @@ def lock_command(
     path = lockfile.write(lock, output)
     for warning in lock_warnings(lock, no_git):
         out.warn(warning)
-    result = {"lockfile": str(path), "env_digest": lock.env_digest,
+    env_digest = lock.env_digest
+    result = {"lockfile": str(path), "env_digest": env_digest,
               "lock_digest": lock.lock_digest, "packages": len(lock.packages),
               "python": lock.python["version"], "dirty": bool(lock.git and lock.git["dirty"])}
     torch = lock.frameworks.get("torch")
     human = (f"Locked {len(lock.packages)} packages (Python {lock.python['version']}"
              f"{', torch ' + torch['version'] if torch else ''}) → {path}\n"
-             f"env_digest {lock.env_digest}")
+             f"env_digest {env_digest}")
     raise typer.Exit(out.emit(result, human))
 
 
