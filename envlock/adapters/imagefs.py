@@ -63,7 +63,7 @@ def open_image(reference: str, auth: dict[str, str] | None = None,
     """The image ``reference`` names, from its registry (a RegistryError when it cannot be
     read: unreachable, refused, or not found)."""
     try:
-        ref = oci.parse_reference(_qualified(reference))
+        ref = oci.parse_reference(qualified(reference))
     except ValueError as exc:
         raise RegistryError(f"{reference} is not an image reference ({exc})",
                             "pass NAME[:TAG] or NAME@sha256:…") from exc
@@ -93,7 +93,7 @@ def open_image(reference: str, auth: dict[str, str] | None = None,
                        media_type=media or oci.OCI_MANIFEST, config_bytes=config)
 
 
-def _qualified(reference: str) -> str:
+def qualified(reference: str) -> str:
     """Docker Hub names (``python:3.11-slim``) as ``docker.io/library/python:3.11-slim``."""
     first = reference.partition("/")[0]
     if "/" in reference and oci.has_registry_host(first):

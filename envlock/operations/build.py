@@ -262,7 +262,7 @@ def build(lock: Lock, options: BuildOptions, engine: EngineLike | None,
     with exclusive(f"env-{lock.env_digest.split(':')[-1]}.lock", lambda: report.step(
             "waiting for another envlock that is building this same environment")):
         env, env_reused = (None, None) if options.no_cache else \
-            _reuse_env(store, recipe, lock, registry, target)
+            _reuse_env(store, recipe, lock, registry, target, base_ref)
         if env is not None:
             base = env.labels.get("org.opencontainers.image.base.name", "") + "@" + \
                 env.labels.get("org.opencontainers.image.base.digest", "")
@@ -322,9 +322,24 @@ def _registry(target: Any, auth: dict[str, str] | None) -> Any:
     return registry_for(target, auth)
 
 
+def same_base(labels: dict[str, str], wanted: str) -> bool:
+    """Was the image built on the base ``wanted`` names? A pinned reference must match name
+    and digest; a tag (``python:3.11-slim``) matches the name, whatever its digest now."""
+    from envlock.adapters.imagefs import qualified
+
+    name, _, digest = wanted.partition("@")
+    built_name = labels.get("org.opencontainers.image.base.name", "")
+    if digest:
+        return built_name == name and labels.get("org.opencontainers.image.base.digest") == digest
+    head, colon, tail = name.rpartition(":")
+    bare = head if colon and "/" not in tail else name
+    return built_name in (bare, qualified(bare))
+
+
 def _reuse_env(store: Any, recipe: render.Recipe, lock: Lock, registry: Any,
-               target: Any) -> tuple[Any, str | None]:
-    """The environment image built before: in the local store, else in the registry."""
+               target: Any, base_ref: str) -> tuple[Any, str | None]:
+    """The environment image built before on the same base: in the local store, else in
+    the registry (an image of this env_digest on another base is not this build's)."""
     import json
 
     from envlock.image import oci
@@ -332,7 +347,8 @@ def _reuse_env(store: Any, recipe: render.Recipe, lock: Lock, registry: Any,
 
     digest = store.lookup(recipe.env_image)
     env = assemble.stored(store, recipe.env_image, digest) if digest else None
-    if env is not None and env.labels.get("envlock.env_digest") == lock.env_digest:
+    if env is not None and env.labels.get("envlock.env_digest") == lock.env_digest and \
+            same_base(env.labels, base_ref):
         return env, "local"
     if registry is None:
         return None, None
@@ -349,7 +365,7 @@ def _reuse_env(store: Any, recipe: render.Recipe, lock: Lock, registry: Any,
                              remote={d["digest"]: (target.registry, target.repository)
                                      for d in document.get("layers", [])})
     if env.labels.get("envlock.env_digest") != lock.env_digest or \
-            document.get("mediaType") != oci.OCI_MANIFEST:
+            document.get("mediaType") != oci.OCI_MANIFEST or not same_base(env.labels, base_ref):
         return None, None
     store.put(config)
     store.put(data)

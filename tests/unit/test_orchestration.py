@@ -496,3 +496,28 @@ def test_a_run_left_behind_by_a_killed_import_is_replaced_by_the_next(exported, 
     [run] = tracker.active()
     assert run.run_id == result.run_id != stale.run_id and not result.reused
     assert tracker.runs[stale.run_id].deleted and "envlock.image" in run.tags
+
+
+def test_an_environment_built_on_another_base_is_not_reused(tmp_path, engine, registry,
+                                                           offline):
+    """Same lock, another --base-image (or the same base moved to another registry): the
+    environment is built again on the base asked for, never taken from the old one."""
+    lock = project(tmp_path / "p")
+    first = built(lock, tmp_path / "p", engine, registry)
+    other = publish_base(registry, "library/python-other")
+    again = build(lock, options(tmp_path / "p", base_image=other), engine,
+                  registries=lambda host: registry)
+    assert again.env_reused is None and again.base == other and len(offline) == 2
+    assert again.env_image_id != first.env_image_id
+
+
+def test_same_base_matches_pins_exactly_and_tags_by_name():
+    from envlock.operations.build import same_base
+
+    labels = {"org.opencontainers.image.base.name": "registry-1.docker.io/library/python",
+              "org.opencontainers.image.base.digest": "sha256:" + "a" * 64}
+    assert same_base(labels, "python:3.11-slim")
+    assert same_base(labels, "registry-1.docker.io/library/python@sha256:" + "a" * 64)
+    assert not same_base(labels, "registry-1.docker.io/library/python@sha256:" + "b" * 64)
+    assert not same_base(labels, "127.0.0.1:5000/library/python@sha256:" + "a" * 64)
+    assert not same_base(labels, "nvidia/cuda:12.1.0-cudnn-runtime-ubuntu22.04")
