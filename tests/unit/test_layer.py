@@ -108,3 +108,23 @@ def test_files_are_read_through_the_layers_with_whiteouts_and_links():
     assert resolve_link(files, "usr/bin/python3") == "usr/bin/python3.11"
     assert "opt/gone/file" not in files
     assert {k for k in files if k.startswith("var/")} == {"var/lib/dpkg/status.d/b"}
+
+
+def test_blocks_compressed_side_by_side_give_one_gzip_member_whatever_the_threads():
+    from envlock.image.layer import BLOCK, _GzipSink
+
+    words = [f"{i * 7919 % 100003:x}".encode() for i in range(300_000)]
+    data = b" ".join(words)[: 2 * BLOCK + 12345]  # three blocks, the last one short
+    outputs = []
+    for threads, step in ((1, len(data)), (4, 4096), (3, 999_999)):
+        out = io.BytesIO()
+        sink = _GzipSink(out, 6, threads)
+        for i in range(0, len(data), step):
+            sink.write(bytearray(data[i:i + step]))
+        sink.finish()
+        sink.shutdown()
+        outputs.append((out.getvalue(), sink.sha.hexdigest(), sink.size))
+    assert outputs[0] == outputs[1] == outputs[2]
+    blob, sha, size = outputs[0]
+    assert gzip.decompress(blob) == data and size == len(blob) < len(data) // 2
+    assert sha == hashlib.sha256(blob).hexdigest()
