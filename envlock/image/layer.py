@@ -29,7 +29,10 @@ from typing import BinaryIO
 #: 1980-01-01T00:00:00Z: the time of every entry (the oldest a zip file can hold, so
 #: wheels and layers agree), and of the images envlock assembles without a better one.
 EPOCH = 315532800
-GZIP_LEVEL = 6
+#: zlib's fastest level, go-containerregistry's default for layers (crane, ko): for the
+#: torch 2.13 environment 2.6x less CPU than level 6 for 15 % more bytes (299.0 MB
+#: against 260.7 MB from 977 MB of tar); gunzip is as fast either way.
+GZIP_LEVEL = 1
 #: Uncompressed bytes per deflate block (pigz uses 128 KiB; larger blocks cost fewer
 #: thread hand-overs and no measurable ratio).
 BLOCK = 1 << 20
