@@ -252,8 +252,9 @@ class Envlock:
 
     def build(self, lock: Path, cwd: Path, repo: str | None, run_id: str, *, builder: str,
               cache: Path, no_cache: bool = False, push: bool = True,
-              tmpdir: Path | None = None, umask: str | None = None) -> dict:
-        cmd = [self.exe, "build", str(lock), "--base-image", self.base, "--builder", builder,
+              tmpdir: Path | None = None, umask: str | None = None,
+              exe: str | None = None) -> dict:
+        cmd = [exe or self.exe, "build", str(lock), "--base-image", self.base, "--builder", builder,
                "--run-id", run_id, "--json"]
         if repo:
             cmd += ["--registry", repo]
@@ -369,39 +370,48 @@ def wheelhouse_for(ctx: dict, name: str, lock: Path, warm: Path) -> Path:
     return plain
 
 
-def plain_build(ctx: dict, plain: Path, tag: str) -> dict:
-    ctx["cleanup"].append(tag)
+def plain_build(ctx: dict, plain: Path, tag: str, remote: str) -> dict:
+    """``docker build --no-cache`` (timed), then, informational, ``docker push`` of the
+    result to a new repository (timed on its own: the engine compresses at push time)."""
+    ctx["cleanup"] += [tag, remote]
     load = load_average()
     log(f"plain docker build --no-cache -> {tag} (load {load})")
     env = dict(ctx["env"], DOCKER_BUILDKIT="0")
     dt, _ = run(["docker", "build", "--no-cache", "--force-rm", "-q", "-t", tag, str(plain)],
                 env=env)
-    log(f"  {dt:.2f}s")
     info = inspect(tag) or {}
     ctx["ids"].append(info.get("Id"))
-    return {"wall_s": round(dt, 3), "load_average": load, "image_size": info.get("Size")}
+    run(["docker", "tag", tag, remote], env=env)
+    push_s, _ = run(["docker", "push", "-q", remote], env=env)
+    log(f"  {dt:.2f}s; docker push {push_s:.2f}s")
+    return {"wall_s": round(dt, 3), "push_s": round(push_s, 3), "load_average": load,
+            "image_size": info.get("Size")}
 
 
 def section_cold(ctx: dict, el: Envlock, name: str, lock: Path, proj: Path, warm: Path,
                  known_ids: list[str], rounds: int) -> dict:
-    """a: ``rounds`` rounds of (daemonless, Docker-engine builder, plain docker build)."""
+    """a: ``rounds`` rounds of (daemonless, Docker-engine builder, plain docker build and,
+    with ``--baseline-envlock``, the baseline's daemonless build), in rotating order."""
     wd: Path = ctx["workdir"]
     plain = wheelhouse_for(ctx, name, lock, warm)
-    samples: dict[str, list] = {b: [] for b in BUILDERS}
+    builders = BUILDERS + (("oci-base",) if ctx.get("baseline") else ())
+    samples: dict[str, list] = {b: [] for b in builders}
     engine_ids = list(known_ids)
     for r in range(rounds):
-        order = BUILDERS[r % 3:] + BUILDERS[:r % 3]
+        order = builders[r % len(builders):] + builders[:r % len(builders)]
         for builder in order:
             tag = f"{name}-{builder}-r{r + 1}"
             if builder == "plain":
                 samples["plain"].append(plain_build(
-                    ctx, plain, f"envlock-bench-plain:{ctx['stamp']}-{tag}"))
+                    ctx, plain, f"envlock-bench-plain:{ctx['stamp']}-{tag}",
+                    f"{ctx['registry']}/envlock-bench/plain-{ctx['stamp']}-{tag}:latest"))
                 continue
             if builder == "docker":
                 remove_from_engine(engine_ids)
             cache = prefill(wd / "caches" / f"{ctx['stamp']}-{tag}", warm)
             repo = f"{ctx['registry']}/envlock-bench/build-{ctx['stamp']}-{tag}"
-            res = el.build(lock, proj, repo, "cold", builder=builder, cache=cache)
+            res = el.build(lock, proj, repo, "cold", builder=builder.split("-")[0], cache=cache,
+                           exe=ctx["baseline"] if builder == "oci-base" else None)
             res["_env_registry_digest"] = env_registry_digest(res)
             if builder == "docker":
                 engine_ids += [res["image_id"], res["env_image_id"]]
@@ -421,7 +431,7 @@ def summarize_cold(cold: dict) -> dict:
         return round(statistics.median(xs), 3)
 
     out = {}
-    for builder in ("oci", "docker"):
+    for builder in [b for b in ("oci", "docker", "oci-base") if b in s]:
         rs = s[builder]
         spans = {k for r in rs for k in r["timings"]}
         out[builder] = {
@@ -434,6 +444,7 @@ def summarize_cold(cold: dict) -> dict:
             "rounds": [brief(r) for r in rs],
         }
     out["plain"] = {"wall_s": median([p["wall_s"] for p in s["plain"]]), "rounds": s["plain"],
+                    "push_s": median([p["push_s"] for p in s["plain"]]),
                     "image_size": s["plain"][-1]["image_size"]}
     plain = out["plain"]["wall_s"]
     out["speedup_plain_over_oci"] = round(plain / out["oci"]["excl_push_s"], 3)
@@ -444,6 +455,11 @@ def summarize_cold(cold: dict) -> dict:
         plain / out["oci"]["excl_push_provision_s"], 3)
     out["speedup_plain_over_docker_excl_provision"] = round(
         plain / out["docker"]["excl_push_provision_s"], 3)
+    out["speedup_plain_with_push_over_oci_with_push"] = round(
+        (plain + out["plain"]["push_s"]) / out["oci"]["wall_s"], 3)
+    if "oci-base" in out:
+        out["speedup_oci_over_baseline"] = round(out["oci-base"]["excl_push_s"] /
+                                                 out["oci"]["excl_push_s"], 3)
     return out
 
 
@@ -461,6 +477,7 @@ def section_repro(ctx: dict, el: Envlock, name: str, lock: Path, warm: Path,
     ctx["ids"] += [res["image_id"], res["env_image_id"]]
     builds = [(f"{b} r{i + 1}", r) for b in ("oci", "docker")
               for i, r in enumerate(cold["samples"][b])] + [("oci elsewhere", res)]
+    base_ids = {r["env_image_id"] for r in cold["samples"].get("oci-base", [])}
     rows = [{"build": label, "env_image_id": r["env_image_id"],
              "env_registry_digest": r["_env_registry_digest"],
              "code_image_id": r["image_id"], "code_registry_digest": r["manifest_digest"],
@@ -476,7 +493,8 @@ def section_repro(ctx: dict, el: Envlock, name: str, lock: Path, warm: Path,
             "same_env_image_id": same("env_image_id"),
             "same_env_registry_digest": same("env_registry_digest"),
             "same_code_image_id": same("code_image_id"),
-            "same_code_registry_digest": same("code_registry_digest")}
+            "same_code_registry_digest": same("code_registry_digest"),
+            "baseline_env_image_ids": sorted(base_ids)}
 
 
 def section_noop(el: Envlock, lock: Path, proj: Path, last_oci: dict) -> dict:
@@ -574,10 +592,11 @@ def section_d(ctx: dict, el: Envlock, venv: Path, warm: Path, runs: int) -> dict
         "expected_bytes_with_configs_manifests": expected_all,
         "env_blobs_in_registry_before": len(env_blobs) - len(env_new),
         "expected_blobs": len(env_new) + 3 * runs,  # layer + config + manifest, per image
-        "ratio": round(growth / expected, 4) if expected else None,
-        "ratio_data": round((sum(after.values()) - sum(before.values())) / expected, 4)
-        if expected else None,
-        "ratio_ours": round(ours_bytes / expected, 4) if expected else None,
+        # against everything new this run should have stored (configs and manifests too)
+        "ratio": round(growth / expected_all, 4) if expected_all else None,
+        "ratio_data": round((sum(after.values()) - sum(before.values())) / expected_all, 4)
+        if expected_all else None,
+        "ratio_ours": round(ours_bytes / expected_all, 4) if expected_all else None,
     }
 
 
@@ -623,8 +642,10 @@ def cleanup(refs: list[str], ids: list[str]) -> list[str]:
 
 def warm_up(ctx: dict, el: Envlock, name: str, lock: Path, proj: Path) -> tuple[Path, dict]:
     """Fill the warm cache's wheels (a daemonless build without push, whose provisioning
-    downloads what is missing: reported, not compared) and learn the image IDs."""
+    downloads what is missing: reported, not compared), learn the image IDs and warm the
+    page cache for every builder alike."""
     warm = ctx["workdir"] / f"warm-cache-{name}"
+    shutil.rmtree(warm / "oci", ignore_errors=True)  # built now: its IDs are this envlock's
     res = el.build(lock, proj, None, "cold", builder="oci", cache=warm)
     return warm, brief(res)
 
@@ -668,6 +689,9 @@ def main() -> int:
     ap.add_argument("--envlock", default=str(Path(sys.prefix) / "bin" / "envlock"),
                     help="envlock executable (default: next to this interpreter)")
     ap.add_argument("--keep-images", action="store_true", help="do not docker rmi at the end")
+    ap.add_argument("--baseline-envlock", metavar="PATH",
+                    help="another envlock (e.g. main's) whose daemonless cold build joins the "
+                         "rotation of a, for before/after figures")
     args = ap.parse_args()
     t_start = time.perf_counter()
     wd: Path = args.workdir
@@ -685,7 +709,8 @@ def main() -> int:
     stamp = time.strftime("%Y%m%d%H%M%S")
     store_root = (benchlib.REGISTRY_WORKDIR or wd) / "open" / "data" / "docker" / "registry" / "v2"
     ctx = {"workdir": wd, "env": env, "registry": registry, "base": base, "stamp": stamp,
-           "store": BlobStore(store_root), "cleanup": [], "ids": []}
+           "store": BlobStore(store_root), "cleanup": [], "ids": [],
+           "baseline": args.baseline_envlock}
     el = Envlock(args.envlock, env, base)
     envlock_version = run([args.envlock, "--version"], env=env)[1].stdout.strip()
     docker_version = run(["docker", "version", "--format", "{{.Server.Version}}"],
@@ -694,6 +719,7 @@ def main() -> int:
                      "python": platform.python_version(), "cpus": os.cpu_count(),
                      "quick": args.quick, "rounds": args.rounds, "registry": registry,
                      "base": base, "stamp": stamp, "load_average_start": load_average(),
+                     "baseline_envlock": args.baseline_envlock,
                      "errors": {}, "envs": {}}
 
     def attempt(name: str, fn, *a):
@@ -731,7 +757,9 @@ def main() -> int:
 
 
 def _mb(n: int | None) -> str:
-    return "n/a" if n is None else f"{n / 1e6:.1f} MB"
+    if n is None:
+        return "n/a"
+    return f"{n / 1e6:.1f} MB" if abs(n) >= 100_000 else f"{n / 1e3:.1f} kB"
 
 
 def _spans(t: dict) -> str:
@@ -747,16 +775,17 @@ def report_env(name: str, e: dict, rows: list) -> None:
               f"{_spans(w['timings'])}")
     a = e.get("a")
     if a:
-        for builder in ("oci", "docker"):
+        for builder in [b for b in ("oci", "docker", "oci-base") if b in a]:
             x = a[builder]
-            print(f"a  {builder:<6} cold: wall {x['wall_s']:.2f}s, excl. push "
+            print(f"a  {builder:<8} cold: wall {x['wall_s']:.2f}s, excl. push "
                   f"{x['excl_push_s']:.2f}s, excl. push+provision "
                   f"{x['excl_push_provision_s']:.2f}s (medians of {len(x['rounds'])}); "
                   f"spans {_spans(x['timings_median'])}")
         p = a["plain"]
-        print(f"a  plain  docker build --no-cache: {p['wall_s']:.2f}s "
+        print(f"a  plain    docker build --no-cache: {p['wall_s']:.2f}s "
               f"({[r['wall_s'] for r in p['rounds']]}; {a['wheels']} wheels, "
-              f"{_mb(a['wheelhouse_bytes'])}; image {_mb(p['image_size'])})")
+              f"{_mb(a['wheelhouse_bytes'])}; image {_mb(p['image_size'])}); then docker "
+              f"push {p['push_s']:.2f}s")
         print(f"   loads: oci {[r['load_average'][0] for r in a['oci']['rounds']]}, docker "
               f"{[r['load_average'][0] for r in a['docker']['rounds']]}, plain "
               f"{[r['load_average'][0] for r in p['rounds']]}")
@@ -770,6 +799,11 @@ def report_env(name: str, e: dict, rows: list) -> None:
                      f"{a['speedup_plain_over_docker']:.2f}x", "(info)", None))
         rows.append((f"{name}: docker builder / daemonless",
                      f"{a['speedup_docker_over_oci']:.2f}x", "(info)", None))
+        rows.append((f"{name}: (docker build + push) / daemonless with push",
+                     f"{a['speedup_plain_with_push_over_oci_with_push']:.2f}x", "(info)", None))
+        if "speedup_oci_over_baseline" in a:
+            rows.append((f"{name}: baseline daemonless / this daemonless",
+                         f"{a['speedup_oci_over_baseline']:.2f}x", "(info)", None))
     f = e.get("f")
     if f:
         print(f"f  {len(f['builds'])} cold builds (both builders; last from "
@@ -835,7 +869,7 @@ def report(r: dict) -> dict:
               f"{_mb(sum(d['code_layer_bytes']))} = {_mb(d['expected_bytes'])} "
               f"({_mb(d['expected_bytes_with_configs_manifests'])} with configs+manifests; "
               f"{d['expected_blobs']} blobs)")
-        rows.append((f"d registry growth (blob files) / (env + {d['runs']} code layers)",
+        rows.append(("d registry growth (blob files) / expected new blobs",
                      f"{d['ratio_data']:.3f}x", "~1.0x (info)", None))
         rows.append(("d blobs added (ours/expected)",
                      f"{d['blobs_added_ours']}/{d['expected_blobs']}", "(info)", None))
