@@ -745,6 +745,10 @@ def main() -> int:
     if not args.keep_images:
         log("cleaning up images")
         results["cleanup_errors"] = cleanup(ctx["cleanup"], ctx["ids"])
+    # this run's caches (each holds its environment layer) and scratch directories
+    for scratch in [*(wd / "caches").glob(f"{stamp}-*"), *wd.glob(f"elsewhere-{stamp}-*"),
+                    *wd.glob(f"tmp-{stamp}-*")]:
+        shutil.rmtree(scratch, ignore_errors=True)
     for data in results["envs"].values():
         for key in [k for k in data if k.startswith("_")]:
             del data[key]
