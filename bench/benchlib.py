@@ -18,6 +18,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CMD_TIMEOUT = 1800
+#: Where ``infra_env()``'s registries keep their data (``open/data``, ``auth/data``): a
+#: benchmark that measures registry growth reads the open one's blob store there.
+REGISTRY_WORKDIR: Path | None = None
 
 
 def log(msg: str) -> None:
@@ -69,12 +72,14 @@ def infra_env() -> dict[str, str]:
 
 
 def _registries() -> dict[str, str]:
+    global REGISTRY_WORKDIR
     sys.path.insert(0, str(REPO))
     from tests.registry import RegistryError, session
 
     stack = contextlib.ExitStack()
     atexit.register(stack.close)
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="envlock-bench-")))
+    REGISTRY_WORKDIR = workdir
     try:
         return stack.enter_context(session(workdir))
     except RegistryError as exc:

@@ -6,20 +6,22 @@ carries no name and no time. Its two digests are computed while it is written: t
 ``diff_id`` (sha256 of the tar, what an image config lists) and the blob digest (sha256
 of the gzip stream, what a manifest lists and a registry stores).
 
-Compression runs in a second thread: zlib releases the GIL, so packing the tar and
-compressing it overlap on a multi-core machine.
+Compression runs beside the packing, in blocks compressed side by side (zlib releases the
+GIL), each primed with the 32 KiB before it and ended on a byte boundary, as pigz does: one
+ordinary gzip member whose bytes depend on the data, the level and the block size only,
+never on the number of threads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import stat
 import tarfile
-import threading
 import zlib
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -27,7 +29,14 @@ from typing import BinaryIO
 #: 1980-01-01T00:00:00Z: the time of every entry (the oldest a zip file can hold, so
 #: wheels and layers agree), and of the images envlock assembles without a better one.
 EPOCH = 315532800
-GZIP_LEVEL = 6
+#: zlib's fastest level, go-containerregistry's default for layers (crane, ko): for the
+#: torch 2.13 environment 2.6x less CPU than level 6 for 15 % more bytes (299.0 MB
+#: against 260.7 MB from 977 MB of tar); gunzip is as fast either way.
+GZIP_LEVEL = 1
+#: Uncompressed bytes per deflate block (pigz uses 128 KiB; larger blocks cost fewer
+#: thread hand-overs and no measurable ratio).
+BLOCK = 1 << 20
+_WINDOW = 1 << 15  # what deflate can refer back to: the next block's primer
 _CHUNK = 1 << 20
 
 
@@ -49,24 +58,43 @@ def normalized_mode(mode: int, is_dir: bool) -> int:
     return 0o755 if mode & 0o111 else 0o644
 
 
-class _GzipSink:
-    """A gzip member (RFC 1952) written by a background thread, hashed on the way out."""
+def compression_threads() -> int:
+    """One per usable CPU, at most 8 (beyond that the tar packing is the bottleneck)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
 
-    def __init__(self, out: BinaryIO, level: int) -> None:
-        self.out = out
+
+def _deflate(block: bytes, primer: bytes, level: int, last: bool) -> bytes:
+    """Raw deflate of one block; all but the last end with a sync flush (byte-aligned,
+    not final), so the blocks concatenate into one stream."""
+    extra = {"zdict": primer} if primer else {}
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL,
+                                  0, **extra)
+    return compressor.compress(block) + compressor.flush(
+        zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
+class _GzipSink:
+    """A gzip member (RFC 1952) compressed block by block in a thread pool, hashed on the
+    way out. ``finish()`` writes the rest; ``shutdown()`` always ends the pool."""
+
+    def __init__(self, out: BinaryIO, level: int, threads: int | None = None) -> None:
+        self.out, self.level = out, level
         self.sha = hashlib.sha256()
         self.size = 0
-        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
         self.crc = 0
         self.length = 0
-        self.error: BaseException | None = None
-        self.compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS,
-                                           zlib.DEF_MEM_LEVEL, 0)
+        self.pending = bytearray()
+        self.primer = b""
+        self.threads = threads or compression_threads()
+        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="envlock-gzip")
+        self.running: deque[Future[bytes]] = deque()
         xfl = b"\x02" if level == 9 else b"\x04" if level == 1 else b"\x00"
         # magic, deflate, no flags, mtime 0, xfl, OS "unknown": no name, no time
         self._emit(b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + xfl + b"\xff")
-        self.thread = threading.Thread(target=self._run, name="envlock-gzip", daemon=True)
-        self.thread.start()
 
     def _emit(self, data: bytes) -> None:
         if data:
@@ -74,30 +102,30 @@ class _GzipSink:
             self.size += len(data)
             self.out.write(data)
 
-    def _run(self) -> None:
-        try:
-            while (data := self.queue.get()) is not None:
-                self.crc = zlib.crc32(data, self.crc)
-                self.length += len(data)
-                self._emit(self.compressor.compress(data))
-            self._emit(self.compressor.flush())
-            self._emit(self.crc.to_bytes(4, "little") +
-                       (self.length & 0xFFFFFFFF).to_bytes(4, "little"))
-        except BaseException as exc:  # noqa: BLE001 - reported by close()
-            self.error = exc
-            while self.queue.get() is not None:  # drain so the producer never blocks
-                pass
-
     def write(self, data: bytes | bytearray) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put(bytes(data))
+        self.crc = zlib.crc32(data, self.crc)
+        self.length += len(data)
+        self.pending += data
+        while len(self.pending) >= BLOCK:
+            self._submit(bytes(self.pending[:BLOCK]), last=False)
+            del self.pending[:BLOCK]
 
-    def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
+    def _submit(self, block: bytes, last: bool) -> None:
+        self.running.append(self.pool.submit(_deflate, block, self.primer, self.level, last))
+        self.primer = block[-_WINDOW:]
+        while len(self.running) > 2 * self.threads:  # bounded memory, output in order
+            self._emit(self.running.popleft().result())
+
+    def finish(self) -> None:
+        self._submit(bytes(self.pending), last=True)
+        self.pending.clear()
+        while self.running:
+            self._emit(self.running.popleft().result())
+        self._emit(self.crc.to_bytes(4, "little") +
+                   (self.length & 0xFFFFFFFF).to_bytes(4, "little"))
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _TarSink:
@@ -128,8 +156,9 @@ class LayerWriter:
     Callers add entries in any order; they are written sorted by path, so the layer
     depends on the set of entries only."""
 
-    def __init__(self, out: BinaryIO, level: int = GZIP_LEVEL) -> None:
-        self.gzip = _GzipSink(out, level)
+    def __init__(self, out: BinaryIO, level: int = GZIP_LEVEL,
+                 threads: int | None = None) -> None:
+        self.gzip = _GzipSink(out, level, threads)
         self.sink = _TarSink(self.gzip)
         self.entries: dict[str, tuple[tarfile.TarInfo, Path | bytes | None]] = {}
 
@@ -192,8 +221,9 @@ class LayerWriter:
                     else:
                         archive.addfile(info)
             self.sink.flush()
+            self.gzip.finish()
         finally:
-            self.gzip.close()
+            self.gzip.shutdown()
         return Layer(digest="sha256:" + self.gzip.sha.hexdigest(),
                      diff_id="sha256:" + self.sink.sha.hexdigest(), size=self.gzip.size)
 

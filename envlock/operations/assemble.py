@@ -222,8 +222,10 @@ class _Chunked:
 # ---------------------------------------------------------------- load into an engine
 
 def load(engine: Any, image: Assembled, store: Store, tags: list[str]) -> None:
-    """``docker load`` of ``image``: its config and the layers the store holds; the engine
-    skips layers it already has (the base's, pulled before), by their chain id."""
+    """``docker load`` of ``image``: its config and its top layer. The caller has put its
+    parent in the engine (the base pulled, or the environment loaded), and the engine skips
+    the layers it has by their chain id: a code image's load never copies the environment
+    layer again."""
     with tempfile.TemporaryDirectory(prefix="envlock-load-") as tmp:
         archive = Path(tmp) / "image.tar"
         config_digest = json.loads(image.manifest_bytes)["config"]["digest"]
@@ -233,10 +235,8 @@ def load(engine: Any, image: Assembled, store: Store, tags: list[str]) -> None:
                         "Layers": [oci.blob_path(d["digest"]) for d in layers]}]
             _add_bytes(tar, "manifest.json", oci.canonical_json(entries))
             _add_bytes(tar, oci.blob_path(config_digest), image.config_bytes)
-            for descriptor in layers:
-                if store.has(descriptor["digest"]):
-                    tar.add(str(store.path(descriptor["digest"])),
-                            arcname=oci.blob_path(descriptor["digest"]))
+            top = layers[-1]["digest"]
+            tar.add(str(store.path(top)), arcname=oci.blob_path(top))
         with archive.open("rb") as handle:
             engine.load(handle)
 

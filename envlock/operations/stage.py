@@ -172,18 +172,25 @@ def _venv_layout(venv: Path, facts: BaseFacts, lock: Lock, minor: str) -> None:
 
 # ---------------------------------------------------------------- byte-code
 
+# Runs in the lock's interpreter, once per slice of the files (NUL-separated paths
+# relative to the site directory on stdin). Not ``-I``: it implies ``-E``, which ignores
+# PYTHONHASHSEED, and before Python 3.11 marshal writes frozenset constants in hash order.
+# What ``-I`` did otherwise is done by hand: the caller drops every other PYTHON*
+# variable, ``-s`` skips the user site, and the script takes the working directory out
+# of sys.path before importing anything.
 _COMPILE = """
-import os, py_compile, sys
+import sys
+sys.path[:] = [p for p in sys.path if p not in ("", ".")]
+import os, py_compile
+if sys.flags.hash_randomization:
+    raise SystemExit("hash randomization is on: PYTHONHASHSEED=0 did not reach the compiler")
 root, inside = sys.argv[1], sys.argv[2]
-for current, dirs, files in os.walk(root):
-    dirs.sort()
-    dirs[:] = [d for d in dirs if d != "__pycache__"]
-    for name in sorted(files):
-        if name.endswith(".py"):
-            source = os.path.join(current, name)
-            shown = inside + source[len(root):]
-            py_compile.compile(source, dfile=shown, quiet=2,
-                               invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+mode = py_compile.PycInvalidationMode.CHECKED_HASH
+for rel in sys.stdin.buffer.read().split(b"\\0"):
+    if rel:
+        rel = os.fsdecode(rel)
+        py_compile.compile(os.path.join(root, rel), dfile=inside + "/" + rel, quiet=2,
+                           invalidation_mode=mode)
 """
 
 
@@ -211,17 +218,53 @@ def bytecode_interpreter(lock: Lock) -> str | None:
     return None
 
 
-def compile_bytecode(python: str, root: Path, lock: Lock) -> None:
-    """Hash-checked ``.pyc`` files for every ``.py`` in the staged site-packages."""
+def compile_bytecode(python: str, root: Path, lock: Lock, workers: int | None = None) -> None:
+    """Hash-checked ``.pyc`` files for every ``.py`` in the staged site-packages, by
+    ``workers`` processes (default: one per usable CPU) each compiling an interleaved
+    slice of the sorted file list: a ``.pyc`` depends on its source only, so the bytes
+    are the same for any number of processes."""
+    from concurrent.futures import ThreadPoolExecutor
+
     site = root / site_packages(lock).strip("/")
+    sources = python_sources(site)
+    count = max(1, min(workers or usable_cpus(), len(sources) // _PER_PROCESS or 1))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONHASHSEED"] = "0"  # frozenset constants are marshalled in hash order
-    out = proc.run([python, "-I", "-c", _COMPILE, str(site), site_packages(lock)],
-                   env=env, timeout=3600)
-    if out.returncode != 0:
-        tail = out.stderr.decode(errors="replace").strip().splitlines()
-        raise StageError(f"byte-compiling the environment failed: "
-                         f"{tail[-1] if tail else out.returncode}")
+    command = [python, "-s", "-c", _COMPILE, str(site), site_packages(lock)]
+
+    def compile_slice(part: list[str]) -> Any:
+        return proc.run(command, env=env, input=b"\0".join(os.fsencode(p) for p in part),
+                        timeout=3600)
+
+    with ThreadPoolExecutor(count) as pool:
+        outs = list(pool.map(compile_slice, [sources[i::count] for i in range(count)]))
+    for out in outs:
+        if out.returncode != 0:
+            tail = out.stderr.decode(errors="replace").strip().splitlines()
+            raise StageError(f"byte-compiling the environment failed: "
+                             f"{tail[-1] if tail else out.returncode}")
+
+
+#: Fewer files than this per process: not worth starting another interpreter.
+_PER_PROCESS = 64
+
+
+def python_sources(site: Path) -> list[str]:
+    """Every ``.py`` under ``site`` (relative, sorted), outside ``__pycache__``."""
+    found = []
+    for current, dirs, files in os.walk(site):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        rel = os.path.relpath(current, site)
+        found += [name if rel == "." else f"{rel}/{name}" for name in files
+                  if name.endswith(".py")]
+    return sorted(found)
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------- checks and the layer
