@@ -369,11 +369,19 @@ def test_a_base_image_with_the_wrong_python(infra, tmp_path):
                  "--base-image")
 
 
+def _default_signals():
+    """As a terminal's foreground job: a CI runner that started the suite in the background
+    passes SIGINT down ignored, and envlock (like any program) keeps an ignored signal
+    ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def interrupted_build(marker, *args, sig=signal.SIGINT):
     """Run `envlock build ARGS` and send ``sig`` once ``marker`` shows in its progress."""
     proc = subprocess.Popen([sys.executable, "-m", "envlock", "build", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "CI": "1"})
+                            env={**os.environ, "CI": "1"}, preexec_fn=_default_signals)
     seen = ""
     while marker not in seen:
         line = proc.stderr.readline()
@@ -429,7 +437,9 @@ def test_interrupt_mid_push_never_reports_an_unpushed_image(project, infra, dock
 
     path = repo.split("/", 1)[1]
     try:
-        urllib.request.urlopen(f"http://{infra.registry}/v2/{path}/manifests/{tag}")
+        urllib.request.urlopen(urllib.request.Request(
+            f"http://{infra.registry}/v2/{path}/manifests/{tag}",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}))
         in_registry = True
     except urllib.error.HTTPError:
         in_registry = False

@@ -195,7 +195,9 @@ def test_the_fidelity_check_passes_under_podman_as_under_docker(podman, captured
     lock = lockfile.load(payload["lockfile"])
     report = verify_fidelity(podman, recorded, lock)
     assert report["ok"] is True and report["problems"] == []
-    # the same files, hashed against the same RECORDs, as under Docker
+    # the same files, hashed against the same RECORDs, as under Docker (pulled by the pin:
+    # envlock loaded it into Docker by id and pushed it with its registry client)
+    docker_client.images.pull(recorded)
     assert report == verify_fidelity(Engine(docker_client), recorded, lock)
     assert report["files_verified"] > 1000 and report["packages"] == len(lock.packages)
 
