@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envlock.adapters.engine.errors import RegistryError
-from envlock.adapters.registry import Registry
+from envlock.adapters.registry import Chunks, Registry
 from envlock.image import oci
 
 #: What the assembled images run on; an index is narrowed to this platform.
@@ -117,7 +117,7 @@ def read_files(image: RemoteImage, paths: Iterable[str], *,
     under = tuple(d.strip("/") + "/" for d in directories)
     found: dict[str, bytes | Link] = {}
     for descriptor in image.layers:
-        stream = _Stream(image.registry.blob(image.reference.repository,
+        stream = Chunks(image.registry.blob(image.reference.repository,
                                              descriptor["digest"]))
         with tarfile.open(fileobj=stream, mode="r|*") as layer:  # type: ignore[call-overload]
             for member in layer:
@@ -170,31 +170,6 @@ def resolve_link(files: dict[str, bytes | Link], path: str, limit: int = 16) -> 
                     parts.append(part)
             current = "/".join(parts)
     return current
-
-
-class _Stream:
-    """A file-like view of an iterator of chunks (what tarfile's stream mode reads)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self.chunks = iter(chunks)
-        self.buffer = b""
-        self.offset = 0
-
-    def read(self, n: int = -1) -> bytes:
-        parts: list[bytes] = []
-        while n < 0 or n > 0:
-            if self.offset >= len(self.buffer):
-                try:
-                    self.buffer, self.offset = next(self.chunks), 0
-                except StopIteration:
-                    break
-                continue
-            end = len(self.buffer) if n < 0 else min(len(self.buffer), self.offset + n)
-            parts.append(self.buffer[self.offset:end])
-            if n > 0:
-                n -= end - self.offset
-            self.offset = end
-        return b"".join(parts)
 
 
 __all__ = ["Link", "RegistryError", "RemoteImage", "open_image", "read_files",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from envlock.adapters.engine.errors import RegistryError
@@ -231,6 +231,44 @@ class Registry:
                                       "Content-Length": str(size)})
         if done.status_code == 404:
             raise RegistryError(f"registry {self.host} lost the upload ({action})")
+
+
+# ---------------------------------------------------------------- blob streams
+
+class Chunks:
+    """A file-like view of an iterator of byte chunks (a blob being downloaded)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks, self._buffer, self._pos = iter(chunks), b"", 0
+
+    def read(self, n: int = -1) -> bytes:
+        parts = []
+        while n != 0:
+            if self._pos >= len(self._buffer):
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._buffer, self._pos = chunk, 0
+            left = len(self._buffer) - self._pos
+            take = left if n < 0 else min(n, left)
+            parts.append(self._buffer[self._pos:self._pos + take])
+            self._pos += take
+            n = n - take if n > 0 else n
+        return b"".join(parts)
+
+
+class Sized:
+    """A reader with a known length: an :class:`Upload` requests streams with
+    Content-Length (a local file, or another registry's blob through :class:`Chunks`)."""
+
+    def __init__(self, reader: Any, size: int) -> None:
+        self.reader, self.size = reader, size
+
+    def read(self, n: int = -1) -> bytes:
+        return bytes(self.reader.read(n))
+
+    def __len__(self) -> int:
+        return self.size
 
 
 def _pull(repository: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 from envlock.adapters.engine.errors import RegistryError
 from envlock.adapters.imagefs import RemoteImage, registry_for
 from envlock.adapters.ocistore import Store
-from envlock.adapters.registry import Registry
+from envlock.adapters.registry import Chunks, Registry, Sized
 from envlock.image import imageconfig, oci
 from envlock.image.layer import Layer, LayerWriter
 
@@ -166,7 +166,7 @@ def push(image: Assembled, target: oci.Reference, tag: str, store: Store, regist
             continue
         if store.has(digest):
             with store.path(digest).open("rb") as handle:
-                registry.push_blob(repository, digest, size, _Sized(handle, size))
+                registry.push_blob(repository, digest, size, Sized(handle, size))
             count.blobs_pushed += is_layer
             count.bytes_pushed += size
             continue
@@ -185,38 +185,14 @@ def push(image: Assembled, target: oci.Reference, tag: str, store: Store, regist
             source = sources[host] = registry if host == target.registry else \
                 connect(host) if connect else \
                 registry_for(oci.Reference(host, from_repository), None)
-        registry.push_blob(repository, digest, size,  # requests streams an iterable body
-                           _Chunked(source.blob(from_repository, digest), size))  # type: ignore[arg-type]
+        registry.push_blob(repository, digest, size,
+                           Sized(Chunks(source.blob(from_repository, digest)), size))
         count.blobs_copied += 1
     pushed = registry.put_manifest(repository, tag, image.manifest_bytes, oci.OCI_MANIFEST)
     if pushed != image.digest or not registry.has_manifest(repository, image.digest):
         raise RegistryError(f"{target.name}:{tag} was pushed but registry {target.registry} "
                             f"does not hold {image.digest[:19]}…", "retry the push")
     return image.digest
-
-
-class _Sized:
-    def __init__(self, handle: Any, size: int) -> None:
-        self.handle, self.size = handle, size
-
-    def read(self, n: int = -1) -> bytes:
-        return bytes(self.handle.read(n))
-
-    def __len__(self) -> int:
-        return self.size
-
-
-class _Chunked:
-    """A blob streamed from another registry into an upload (requests reads it)."""
-
-    def __init__(self, chunks: Any, size: int) -> None:
-        self.chunks, self.size = iter(chunks), size
-
-    def __iter__(self) -> Any:
-        return self.chunks
-
-    def __len__(self) -> int:
-        return self.size
 
 
 # ---------------------------------------------------------------- load into an engine

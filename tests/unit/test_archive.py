@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from envlock.adapters.registry import Chunks as _Chunks
 from envlock.adapters.registry import parse_challenge
 from envlock.image import oci
 from envlock.operations import archive
 from envlock.operations.archive import ArchiveError, ImageRecord
-from envlock.operations.archive.streams import _atomic, _Chunks
+from envlock.operations.archive.streams import _atomic
 
 RUN_ID = "a" * 32
 CONFIG = json.dumps({"architecture": "amd64", "os": "linux",

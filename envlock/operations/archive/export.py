@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from envlock.adapters.protocols import EngineLike, TrackerLike
-from envlock.adapters.registry import Registry
+from envlock.adapters.registry import Chunks, Registry
 from envlock.errors import EnvlockError, UsageError
 from envlock.image import oci
 from envlock.operations.archive.format import (
@@ -26,7 +26,7 @@ from envlock.operations.archive.format import (
     build_manifest,
     portable_record,
 )
-from envlock.operations.archive.streams import _atomic, _Chunks, _Writer
+from envlock.operations.archive.streams import _atomic, _Writer
 from envlock.progress import Reporter, Silent
 
 # ---------------------------------------------------------------- export
@@ -139,7 +139,7 @@ class _ImageSource:
             self.report.detail(f"blob {number + 1}/{len(descriptors)} "
                                f"{descriptor['digest'][:19]}… ({descriptor['size']} bytes)")
             self.writer.add_stream(oci.blob_path(descriptor["digest"]), descriptor["size"],
-                                   _Chunks(registry.blob(ref.repository, descriptor["digest"])),
+                                   Chunks(registry.blob(ref.repository, descriptor["digest"])),
                                    descriptor["digest"])
         self.report.step(f"copied {len(descriptors)} blobs of {ref.pinned(digest)}")
         name = f"{ref.name}:{self.run_id}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -39,28 +39,6 @@ class _Hashing:
 
     def digest(self) -> str:
         return "sha256:" + self.hash.hexdigest()
-
-
-class _Chunks:
-    """A file-like view of an iterator of byte chunks (a registry download)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks, self._buffer, self._pos = iter(chunks), b"", 0
-
-    def read(self, n: int = -1) -> bytes:
-        parts = []
-        while n != 0:
-            if self._pos >= len(self._buffer):
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    break
-                self._buffer, self._pos = chunk, 0
-            left = len(self._buffer) - self._pos
-            take = left if n < 0 else min(n, left)
-            parts.append(self._buffer[self._pos:self._pos + take])
-            self._pos += take
-            n = n - take if n > 0 else n
-        return b"".join(parts)
 
 
 class _Writer:
