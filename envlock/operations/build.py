@@ -224,6 +224,7 @@ def build(lock: Lock, options: BuildOptions, engine: EngineLike | None,
     a Docker engine to load the images into and prove them in, or None (daemonless).
     ``registries``: host -> registry client (default: ``adapters.registry.Registry`` with
     the build's credentials or the Docker config's)."""
+    from envlock.adapters.imagefs import registry_for
     from envlock.adapters.ocistore import Store
 
     report = reporter or Silent()
@@ -235,7 +236,7 @@ def build(lock: Lock, options: BuildOptions, engine: EngineLike | None,
     repository = render.repository_for(lock, options.registry)
     code_tag = render.default_code_tag(lock, options.run_id, options.tag)
     target = _target(repository) if options.registry else None
-    registry = (registries(target.registry) if registries else _registry(target, options.auth)
+    registry = (registries(target.registry) if registries else registry_for(target, options.auth)
                 ) if target else None
     code = None
     if not options.env_only:
@@ -316,12 +317,6 @@ def build(lock: Lock, options: BuildOptions, engine: EngineLike | None,
     return result
 
 
-def _registry(target: Any, auth: dict[str, str] | None) -> Any:
-    from envlock.adapters.imagefs import registry_for
-
-    return registry_for(target, auth)
-
-
 def same_base(labels: dict[str, str], wanted: str) -> bool:
     """Was the image built on the base ``wanted`` names? A pinned reference must match name
     and digest; a tag (``python:3.11-slim``) matches the name, whatever its digest now."""
@@ -340,8 +335,6 @@ def _reuse_env(store: Any, recipe: render.Recipe, lock: Lock, registry: Any,
                target: Any, base_ref: str) -> tuple[Any, str | None]:
     """The environment image built before on the same base: in the local store, else in
     the registry (an image of this env_digest on another base is not this build's)."""
-    import json
-
     from envlock.image import oci
     from envlock.operations import assemble
 
@@ -352,23 +345,21 @@ def _reuse_env(store: Any, recipe: render.Recipe, lock: Lock, registry: Any,
         return env, "local"
     if registry is None:
         return None, None
+    from envlock.adapters.imagefs import open_image
+
     try:
-        data, _ = registry.manifest(target.repository, recipe.env_tag)
+        found = open_image(f"{target.name}:{recipe.env_tag}", registry=registry)
     except RegistryError:
         return None, None
-    try:
-        document = json.loads(data)
-        config = b"".join(registry.blob(target.repository, document["config"]["digest"]))
-    except (RegistryError, ValueError, KeyError):
-        return None, None
-    env = assemble.Assembled(name=recipe.env_image, manifest_bytes=data, config_bytes=config,
+    env = assemble.Assembled(name=recipe.env_image, manifest_bytes=found.manifest_bytes,
+                             config_bytes=found.config_bytes,
                              remote={d["digest"]: (target.registry, target.repository)
-                                     for d in document.get("layers", [])})
+                                     for d in found.layers})
     if env.labels.get("envlock.env_digest") != lock.env_digest or \
-            document.get("mediaType") != oci.OCI_MANIFEST or not same_base(env.labels, base_ref):
+            found.media_type != oci.OCI_MANIFEST or not same_base(env.labels, base_ref):
         return None, None
-    store.put(config)
-    store.put(data)
+    store.put(found.config_bytes)
+    store.put(found.manifest_bytes)
     assemble.remember(store, env)
     return env, "registry"
 

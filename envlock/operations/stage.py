@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -207,13 +206,13 @@ def bytecode_interpreter(lock: Lock) -> str | None:
         if not os.access(candidate, os.X_OK):
             continue
         try:
-            out = subprocess.run([candidate, "-c", "import platform;"
-                                  "print(platform.python_implementation(),"
-                                  "platform.python_version())"],
-                                 capture_output=True, text=True, timeout=30, check=False)
-        except (OSError, subprocess.SubprocessError):
+            out = proc.run([candidate, "-c", "import platform;"
+                            "print(platform.python_implementation(),"
+                            "platform.python_version())"], timeout=30)
+        except OSError:  # CommandTimeout included
             continue
-        if out.returncode == 0 and out.stdout.split() == ["CPython", wanted]:
+        if out.returncode == 0 and out.stdout.decode(errors="replace").split() == \
+                ["CPython", wanted]:
             return candidate
     return None
 
