@@ -9,6 +9,7 @@ packages, without running anything.
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 from collections.abc import Iterable
@@ -108,6 +109,33 @@ class Link:
     target: str
 
 
+def layer_stream(blob: Any) -> Any:
+    """A layer blob's tar stream: gzip of one member or several (envlock's own layers
+    carry wheel members as members of their own; ``tarfile``'s stream mode reads only the
+    first), or a plain tar."""
+    import gzip
+
+    head = blob.read(2)
+    joined = io.BufferedReader(_Prefixed(head, blob), 1 << 20)  # type: ignore[arg-type]
+    return gzip.GzipFile(fileobj=joined, mode="rb") if head == b"\x1f\x8b" else joined
+
+
+class _Prefixed(io.RawIOBase):
+    """``head`` then the rest of ``reader``, as one raw stream."""
+
+    def __init__(self, head: bytes, reader: Any) -> None:
+        self.head, self.reader = head, reader
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.head[:len(buffer)] if self.head else self.reader.read(len(buffer))
+        self.head = self.head[len(data):] if self.head else b""
+        buffer[:len(data)] = data
+        return len(data)
+
+
 def read_files(image: RemoteImage, paths: Iterable[str], *,
                directories: Iterable[str] = ()) -> dict[str, bytes | Link]:
     """The files at ``paths`` (and every file under ``directories``) in the image's final
@@ -117,8 +145,8 @@ def read_files(image: RemoteImage, paths: Iterable[str], *,
     under = tuple(d.strip("/") + "/" for d in directories)
     found: dict[str, bytes | Link] = {}
     for descriptor in image.layers:
-        stream = Chunks(image.registry.blob(image.reference.repository,
-                                             descriptor["digest"]))
+        stream = layer_stream(Chunks(image.registry.blob(image.reference.repository,
+                                                          descriptor["digest"])))
         with tarfile.open(fileobj=stream, mode="r|*") as layer:  # type: ignore[call-overload]
             for member in layer:
                 name = member.name.lstrip("./").rstrip("/") if member.name != "." else ""

@@ -46,3 +46,20 @@ def start(cmd: Sequence[str], *, cwd: str | None = None,
     return subprocess.Popen(list(cmd), cwd=cwd, env=None if env is None else dict(env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
+
+
+def feed(cmd: Sequence[str], *, env: Mapping[str, str] | None = None,
+         stderr: int | object = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` reading its work from a pipe on stdin (stdout discarded; ``stderr``:
+    a file, so that a chatty worker can never block on a full pipe)."""
+    _debug("feed: %s", shlex.join(cmd))
+    return subprocess.Popen(list(cmd), env=None if env is None else dict(env),
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=stderr)  # type: ignore[arg-type]
+
+
+def detach(cmd: Sequence[str]) -> None:
+    """Start ``cmd`` in a session of its own, not waited for (it outlives envlock)."""
+    _debug("detach: %s", shlex.join(cmd))
+    subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)

@@ -17,10 +17,12 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envlock.adapters import proc
 from envlock.adapters.engine.errors import BuildError, RegistryError
 from envlock.adapters.locking import exclusive
 from envlock.adapters.protocols import EngineLike
@@ -367,37 +369,46 @@ def _reuse_env(store: Any, recipe: render.Recipe, lock: Lock, registry: Any,
 def _build_env(store: Any, lock: Lock, recipe: render.Recipe, base_image: Any, facts: Any,
                options: BuildOptions, report: Reporter, timer: Timer
                ) -> tuple[Any, dict[str, str], Any]:
+    """Provision, stage, byte-compile (beside the installs), then write the layer while
+    the fidelity probe checks the same staged tree in another process."""
     from envlock.operations import assemble, stage
     from envlock.operations.provision import provision
 
-    with tempfile.TemporaryDirectory(prefix="envlock-build-") as tmp:
-        wheelhouse, root = Path(tmp) / "wheelhouse", Path(tmp) / "root"
+    scratch: list[Path] = []
+    done = False
+    try:
+        scratch.append(Path(tempfile.mkdtemp(prefix="envlock-build-")))
+        wheelhouse = scratch[0] / "wheelhouse"
         with timer("provision"):
             report.step(f"provisioning {len(lock.packages)} locked packages as wheels")
             provided = provision(lock, wheelhouse, use_cache=not options.no_cache,
                                  log=report.detail)
-        with timer("install"):
-            report.step(f"installing them into the staged environment (base {recipe.base})")
-            stage.stage(lock, [p.wheel for p in provided], facts, root)
-        with timer("bytecode"):
-            python = stage.bytecode_interpreter(lock)
-            if python:
-                report.step(f"byte-compiling with {python} (Python {lock.python['version']})")
-                stage.compile_bytecode(python, root, lock)
-            else:
-                report.step(f"no Python {lock.python['version']} on this host: the layer "
-                            "carries no byte-code (label envlock.bytecode=none)")
-        fidelity = None
-        if options.verify:
-            with timer("verify"):
-                report.step("verifying the staged environment against the lock (versions, "
-                            "files, RECORD hashes)")
-                fidelity = check_probe(stage.probe_staged(lock, root), lock,
-                                       "staged environment")
-        with timer("env_layer"):
-            report.step("writing the environment layer")
-            layer = assemble.write_layer(store, lambda w: stage.fill_environment(w, root,
-                                                                                  facts))
+        wheels = [p.wheel for p in provided]
+        scratch.append(Path(tempfile.mkdtemp(prefix="envlock-build-",
+                                             dir=stage.staging_parent(wheels))))
+        root = scratch[1] / "root"
+        python = stage.bytecode_interpreter(lock)
+        with ExitStack() as compiling:
+            compiler = compiling.enter_context(stage.Compiler(python, root, lock)) \
+                if python else None
+            with timer("install"):
+                report.step(f"installing them into the staged environment (base "
+                            f"{recipe.base}, under {scratch[1].parent})" +
+                            (f", byte-compiling with {python} (Python "
+                             f"{lock.python['version']}) beside it" if python else ""))
+                members = stage.stage(lock, wheels, facts, root, compiler)
+            with timer("bytecode"):
+                if compiler is not None:
+                    compiler.finish()
+                else:
+                    report.step(f"no Python {lock.python['version']} on this host: the "
+                                "layer carries no byte-code (label envlock.bytecode=none)")
+        fidelity, layer = _verified_layer(store, lock, root, facts, members, options,
+                                          report, timer)
+        done = True
+    finally:
+        for path in scratch:
+            _discard(path, background=done)
     changes = recipe.env_changes if python else \
         (*recipe.env_changes, 'LABEL "envlock.bytecode"="none"')
     parent = assemble.from_base(base_image, recipe.base)
@@ -407,6 +418,52 @@ def _build_env(store: Any, lock: Lock, recipe: render.Recipe, base_image: Any, f
                                     f"({lock.env_digest})")
     assemble.remember(store, env)
     return env, {p.name: p.how for p in provided}, fidelity
+
+
+def _verified_layer(store: Any, lock: Lock, root: Path, facts: Any, members: Any,
+                    options: BuildOptions, report: Reporter, timer: Timer
+                    ) -> tuple[Any, Any]:
+    """The environment layer, written while the fidelity probe (another process) checks
+    the staged tree it is written from; the probe's verdict comes first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from envlock.operations import assemble, stage
+
+    with ThreadPoolExecutor(1, thread_name_prefix="envlock-verify") as pool:
+        probing = None
+        if options.verify:
+            report.step("verifying the staged environment against the lock (versions, "
+                        "files, RECORD hashes) while the environment layer is written")
+            started = time.monotonic()
+            probing = pool.submit(stage.probe_staged, lock, root)
+            probing.add_done_callback(
+                lambda _: timer.times.__setitem__("verify", round(time.monotonic() -
+                                                                  started, 3)))
+        else:
+            report.step("writing the environment layer")
+        try:
+            with timer("env_layer"):
+                layer = assemble.write_layer(store, lambda w: stage.fill_environment(
+                    w, root, facts, members))
+        finally:
+            raw = probing.result() if probing is not None else None
+    fidelity = check_probe(raw, lock, "staged environment") if raw is not None else None
+    return fidelity, layer
+
+
+def _discard(tmp: Path, *, background: bool) -> None:
+    """Remove a build's staged tree: after a success by a process of its own, so that
+    deleting a gigabyte of files is not on the build's path; after a failure or an
+    interrupt at once, so nothing is left behind."""
+    import shutil
+
+    if background:
+        try:
+            proc.detach(["rm", "-rf", "--", str(tmp)])
+            return
+        except OSError:
+            pass
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _code_image(store: Any, recipe: render.Recipe, env: Any, code: Any, lock: Lock,

@@ -403,7 +403,8 @@ def test_interrupt_mid_build_leaves_no_image_claimed(project, infra, docker_clie
     assert "@sha256:" not in out
     names = [t for image in docker_client.images.list() for t in image.tags]
     assert not [t for t in names if t.endswith(f"tests/interrupt:{tag}")]
-    assert not list(Path(tempfile.gettempdir()).glob("envlock-build-*"))  # staging removed
+    for scratch in (Path(tempfile.gettempdir()), Path("/dev/shm")):  # wheelhouse, staged tree
+        assert not list(scratch.glob("envlock-build-*"))  # removed
 
 
 def test_sigterm_mid_build_cleans_up_like_ctrl_c(project, infra, docker_client):
