@@ -31,6 +31,7 @@ blobs stay in the test registry. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -46,7 +47,10 @@ from benchlib import BenchError, fmt, infra_env, log, med, result_of, run
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEM_PYTHON = "/usr/bin/python3"  # must match the base image's Python (3.11.2)
-PACKAGES = ("mlflow-skinny", "sqlalchemy", "alembic")
+#: The experiment's MLflow is the one envlock reads its store with (a newer one's schema is
+#: refused by an older client).
+PACKAGES = (f"mlflow-skinny=={importlib.metadata.version('mlflow-skinny')}", "sqlalchemy",
+            "alembic")
 COMMAND = "python train.py"
 TARGETS = {"replay_overhead_s": 1.5}
 DOCKER_ENV = ("MLFLOW_TRACKING_URI=file:///tmp/mlruns/store", "MLFLOW_ALLOW_FILE_STORE=true",

@@ -29,7 +29,13 @@ if [ ! -d .git ]; then
   git -c user.name=quickstart -c user.email=quickstart@example.invalid commit -qm "experiment"
 fi
 [ -x .venv/bin/python ] || "$system_python" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check mlflow-skinny sqlalchemy alembic
+# The MLflow envlock reads the store with: a store written by a newer MLflow has a schema an
+# older client refuses to open (the index can hold a mlflow-skinny newer than the mlflow
+# whose dependencies it has).
+mlflow_version=$("$repo_root/.venv/bin/python" -c \
+  'import importlib.metadata as m; print(m.version("mlflow-skinny"))')
+.venv/bin/python -m pip install -q --disable-pip-version-check "mlflow-skinny==$mlflow_version" \
+  sqlalchemy alembic
 export MLFLOW_TRACKING_URI="sqlite:///$work/mlflow.db"
 
 echo "== 1. train (logs to MLflow) =="

@@ -285,8 +285,17 @@ def experiment_venv(tmp_path_factory) -> Path:
     venv_dir = tmp_path_factory.mktemp("mlvenv") / "venv"
     subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv_dir)], check=True)
     python = venv_dir / "bin" / "python"
-    pip(python, "install", "mlflow-skinny", "sqlalchemy", "alembic")
+    pip(python, "install", *same_mlflow("mlflow-skinny"), "sqlalchemy", "alembic")
     return python
+
+
+def same_mlflow(*names: str) -> list[str]:
+    """``NAME==VERSION`` of the MLflow these tests read the experiments' stores with: a
+    store written by a newer MLflow has a schema an older client refuses to open (mlflow
+    3.18.0 on the index while the test venv resolved 3.17.2)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version('mlflow-skinny')}" for name in names]
 
 
 def make_experiment(root: Path, python: Path, store: str) -> Experiment:

@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT, init_repo
-from tests.integration.conftest import SYSTEM_PYTHON, Experiment, pip
+from tests.integration.conftest import SYSTEM_PYTHON, Experiment, pip, same_mlflow
 
 REPO = f"tests/tree-{uuid.uuid4().hex[:8]}"
 EXPERIMENTS = ROOT / "tests" / "experiments"
@@ -45,7 +45,7 @@ def search(tmp_path_factory, infra, created_images):
     """The search, trained on the host and captured (`envlock capture` with no run id:
     it must pick the search's parent, not the last candidate's child run)."""
     exp = make(tmp_path_factory.mktemp("search"), "search", "search_autolog.py",
-               "mlflow", "scikit-learn", "matplotlib")
+               *same_mlflow("mlflow"), "scikit-learn", "matplotlib")
     exp.train()
     result = exp.envlock("capture", "--python", str(exp.python), "--command",
                          "python train.py", "--base-image", infra.base_image, "--registry",
