@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -295,7 +296,8 @@ class Compiler:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         env["PYTHONHASHSEED"] = "0"  # frozenset constants are marshalled in hash order
         command = [python, "-s", "-c", _COMPILE, str(self.site), site_packages(lock)]
-        self.errors = [tempfile.TemporaryFile() for _ in range(workers or usable_cpus())]
+        self.errors = [tempfile.TemporaryFile()  # noqa: SIM115 - closed by __exit__
+                       for _ in range(workers or usable_cpus())]
         self.procs = [proc.feed(command, env=env, stderr=err) for err in self.errors]
         self.load = [0] * len(self.procs)
         self.owner: dict[str, int] = {}
@@ -338,11 +340,9 @@ class Compiler:
         self.send(rest)
         for process in self.procs:
             if process.stdin:
-                try:
+                with contextlib.suppress(BrokenPipeError):  # it ended: its status says why
                     process.stdin.close()
-                except BrokenPipeError:
-                    pass  # it ended early: its exit status says why
-        for process, err in zip(self.procs, self.errors):
+        for process, err in zip(self.procs, self.errors, strict=True):
             if process.wait() != 0:
                 err.seek(0)
                 tail = err.read().decode(errors="replace").strip().splitlines()

@@ -94,6 +94,6 @@ class _Destination(SchemeDictionaryDestination):
             return Member(self.wheel, info.header_offset, info.compress_size, info.CRC,
                           info.file_size)
         with self.source.archive.open(info) as again:
-            if not expected.validate_stream(again):
+            if not expected.validate_stream(again):  # type: ignore[arg-type]
                 raise ValueError(f"hash / size of {elements[0]} didn't match RECORD")
         return None

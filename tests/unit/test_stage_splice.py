@@ -139,7 +139,8 @@ def test_a_script_installer_rewrites_is_checked_against_its_member_and_not_carri
 
 
 def test_a_later_wheel_replacing_a_file_wins_in_the_layer_and_in_its_byte_code(tmp_path):
-    first = _wheel(tmp_path, "aaa", {"ns/__init__.py": b"WHO = 'first'\n# " + _noise(SPLICE_MIN, 5)})
+    earlier = b"WHO = 'first'\n# " + _noise(SPLICE_MIN, 5)
+    first = _wheel(tmp_path, "aaa", {"ns/__init__.py": earlier})
     (tmp_path / "b").mkdir()
     later = b"WHO = 'second'\n# " + _noise(SPLICE_MIN, 6)
     second = _wheel(tmp_path / "b", "bbb", {"ns/__init__.py": later})
@@ -186,3 +187,19 @@ def test_a_compiler_that_dies_is_reported(tmp_path):
     with compiler, pytest.raises(StageError, match="byte-compiling the environment failed"):
         compiler.send([("a.py", 1)])
         compiler.finish()
+
+
+def test_envlock_reads_files_back_out_of_a_layer_of_several_gzip_members(tmp_path):
+    from envlock.adapters.imagefs import read_files
+    from tests.unit.test_layer import _Image
+
+    big = _noise(2 * SPLICE_MIN, 7)
+    wheel = _wheel(tmp_path, "pkg", {"pkg/__init__.py": b"", "pkg/data.bin": big})
+    lock = _lock()
+    members = stage.stage(lock, [wheel], FACTS, tmp_path / "root")  # type: ignore[arg-type]
+    blob, _ = _layer(tmp_path / "root", members)
+    assert blob.count(b"\x1f\x8b\x08\x00\x00\x00\x00\x00") >= 3  # ours, the wheel's, ours
+    site = _site(lock)
+    files = read_files(_Image([blob]), [f"{site}/pkg/data.bin", "etc/passwd"])  # type: ignore[arg-type]
+    assert files[f"{site}/pkg/data.bin"] == big
+    assert files["etc/passwd"].startswith(b"root:x:0:0:")  # type: ignore[union-attr]

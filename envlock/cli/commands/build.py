@@ -142,7 +142,9 @@ def build_command(
     Base pinned by digest, one environment layer per env_digest (reused), one code layer
     per run, assembled by envlock itself (no Docker daemon needed; --builder); the
     environment is verified against the lock before anything is tagged or pushed, and the
-    same lock on the same base gives the same digest on any machine.
+    same lock on the same base gives the same digest on any machine. The environment is
+    staged in /dev/shm when it has room ($ENVLOCK_STAGING_DIR chooses), byte-compiled
+    beside the installs, and the wheels' own deflate streams are carried into the layer.
     `--from-run RUN_ID --no-cache` rebuilds a run's environment from its lock alone, as
     after its image was garbage-collected, and says whether the result is the very image
     the run recorded (images are reproducible: same lock, base and code, same digest)."""
