@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, init_repo, run_envlock
-from tests.integration.conftest import SYSTEM_PYTHON, Experiment, make_experiment, pip
+from tests.integration.conftest import (
+    SYSTEM_PYTHON,
+    Experiment,
+    make_experiment,
+    pip,
+    same_mlflow,
+)
 
 REPO = f"tests/capture-{uuid.uuid4().hex[:8]}"
 
@@ -319,7 +325,7 @@ def test_the_examples_replay_with_identical_metrics(name, args, metrics, torch, 
                                        ".gitignore": "mlflow.db\n.envlock/\n.venv/\n"})
     subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(root / ".venv")], check=True)
     python = root / ".venv" / "bin" / "python"
-    pip(python, "install", "-r", str(example / "requirements.txt"))
+    pip(python, "install", "-r", str(example / "requirements.txt"), *same_mlflow("mlflow-skinny"))
     exp = Experiment(root=root, python=python, store=f"sqlite:///{tmp_path}/mlflow.db")
     run_id = exp.train(*args)
     exp.capture(run_id, infra, created_images, "--registry", f"{infra.registry}/{REPO}-{name}",

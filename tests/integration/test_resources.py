@@ -11,7 +11,7 @@ import subprocess
 import uuid
 
 from tests.conftest import ROOT, init_repo
-from tests.integration.conftest import SYSTEM_PYTHON, Experiment, pip
+from tests.integration.conftest import SYSTEM_PYTHON, Experiment, pip, same_mlflow
 
 REPO = f"tests/resources-{uuid.uuid4().hex[:8]}"
 
@@ -54,7 +54,8 @@ def test_dataloader_workers_need_the_original_shm_and_the_replay_host_is_recorde
                                            ".gitignore": "mlflow.db\n.envlock/\n.venv/\n"})
     subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(root / ".venv")], check=True)
     python = root / ".venv" / "bin" / "python"
-    pip(python, "install", "-r", str(ROOT / "examples" / "pytorch" / "requirements.txt"))
+    pip(python, "install", "-r", str(ROOT / "examples" / "pytorch" / "requirements.txt"),
+        *same_mlflow("mlflow-skinny"))
     exp = Experiment(root=root, python=python, store=f"sqlite:///{tmp_path}/mlflow.db")
     run_id = exp.train()
     exp.capture(run_id, infra, created_images, "--registry", f"{infra.registry}/{REPO}")
