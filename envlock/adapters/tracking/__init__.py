@@ -73,7 +73,27 @@ class Tracker:
             if not reachable(self.uri):  # MLflow itself retries for minutes before failing
                 raise TrackingError(f"tracking store {self.uri} is unreachable",
                                     "check MLFLOW_TRACKING_URI and that the server is up")
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = self._open(MlflowClient)
+
+    def _open(self, client_class: Any) -> Any:
+        """The client; a SQLite store is opened (and its schema checked) right here."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return client_class(tracking_uri=self.uri)
+        except MlflowException as exc:
+            if "out-of-date database schema" in str(exc):
+                import mlflow
+
+                raise TrackingError(
+                    f"tracking store {self.uri} has a database schema this MLflow "
+                    f"({mlflow.__version__}) does not know: {_first_line(exc)}",
+                    "it was written by another MLflow version; install the training's "
+                    "version beside envlock (pip install 'mlflow-skinny==VERSION'), or "
+                    "upgrade an older store with 'mlflow db upgrade'") from exc
+            raise TrackingError(f"tracking store {self.uri} cannot be opened: "
+                                f"{_first_line(exc)}",
+                                "check MLFLOW_TRACKING_URI") from exc
 
     # ---------------------------------------------------------------- errors
 
