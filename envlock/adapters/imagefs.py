@@ -12,12 +12,12 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from envlock.adapters.engine.errors import RegistryError
-from envlock.adapters.registry import Chunks, Registry
+from envlock.adapters.registry import Registry
 from envlock.image import oci
 
 #: What the assembled images run on; an index is narrowed to this platform.
@@ -109,31 +109,102 @@ class Link:
     target: str
 
 
-def layer_stream(blob: Any) -> Any:
-    """A layer blob's tar stream: gzip of one member or several (envlock's own layers
-    carry wheel members as members of their own; ``tarfile``'s stream mode reads only the
-    first), or a plain tar."""
-    import gzip
+def layer_stream(chunks: Iterable[bytes]) -> Any:
+    """A layer blob's tar stream, from the blob's chunks: gzip of one member or several
+    (envlock's own layers carry wheel members as members of their own; ``tarfile``'s
+    stream mode reads only the first), or a plain tar. Downloading and decompressing run
+    in a thread of their own (zlib releases the GIL), beside the caller reading the tar."""
+    import io
 
-    head = blob.read(2)
-    joined = io.BufferedReader(_Prefixed(head, blob), 1 << 20)  # type: ignore[arg-type]
-    return gzip.GzipFile(fileobj=joined, mode="rb") if head == b"\x1f\x8b" else joined
+    return io.BufferedReader(_Gunzip(chunks), 1 << 20)  # type: ignore[arg-type]
 
 
-class _Prefixed(io.RawIOBase):
-    """``head`` then the rest of ``reader``, as one raw stream."""
+class _End:
+    """What the producer puts last."""
 
-    def __init__(self, head: bytes, reader: Any) -> None:
-        self.head, self.reader = head, reader
+
+class _Gunzip(io.RawIOBase):
+    """The bytes of a gzip stream of any number of members (or of a plain stream),
+    produced by a daemon thread into a bounded queue."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        import queue
+        import threading
+
+        self.queue: queue.Queue[bytes | BaseException | _End] = queue.Queue(maxsize=32)
+        self.stopped = threading.Event()
+        self.pending = memoryview(b"")
+        self.ended = False
+        threading.Thread(target=self._produce, args=(iter(chunks),), daemon=True,
+                         name="envlock-gunzip").start()
+
+    def _produce(self, chunks: Iterator[bytes]) -> None:
+        try:
+            first = next(chunks, b"")
+            if first[:2] == b"\x1f\x8b":
+                self._inflate(first, chunks)
+            else:
+                self._put(first)
+                for chunk in chunks:
+                    self._put(chunk)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+            self._put(exc)
+        finally:
+            self._put(_End())
+
+    def _inflate(self, data: bytes, chunks: Iterator[bytes]) -> None:
+        import zlib
+
+        inflate, fed = zlib.decompressobj(wbits=31), False
+        while data:
+            if not fed:
+                data = data.lstrip(b"\x00")  # zero padding after a member, as gzip allows
+            if data:
+                self._put(inflate.decompress(data))
+                fed = True
+            if inflate.eof:
+                data = inflate.unused_data
+                inflate, fed = zlib.decompressobj(wbits=31), False
+            else:
+                data = b""
+            if not data:
+                data = next(chunks, b"")
+        if fed:
+            raise EOFError("the layer ends inside a gzip member")
+
+    def _put(self, item: bytes | BaseException | _End) -> None:
+        import queue
+
+        if isinstance(item, bytes) and not item:
+            return
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.5)
+                return
+            except queue.Full:  # the reader is slower, or gone (then stopped is set)
+                continue
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self.head[:len(buffer)] if self.head else self.reader.read(len(buffer))
-        self.head = self.head[len(data):] if self.head else b""
-        buffer[:len(data)] = data
-        return len(data)
+        while not self.pending and not self.ended:
+            item = self.queue.get()
+            if isinstance(item, BaseException):
+                self.ended = True
+                raise item
+            if isinstance(item, _End):
+                self.ended = True
+            else:
+                self.pending = memoryview(item)
+        count = min(len(buffer), len(self.pending))
+        buffer[:count] = self.pending[:count]
+        self.pending = self.pending[count:]
+        return count
+
+    def close(self) -> None:
+        self.stopped.set()
+        super().close()
 
 
 def read_files(image: RemoteImage, paths: Iterable[str], *,
@@ -145,8 +216,8 @@ def read_files(image: RemoteImage, paths: Iterable[str], *,
     under = tuple(d.strip("/") + "/" for d in directories)
     found: dict[str, bytes | Link] = {}
     for descriptor in image.layers:
-        stream = layer_stream(Chunks(image.registry.blob(image.reference.repository,
-                                                          descriptor["digest"])))
+        stream = layer_stream(image.registry.blob(image.reference.repository,
+                                                  descriptor["digest"]))
         with tarfile.open(fileobj=stream, mode="r|*") as layer:  # type: ignore[call-overload]
             for member in layer:
                 name = member.name.lstrip("./").rstrip("/") if member.name != "." else ""

@@ -155,3 +155,15 @@ def test_blocks_compressed_side_by_side_give_one_gzip_member_whatever_the_thread
     blob, sha, size = outputs[0]
     assert gzip.decompress(blob) == data and size == len(blob) < len(data) // 2
     assert sha == hashlib.sha256(blob).hexdigest()
+
+
+def test_a_layer_cut_short_is_an_error_and_an_uncompressed_one_is_read():
+    import pytest
+
+    data = bytes(range(256)) * 4000
+    blob = _tar({"etc/passwd": data, "etc/group": b"g\n"})
+    with pytest.raises((EOFError, tarfile.ReadError)):
+        read_files(_Image([blob[: len(blob) // 2]]), ["etc/passwd"])  # type: ignore[arg-type]
+    plain = gzip.decompress(blob)
+    files = read_files(_Image([plain]), ["etc/passwd", "etc/group"])  # type: ignore[arg-type]
+    assert files == {"etc/passwd": data, "etc/group": b"g\n"}
