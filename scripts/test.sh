@@ -4,17 +4,26 @@
 #   - the root-only part (scripts/infra.sh up, reuses what is already there): Debian's
 #     packages, a Docker engine and a local Python base image;
 #   - the Kubernetes binaries for the live-cluster tests (scripts/k8s/build.sh: built once
-#     per machine from Debian's source package, 4-6 min cold, then cached by source hash);
-#     the cluster itself is a pytest session fixture (tests/cluster.py) that starts and stops
-#     it only when a selected test needs it;
+#     per machine from Debian's source package, 4-6 min cold, then cached by source hash),
+#     built in the background while the other tests run; the cluster is a pytest session
+#     fixture (tests/cluster.py) that runs build.sh too, which waits for this build (a lock)
+#     and finds its binaries, and starts the cluster only when a selected test needs it;
+#     those tests run last (tests/integration/conftest.py), to give the build its time;
 #   - the registries (open and htpasswd, on free ports) and the base image's push, which
 #     gives it a digest, are pytest session fixtures (tests/registry.py).
 # Usage: bash scripts/test.sh [PYTEST ARGS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh test
+# The venv (pip) and the root-only part (apt, dockerd, debootstrap) side by side: both spend
+# most of their time waiting for downloads.
+bash scripts/bootstrap.sh test & bootstrap=$!
 # Not `eval "$(…)"` directly: that would hide a failing infra.sh behind eval's status 0.
-infra_env=$(bash scripts/infra.sh up) || { echo "test.sh: test infrastructure did not come up (above)" >&2; exit 1; }
+infra_env=$(bash scripts/infra.sh up) || { wait "$bootstrap" || true; echo "test.sh: test infrastructure did not come up (above)" >&2; exit 1; }
+wait "$bootstrap" || { echo "test.sh: scripts/bootstrap.sh failed (above)" >&2; exit 1; }
 eval "$infra_env"
-bash scripts/k8s/build.sh >&2 || { echo "test.sh: the Kubernetes build failed (above)" >&2; exit 1; }
+k8s_dir=${K8S_DIR:-/var/tmp/envlock-k8s}; mkdir -p "$k8s_dir"
+# Detached, and left to finish when pytest is done first (stopping it inside apt-get would
+# leave dpkg half-done); a later build.sh waits for it and then finds its binaries.
+setsid bash scripts/k8s/build.sh </dev/null >"$k8s_dir/build.log" 2>&1 &
+echo "test.sh: building Kubernetes in the background (log: $k8s_dir/build.log)" >&2
 exec .venv/bin/python -m pytest "$@"

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 import venv
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import GATEWAY, Cluster, ClusterError
+from tests.cluster import BUILD_WAIT, GATEWAY, Cluster, ClusterError
 from tests.conftest import ROOT, git, init_repo, run_envlock
 from tests.registry import AUTH_PASSWORD, AUTH_USER, Registry, RegistryError, push_base, untag_base
 
@@ -289,6 +290,24 @@ def experiment_venv(tmp_path_factory) -> Path:
     return python
 
 
+#: The registry repository of every capture from ``torch_venv``: one environment image.
+TORCH_REPO = f"tests/torch-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def torch_venv(tmp_path_factory) -> Path:
+    """A venv of ``examples/pytorch/requirements.txt`` (torch 2.13.0, the CPU build),
+    outside any project, shared by the session's PyTorch experiments: installing it takes
+    30 s or more, and the same venv gives their captures one environment image, which the
+    later ones find in the registry instead of building 1 GB again."""
+    venv_dir = tmp_path_factory.mktemp("torchvenv") / "venv"
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv_dir)], check=True)
+    python = venv_dir / "bin" / "python"
+    pip(python, "install", "-r", str(ROOT / "examples" / "pytorch" / "requirements.txt"),
+        *same_mlflow("mlflow-skinny"))
+    return python
+
+
 def same_mlflow(*names: str) -> list[str]:
     """``NAME==VERSION`` of the MLflow these tests read the experiments' stores with: a
     store written by a newer MLflow has a schema an older client refuses to open (mlflow
@@ -345,6 +364,23 @@ def _mlflow_server(work: Path, host: str) -> Iterator[str]:
 
 
 # ---------------------------------------------------------------- the live Kubernetes
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The live-cluster tests last (in their own order), so that the Kubernetes build
+    scripts/test.sh runs in the background has the rest of the suite's time; the first of
+    them, whose setup starts the cluster and may wait for that build, gets the wait on top
+    of its timeout."""
+    live = [item for item in items if "cluster" in getattr(item, "fixturenames", ())]
+    if not live:
+        return
+    chosen = set(map(id, live))
+    items[:] = [item for item in items if id(item) not in chosen] + live
+    marker = live[0].get_closest_marker("timeout")
+    base = float(marker.args[0]) if marker and marker.args else \
+        float(live[0].config.getini("timeout") or 600)
+    live[0].add_marker(pytest.mark.timeout(base + BUILD_WAIT))
+
 
 @pytest.fixture(scope="session")
 def cluster(open_registry, auth_registry) -> Iterator[Cluster]:

@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import ROOT, init_repo, run_envlock
 from tests.integration.conftest import (
     SYSTEM_PYTHON,
+    TORCH_REPO,
     Experiment,
     make_experiment,
     pip,
@@ -317,18 +318,22 @@ def test_capture_and_replay_against_a_tracking_server(tmp_path, experiment_venv,
     ("sklearn", (), {"accuracy", "log_loss"}, "none"),
 ])
 def test_the_examples_replay_with_identical_metrics(name, args, metrics, torch, tmp_path, infra,
-                                                    created_images):
-    """The real PyTorch (CPU build) and scikit-learn examples, captured and replayed:
-    identical metrics."""
+                                                    created_images, request):
+    """The real PyTorch (CPU build) and scikit-learn examples, each in a venv of its
+    requirements.txt, captured and replayed: identical metrics."""
     example = ROOT / "examples" / name
     root = init_repo(tmp_path / name, {"train.py": (example / "train.py").read_text(),
                                        ".gitignore": "mlflow.db\n.envlock/\n.venv/\n"})
-    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(root / ".venv")], check=True)
-    python = root / ".venv" / "bin" / "python"
-    pip(python, "install", "-r", str(example / "requirements.txt"), *same_mlflow("mlflow-skinny"))
+    if name == "pytorch":  # the session's venv of that requirements.txt (installing is 30 s+)
+        python, repo = request.getfixturevalue("torch_venv"), TORCH_REPO
+    else:
+        subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(root / ".venv")], check=True)
+        python, repo = root / ".venv" / "bin" / "python", f"{REPO}-{name}"
+        pip(python, "install", "-r", str(example / "requirements.txt"),
+            *same_mlflow("mlflow-skinny"))
     exp = Experiment(root=root, python=python, store=f"sqlite:///{tmp_path}/mlflow.db")
     run_id = exp.train(*args)
-    exp.capture(run_id, infra, created_images, "--registry", f"{infra.registry}/{REPO}-{name}",
+    exp.capture(run_id, infra, created_images, "--registry", f"{infra.registry}/{repo}",
                 command=" ".join(("python train.py", *args)))
     assert client(exp.store).get_run(run_id).data.tags["envlock.torch"] == torch
     replayed = exp.envlock("replay", run_id, "--json")

@@ -7,13 +7,9 @@ records the replay host on the replay run. Real engine, registry, MLflow and PyT
 from __future__ import annotations
 
 import json
-import subprocess
-import uuid
 
-from tests.conftest import ROOT, init_repo
-from tests.integration.conftest import SYSTEM_PYTHON, Experiment, pip, same_mlflow
-
-REPO = f"tests/resources-{uuid.uuid4().hex[:8]}"
+from tests.conftest import init_repo
+from tests.integration.conftest import TORCH_REPO, Experiment
 
 #: Two workers, prefetch 2, batches of 16 images 3x512x512 float32 (50 MB each): about
 #: 200 MB of batches in shared memory at once. Six batches: a few seconds on 2 cores.
@@ -49,16 +45,12 @@ if __name__ == "__main__":
 
 
 def test_dataloader_workers_need_the_original_shm_and_the_replay_host_is_recorded(
-        tmp_path, infra, created_images):
+        tmp_path, infra, created_images, torch_venv):
     root = init_repo(tmp_path / "loader", {"train.py": TRAIN,
-                                           ".gitignore": "mlflow.db\n.envlock/\n.venv/\n"})
-    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(root / ".venv")], check=True)
-    python = root / ".venv" / "bin" / "python"
-    pip(python, "install", "-r", str(ROOT / "examples" / "pytorch" / "requirements.txt"),
-        *same_mlflow("mlflow-skinny"))
-    exp = Experiment(root=root, python=python, store=f"sqlite:///{tmp_path}/mlflow.db")
+                                           ".gitignore": "mlflow.db\n.envlock/\n"})
+    exp = Experiment(root=root, python=torch_venv, store=f"sqlite:///{tmp_path}/mlflow.db")
     run_id = exp.train()
-    exp.capture(run_id, infra, created_images, "--registry", f"{infra.registry}/{REPO}")
+    exp.capture(run_id, infra, created_images, "--registry", f"{infra.registry}/{TORCH_REPO}")
     lock = json.loads(exp.envlock("show", run_id, "--json").stdout)["result"]
     assert lock["host"]["shm"]["size_bytes"] > 256 << 20  # the host's /dev/shm, recorded
 
