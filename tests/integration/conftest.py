@@ -65,6 +65,15 @@ def pip(python: Path, *args: str) -> None:
         raise RuntimeError(f"pip {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
 
 
+def system_venv(venv_dir: Path, *pip_args: str) -> Path:
+    """A venv of the system Python 3.11 (= the test base image's) at ``venv_dir`` with
+    ``pip install PIP_ARGS``; its interpreter."""
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv_dir)], check=True)
+    python = venv_dir / "bin" / "python"
+    pip(python, "install", *pip_args)
+    return python
+
+
 @dataclass
 class Zoo:
     root: Path
@@ -283,11 +292,8 @@ class Experiment:
 def experiment_venv(tmp_path_factory) -> Path:
     """The experiment's own interpreter: system Python 3.11 (= the test base image) with
     MLflow's client and the SQLite store's dependencies."""
-    venv_dir = tmp_path_factory.mktemp("mlvenv") / "venv"
-    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv_dir)], check=True)
-    python = venv_dir / "bin" / "python"
-    pip(python, "install", *same_mlflow("mlflow-skinny"), "sqlalchemy", "alembic")
-    return python
+    return system_venv(tmp_path_factory.mktemp("mlvenv") / "venv",
+                       *same_mlflow("mlflow-skinny"), "sqlalchemy", "alembic")
 
 
 #: The registry repository of every capture from ``torch_venv``: one environment image.
@@ -300,12 +306,9 @@ def torch_venv(tmp_path_factory) -> Path:
     outside any project, shared by the session's PyTorch experiments: installing it takes
     30 s or more, and the same venv gives their captures one environment image, which the
     later ones find in the registry instead of building 1 GB again."""
-    venv_dir = tmp_path_factory.mktemp("torchvenv") / "venv"
-    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv_dir)], check=True)
-    python = venv_dir / "bin" / "python"
-    pip(python, "install", "-r", str(ROOT / "examples" / "pytorch" / "requirements.txt"),
-        *same_mlflow("mlflow-skinny"))
-    return python
+    return system_venv(tmp_path_factory.mktemp("torchvenv") / "venv", "-r",
+                       str(ROOT / "examples" / "pytorch" / "requirements.txt"),
+                       *same_mlflow("mlflow-skinny"))
 
 
 def same_mlflow(*names: str) -> list[str]:
@@ -376,10 +379,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return
     chosen = set(map(id, live))
     items[:] = [item for item in items if id(item) not in chosen] + live
-    marker = live[0].get_closest_marker("timeout")
-    base = float(marker.args[0]) if marker and marker.args else \
-        float(live[0].config.getini("timeout") or 600)
-    live[0].add_marker(pytest.mark.timeout(base + BUILD_WAIT))
+    live[0].add_marker(pytest.mark.timeout(float(live[0].config.getini("timeout") or 600)
+                                           + BUILD_WAIT))
 
 
 @pytest.fixture(scope="session")

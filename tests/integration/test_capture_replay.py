@@ -17,12 +17,11 @@ import pytest
 
 from tests.conftest import ROOT, init_repo, run_envlock
 from tests.integration.conftest import (
-    SYSTEM_PYTHON,
     TORCH_REPO,
     Experiment,
     make_experiment,
-    pip,
     same_mlflow,
+    system_venv,
 )
 
 REPO = f"tests/capture-{uuid.uuid4().hex[:8]}"
@@ -327,10 +326,8 @@ def test_the_examples_replay_with_identical_metrics(name, args, metrics, torch, 
     if name == "pytorch":  # the session's venv of that requirements.txt (installing is 30 s+)
         python, repo = request.getfixturevalue("torch_venv"), TORCH_REPO
     else:
-        subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(root / ".venv")], check=True)
-        python, repo = root / ".venv" / "bin" / "python", f"{REPO}-{name}"
-        pip(python, "install", "-r", str(example / "requirements.txt"),
-            *same_mlflow("mlflow-skinny"))
+        python, repo = system_venv(root / ".venv", "-r", str(example / "requirements.txt"),
+                                   *same_mlflow("mlflow-skinny")), f"{REPO}-{name}"
     exp = Experiment(root=root, python=python, store=f"sqlite:///{tmp_path}/mlflow.db")
     run_id = exp.train(*args)
     exp.capture(run_id, infra, created_images, "--registry", f"{infra.registry}/{repo}",

@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT, init_repo
-from tests.integration.conftest import SYSTEM_PYTHON, Experiment, pip, same_mlflow
+from tests.integration.conftest import Experiment, same_mlflow, system_venv
 
 REPO = f"tests/tree-{uuid.uuid4().hex[:8]}"
 EXPERIMENTS = ROOT / "tests" / "experiments"
@@ -27,10 +27,8 @@ def make(tmp_path, name: str, script: str, *packages: str) -> Experiment:
     root = init_repo(tmp_path / name, {
         "train.py": (EXPERIMENTS / script).read_text(),
         ".gitignore": "mlflow.db\n.envlock/\n.venv/\nmlruns/\n"})
-    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(root / ".venv")], check=True)
-    python = root / ".venv" / "bin" / "python"
-    pip(python, "install", *packages)
-    return Experiment(root=root, python=python, store=f"sqlite:///{tmp_path}/{name}.db")
+    return Experiment(root=root, python=system_venv(root / ".venv", *packages),
+                      store=f"sqlite:///{tmp_path}/{name}.db")
 
 
 def children(store: str, run_id: str) -> list:
