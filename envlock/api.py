@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from envlock.adapters import fluent
 from envlock.operations.capture import CaptureResult
 from envlock.operations.capture import capture as _capture
 
@@ -31,13 +32,10 @@ def capture(run_id: str | None = None, **options: Any) -> CaptureResult:
     ``build``, ``push``, ``python``, ``project``, ``command``…). By default the
     interpreter, working directory and command line of the running script are recorded.
     """
-    import mlflow
-
-    active = mlflow.active_run()
     options.setdefault("python", sys.executable)
     options.setdefault("project", os.getcwd())
     options.setdefault("command", script_command())
-    return _capture(run_id or (active.info.run_id if active else None), **options)
+    return _capture(run_id or fluent.active_run_id(), **options)
 
 
 _installed: dict[str, Any] = {}
@@ -48,34 +46,22 @@ def autolog(**options: Any) -> None:
     or leaving ``with mlflow.start_run()``), recording this script's command line and
     directory. Child runs (a search's candidates, ``nested=True``) are part of their
     parent's capture, not captured each on its own."""
-    import mlflow
-    from mlflow.tracking import fluent
-
     if _installed:
         _installed["options"] = options
         return
     command, cwd = script_command(), os.getcwd()
-    original = fluent.end_run
-    _installed.update(options=options, original=original)
+    _installed["options"] = options
 
-    def end_run(*args: Any, **kwargs: Any) -> Any:
-        active = mlflow.active_run()
-        result = original(*args, **kwargs)
-        if active is not None and "mlflow.parentRunId" not in active.data.tags:
-            opts = {"python": sys.executable, "project": cwd, "command": command,
-                    **_installed["options"]}
-            _capture(active.info.run_id, **opts)
-        return result
+    def captured(run_id: str) -> None:
+        _capture(run_id, **{"python": sys.executable, "project": cwd, "command": command,
+                            **_installed["options"]})
 
-    fluent.end_run = end_run
-    mlflow.end_run = end_run
+    _installed["original"] = fluent.on_top_level_end(captured)
 
 
 @contextlib.contextmanager
 def tracked_run(**options: Any) -> Iterator[Any]:
     """``with envlock.tracked_run() as run:`` — an MLflow run captured when it ends."""
-    import mlflow
-
-    with mlflow.start_run() as run:
+    with fluent.started_run() as run:
         yield run
     capture(run.info.run_id, **options)

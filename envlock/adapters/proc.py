@@ -7,6 +7,10 @@ import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 
+#: The types of what :func:`start` returns and raises, for callers outside the adapters.
+Popen = subprocess.Popen
+TimeoutExpired = subprocess.TimeoutExpired
+
 
 def _debug(message: str, *args: object) -> None:
     """Log through ``logging`` only under --debug (importing it costs 5 ms per command)."""

@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import sys
 import zlib
 from dataclasses import dataclass
@@ -63,7 +62,7 @@ def resolve_python(python: str | None) -> str:
 @dataclass
 class PendingProbe:
     python: str
-    process: subprocess.Popen[bytes]
+    process: proc.Popen[bytes]
     exe: str = ""
     #: The RECORD digest cache file the probe read, to which its update is written.
     record_cache: Path | None = None
@@ -73,7 +72,7 @@ class PendingProbe:
     def result(self) -> dict[str, Any]:
         try:
             out, err = self.process.communicate(timeout=PROBE_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
+        except proc.TimeoutExpired:
             self.process.kill()
             raise InterpreterError(self.python, f"did not answer within {PROBE_TIMEOUT_S} s",
                                    "check that it starts: run it with -c 'print(1)'") from None
