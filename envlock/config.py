@@ -87,7 +87,7 @@ class Config:
         for version in (python_version, minor):
             if version in per_version:
                 return str(per_version[version])
-        return chosen.value
+        return None if chosen.value is None else str(chosen.value)
 
     def code_rules(self, max_size: str | None = None, allow: tuple[str, ...] = ()) -> Any:
         """The rules for recording a project's code: the deny list, the size cap outside

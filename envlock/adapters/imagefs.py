@@ -116,7 +116,7 @@ def layer_stream(chunks: Iterable[bytes]) -> Any:
     in a thread of their own (zlib releases the GIL), beside the caller reading the tar."""
     import io
 
-    return io.BufferedReader(_Gunzip(chunks), 1 << 20)  # type: ignore[arg-type]
+    return io.BufferedReader(_Gunzip(chunks), 1 << 20)
 
 
 class _End:
@@ -218,7 +218,7 @@ def read_files(image: RemoteImage, paths: Iterable[str], *,
     for descriptor in image.layers:
         stream = layer_stream(image.registry.blob(image.reference.repository,
                                                   descriptor["digest"]))
-        with tarfile.open(fileobj=stream, mode="r|*") as layer:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=stream, mode="r|*") as layer:
             for member in layer:
                 name = member.name.lstrip("./").rstrip("/") if member.name != "." else ""
                 parent, _, base = name.rpartition("/")

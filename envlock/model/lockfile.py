@@ -335,7 +335,7 @@ def _require(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where
 
 
 def _section(doc: dict[str, Any], name: str, source: str) -> dict[str, Any]:
-    section = _require(doc, name, dict, "", source)
+    section: dict[str, Any] = _require(doc, name, dict, "", source)
     for key, kind in SECTION_KEYS[name].items():
         _require(section, key, kind, f"{name}.", source)
     return section

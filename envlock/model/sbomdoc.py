@@ -117,15 +117,14 @@ def _spdx_id(item: Item) -> str:
 
 
 def _spdx_package(item: Item) -> Any:
-    from spdx_tools.spdx.model import (
-        Checksum,
-        ChecksumAlgorithm,
+    from spdx_tools.spdx.model.checksum import Checksum, ChecksumAlgorithm
+    from spdx_tools.spdx.model.package import (
         ExternalPackageRef,
         ExternalPackageRefCategory,
         Package,
         PackagePurpose,
-        SpdxNoAssertion,
     )
+    from spdx_tools.spdx.model.spdx_no_assertion import SpdxNoAssertion
 
     refs = [ExternalPackageRef(ExternalPackageRefCategory.PACKAGE_MANAGER, "purl", item.purl)
             ] if item.purl else []
@@ -150,14 +149,9 @@ def _spdx_package(item: Item) -> Any:
 
 
 def spdx(source: SbomInput, inv: Inventory) -> bytes:
-    from spdx_tools.spdx.model import (
-        Actor,
-        ActorType,
-        CreationInfo,
-        Document,
-        Relationship,
-        RelationshipType,
-    )
+    from spdx_tools.spdx.model.actor import Actor, ActorType
+    from spdx_tools.spdx.model.document import CreationInfo, Document
+    from spdx_tools.spdx.model.relationship import Relationship, RelationshipType
     from spdx_tools.spdx.writer.json.json_writer import write_document_to_stream
 
     top = _spdx_package(inv.top)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from envlock.errors import EXIT_DRIFT, EnvlockError, UsageError
 from envlock.model import audit as model
@@ -52,7 +53,7 @@ def audit(lock: Lock, options: AuditOptions = AuditOptions(), target: str = "<lo
                            if p.source.kind in model.AUDITED_SOURCES))
     skipped = tuple(sorted((p.name, p.version, p.source.kind) for p in lock.packages
                            if p.source.kind not in model.AUDITED_SOURCES))
-    matches: dict[tuple[str, str], list] = {}
+    matches: dict[tuple[str, str], list[Any]] = {}
     tried: list[model.Source] = []
     for source in sources(options.advisories, options.osv_url):
         try:

@@ -14,8 +14,19 @@ together ~6 ms of a ~20 ms probe), and a RECORD whose stat is unchanged since th
 probe is not read again (see :func:`record_digest`).
 """
 
+from __future__ import annotations
+
 import os
 import sys
+
+# Annotations are never evaluated (the __future__ import) and typing is not imported at run
+# time: it costs start-up and the probe must run on any Python from 3.8.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Tuple
+
+    Row = Tuple[str, str]
+    StatKey = Tuple[str, ...]
 
 METADATA_FILES = ("METADATA", "PKG-INFO")
 #: Files a dist-info gets from the installer, not from the wheel: never part of files_digest.
@@ -29,7 +40,7 @@ RECORD_CACHE_HEADER = "envlock record cache 1"
 RACY_NS = 2 * 10**9
 
 
-def read_text(path, limit=None):
+def read_text(path: str, limit: int | None = None) -> str | None:
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             return handle.read(limit) if limit else handle.read()
@@ -37,9 +48,9 @@ def read_text(path, limit=None):
         return None
 
 
-def read_headers(path):
+def read_headers(path: str) -> dict[str, str] | None:
     """Name and Version from a core-metadata file, stopping at the body."""
-    found = {}
+    found: dict[str, str] = {}
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             for line in handle:
@@ -55,12 +66,12 @@ def read_headers(path):
     return found
 
 
-def record_rows(path):
+def record_rows(path: str) -> list[Row] | None:
     """(path, "algo=digest") rows of a RECORD file, or None when it cannot be read."""
     return parse_record(read_record(path)[0])
 
 
-def read_record(path):
+def read_record(path: str) -> tuple[str | None, os.stat_result | None]:
     """A RECORD's text and the stat of the file it was read from (taken before reading,
     so that a change while reading shows in the next stat); (None, None) if unreadable."""
     try:
@@ -71,7 +82,7 @@ def read_record(path):
         return None, None
 
 
-def parse_record(text):
+def parse_record(text: str | None) -> list[Row] | None:
     """(path, "algo=digest") rows of a RECORD's text, or None (no text, bad quoting)."""
     if text is None:
         return None
@@ -82,7 +93,7 @@ def parse_record(text):
             return [(r[0], r[1]) for r in csv.reader(text.splitlines()) if len(r) >= 2]
         except csv.Error:
             return None
-    rows = []
+    rows: list[Row] = []
     for line in text.splitlines():
         parts = line.rsplit(",", 2)
         if len(parts) == 3:
@@ -90,7 +101,7 @@ def parse_record(text):
     return rows
 
 
-def content_path(path):
+def content_path(path: str) -> str | None:
     """Where a RECORD entry lands inside site-packages, or None when it is not part of the
     distribution's content (files outside site-packages such as scripts, which installers
     rewrite; byte-code; installer bookkeeping). Works for installed and wheel RECORDs.
@@ -108,21 +119,21 @@ def content_path(path):
     return path
 
 
-def files_digest(rows):
+def files_digest(rows: list[Row]) -> str:
     """One sha256 over every (path, file hash) a distribution is made of."""
     import hashlib
 
     lines = []
     for path, digest in rows:
         if digest:
-            path = content_path(path)
-            if path:
-                lines.append(path + "," + digest)
+            inside = content_path(path)
+            if inside:
+                lines.append(inside + "," + digest)
     lines.sort()
     return "sha256:" + hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
-def verify_rows(location, rows):
+def verify_rows(location: str, rows: list[Row]) -> list[dict[str, str]]:
     """Installed files whose content differs from RECORD (edited by hand) or that are gone."""
     import base64
     import hashlib
@@ -150,7 +161,7 @@ def verify_rows(location, rows):
     return problems
 
 
-def metadata_path(meta_dir, is_dir):
+def metadata_path(meta_dir: str, is_dir: bool) -> str | None:
     if not is_dir:
         return meta_dir  # a bare PKG-INFO file named foo-1.0.egg-info
     for name in METADATA_FILES:
@@ -168,9 +179,9 @@ class RecordCache:
     changed less than :data:`RACY_NS` ago is not cached (coarse file system clocks).
     envlock writes :meth:`text` back when it differs from what was loaded."""
 
-    def __init__(self, path):
-        self.old = {}
-        self.new = {}
+    def __init__(self, path: str) -> None:
+        self.old: dict[str, tuple[StatKey, str, int]] = {}
+        self.new: dict[str, tuple[StatKey, str, int]] = {}
         text = read_text(path) or ""
         lines = text.split("\n")
         if lines[0] != RECORD_CACHE_HEADER:
@@ -180,7 +191,7 @@ class RecordCache:
             if len(fields) == 8 and fields[7].isdigit() and fields[6].startswith("sha256:"):
                 self.old[fields[0]] = (tuple(fields[1:6]), fields[6], int(fields[7]))
 
-    def summary(self, record):
+    def summary(self, record: str) -> tuple[str, int] | None:
         """(files_digest, files) of the RECORD at ``record``, or None when unreadable."""
         try:
             key = stat_key(os.stat(record))
@@ -195,11 +206,11 @@ class RecordCache:
         if rows is None:
             return None
         digest = files_digest(rows)
-        if cacheable(record, info):
+        if info is not None and cacheable(record, info):
             self.new[record] = (stat_key(info), digest, len(rows))
         return digest, len(rows)
 
-    def text(self):
+    def text(self) -> str | None:
         """The cache file's new content, or None when it would not change."""
         if self.new == self.old:
             return None
@@ -210,12 +221,12 @@ class RecordCache:
         return "\n".join(lines) + "\n"
 
 
-def stat_key(info):
+def stat_key(info: os.stat_result) -> StatKey:
     return tuple(str(value) for value in (info.st_size, info.st_mtime_ns, info.st_ctime_ns,
                                           info.st_ino, info.st_dev))
 
 
-def cacheable(record, info):
+def cacheable(record: str, info: os.stat_result) -> bool:
     """A RECORD last changed long enough ago, at a path the cache file can hold."""
     import time
 
@@ -228,10 +239,12 @@ def cacheable(record, info):
     return time.time_ns() - max(info.st_mtime_ns, info.st_ctime_ns) >= RACY_NS
 
 
-def describe(location, entry_name, meta_dir, is_dir, kind, order, deep=False, cache=None):
+def describe(location: str, entry_name: str, meta_dir: str, is_dir: bool, kind: str,
+             order: int, deep: bool = False,
+             cache: RecordCache | None = None) -> dict[str, Any]:
     meta = metadata_path(meta_dir, is_dir)
     headers = read_headers(meta) if meta else None
-    item = {
+    item: dict[str, Any] = {
         "dir": entry_name,
         "location": location,
         "kind": kind,
@@ -262,14 +275,15 @@ def describe(location, entry_name, meta_dir, is_dir, kind, order, deep=False, ca
     return item
 
 
-def scan_location(location, order, deep=False, cache=None):
+def scan_location(location: str, order: int, deep: bool = False, cache: RecordCache | None = None
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every distribution's metadata directory found directly in one sys.path entry."""
-    found = []
+    found: list[dict[str, Any]] = []
     try:
         entries = sorted(os.scandir(location), key=lambda e: e.name)
     except OSError:
         return found, []
-    links = []
+    links: list[dict[str, Any]] = []
     for entry in entries:
         name = entry.name
         if name.endswith(".dist-info"):
@@ -288,8 +302,8 @@ def scan_location(location, order, deep=False, cache=None):
     return found, links
 
 
-def site_dirs():
-    dirs = []
+def site_dirs() -> list[str]:
+    dirs: list[str] = []
     try:
         import site
 
@@ -304,7 +318,7 @@ def site_dirs():
     return sorted({os.path.realpath(d) for d in dirs if d})
 
 
-def libc():
+def libc() -> dict[str, str | None]:
     try:
         value = os.confstr("CS_GNU_LIBC_VERSION") or ""
     except (AttributeError, ValueError, OSError):
@@ -316,7 +330,7 @@ def libc():
     return {"family": None, "version": None}
 
 
-def python_version():
+def python_version() -> str:
     """``platform.python_version()`` without importing platform: the version that leads
     ``sys.version`` (what platform's CPython and PyPy parsers take: the longest run of
     ``[A-Za-z0-9_.+]``), with a patch level added when it has none."""
@@ -337,7 +351,7 @@ def python_version():
 VERSION_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+")
 
 
-def machine():
+def machine() -> str:
     """``platform.machine()`` without importing platform: ``os.uname()``'s on POSIX."""
     value = os.uname().machine if hasattr(os, "uname") else ""
     if not value or value == "unknown":
@@ -347,7 +361,7 @@ def machine():
     return value
 
 
-def python_facts():
+def python_facts() -> dict[str, Any]:
     import sysconfig
 
     return {
@@ -370,8 +384,8 @@ def python_facts():
     }
 
 
-def os_facts():
-    release = {}
+def os_facts() -> dict[str, Any]:
+    release: dict[str, str] = {}
     text = read_text("/etc/os-release") or read_text("/usr/lib/os-release") or ""
     for line in text.splitlines():
         key, sep, value = line.partition("=")
@@ -390,14 +404,14 @@ def os_facts():
     }
 
 
-def framework_files(distributions):
+def framework_files(distributions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Raw build-info files of CUDA-bearing frameworks, read without importing them."""
     wanted = {
         "torch": ("torch", "version.py"),
         "tensorflow": ("tensorflow", "python", "platform", "build_info.py"),
         "jaxlib": ("jaxlib", "version.py"),
     }
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for dist in distributions:
         name = (dist.get("name") or "").lower()
         if name in wanted and name not in out:
@@ -413,11 +427,11 @@ def framework_files(distributions):
     return out
 
 
-def probe(deep=False, cache=None):
+def probe(deep: bool = False, cache: RecordCache | None = None) -> dict[str, Any]:
     py = python_facts()
-    distributions = []
-    egg_links = []
-    seen = set()
+    distributions: list[dict[str, Any]] = []
+    egg_links: list[dict[str, Any]] = []
+    seen: set[str] = set()
     # sys.path[0] is the directory of whatever started Python (here: "-c"), not
     # part of the environment; everything after it is what imports would see.
     for order, location in enumerate(py["path"][1:], start=1):
@@ -438,16 +452,17 @@ def probe(deep=False, cache=None):
     }
 
 
-def dumps(value):
+def dumps(value: object) -> str:
     """JSON text (ASCII) of the probe's answer. Strings go through the C encoder that
     ``json.dumps`` itself uses; the json package (which compiles regular expressions at
     import) is only imported where ``_json`` is missing or a value is not plain data."""
+    quote: Callable[[str], str] | None
     try:
         from _json import encode_basestring_ascii as quote
     except ImportError:
         quote = None
     if quote is not None:
-        out = []
+        out: list[str] = []
         try:
             _encode(value, quote, out.append)
             return "".join(out)
@@ -458,7 +473,7 @@ def dumps(value):
     return json.dumps(value)
 
 
-def _encode(value, quote, emit):
+def _encode(value: object, quote: Callable[[str], str], emit: Callable[[str], object]) -> None:
     if isinstance(value, str):
         emit(quote(value))
     elif value is None:
@@ -486,7 +501,7 @@ def _encode(value, quote, emit):
         raise TypeError(value)
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     """``[--deep] [--record-cache FILE]``: the probe's answer as JSON on stdout. With
     ``--record-cache``, ``record_cache`` holds the file's new content (None: unchanged)."""
     deep = "--deep" in argv
@@ -499,7 +514,7 @@ def main(argv):
     sys.stdout.write(dumps(answer))
 
 
-def run(argv):
+def run(argv: list[str]) -> None:
     """:func:`main`, then end the process at once: the interpreter's teardown is ~2 ms of
     a probe that holds nothing to clean up."""
     main(argv)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from envlock.model.lockfile import Package
@@ -120,7 +120,9 @@ def cupy_info(raw: Mapping[str, Any] | None, packages: Mapping[str, Package]) ->
             "cuda": match.group(1) if match else None}
 
 
-DETECTORS = (
+#: (lock key, is it installed?, its section from the raw build files and the packages)
+Detector = tuple[str, Callable[[Mapping[str, Any]], bool], Callable[[Any, Mapping[str, Any]], Any]]
+DETECTORS: tuple[Detector, ...] = (
     ("torch", lambda p: "torch" in p, torch_info),
     ("tensorflow", lambda p: any(n in p for n in ("tensorflow", "tensorflow-gpu",
                                                   "tensorflow-cpu")), tensorflow_info),
