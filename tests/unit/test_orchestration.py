@@ -50,7 +50,7 @@ def offline(tmp_path, monkeypatch):
         made.append(wheelhouse)
         return []
 
-    monkeypatch.setattr("envlock.operations.provision.provision", provision)
+    monkeypatch.setattr("envlock.operations.build.provision.provision", provision)
     monkeypatch.setenv("ENVLOCK_LOCK_DIR", str(tmp_path / "locks"))
     monkeypatch.delenv("ENVLOCK_BASE_IMAGE", raising=False)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
@@ -250,7 +250,7 @@ def test_an_unreadable_base_is_a_usage_error_naming_it(tmp_path, engine, registr
 def test_the_published_recipe_holds_exactly_the_instructions_the_image_carries(
         tmp_path, engine, registry):
     from envlock.adapters.ocistore import Store
-    from envlock.operations.assemble import stored
+    from envlock.operations.build.assemble import stored
 
     lock = project(tmp_path / "p")
     result = built(lock, tmp_path / "p", engine, registry)
