@@ -15,8 +15,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from envlock.operations.capture import CaptureResult
-from envlock.operations.capture import capture as _capture
+from envlock.operations.capture import CaptureResult, request_from
+from envlock.operations.capture import capture as _operation
 
 
 def script_command() -> str:
@@ -27,17 +27,23 @@ def script_command() -> str:
 def capture(run_id: str | None = None, **options: Any) -> CaptureResult:
     """Capture the environment of ``run_id`` (default: the active or latest MLflow run).
 
-    Options are those of :func:`envlock.operations.capture.capture` (``registry``, ``base_image``,
-    ``build``, ``push``, ``python``, ``project``, ``command``…). By default the
-    interpreter, working directory and command line of the running script are recorded.
-    """
+    Options are the fields of :class:`envlock.operations.capture.CaptureRequest`
+    (``registry``, ``base_image``, ``build``, ``push``, ``python``, ``project``,
+    ``command``…) and capture's collaborators (``tracker``, ``engine``, ``reporter``…). By
+    default the interpreter, working directory and command line of the running script are
+    recorded."""
     import mlflow
 
     active = mlflow.active_run()
     options.setdefault("python", sys.executable)
     options.setdefault("project", os.getcwd())
     options.setdefault("command", script_command())
-    return _capture(run_id or (active.info.run_id if active else None), **options)
+    return _capture(run_id or (active.info.run_id if active else None), options)
+
+
+def _capture(run_id: str | None, options: dict[str, Any]) -> CaptureResult:
+    request, using = request_from(run_id, options)
+    return _operation(request, **using)
 
 
 _installed: dict[str, Any] = {}
@@ -64,7 +70,7 @@ def autolog(**options: Any) -> None:
         if active is not None and "mlflow.parentRunId" not in active.data.tags:
             opts = {"python": sys.executable, "project": cwd, "command": command,
                     **_installed["options"]}
-            _capture(active.info.run_id, **opts)
+            _capture(active.info.run_id, opts)
         return result
 
     fluent.end_run = end_run

@@ -25,7 +25,7 @@ from envlock.model.lockfile import Lock
 from envlock.model.runtree import RelayReport
 from envlock.operations import archive
 from envlock.operations.build import BuildOptions, build
-from envlock.operations.capture import capture
+from envlock.operations.capture import CaptureRequest, capture
 from envlock.operations.replay import replay
 from envlock.snapshot.directory import Rules, probe_directory
 from tests.factories import make_lock
@@ -301,8 +301,8 @@ def captured(tmp_path, engine, registry, monkeypatch):
 
 def run_capture(captured, engine):
     root, tracker, run_id, fake = captured
-    return capture(run_id, project=root, registry=REGISTRY, tracker=tracker, engine=engine,
-                   registries=lambda host: fake)
+    return capture(CaptureRequest(run_id, project=root, registry=REGISTRY), tracker=tracker,
+                   engine=engine, registries=lambda host: fake)
 
 
 def test_capture_sets_envlock_image_last_to_a_pushed_image(captured, engine):
