@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from envlock.adapters import fluent
-from envlock.operations.capture import CaptureResult
-from envlock.operations.capture import capture as _capture
+from envlock.operations.capture import CaptureResult, request_from
+from envlock.operations.capture import capture as _operation
 
 
 def script_command() -> str:
@@ -28,14 +28,20 @@ def script_command() -> str:
 def capture(run_id: str | None = None, **options: Any) -> CaptureResult:
     """Capture the environment of ``run_id`` (default: the active or latest MLflow run).
 
-    Options are those of :func:`envlock.operations.capture.capture` (``registry``, ``base_image``,
-    ``build``, ``push``, ``python``, ``project``, ``command``…). By default the
-    interpreter, working directory and command line of the running script are recorded.
-    """
+    Options are the fields of :class:`envlock.operations.capture.CaptureRequest`
+    (``registry``, ``base_image``, ``build``, ``push``, ``python``, ``project``,
+    ``command``…) and capture's collaborators (``tracker``, ``engine``, ``reporter``…). By
+    default the interpreter, working directory and command line of the running script are
+    recorded."""
     options.setdefault("python", sys.executable)
     options.setdefault("project", os.getcwd())
     options.setdefault("command", script_command())
-    return _capture(run_id or fluent.active_run_id(), **options)
+    return _capture(run_id or fluent.active_run_id(), options)
+
+
+def _capture(run_id: str | None, options: dict[str, Any]) -> CaptureResult:
+    request, using = request_from(run_id, options)
+    return _operation(request, **using)
 
 
 _installed: dict[str, Any] = {}
@@ -53,8 +59,8 @@ def autolog(**options: Any) -> None:
     _installed["options"] = options
 
     def captured(run_id: str) -> None:
-        _capture(run_id, **{"python": sys.executable, "project": cwd, "command": command,
-                            **_installed["options"]})
+        _capture(run_id, {"python": sys.executable, "project": cwd, "command": command,
+                          **_installed["options"]})
 
     _installed["original"] = fluent.on_top_level_end(captured)
 

@@ -5,7 +5,7 @@ environment image (one per ``env_digest``) and the code image (one per run), the
 labels and settings (the instructions ``imageconfig.apply_changes`` turns into the
 assembled images' configs), and renders an equivalent multi-stage Dockerfile that
 ``--dry-run`` prints and capture stores next to the run. envlock itself assembles the
-images without running this file (``operations.stage``, ``operations.assemble``).
+images without running this file (``operations.build.stage``, ``operations.build.assemble``).
 """
 
 from __future__ import annotations

@@ -112,86 +112,143 @@ def _discard(local: Path, project: Path) -> None:
             break
 
 
-def capture(run_id: str | None = None, *, python: str | None = None,
-            command: str | None = None, project: str | Path = ".",
-            registry: str | None = None, base_image: str | None = None, build: bool = True,
-            push: bool = True, env_allow: Iterable[str] = (), tracker: TrackerLike | None = None,
-            engine: EngineLike | None = None, reporter: Any = None,
-            code_max_size: str | None = None,
-            builder: str = "auto", auth: dict[str, str] | None = None,
-            registries: Any = None, allow_files: tuple[str, ...] = (),
-            audit: Callable[[Lock], object] | None = None) -> CaptureResult:
-    """Capture the environment of an MLflow run (see module docs). Returns what was recorded.
+@dataclass(frozen=True)
+class CaptureRequest:
+    """What to capture: ``envlock capture``'s flags, or the Python API's options.
 
     ``run_id``: the run; default ``MLFLOW_RUN_ID``, else the latest run of the active
     experiment. ``command``: the command that ran it (default: the one ``autolog`` recorded).
     ``code_max_size``: the cap for packing a project outside git (default: the config's).
     ``allow_files``: files kept although their content looks like a secret (false positives).
+    """
+
+    run_id: str | None = None
+    python: str | None = None
+    command: str | None = None
+    project: str | Path = "."
+    registry: str | None = None
+    base_image: str | None = None
+    build: bool = True
+    push: bool = True
+    env_allow: Iterable[str] = ()
+    code_max_size: str | None = None
+    builder: str = "auto"
+    auth: dict[str, str] | None = None
+    allow_files: tuple[str, ...] = ()
+
+
+#: capture()'s keywords that are not part of the request: what it works with.
+COLLABORATORS = ("tracker", "engine", "reporter", "registries", "audit")
+
+
+def request_from(run_id: str | None, options: dict[str, Any]
+                 ) -> tuple[CaptureRequest, dict[str, Any]]:
+    """The Python API's ``capture(run_id, **options)`` as a request and the keywords for
+    :func:`capture` (an unknown option is a TypeError, as for any call)."""
+    fields = {k: v for k, v in options.items() if k not in COLLABORATORS}
+    return CaptureRequest(run_id, **fields), \
+        {k: v for k, v in options.items() if k in COLLABORATORS}
+
+
+def capture(request: CaptureRequest, *, tracker: TrackerLike | None = None,
+            engine: EngineLike | None = None, reporter: Any = None, registries: Any = None,
+            audit: Callable[[Lock], object] | None = None) -> CaptureResult:
+    """Capture the environment of an MLflow run (see module docs). Returns what was recorded.
+
     ``audit``: a gate called with the lock before anything is written, built or recorded.
     """
-    import os
-
     from envlock import config
-    from envlock.adapters.tracking import Tracker, UnknownRun
-    from envlock.snapshot import snapshot
 
+    project = request.project
     cfg = config.load(Path(project))
     cfg.apply_tracking_uri()
-    env_allow = cfg.get("env_allow", list(env_allow))
-    known = run_id or os.environ.get("MLFLOW_RUN_ID")
-    lock = snapshot(python=python, project=project, command=command, env_allow=env_allow,
-                    code_rules=cfg.code_rules(code_max_size, allow_files))
+    lock = _snapshot(request, cfg)
     if audit is not None:
         audit(lock)
-    local = _keep(lock, project, known or "latest")  # kept even if the store is down
-    try:
-        tracker = tracker or Tracker()
-        run, picked = tracker.resolve(run_id)
-    except UnknownRun:  # the store answered: there is no such run, so no lock to keep
-        _discard(local, Path(project).absolute())
-        raise
-    except EnvlockError as exc:
-        exc.hint = (f"the lockfile is kept at {local}; retry with `envlock capture"
-                    f"{' --run-id ' + known if known else ''}` once the store is reachable")
-        raise
-    if command is None and run.tags.get("envlock.autolog.command"):
+    tracker, run, picked, local = _resolve(request, lock, tracker)
+    if request.command is None and run.tags.get("envlock.autolog.command"):
         lock = lock.with_command(run.tags["envlock.autolog.command"])
     local = _keep(lock, project, run.run_id)
     result = CaptureResult(run_id=run.run_id, picked=picked, lockfile=str(local),
                            env_digest=lock.env_digest, lock_digest=lock.lock_digest,
                            secret_scan=(lock.git or lock.code or {}).get("secret_scan"))
     recipe = base = env_image_id = None
-    if build:
-        from envlock.operations.build import BuildOptions, engine_for
-        from envlock.operations.build import build as build_image
-
-        options = BuildOptions(
-            registry=cfg.get("registry", registry), push=push, code_dir=Path(project),
-            base_image=cfg.base_image_for(lock.python["version"], base_image),
-            run_id=run.run_id, extra_deny=tuple(cfg.get("deny")), created=run.started,
-            builder=builder, auth=auth, allow_files=allow_files)
-        built = build_image(lock, options, engine or engine_for(builder), reporter,
-                            registries=registries)
+    if request.build:
+        built = _build(lock, run, request, cfg, engine, reporter, registries)
         result.image, base, recipe = built.pinned, built.base, built.recipe
         env_image_id = built.env_image_id
         result.built = built.to_dict()
     result.tags = lineage_tags(lock, result.image, base, env_image_id)
-    attached = _sbom(lock, run, result, base, reporter, auth, registries)
+    attached = _sbom(lock, run, result, base, reporter, request.auth, registries)
     try:
-        with tempfile.TemporaryDirectory(prefix="envlock-artifacts-") as tmp:
-            artifact_files(lock, recipe, Path(tmp))
-            (Path(tmp) / sbom.ARTIFACT).write_bytes(attached.document)
-            tracker.log_artifacts(run.run_id, Path(tmp))
-        image_tag = result.tags.pop("envlock.image", None)
-        tracker.set_tags(run.run_id, result.tags)
-        if image_tag:
-            tracker.set_tags(run.run_id, {"envlock.image": image_tag})
-            result.tags["envlock.image"] = image_tag
+        _record(tracker, run.run_id, lock, recipe, attached, result)
     except EnvlockError as exc:
         exc.hint = (f"the lockfile is kept at {local}; retry with "
                     f"`envlock capture --run-id {run.run_id}` once the store is reachable")
         raise
     return result
+
+
+def _snapshot(request: CaptureRequest, cfg: Any) -> Lock:
+    from envlock.snapshot import snapshot
+
+    env_allow = cfg.get("env_allow", list(request.env_allow))
+    return snapshot(python=request.python, project=request.project, command=request.command,
+                    env_allow=env_allow,
+                    code_rules=cfg.code_rules(request.code_max_size, request.allow_files))
+
+
+def _resolve(request: CaptureRequest, lock: Lock, tracker: TrackerLike | None
+             ) -> tuple[TrackerLike, Any, str, Path]:
+    """The tracker, the run and how it was picked, and the lock kept beside the project
+    (kept even if the store is down; discarded when the store says there is no run)."""
+    import os
+
+    from envlock.adapters.tracking import Tracker, UnknownRun
+
+    known = request.run_id or os.environ.get("MLFLOW_RUN_ID")
+    local = _keep(lock, request.project, known or "latest")
+    try:
+        tracker = tracker or Tracker()
+        run, picked = tracker.resolve(request.run_id)
+    except UnknownRun:  # the store answered: there is no such run, so no lock to keep
+        _discard(local, Path(request.project).absolute())
+        raise
+    except EnvlockError as exc:
+        exc.hint = (f"the lockfile is kept at {local}; retry with `envlock capture"
+                    f"{' --run-id ' + known if known else ''}` once the store is reachable")
+        raise
+    return tracker, run, picked, local
+
+
+def _build(lock: Lock, run: Any, request: CaptureRequest, cfg: Any,
+           engine: EngineLike | None, reporter: Any, registries: Any) -> Any:
+    """The run's image: built by ``operations.build``, created at the run's start."""
+    from envlock.operations.build import BuildOptions, engine_for
+    from envlock.operations.build import build as build_image
+
+    options = BuildOptions(
+        registry=cfg.get("registry", request.registry), push=request.push,
+        code_dir=Path(request.project),
+        base_image=cfg.base_image_for(lock.python["version"], request.base_image),
+        run_id=run.run_id, extra_deny=tuple(cfg.get("deny")), created=run.started,
+        builder=request.builder, auth=request.auth, allow_files=request.allow_files)
+    return build_image(lock, options, engine or engine_for(request.builder), reporter,
+                       registries=registries)
+
+
+def _record(tracker: TrackerLike, run_id: str, lock: Lock, recipe: str | None,
+            attached: sbom.Attached, result: CaptureResult) -> None:
+    """The artifacts, then the tags, ``envlock.image`` the very last."""
+    with tempfile.TemporaryDirectory(prefix="envlock-artifacts-") as tmp:
+        artifact_files(lock, recipe, Path(tmp))
+        (Path(tmp) / sbom.ARTIFACT).write_bytes(attached.document)
+        tracker.log_artifacts(run_id, Path(tmp))
+    image_tag = result.tags.pop("envlock.image", None)
+    tracker.set_tags(run_id, result.tags)
+    if image_tag:
+        tracker.set_tags(run_id, {"envlock.image": image_tag})
+        result.tags["envlock.image"] = image_tag
 
 
 def _sbom(lock: Lock, run: Any, result: CaptureResult, base: str | None, reporter: Any,

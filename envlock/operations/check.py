@@ -46,15 +46,15 @@ def check(lock: Lock, lock_path: str | Path = "<lock>", python: str | None = Non
     """
     from dataclasses import replace
 
-    from envlock.snapshot import take
+    from envlock.snapshot import Request, take
     from envlock.snapshot.directory import Rules
     from envlock.snapshot.secrets import recorded_allow
 
     # What the lock kept with --allow-file is kept again, so that the same code compares equal.
     rules = code_rules or Rules()
     rules = replace(rules, allow=rules.allow + recorded_allow(lock.git or lock.code))
-    live, raw = take(python=python, project=project, env_allow=env_allow, deep=deep,
-                     exclude=(lock_path,), code_rules=rules)
+    live, raw = take(Request(python=python, project=project, env_allow=tuple(env_allow),
+                             deep=deep, exclude=(lock_path,), code_rules=rules))
     live = live.with_command(lock.runtime.get("command"))  # the command is not environment
     integrity = from_probe(raw["distributions"]) if deep else None
     return CheckResult(lock_path=str(lock_path), env_digest_locked=lock.env_digest,

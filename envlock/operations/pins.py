@@ -24,7 +24,7 @@ from envlock.model import pins as model
 from envlock.model.atomic import atomic_file
 from envlock.model.lockfile import Lock, Package
 from envlock.model.redact import strip_url_credentials
-from envlock.operations import provision
+from envlock.operations.build import provision
 
 
 class PinError(EnvlockError):

@@ -140,8 +140,18 @@ def _store(path: Path | None, found: ospkgs.OsInventory) -> None:
 
 # ---------------------------------------------------------------- the document
 
-def build(lock: Lock, fmt: str = "cyclonedx-json", *, image: str | None = None,
-          base: str | None = None, run_id: str | None = None, started: str | None = None,
+@dataclass(frozen=True)
+class Subject:
+    """What an SBOM describes beside the lock, when known: the image, its base, the run
+    and when it started."""
+
+    image: str | None = None
+    base: str | None = None
+    run_id: str | None = None
+    started: str | None = None
+
+
+def build(lock: Lock, fmt: str = "cyclonedx-json", subject: Subject | None = None, *,
           auth: Auth | None = None, registries: Registries | None = None,
           want_base: bool = True) -> SbomResult:
     """The SBOM of ``lock`` (and of the image and base, when known). ``want_base``: warn
@@ -150,10 +160,12 @@ def build(lock: Lock, fmt: str = "cyclonedx-json", *, image: str | None = None,
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown SBOM format {fmt!r}", f"use one of {', '.join(FORMATS)}")
-    base, inventory, warnings = base_inventory(base, auth, registries) if base or want_base \
-        else (None, None, [])
+    subject = subject or Subject()
+    image, run_id = subject.image, subject.run_id
+    base, inventory, warnings = base_inventory(subject.base, auth, registries) \
+        if subject.base or want_base else (None, None, [])
     source = SbomInput(lock=lock, image=image, base=base, os=inventory,
-                       created=created_at(started), run_id=run_id)
+                       created=created_at(subject.started), run_id=run_id)
     try:
         document = render(source, fmt)
     except ValueError as exc:  # a document its own library does not accept: envlock's bug
@@ -177,11 +189,11 @@ def for_target(target: str, fmt: str, *, image: str | None = None, base: str | N
 
         lock = lockfile.load(path)
         base = base or config.load(Path(".")).base_image_for(lock.python["version"], None)
-        return build(lock, fmt, image=image, base=base, auth=auth)
+        return build(lock, fmt, Subject(image=image, base=base), auth=auth)
     lock, run = targets.load_run(target)
-    return build(lock, fmt, image=image or run.tags.get("envlock.image"),
-                 base=base or run.tags.get("envlock.base_image"), run_id=run.run_id,
-                 started=run.started, auth=auth)
+    return build(lock, fmt, Subject(image=image or run.tags.get("envlock.image"),
+                                    base=base or run.tags.get("envlock.base_image"),
+                                    run_id=run.run_id, started=run.started), auth=auth)
 
 
 # ---------------------------------------------------------------- attached to the image
@@ -272,9 +284,9 @@ def for_capture(lock: Lock, run_id: str, started: str | None, image: str | None,
                 registries: Registries | None = None) -> Attached:
     """Capture's hook: the CycloneDX SBOM of the run, pushed next to its image when that
     is in a registry. Never raises for the registry: a failed push is a warning."""
-    result = build(lock, "cyclonedx-json", image=image, base=base, run_id=run_id,
-                   started=started, auth=_same_registry(auth, image, base),
-                   registries=registries, want_base=image is not None)
+    result = build(lock, "cyclonedx-json", Subject(image, base, run_id, started),
+                   auth=_same_registry(auth, image, base), registries=registries,
+                   want_base=image is not None)
     referrer = None
     if image and "@sha256:" in image:
         try:

@@ -11,6 +11,7 @@ import os
 import shlex
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,20 +59,35 @@ def snapshot(python: str | None = None, project: str | Path | None = ".",
     or outside git every file it packs, with ``code_rules`` (deny list, size cap).
     ``command`` is the command that ran the experiment; secret-looking values are masked.
     """
-    return take(python, project, command, env_allow, environ, probe_gpu, exclude=exclude,
-                code_rules=code_rules)[0]
+    return take(Request(python, project, command, tuple(env_allow), environ, probe_gpu,
+                        exclude=exclude, code_rules=code_rules))[0]
 
 
-def take(python: str | None = None, project: str | Path | None = ".",
-         command: str | Sequence[str] | None = None, env_allow: Iterable[str] = (),
-         environ: Mapping[str, str] | None = None, probe_gpu: bool = True,
-         deep: bool = False, exclude: tuple[str | Path, ...] = (),
-         code_rules: Rules | None = None) -> tuple[Lock, dict[str, Any]]:
+@dataclass(frozen=True)
+class Request:
+    """What to snapshot (the parameters of :func:`snapshot`); ``deep``: also verify every
+    installed file against its RECORD."""
+
+    python: str | None = None
+    project: str | Path | None = "."
+    command: str | Sequence[str] | None = None
+    env_allow: tuple[str, ...] = ()
+    environ: Mapping[str, str] | None = None
+    probe_gpu: bool = True
+    deep: bool = False
+    exclude: tuple[str | Path, ...] = ()
+    code_rules: Rules | None = None
+
+
+def take(request: Request) -> tuple[Lock, dict[str, Any]]:
     """:func:`snapshot`, also returning the probe's raw facts (with ``deep``: the RECORD
     verification of every installed file)."""
     from envlock.model.lockfile import Lock
     from envlock.snapshot import frameworks, gpu, index, packages, runtime, system
 
+    python, project, command = request.python, request.project, request.command
+    env_allow, environ, probe_gpu = request.env_allow, request.environ, request.probe_gpu
+    exclude, code_rules, deep = request.exclude, request.code_rules, request.deep
     env = dict(os.environ if environ is None else environ)
     if project is not None and not Path(project).is_dir():
         raise UsageError(f"--project {project}: no such directory",

@@ -49,7 +49,7 @@ def test_capture_in_a_container_without_an_engine_then_replay_from_the_host(
     run_envlock("lock", "--python", str(experiment_venv), "-o", str(lock), "--no-gpu",
                 check=True)
     from envlock.model import lockfile
-    from envlock.operations.provision import provision
+    from envlock.operations.build.provision import provision
 
     provision(lockfile.load(lock), tmp_path / "wheelhouse", cache=cache / "wheels")
     for path in (project, cache):

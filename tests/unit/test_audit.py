@@ -320,7 +320,7 @@ def test_build_audit_stops_before_the_engine_is_ever_reached(tmp_path):
 
 
 def test_capture_audit_stops_before_anything_is_kept_built_or_recorded(tmp_path, monkeypatch):
-    from envlock.operations.capture import capture
+    from envlock.operations.capture import CaptureRequest, capture
     from tests.fakes import FakeEngine, FakeTracker
 
     root = tmp_path / "p"
@@ -334,9 +334,10 @@ def test_capture_audit_stops_before_anything_is_kept_built_or_recorded(tmp_path,
     before = list(tracker.calls)
     options = AuditOptions(advisories=(FIXTURES,))
     with pytest.raises(AuditFailed):
-        capture(run_id, project=root, registry="reg.example:5000/p", tracker=tracker,
-                engine=engine, audit=lambda lock: gate(lock, options, "capture", "nothing "
-                                                       "was built, pushed or recorded"))
+        capture(CaptureRequest(run_id, project=root, registry="reg.example:5000/p"),
+                tracker=tracker, engine=engine,
+                audit=lambda lock: gate(lock, options, "capture",
+                                        "nothing was built, pushed or recorded"))
     assert not engine.calls and tracker.calls == before
     assert not tracker.runs[run_id].tags and not tracker.runs[run_id].artifacts
     assert not (root / ".envlock").exists()

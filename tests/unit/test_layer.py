@@ -115,7 +115,7 @@ def test_a_wheel_whose_record_does_not_match_its_files_is_refused_naming_it(tmp_
 
     import pytest
 
-    from envlock.operations.stage import BaseFacts, StageError, stage
+    from envlock.operations.build.stage import BaseFacts, StageError, stage
     from tests.factories import make_lock
 
     wheel = tmp_path / "liar-1.0-py3-none-any.whl"

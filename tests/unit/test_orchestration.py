@@ -25,7 +25,7 @@ from envlock.model.lockfile import Lock
 from envlock.model.runtree import RelayReport
 from envlock.operations import archive
 from envlock.operations.build import BuildOptions, build
-from envlock.operations.capture import capture
+from envlock.operations.capture import CaptureRequest, capture
 from envlock.operations.replay import replay
 from envlock.snapshot.directory import Rules, probe_directory
 from tests.factories import make_lock
@@ -50,7 +50,7 @@ def offline(tmp_path, monkeypatch):
         made.append(wheelhouse)
         return []
 
-    monkeypatch.setattr("envlock.operations.provision.provision", provision)
+    monkeypatch.setattr("envlock.operations.build.provision.provision", provision)
     monkeypatch.setenv("ENVLOCK_LOCK_DIR", str(tmp_path / "locks"))
     monkeypatch.delenv("ENVLOCK_BASE_IMAGE", raising=False)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
@@ -250,7 +250,7 @@ def test_an_unreadable_base_is_a_usage_error_naming_it(tmp_path, engine, registr
 def test_the_published_recipe_holds_exactly_the_instructions_the_image_carries(
         tmp_path, engine, registry):
     from envlock.adapters.ocistore import Store
-    from envlock.operations.assemble import stored
+    from envlock.operations.build.assemble import stored
 
     lock = project(tmp_path / "p")
     result = built(lock, tmp_path / "p", engine, registry)
@@ -301,8 +301,8 @@ def captured(tmp_path, engine, registry, monkeypatch):
 
 def run_capture(captured, engine):
     root, tracker, run_id, fake = captured
-    return capture(run_id, project=root, registry=REGISTRY, tracker=tracker, engine=engine,
-                   registries=lambda host: fake)
+    return capture(CaptureRequest(run_id, project=root, registry=REGISTRY), tracker=tracker,
+                   engine=engine, registries=lambda host: fake)
 
 
 def test_capture_sets_envlock_image_last_to_a_pushed_image(captured, engine):

@@ -122,7 +122,7 @@ def test_a_pylock_file_must_be_named_as_pep_751_says(tmp_path):
 def fake_index(monkeypatch, tmp_path, served_bytes: bytes, verified_bytes: bytes):
     """pip's report says the index serves ``served_bytes``; the wheel that passed the
     files_digest check holds ``verified_bytes``."""
-    from envlock.operations import provision
+    from envlock.operations.build import provision
 
     name = "numpy-2.1.0-py3-none-any.whl"
 

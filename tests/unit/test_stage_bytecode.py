@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from envlock.operations import stage
+from envlock.operations.build import stage
 
 LOCK = SimpleNamespace(python={"version": platform.python_version()})
 

@@ -18,8 +18,8 @@ from types import SimpleNamespace
 import pytest
 
 from envlock.image.layer import SPLICE_MIN, LayerError, LayerWriter, Member
-from envlock.operations import stage
-from envlock.operations.stage import BaseFacts, StageError
+from envlock.operations.build import stage
+from envlock.operations.build.stage import BaseFacts, StageError
 
 FACTS = BaseFacts(digest="sha256:b", python="3.11.7", interpreter="/usr/bin/python3",
                   executable="/usr/bin/python3.11", passwd="root:x:0:0::/root:/bin/sh\n",

@@ -68,7 +68,7 @@ class Tracker:
             config.load().apply_tracking_uri()  # the project's tracking_uri, if set
         self.uri = uri or str(mlflow.get_tracking_uri())
         if self.uri.startswith(("http://", "https://")):
-            from envlock.operations.provision import reachable
+            from envlock.operations.build.provision import reachable
 
             if not reachable(self.uri):  # MLflow itself retries for minutes before failing
                 raise TrackingError(f"tracking store {self.uri} is unreachable",

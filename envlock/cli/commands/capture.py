@@ -65,7 +65,7 @@ def capture_command(
 
     Tags envlock.* (envlock.image last) and artifacts envlock/ (lockfile, recipe, diff)."""
     from envlock.cli import output as out
-    from envlock.operations.capture import capture
+    from envlock.operations.capture import CaptureRequest, capture
     from envlock.progress import Reporter
 
     out.begin("capture", as_json)
@@ -83,12 +83,13 @@ def capture_command(
         engine, auth = build_setup(config.load(project).get("registry", registry),
                                    registry_username, registry_password_stdin, builder)
     audit_options = gate_options(audit, advisories, osv_url, audit_fail_on, audit_ignore)
+    request = CaptureRequest(run_id, python=python, command=command, project=project,
+                             registry=registry, base_image=base_image, build=not no_build,
+                             push=not no_push, env_allow=env_allow or (),
+                             code_max_size=code_max_size, builder=builder, auth=auth,
+                             allow_files=tuple(allow_file or ()))
     with Reporter("envlock capture") as reporter:
-        result = capture(run_id, python=python, command=command, project=project,
-                         registry=registry, base_image=base_image, build=not no_build,
-                         push=not no_push, env_allow=env_allow or (), engine=engine,
-                         reporter=reporter, code_max_size=code_max_size, builder=builder,
-                         auth=auth, allow_files=tuple(allow_file or ()),
+        result = capture(request, engine=engine, reporter=reporter,
                          audit=lambda lock: run_gate(
                              lock, audit_options, "the captured environment",
                              "nothing was built, pushed or recorded"))

@@ -182,7 +182,7 @@ def stage(lock: Lock, wheels: list[Path], facts: BaseFacts, root: Path,
     ``.py`` files as soon as it is installed, so byte-compiling overlaps the installs.
     Returns the files written unchanged from a deflated member, by arcname (the layer
     carries their deflate streams as they are)."""
-    from envlock.operations.wheelinstall import install_wheel
+    from envlock.operations.build.wheelinstall import install_wheel
 
     venv = root / render.VENV.strip("/")
     major, minor = lock.python["version"].split(".")[:2]
