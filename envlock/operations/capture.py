@@ -132,7 +132,8 @@ def capture(run_id: str | None = None, *, python: str | None = None,
     import os
 
     from envlock import config
-    from envlock.adapters.tracking import Tracker, UnknownRun
+    from envlock.adapters.tracking import UnknownRun
+    from envlock.operations.connect import open_tracker
     from envlock.snapshot import snapshot
 
     cfg = config.load(Path(project))
@@ -145,7 +146,7 @@ def capture(run_id: str | None = None, *, python: str | None = None,
         audit(lock)
     local = _keep(lock, project, known or "latest")  # kept even if the store is down
     try:
-        tracker = tracker or Tracker()
+        tracker = tracker or open_tracker()
         run, picked = tracker.resolve(run_id)
     except UnknownRun:  # the store answered: there is no such run, so no lock to keep
         _discard(local, Path(project).absolute())

@@ -8,6 +8,7 @@ that name the store and say what to do.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,23 +57,21 @@ class RunData:
 class Tracker:
     """MLflow through ``MlflowClient``; the client is made once per Tracker."""
 
-    def __init__(self, uri: str | None = None) -> None:
+    def __init__(self, uri: str | None = None,
+                 reachable: Callable[[str], bool] | None = None) -> None:
+        """``uri``: the store (default: MLflow's own, ``MLFLOW_TRACKING_URI`` or its
+        embedded SQLite ``mlflow.db``). ``reachable``: a quick probe of a server's address,
+        asked first because MLflow itself retries for minutes before it fails."""
         try:
             import mlflow
             from mlflow.tracking import MlflowClient
         except ImportError as exc:  # pragma: no cover - a dependency
             raise TrackingError("MLflow is not installed", "pip install mlflow") from exc
-        if uri is None:
-            from envlock import config
-
-            config.load().apply_tracking_uri()  # the project's tracking_uri, if set
         self.uri = uri or str(mlflow.get_tracking_uri())
-        if self.uri.startswith(("http://", "https://")):
-            from envlock.operations.provision import reachable
-
-            if not reachable(self.uri):  # MLflow itself retries for minutes before failing
-                raise TrackingError(f"tracking store {self.uri} is unreachable",
-                                    "check MLFLOW_TRACKING_URI and that the server is up")
+        if (reachable is not None and self.uri.startswith(("http://", "https://"))
+                and not reachable(self.uri)):
+            raise TrackingError(f"tracking store {self.uri} is unreachable",
+                                "check MLFLOW_TRACKING_URI and that the server is up")
         self.client = self._open(MlflowClient)
 
     def _open(self, client_class: Any) -> Any:
