@@ -132,7 +132,7 @@ def capture(run_id: str | None = None, *, python: str | None = None,
     import os
 
     from envlock import config
-    from envlock.adapters.tracking import UnknownRun
+    from envlock.adapters.tracking import StoreSchemaError, UnknownRun
     from envlock.operations.connect import open_tracker
     from envlock.snapshot import snapshot
 
@@ -152,8 +152,10 @@ def capture(run_id: str | None = None, *, python: str | None = None,
         _discard(local, Path(project).absolute())
         raise
     except EnvlockError as exc:
-        exc.hint = (f"the lockfile is kept at {local}; retry with `envlock capture"
-                    f"{' --run-id ' + known if known else ''}` once the store is reachable")
+        retry = (f"the lockfile is kept at {local}; retry with `envlock capture"
+                 f"{' --run-id ' + known if known else ''}`")
+        exc.hint = (f"{exc.hint}; {retry} then" if isinstance(exc, StoreSchemaError)
+                    else f"{retry} once the store is reachable")
         raise
     if command is None and run.tags.get("envlock.autolog.command"):
         lock = lock.with_command(run.tags["envlock.autolog.command"])

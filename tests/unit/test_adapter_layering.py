@@ -22,4 +22,4 @@ def test_adapters_never_reach_up_a_layer(module):
 
 def test_the_walk_covers_the_tracking_adapter():
     found = {Path(m).name for m in (PACKAGE / "adapters" / "tracking").rglob("*.py")}
-    assert {"__init__.py", "relay.py"} <= found
+    assert {"__init__.py", "relay.py", "schema.py"} <= found

@@ -26,6 +26,10 @@ class TrackingError(EnvlockError):
     """The tracking store is unreachable or refused a request."""
 
 
+class StoreSchemaError(TrackingError):
+    """A SQL store whose schema is not envlock's MLflow's: opening it would migrate it."""
+
+
 class UnknownRun(EnvlockError):
     """No such run in the tracking store."""
 
@@ -72,10 +76,11 @@ class Tracker:
                 and not reachable(self.uri)):
             raise TrackingError(f"tracking store {self.uri} is unreachable",
                                 "check MLFLOW_TRACKING_URI and that the server is up")
+        check_schema(self.uri)  # before MLflow, which would migrate an older store
         self.client = self._open(MlflowClient)
 
     def _open(self, client_class: Any) -> Any:
-        """The client; a SQLite store is opened (and its schema checked) right here."""
+        """The client; a SQL store is opened (and its schema checked again) right here."""
         from mlflow.exceptions import MlflowException
 
         try:
@@ -404,6 +409,31 @@ class Tracker:
             path = self._call("downloading artifacts", mlflow.artifacts.download_artifacts,
                               artifact_uri=uri, dst_path=tmp, tracking_uri=self.uri)
             return _hash_tree(Path(path))
+
+
+def check_schema(uri: str) -> None:
+    """Refuse a SQL store whose schema is not the head of envlock's MLflow, read without
+    writing (envlock.adapters.tracking.schema); a new store passes."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from envlock.adapters.tracking import schema
+    from envlock.model.redact import strip_url_credentials
+
+    if not schema.database_uri(uri):
+        return
+    shown = strip_url_credentials(uri) or uri
+    try:
+        revision = schema.read_revision(uri)
+    except (sqlite3.Error, SQLAlchemyError, ImportError) as exc:  # ImportError: no driver
+        raise TrackingError(f"tracking store {shown} cannot be read: {_first_line(exc)}",
+                            "check MLFLOW_TRACKING_URI") from exc
+    if revision is None:
+        return
+    ours = schema.installed()
+    if revision != ours.head:
+        raise StoreSchemaError(*schema.problem(shown, revision, ours))
 
 
 def _node(run: Any) -> RunNode:
