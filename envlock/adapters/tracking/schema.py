@@ -15,6 +15,7 @@ and every client call would have to cross a process boundary; the fix is one ins
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,7 @@ class Installed:
         return self.chain[-1]
 
 
+@functools.lru_cache(maxsize=1)
 def installed() -> Installed:
     """The version and alembic chain of the MLflow envlock imports (no database touched)."""
     import mlflow
