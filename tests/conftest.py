@@ -2,14 +2,53 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: Optional dependencies some tests need (``@pytest.mark.extra(MODULE)``): the module and
+#: what installs it. Without it a test is skipped with that reason; in CI (CI=true) it fails.
+EXTRAS = {
+    "kubernetes": "pip install -e '.[kubernetes]' (envlock replay --on kubernetes)",
+    "jsonschema": "pip install 'cyclonedx-python-lib[json-validation]' (in .[test])",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "extra(module): needs an optional dependency "
+                            "(tests/conftest.py EXTRAS): skipped without it, fails when CI=true")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("extra"):
+        require_extra(mark.args[0])
+
+
+def require_extra(module: str) -> None:
+    """Skip (locally) or fail (CI=true) when an optional dependency is not installed."""
+    if importlib.util.find_spec(module) is not None:
+        return
+    reason = f"needs the optional {module}: {EXTRAS.get(module, f'pip install {module}')}"
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"{reason}; CI=true requires every optional dependency", pytrace=False)
+    pytest.skip(reason)
+
+
+def optional_module(name: str) -> Any:
+    """An optional dependency's module for use at module level, None when it is missing
+    (the tests that use it carry ``@pytest.mark.extra``, so they never see None)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
 
 
 def run_envlock(*args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None,

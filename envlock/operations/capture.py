@@ -204,19 +204,22 @@ def _resolve(request: CaptureRequest, lock: Lock, tracker: TrackerLike | None
     (kept even if the store is down; discarded when the store says there is no run)."""
     import os
 
-    from envlock.adapters.tracking import Tracker, UnknownRun
+    from envlock.adapters.tracking import StoreSchemaError, UnknownRun
+    from envlock.operations.connect import open_tracker
 
     known = request.run_id or os.environ.get("MLFLOW_RUN_ID")
     local = _keep(lock, request.project, known or "latest")
     try:
-        tracker = tracker or Tracker()
+        tracker = tracker or open_tracker()
         run, picked = tracker.resolve(request.run_id)
     except UnknownRun:  # the store answered: there is no such run, so no lock to keep
         _discard(local, Path(request.project).absolute())
         raise
     except EnvlockError as exc:
-        exc.hint = (f"the lockfile is kept at {local}; retry with `envlock capture"
-                    f"{' --run-id ' + known if known else ''}` once the store is reachable")
+        retry = (f"the lockfile is kept at {local}; retry with `envlock capture"
+                 f"{' --run-id ' + known if known else ''}`")
+        exc.hint = (f"{exc.hint}; {retry} then" if isinstance(exc, StoreSchemaError)
+                    else f"{retry} once the store is reachable")
         raise
     return tracker, run, picked, local
 

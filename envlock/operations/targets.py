@@ -29,9 +29,9 @@ def load(target: str | Path) -> Lock:
 
 def load_run(run_id: str) -> tuple[Lock, RunData]:
     """The lock of a captured MLflow run, and the run (tags, start time, ...)."""
-    from envlock.adapters.tracking import Tracker
+    from envlock.operations.connect import open_tracker
 
-    return captured(Tracker(), run_id)
+    return captured(open_tracker(), run_id)
 
 
 def captured(tracker: TrackerLike, run_id: str, *, image: bool = False
@@ -55,13 +55,13 @@ def load_replay_host(target: str | Path) -> tuple[dict[str, Any], RunData] | Non
     ``target`` is not a replay run (a lockfile, or a captured original)."""
     import yaml
 
-    from envlock.adapters.tracking import Tracker
     from envlock.errors import UsageError
     from envlock.model.replayhost import ARTIFACT
+    from envlock.operations.connect import open_tracker
 
     if Path(target).exists() or not _RUN_ID.fullmatch(str(target)):
         return None
-    tracker = Tracker()
+    tracker = open_tracker()
     run = tracker.run(str(target))
     if "envlock.replay_of" not in run.tags:
         return None

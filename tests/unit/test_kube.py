@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
-import kubernetes.client as client
 import pytest
 import yaml
 
@@ -18,7 +17,10 @@ from envlock.errors import EnvlockError, UsageError
 from envlock.model import kubejob, yamlout
 from envlock.operations import kube
 from envlock.snapshot import gpu
+from tests.conftest import optional_module
 from tests.factories import make_lock
+
+client = optional_module("kubernetes.client")  # the tests using it are marked extra
 
 RECORDED = Path(__file__).parents[1] / "fixtures" / "recorded" / "kube"
 RUN_ID = "0f3c9a1e2b7d4c56a8e9f0123456789a"
@@ -63,6 +65,7 @@ def env_of(manifest: dict) -> dict[str, str]:
 
 # ------------------------------------------------------------------ the manifest
 
+@pytest.mark.extra("kubernetes")
 @pytest.mark.parametrize("name", sorted(OPTION_SETS))
 def test_manifest_round_trips_through_the_clients_models(name):
     manifest = kubejob.job_manifest(OPTION_SETS[name])
@@ -73,6 +76,7 @@ def test_manifest_round_trips_through_the_clients_models(name):
     assert api.sanitize_for_serialization(job) == manifest  # no field unknown to the API
 
 
+@pytest.mark.extra("kubernetes")
 def test_round_trip_would_catch_a_misspelled_field():
     manifest = kubejob.job_manifest(spec())
     manifest["spec"]["backofLimit"] = manifest["spec"].pop("backoffLimit")
@@ -350,6 +354,7 @@ def test_only_nodes_the_pod_can_land_on_count():
 
 # ------------------------------------------------------------------ the cluster
 
+@pytest.mark.extra("kubernetes")
 def test_no_kubeconfig_is_one_line_with_a_hint(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing" / "config"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
@@ -414,6 +419,7 @@ class DroppingLogs:
         return ns(stream=stream, release_conn=lambda: None)
 
 
+@pytest.mark.extra("kubernetes")
 def test_a_dropped_log_stream_is_resumed_without_repeating_lines(monkeypatch):
     monkeypatch.setattr(kube_client.time, "sleep", lambda seconds: None)
     shown: list[bytes] = []
@@ -422,6 +428,7 @@ def test_a_dropped_log_stream_is_resumed_without_repeating_lines(monkeypatch):
     assert b"".join(shown) == b"one\ntwo\nthree\n" and logs.opened == 2
 
 
+@pytest.mark.extra("kubernetes")
 def test_a_pull_secret_holds_the_credentials_as_docker_config_json():
     import base64
 

@@ -94,6 +94,7 @@ def test_frameworks_carry_their_cuda_libraries():
     assert "cudnn@8.9.2.26" not in items  # not listed twice
 
 
+@pytest.mark.extra("jsonschema")
 def test_cyclonedx_validates_against_the_1_6_schema_and_lists_everything():
     from cyclonedx.schema import SchemaVersion
     from cyclonedx.validation.json import JsonStrictValidator

@@ -1,9 +1,22 @@
 """MLflow's errors become envlock errors that say what really happened (a real embedded
-SQLite store; no server)."""
+SQLite store; no server), and a store whose schema is not envlock's MLflow's is refused
+before MLflow could migrate it (envlock.adapters.tracking.schema)."""
+
+import hashlib
+import sqlite3
+import subprocess
+import sys
 
 import pytest
 
-from envlock.adapters.tracking import Tracker, TrackingError, UnknownRun
+from envlock.adapters.tracking import (
+    StoreSchemaError,
+    Tracker,
+    TrackingError,
+    UnknownRun,
+    schema,
+)
+from envlock.errors import EXIT_USAGE
 
 
 @pytest.fixture(scope="module")
@@ -26,24 +39,128 @@ def test_another_invalid_value_is_not_reported_as_a_missing_run(tracker):
     assert caught.value.hint == "the store refused the request as it was made"
 
 
-def test_a_store_written_by_a_newer_mlflow_is_a_one_line_error_naming_both(tmp_path):
-    """A training venv with a newer MLflow than envlock's (mlflow-skinny 3.18.0 beside a
-    3.17.2 envlock) writes a schema the older client refuses."""
-    import sqlite3
-    import subprocess
-    import sys
-
-    import mlflow
-
-    store = tmp_path / "mlflow.db"
+@pytest.fixture(scope="module")
+def head_store(tmp_path_factory):
+    """A real store made by envlock's MLflow in another process (MLflow caches a store per
+    URI in its process: made elsewhere, it is opened afresh here)."""
+    store = tmp_path_factory.mktemp("head") / "mlflow.db"
     subprocess.run([sys.executable, "-c", "import sys; from mlflow.tracking import MlflowClient;"
                     " MlflowClient(sys.argv[1]).search_experiments()", f"sqlite:///{store}"],
-                   check=True, capture_output=True, timeout=120)  # a real store (MLflow
-    # caches a store per URI in its process: made elsewhere, it is opened afresh here)
+                   check=True, capture_output=True, timeout=120)
+    return store
+
+
+def store_at(head_store, tmp_path, revision):
+    """A copy of the head store whose alembic revision says ``revision``."""
+    store = tmp_path / "mlflow.db"
+    store.write_bytes(head_store.read_bytes())
     with sqlite3.connect(store) as db:
-        db.execute("UPDATE alembic_version SET version_num = 'f4a9b2c7d1e6'")
-    with pytest.raises(TrackingError) as caught:
+        db.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    return store
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def refused(store):
+    """The refusal of ``store``, checked to have left it byte for byte as it was."""
+    before = sha256(store)
+    with pytest.raises(StoreSchemaError) as caught:
         Tracker(f"sqlite:///{store}")
-    assert f"this MLflow ({mlflow.__version__}) does not know" in caught.value.message
-    assert "f4a9b2c7d1e6" in caught.value.message and "\n" not in caught.value.message
-    assert "mlflow-skinny==VERSION" in str(caught.value.hint)
+    assert sha256(store) == before
+    assert "\n" not in str(caught.value) and caught.value.exit_code == EXIT_USAGE
+    return caught.value
+
+
+def test_a_store_written_by_a_newer_mlflow_is_a_one_line_error_naming_both(head_store,
+                                                                           tmp_path):
+    """A revision no MLflow envlock knows of: a training venv with a newer MLflow."""
+    import mlflow
+
+    error = refused(store_at(head_store, tmp_path, "0123456789ab"))
+    assert f"this MLflow ({mlflow.__version__}) does not know" in error.message
+    assert "0123456789ab" in error.message and "a newer MLflow" in error.message
+    assert "mlflow-skinny==VERSION" in str(error.hint)
+
+
+def test_a_store_of_an_older_supported_mlflow_names_it_and_the_install(head_store, tmp_path):
+    import mlflow
+
+    error = refused(store_at(head_store, tmp_path, "1b5f0d9ad7c1"))
+    assert "the schema of MLflow 3.10.0 to 3.10.1 (alembic revision 1b5f0d9ad7c1)" \
+        in error.message
+    assert f"envlock's MLflow {mlflow.__version__}" in error.message
+    assert f"{sys.executable} -m pip install 'mlflow-skinny==3.10.1'" in str(error.hint)
+    assert "mlflow db upgrade" in str(error.hint)
+
+
+def test_a_store_of_an_mlflow_envlock_cannot_run_with_is_told_to_upgrade_the_store(
+        head_store, tmp_path):
+    error = refused(store_at(head_store, tmp_path, "bf29a5ff90ea"))  # 3.5.0 to 3.7.0
+    assert "MLflow 3.5.0 to 3.7.0" in error.message
+    assert "pip install" not in str(error.hint)
+    assert f"mlflow db upgrade sqlite:///{tmp_path}/mlflow.db" in str(error.hint)
+
+
+def test_a_database_without_mlflows_schema_is_refused_untouched(tmp_path):
+    store = tmp_path / "mlflow.db"
+    with sqlite3.connect(store) as db:
+        db.execute("CREATE TABLE notes (text TEXT)")
+    assert "without MLflow's schema" in refused(store).message
+
+
+@pytest.mark.parametrize("make", ["absent", "empty file"])
+def test_a_new_store_is_created_at_the_head(tmp_path, make):
+    store = tmp_path / "new" / "mlflow.db"
+    if make == "empty file":
+        store.parent.mkdir()
+        store.touch()
+    Tracker(f"sqlite:///{store}")
+    assert schema.read_revision(f"sqlite:///{store}") == schema.installed().head
+
+
+def test_the_revision_is_read_without_writing_on_both_paths(head_store, tmp_path):
+    """SQLite opened read-only, and the SQLAlchemy path (database servers) on the same file."""
+    store = store_at(head_store, tmp_path, "1b5f0d9ad7c1")
+    before = sha256(store)
+    assert schema.read_revision(f"sqlite:///{store}") == "1b5f0d9ad7c1"
+    assert schema._server_revision(f"sqlite:///{store}") == "1b5f0d9ad7c1"
+    assert sha256(store) == before
+
+
+def test_a_store_at_the_head_opens_as_before(head_store):
+    Tracker(f"sqlite:///{head_store}").client.search_experiments()
+
+
+def test_a_development_revision_is_placed_by_the_migrations():
+    ours = schema.Installed("9.9.9", ("bf29a5ff90ea", "0000000000aa", "1bd49d398cd23"))
+    assert schema.releases("0000000000aa", ours) == "a development build before 3.8.0"
+    assert schema.releases("bf29a5ff90ea", ours) == "3.5.0 to 3.7.0"
+    assert schema.releases("ffffffffffff", ours) is None
+
+
+def test_the_release_table_follows_the_installed_migrations():
+    """Heads that the installed MLflow ships appear in its chain in release order."""
+    from packaging.version import Version
+
+    chain = schema.installed().chain
+    heads = [h for h in chain if h in schema.RELEASE_HEADS]
+    assert len(heads) >= 20
+    firsts = [Version(schema.RELEASE_HEADS[h].split(" ")[0]) for h in heads]
+    newests = [Version(schema.newest(schema.RELEASE_HEADS[h])) for h in heads]
+    assert newests == sorted(newests) and firsts[0] < firsts[-1]
+
+
+def test_uris_that_are_not_sql_databases_are_not_read():
+    assert not schema.database_uri("http://127.0.0.1:5000")
+    assert not schema.database_uri("file:///tmp/mlruns")
+    assert schema.database_uri("sqlite:///mlflow.db")
+    assert schema.database_uri("postgresql+psycopg2://u:p@h/db")
+
+
+def test_a_database_server_that_cannot_be_read_is_named_without_its_password():
+    with pytest.raises(TrackingError) as caught:
+        Tracker("postgresql://someone:s3cret-pw@127.0.0.1:9/mlflow")
+    assert "cannot be read" in caught.value.message
+    assert "s3cret-pw" not in str(caught.value) and "127.0.0.1:9/mlflow" in str(caught.value)

@@ -8,6 +8,7 @@ that name the store and say what to do.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,10 @@ ARTIFACT_DIR = "envlock"
 
 class TrackingError(EnvlockError):
     """The tracking store is unreachable or refused a request."""
+
+
+class StoreSchemaError(TrackingError):
+    """A SQL store whose schema is not envlock's MLflow's: opening it would migrate it."""
 
 
 class UnknownRun(EnvlockError):
@@ -56,27 +61,26 @@ class RunData:
 class Tracker:
     """MLflow through ``MlflowClient``; the client is made once per Tracker."""
 
-    def __init__(self, uri: str | None = None) -> None:
+    def __init__(self, uri: str | None = None,
+                 reachable: Callable[[str], bool] | None = None) -> None:
+        """``uri``: the store (default: MLflow's own, ``MLFLOW_TRACKING_URI`` or its
+        embedded SQLite ``mlflow.db``). ``reachable``: a quick probe of a server's address,
+        asked first because MLflow itself retries for minutes before it fails."""
         try:
             import mlflow
             from mlflow.tracking import MlflowClient
         except ImportError as exc:  # pragma: no cover - a dependency
             raise TrackingError("MLflow is not installed", "pip install mlflow") from exc
-        if uri is None:
-            from envlock import config
-
-            config.load().apply_tracking_uri()  # the project's tracking_uri, if set
         self.uri = uri or str(mlflow.get_tracking_uri())
-        if self.uri.startswith(("http://", "https://")):
-            from envlock.operations.build.provision import reachable
-
-            if not reachable(self.uri):  # MLflow itself retries for minutes before failing
-                raise TrackingError(f"tracking store {self.uri} is unreachable",
-                                    "check MLFLOW_TRACKING_URI and that the server is up")
+        if (reachable is not None and self.uri.startswith(("http://", "https://"))
+                and not reachable(self.uri)):
+            raise TrackingError(f"tracking store {self.uri} is unreachable",
+                                "check MLFLOW_TRACKING_URI and that the server is up")
+        check_schema(self.uri)  # before MLflow, which would migrate an older store
         self.client = self._open(MlflowClient)
 
     def _open(self, client_class: Any) -> Any:
-        """The client; a SQLite store is opened (and its schema checked) right here."""
+        """The client; a SQL store is opened (and its schema checked again) right here."""
         from mlflow.exceptions import MlflowException
 
         try:
@@ -405,6 +409,31 @@ class Tracker:
             path = self._call("downloading artifacts", mlflow.artifacts.download_artifacts,
                               artifact_uri=uri, dst_path=tmp, tracking_uri=self.uri)
             return _hash_tree(Path(path))
+
+
+def check_schema(uri: str) -> None:
+    """Refuse a SQL store whose schema is not the head of envlock's MLflow, read without
+    writing (envlock.adapters.tracking.schema); a new store passes."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from envlock.adapters.tracking import schema
+    from envlock.model.redact import strip_url_credentials
+
+    if not schema.database_uri(uri):
+        return
+    shown = strip_url_credentials(uri) or uri
+    try:
+        revision = schema.read_revision(uri)
+    except (sqlite3.Error, SQLAlchemyError, ImportError) as exc:  # ImportError: no driver
+        raise TrackingError(f"tracking store {shown} cannot be read: {_first_line(exc)}",
+                            "check MLFLOW_TRACKING_URI") from exc
+    if revision is None:
+        return
+    ours = schema.installed()
+    if revision != ours.head:
+        raise StoreSchemaError(*schema.problem(shown, revision, ours))
 
 
 def _node(run: Any) -> RunNode:

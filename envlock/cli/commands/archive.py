@@ -24,16 +24,16 @@ def export_command(
     The image as an OCI image layout (docker load reads it too), the lockfile, the build
     recipe, the git diff and the run's MLflow metadata, every file listed with its sha256.
     An image pinned in a registry is copied by digest, so its digest stays the same."""
-    from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
     from envlock.operations.archive import export
+    from envlock.operations.connect import open_tracker
     from envlock.progress import Reporter
 
     out.begin("export", as_json)
     target = output or Path(f"envlock-{run_id}.tar")
     credentials = read_credentials(registry_username, registry_password_stdin)
     with Reporter("envlock export") as reporter:
-        result = export(run_id, target, tracker=Tracker(), credentials=credentials,
+        result = export(run_id, target, tracker=open_tracker(), credentials=credentials,
                         reporter=reporter)
     for warning in result.warnings:
         out.warn(warning)

@@ -108,10 +108,10 @@ def replay_command(
     nodes' GPU labels); its MLflow logs straight into the replay run, so the tracking
     store must be a server the cluster can reach."""
     from envlock import config
-    from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
     from envlock.model.resources import parse_flags
+    from envlock.operations.connect import open_tracker
     from envlock.operations.replay import replay
 
     out.begin("replay", as_json)
@@ -147,7 +147,7 @@ def replay_command(
                                         tolerance=tol, metrics=tuple(metric or ()),
                                         per_metric=per_metric, as_json=as_json,
                                         compare_files=compare_artifacts))
-    tracker = Tracker()
+    tracker = open_tracker()
     engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
     result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
                     shm_size=shm_size, cpus=cpus, memory=memory, notify=out.notify,
@@ -188,20 +188,20 @@ def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, detach: bool, fo
                    tolerance: Any,
                    metrics: tuple[str, ...], per_metric: Any, as_json: bool,
                    compare_files: bool = False) -> int:
-    from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
     from envlock.model import yamlout
     from envlock.operations import kube
+    from envlock.operations.connect import open_tracker
 
     if dry_run:
-        plan = kube.plan(run_id, tracker=Tracker(), options=options)
+        plan = kube.plan(run_id, tracker=open_tracker(), options=options)
         for warning in plan.warnings:
             out.warn(warning)
         return out.emit(plan.to_dict(), yamlout.dump(plan.manifest))
     if detach:
         return _submitted(run_id, options, force)
-    result = kube.replay_on_kubernetes(run_id, tracker=Tracker(), options=options, force=force,
+    result = kube.replay_on_kubernetes(run_id, tracker=open_tracker(), options=options, force=force,
                                        tolerance=tolerance, metrics=metrics,
                                        per_metric=per_metric, compare_files=compare_files,
                                        output=out.passthrough(as_json))
@@ -217,11 +217,11 @@ def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, detach: bool, fo
 def _submitted(run_id: str, options: Any, force: bool) -> int:
     """--detach on Kubernetes: the Job is submitted and the replay run recorded; a later
     `envlock verify --replay REPLAY_RUN` follows it to its end and concludes it."""
-    from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
     from envlock.operations import kube
+    from envlock.operations.connect import open_tracker
 
-    replay_id, spec, verdict = kube.submit(run_id, tracker=Tracker(), options=options,
+    replay_id, spec, verdict = kube.submit(run_id, tracker=open_tracker(), options=options,
                                            force=force)
     for warning in (*verdict.warnings, *verdict.problems):
         out.warn(warning)
@@ -264,11 +264,11 @@ def lineage_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a run's env digest and image, and every replay with its verdict."""
-    from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
+    from envlock.operations.connect import open_tracker
 
     out.begin("lineage", as_json)
-    tracker = Tracker()
+    tracker = open_tracker()
     run = tracker.run(run_id)
     replays = tracker.replays_of(run)
     tags = run.envlock_tags()

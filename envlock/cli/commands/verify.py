@@ -64,19 +64,19 @@ def verify_command(
     Reports: JUnit XML (the run, the relay, each metric, the params, each child run and
     artifact) and Markdown."""
     from envlock import config
-    from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
     from envlock.errors import EXIT_DRIFT, EXIT_OK, UsageError
     from envlock.model import report
     from envlock.model.resources import parse_flags
+    from envlock.operations.connect import open_tracker
     from envlock.operations.replay import replay
 
     out.begin("verify", as_json)
     parse_flags(shm_size, cpus, memory)  # bad values fail before anything runs
     tol, per_metric = config.load().tolerances(tolerance)
 
-    tracker = Tracker()
+    tracker = open_tracker()
     if experiment:
         raise typer.Exit(_sweep(experiment, run_id, tracker, on, junit, markdown,
                                 last=last, parallel=parallel, namespace=namespace, gpus=gpus,

@@ -40,9 +40,9 @@ def import_archive(path: str | Path, *, registry: str | None = None,
     timings["verify"] = round(time.monotonic() - started, 2)
     target = _target(registry, contents) if registry else None
     if tracker is None:  # before the image: an unreachable server fails the import early
-        from envlock.adapters.tracking import Tracker
+        from envlock.operations.connect import open_tracker
 
-        tracker = Tracker()
+        tracker = open_tracker()
     result = ImportResult(
         run_id="", original_run_id=contents.run["run_id"],
         experiment=experiment or contents.run.get("experiment_name") or "Default",
