@@ -70,7 +70,7 @@ def take(python: str | None = None, project: str | Path | None = ".",
     """:func:`snapshot`, also returning the probe's raw facts (with ``deep``: the RECORD
     verification of every installed file)."""
     from envlock.model.lockfile import Lock
-    from envlock.snapshot import frameworks, gpu, index, packages, runtime, system
+    from envlock.snapshot import frameworks, gpu, index, packages, rebuilt, runtime, system
 
     env = dict(os.environ if environ is None else environ)
     if project is not None and not Path(project).is_dir():
@@ -89,6 +89,7 @@ def take(python: str | None = None, project: str | Path | None = ".",
     py = raw["python"]
     resolved = packages.resolve(raw["distributions"], py.get("site_dirs", []))
     pkgs = _with_git_state(resolved.packages)
+    pkgs = packages.with_origins(pkgs, rebuilt.distribution_wheels(pkgs))
     fw = frameworks.frameworks(pkgs, raw.get("frameworks", {}))
     if toolkit:
         gpu_section["cuda_toolkit"] = toolkit
