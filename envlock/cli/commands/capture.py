@@ -94,7 +94,7 @@ def capture_command(
                              "nothing was built, pushed or recorded"))
     from envlock.cli.commands.lock import secret_warnings
 
-    warnings = secret_warnings(result.secret_scan, "the lock")
+    warnings = [*result.warnings, *secret_warnings(result.secret_scan, "the lock")]
     if result.built:
         warnings += secret_warnings({"withheld": result.built.get("secrets_withheld")},
                                     "the code layer")
