@@ -109,6 +109,12 @@ def test_pins_of_a_debian_venv_install_with_require_hashes(tmp_path):
                                str(out))
     check = run_envlock("check", "--lock", str(lock), "--python", str(fresh_python))
     assert check.returncode == 0, check.stdout[-2000:]
+    pylock = tmp_path / "pylock.toml"  # and for uv: `uv pip sync` installs exactly that
+    run_envlock("pins", str(lock), "--format", "pylock", "-o", str(pylock), check=True)
+    synced = fresh(tmp_path / "synced", with_pip=False)
+    done = subprocess.run([uv(), "pip", "sync", "--python", str(synced), str(pylock)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "+ six==1.16.0" in done.stderr, done.stderr[-2000:]
 
     every = tmp_path / "requirements-all.txt"
     result = run_envlock("pins", str(lock), "--format", "requirements", "-o", str(every),
