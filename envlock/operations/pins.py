@@ -155,30 +155,27 @@ def _fetch(lock: Lock, wanted: list[Package], picks: dict[str, Served], scratch:
 
 
 def _index_wheel(lock: Lock, pkg: Package, pick: Served, scratch: Path, log: Any
-                 ) -> tuple[model.Wheel | None, str]:
+                 ) -> model.Wheel | str:
     """The index's own wheel of a rebuilt package, downloaded and hashed."""
     dest = scratch / "rebuilt" / pkg.name
     dest.mkdir(parents=True, exist_ok=True)
     ok, message = provision.pip_download(lock, [pkg], dest, log)
     wheel = dest / pick.filename
     if not ok or not wheel.is_file():
-        return None, f"the index's wheel {pick.filename} could not be downloaded ({message})"
-    digest = _sha256(wheel)
-    if pick.sha256 and digest != pick.sha256:
-        return None, (f"the index gives sha256 {pick.sha256[:12]}… for {pick.filename}, the "
-                      f"downloaded wheel has {digest[:12]}…")
-    return model.Wheel(name=pkg.name, filename=wheel.name, sha256=digest, url=pick.url,
-                       size=wheel.stat().st_size, index=_index_of(pkg, lock, pick.url),
-                       rebuilt=True), ""
+        return f"the index's wheel {pick.filename} could not be downloaded ({message})"
+    return _wheel(lock, pkg, pick, wheel, rebuilt=True)
 
 
-def _wheel(lock: Lock, pkg: Package, pick: Served, wheel: Path) -> model.Wheel | str:
+def _wheel(lock: Lock, pkg: Package, pick: Served, wheel: Path, rebuilt: bool = False
+           ) -> model.Wheel | str:
+    """``wheel`` as the pin, when it is the file the index gives."""
     digest = _sha256(wheel)
     if pick.sha256 and digest != pick.sha256:
         return (f"the index gives sha256 {pick.sha256[:12]}… for {pick.filename}, the "
-                f"verified wheel has {digest[:12]}…")
+                f"{'downloaded' if rebuilt else 'verified'} wheel has {digest[:12]}…")
     return model.Wheel(name=pkg.name, filename=wheel.name, sha256=digest, url=pick.url,
-                       size=wheel.stat().st_size, index=_index_of(pkg, lock, pick.url))
+                       size=wheel.stat().st_size, index=_index_of(pkg, lock, pick.url),
+                       rebuilt=rebuilt)
 
 
 def verified_wheels(lock: Lock, *, use_cache: bool = True, log: Any = None,
@@ -201,8 +198,7 @@ def verified_wheels(lock: Lock, *, use_cache: bool = True, log: Any = None,
             if pkg.name in got:
                 outcome: model.Wheel | str = _wheel(lock, pkg, pick, got[pkg.name])
             elif isinstance(why, provision.Differs) and pkg.source.origin:
-                rebuilt, problem = _index_wheel(lock, pkg, pick, scratch, log)
-                outcome = rebuilt or problem
+                outcome = _index_wheel(lock, pkg, pick, scratch, log)
             else:
                 outcome = why
             if isinstance(outcome, model.Wheel):
