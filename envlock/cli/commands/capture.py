@@ -39,7 +39,8 @@ def capture_command(
         "active experiment).")] = None,
     python: PythonOpt = None,
     command: Annotated[str | None, typer.Option(
-        "--command", "-c", help="The command that ran the experiment.")] = None,
+        "--command", "-c", help="The command that ran the experiment (the image's default "
+        "command; `uv run …` runs there without uv, in the image's environment).")] = None,
     project: Annotated[Path, typer.Option(
         "--project", help="The experiment's directory (a git repository, or any directory: "
         "then its files are packed by content).")] = Path("."),
