@@ -18,6 +18,7 @@ from typing import Any
 from envlock import __version__
 from envlock.errors import UsageError
 from envlock.model.lockfile import Lock
+from envlock.model.uvrun import replay_command
 
 VENV = "/opt/envlock/venv"
 WORKDIR = "/workspace"
@@ -184,7 +185,8 @@ def render(lock: Lock, base: str, repository: str, code_tag: str, *, run_id: str
                    f'ENV VIRTUAL_ENV="{VENV}"', f'ENV PATH="{path}"', "ENV PYTHONUNBUFFERED=1",
                    f"WORKDIR {WORKDIR}", f"USER {USER_ID}:{USER_ID}",
                    *_instruction_labels(env_labels))
-    command = lock.runtime.get("command")
+    # The recorded command as the image runs it (`uv run train.py`: the image has no uv)
+    command = replay_command(lock.runtime.get("command"))
     code_changes = (*[f'ENV {k}="{v}"' for k, v in knobs.items()],
                     f"WORKDIR {WORKDIR}", f"USER {USER_ID}:{USER_ID}",
                     *_instruction_labels(code_labels),

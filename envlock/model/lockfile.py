@@ -68,6 +68,11 @@ class Source:
     hash: str | None = None
     git_commit: str | None = None
     git_dirty: bool | None = None
+    #: Only for a build that is not the index's own of that version: the file it was
+    #: installed from (the OS distribution's rebuilt wheel, e.g. Debian's
+    #: ``/usr/share/python-wheels/pip-23.0.1-py3-none-any.whl``). Absent otherwise, so a
+    #: lock of an ordinary environment is unchanged by it.
+    origin: str | None = None
 
     KINDS = ("index", "vcs", "archive", "directory", "editable", "conda", "system")
 
@@ -84,6 +89,8 @@ class Source:
             extra = f"@{self.git_commit[:12]}" if self.git_commit else ""
             dirty = " (dirty)" if self.git_dirty else ""
             return f"{self.kind} {where}{extra}{dirty}"
+        if self.kind == "index" and self.origin:
+            return f"rebuild {self.origin}"
         if self.kind == "index" and self.url:
             return f"index {self.url}"
         return self.kind
@@ -113,8 +120,10 @@ class Package:
         An editable package inside the experiment's own repository is code, not
         environment: its path is taken relative to the repository and its commit,
         dirtiness and (path-dependent) files are left out, so that committing code
-        never changes the environment image."""
+        never changes the environment image. A rebuild's ``origin`` is where the same
+        files came from, not what they are: it is left out too."""
         source = self.source.to_dict()
+        source.pop("origin", None)
         files = self.files_digest
         if self.source.kind == "editable":
             files = None

@@ -12,6 +12,11 @@
 
 Each package that cannot be hash-pinned (or not written at all: conda, the system's
 packages) yields one warning line.
+
+Installer tooling (pip, setuptools, wheel, distribute) is left out unless asked for, as
+``pip freeze`` leaves it out: the target environment brings its own, and a distribution's
+venv has its own rebuilds of it (see ``Source.origin``). A package installed from such a
+rebuild is pinned to the index's wheel of its version, with a warning that says so.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from envlock.model.lockfile import Lock, Package
 FORMATS = ("requirements", "pylock")
 PYPI_SIMPLE = "https://pypi.org/simple"
 _SYSTEMS = {"Linux": "linux", "Darwin": "darwin", "Windows": "win32"}
+#: What ``pip freeze`` leaves out unless given ``--all``.
+TOOLING = frozenset({"pip", "setuptools", "wheel", "distribute"})
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,9 @@ class Wheel:
     url: str | None = None  # where the index serves it
     size: int | None = None
     index: str | None = None  # the index's simple URL
+    #: The installed files are a rebuild (``Source.origin``), not this wheel's: the pin
+    #: is the index's build of the same version.
+    rebuilt: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,35 @@ class Export:
     warnings: tuple[str, ...]
     hashed: int
     unhashed_count: int
+
+
+def left_out(lock: Lock, keep_all: bool = False) -> tuple[Package, ...]:
+    """The lock's installer tooling, which the exports leave out unless ``keep_all``."""
+    return () if keep_all else tuple(p for p in lock.packages if p.name in TOOLING)
+
+
+def _rebuilt_warning(pkg: Package, wheel: Wheel) -> str:
+    return (f"{pkg.name} {pkg.version} was installed from a rebuild "
+            f"({pkg.source.origin or 'not the index wheel'}) whose files differ from the "
+            f"index's wheel of that version: pinned to the index's {wheel.filename} "
+            f"(sha256 {wheel.sha256[:12]}…), which installs the index's build")
+
+
+def _packages(lock: Lock, wheels: dict[str, Wheel], skip: frozenset[str]
+              ) -> tuple[list[Package], list[str]]:
+    """The packages to write, and a warning for each one pinned to another build."""
+    kept = [p for p in lock.packages if p.name not in skip]
+    notes = [_rebuilt_warning(p, wheels[p.name]) for p in kept
+             if p.source.kind == "index" and p.name in wheels and wheels[p.name].rebuilt]
+    return kept, notes
+
+
+def _left_out_line(lock: Lock, skip: frozenset[str]) -> list[str]:
+    names = [f"{p.name} {p.version}" for p in lock.packages if p.name in skip]
+    if not names:
+        return []
+    return [f"# left out: {', '.join(names)} (installer tooling, as pip freeze leaves it "
+            "out; envlock pins --all keeps it)"]
 
 
 def unhashed_path(path: Path) -> Path:
@@ -104,12 +143,14 @@ def _extra_indexes(lock: Lock) -> list[str]:
     return [u for u in dict.fromkeys(urls) if u != PYPI_SIMPLE]
 
 
-def requirements(lock: Lock, wheels: dict[str, Wheel], name: str = "requirements.txt"
-                 ) -> Export:
-    """``requirements.txt`` (hash-pinned lines) and its unhashed companion."""
+def requirements(lock: Lock, wheels: dict[str, Wheel], name: str = "requirements.txt",
+                 skip: frozenset[str] = frozenset()) -> Export:
+    """``requirements.txt`` (hash-pinned lines) and its unhashed companion; the
+    packages named in ``skip`` are left out (and named in a comment)."""
     companion = unhashed_path(Path(name)).name
-    hashed, unhashed, warnings = [], [], []
-    for pkg in lock.packages:
+    packages, warnings = _packages(lock, wheels, skip)
+    hashed, unhashed = [], []
+    for pkg in packages:
         line, has_hash = _requirement_line(pkg, wheels)
         if has_hash:
             hashed.append(line)
@@ -122,6 +163,7 @@ def requirements(lock: Lock, wheels: dict[str, Wheel], name: str = "requirements
             f"# install: pip install --no-deps --require-hashes -r {name}"]
     if unhashed:
         head.append(f"#    then: pip install --no-deps -r {companion}")
+    head += _left_out_line(lock, skip)
     head += [f"--extra-index-url {url}" for url in _extra_indexes(lock)]
     text = "\n".join([*head, *hashed]) + "\n"
     rest = None
@@ -185,16 +227,19 @@ def _environment(lock: Lock) -> str | None:
     return f"sys_platform == '{system}' and platform_machine == '{arch}'"
 
 
-def pylock(lock: Lock, wheels: dict[str, Wheel]) -> Export:
-    """A PEP 751 ``pylock.toml`` for the lock, validated by ``packaging.pylock``."""
+def pylock(lock: Lock, wheels: dict[str, Wheel], skip: frozenset[str] = frozenset()
+           ) -> Export:
+    """A PEP 751 ``pylock.toml`` for the lock, validated by ``packaging.pylock``; the
+    packages named in ``skip`` are left out (and named in ``[tool.envlock]``)."""
     import tomli_w
     from packaging.markers import Marker
     from packaging.pylock import Pylock
     from packaging.specifiers import SpecifierSet
     from packaging.version import Version
 
-    entries, warnings = [], []
-    for pkg in lock.packages:
+    packages, warnings = _packages(lock, wheels, skip)
+    entries = []
+    for pkg in packages:
         entry, warning = _pylock_package(pkg, wheels)
         if entry is not None:
             entries.append(entry)
@@ -207,10 +252,18 @@ def pylock(lock: Lock, wheels: dict[str, Wheel]) -> Export:
         requires_python=SpecifierSet(f"=={minor}.*"),
         environments=[Marker(environment)] if environment else None,
         extras=[], dependency_groups=[], default_groups=[], packages=entries,
-        tool={"envlock": {"version": __version__, "env_digest": lock.env_digest,
-                          "lock_digest": lock.lock_digest}})
+        tool={"envlock": _tool_table(lock, skip)})
     document.validate()
     text = tomli_w.dumps(document.to_dict())
     hashed = sum(1 for e in entries if e.wheels or e.archive)
     return Export(text=text, unhashed=None, warnings=tuple(warnings), hashed=hashed,
                   unhashed_count=len(entries) - hashed)
+
+
+def _tool_table(lock: Lock, skip: frozenset[str]) -> dict[str, Any]:
+    table: dict[str, Any] = {"version": __version__, "env_digest": lock.env_digest,
+                             "lock_digest": lock.lock_digest}
+    left = [p.name for p in lock.packages if p.name in skip]
+    if left:
+        table["left_out"] = left
+    return table

@@ -20,7 +20,7 @@ from typing import Any
 from envlock import __version__
 from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.errors import EnvlockError
-from envlock.model import lockfile
+from envlock.model import lockfile, uvlock
 from envlock.model.lockfile import Lock
 from envlock.operations import sbom
 
@@ -40,6 +40,8 @@ class CaptureResult:
     sbom: dict[str, Any] | None = None
     #: What the content scan of the code withheld or kept (the lock's ``secret_scan``).
     secret_scan: dict[str, Any] | None = None
+    #: What the user should know about the lock (a uv project disagreeing with uv.lock).
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -171,7 +173,8 @@ def capture(request: CaptureRequest, *, tracker: TrackerLike | None = None,
     local = _keep(lock, project, run.run_id)
     result = CaptureResult(run_id=run.run_id, picked=picked, lockfile=str(local),
                            env_digest=lock.env_digest, lock_digest=lock.lock_digest,
-                           secret_scan=(lock.git or lock.code or {}).get("secret_scan"))
+                           secret_scan=(lock.git or lock.code or {}).get("secret_scan"),
+                           warnings=uvlock.warnings(lock))
     recipe = base = env_image_id = None
     if request.build:
         built = _build(lock, run, request, cfg, engine, reporter, registries)

@@ -83,7 +83,7 @@ def take(request: Request) -> tuple[Lock, dict[str, Any]]:
     """:func:`snapshot`, also returning the probe's raw facts (with ``deep``: the RECORD
     verification of every installed file)."""
     from envlock.model.lockfile import Lock
-    from envlock.snapshot import frameworks, gpu, index, packages, runtime, system
+    from envlock.snapshot import frameworks, gpu, packages, rebuilt, runtime, system
 
     python, project, command = request.python, request.project, request.command
     env_allow, environ, probe_gpu = request.env_allow, request.environ, request.probe_gpu
@@ -105,6 +105,7 @@ def take(request: Request) -> tuple[Lock, dict[str, Any]]:
     py = raw["python"]
     resolved = packages.resolve(raw["distributions"], py.get("site_dirs", []))
     pkgs = _with_git_state(resolved.packages)
+    pkgs = packages.with_origins(pkgs, rebuilt.distribution_wheels(pkgs))
     fw = frameworks.frameworks(pkgs, raw.get("frameworks", {}))
     if toolkit:
         gpu_section["cuda_toolkit"] = toolkit
@@ -118,11 +119,22 @@ def take(request: Request) -> tuple[Lock, dict[str, Any]]:
         code=code_section,
         runtime={"env": runtime.runtime_env(env, env_allow), "command": redact_command(command),
                  "withheld_env": runtime.secret_names(env, env_allow)},
-        index=index.index_section(env, py.get("prefix")),
+        index=_index(env, py.get("prefix"), project, pkgs),
         shadowed=tuple(resolved.shadowed),
         host=_host(),
     )
     return lock, raw
+
+
+def _index(env: Mapping[str, str], prefix: str | None, project: str | Path | None,
+           pkgs: list[Package]) -> dict[str, Any]:
+    """The configured indexes; for a uv project also its uv.lock (see ``model.uvlock``)."""
+    from envlock.snapshot.index import index_section
+    from envlock.snapshot.uvproject import uv_lock_section
+
+    section = index_section(env, prefix)
+    uv_lock = uv_lock_section(project, pkgs)
+    return {**section, "uv_lock": uv_lock} if uv_lock else section
 
 
 #: Local state of envlock and of MLflow's embedded defaults (store, artifacts) in a project.

@@ -140,3 +140,12 @@ def resolve(raws: list[dict[str, Any]], site_dirs: Iterable[str],
         ))
     out.shadowed.sort(key=lambda s: (s.name, s.location, s.dir))
     return out
+
+
+def with_origins(pkgs: Iterable[Package], origins: dict[str, str]) -> list[Package]:
+    """Name the origin of each package that is a rebuild of its index release
+    (``origins``: name -> the file it was installed from; see ``snapshot.rebuilt``)."""
+    from dataclasses import replace
+
+    return [replace(p, source=replace(p.source, origin=origins[p.name]))
+            if p.name in origins else p for p in pkgs]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_envlock
-from tests.integration.conftest import pip
+from tests.integration.conftest import SYSTEM_PYTHON, pip, system_venv
 
 SMALL = ("six==1.16.0", "idna==3.7", "attrs==23.2.0")
 
@@ -60,7 +60,8 @@ def test_requirements_with_hashes_reinstall_the_locked_set_with_pip(small_env, t
 def test_pylock_reinstalls_the_locked_set_with_uv(small_env, tmp_path):
     _python, lock = small_env
     out = tmp_path / "pylock.toml"
-    result = run_envlock("pins", str(lock), "--format", "pylock", "-o", str(out))
+    # --all: the venv made without pip gets the locked pip and setuptools from the export
+    result = run_envlock("pins", str(lock), "--format", "pylock", "-o", str(out), "--all")
     assert result.returncode == 0, result.stderr[-2000:]
     target = fresh(tmp_path / "fresh", with_pip=False)
     installed = subprocess.run([uv(), "pip", "install", "--python", str(target), "-r", str(out)],
@@ -83,6 +84,54 @@ def test_a_tampered_hash_is_refused_by_pip(small_env, tmp_path):
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "THESE PACKAGES DO NOT MATCH THE HASHES" in \
         refused.stderr
+
+
+def test_pins_of_a_debian_venv_install_with_require_hashes(tmp_path):
+    """`python3 -m venv` on Debian installs Debian's rebuilds of pip and setuptools
+    (/usr/share/python-wheels): the lock names them as rebuilds; pins leaves them out by
+    default, and with --all pins the index's builds, saying so; both install with pip's
+    hash-checking mode into a fresh Debian venv."""
+    python = system_venv(tmp_path / "debian", "six==1.16.0")
+    lock = tmp_path / "envlock.lock.yaml"
+    run_envlock("lock", "--python", str(python), "-o", str(lock), "--no-gpu", "--no-git",
+                check=True)
+    text = lock.read_text()
+    assert "origin: /usr/share/python-wheels/pip-" in text
+    assert "origin: /usr/share/python-wheels/setuptools-" in text
+    out = tmp_path / "requirements.txt"
+    result = run_envlock("pins", str(lock), "--format", "requirements", "-o", str(out),
+                         "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    payload = json.loads(result.stdout)["result"]
+    assert [name.split()[0] for name in payload["left_out"]] == ["pip", "setuptools"]
+    assert (payload["packages"], payload["hashed"]) == (1, 1) and payload["warnings"] == []
+    fresh_python = system_venv(tmp_path / "fresh", "--no-deps", "--require-hashes", "-r",
+                               str(out))
+    check = run_envlock("check", "--lock", str(lock), "--python", str(fresh_python))
+    assert check.returncode == 0, check.stdout[-2000:]
+    pylock = tmp_path / "pylock.toml"  # and for uv: `uv pip sync` installs exactly that
+    run_envlock("pins", str(lock), "--format", "pylock", "-o", str(pylock), check=True)
+    synced = fresh(tmp_path / "synced", with_pip=False)
+    done = subprocess.run([uv(), "pip", "sync", "--python", str(synced), str(pylock)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "+ six==1.16.0" in done.stderr, done.stderr[-2000:]
+
+    every = tmp_path / "requirements-all.txt"
+    result = run_envlock("pins", str(lock), "--format", "requirements", "-o", str(every),
+                         "--all", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    payload = json.loads(result.stdout)["result"]
+    assert (payload["packages"], payload["hashed"]) == (3, 3) and payload["left_out"] == []
+    assert sorted(w.split()[0] for w in payload["warnings"]) == ["pip", "setuptools"]
+    assert all("/usr/share/python-wheels/" in w for w in payload["warnings"])
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(tmp_path / "again")], check=True)
+    again = tmp_path / "again" / "bin" / "python"
+    pip(again, "install", "--no-deps", "--require-hashes", "--force-reinstall", "-r",
+        str(every))  # downloads the index's pip and setuptools, checking their hashes
+    relock = tmp_path / "again.lock.yaml"
+    run_envlock("lock", "--python", str(again), "-o", str(relock), "--no-gpu", "--no-git",
+                check=True)
+    assert "origin:" not in relock.read_text()  # the index's builds now, not Debian's
 
 
 def test_vcs_editable_and_directory_packages_are_pinned_as_the_formats_allow(zoo, tmp_path):

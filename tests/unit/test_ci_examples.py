@@ -73,3 +73,48 @@ def test_our_own_workflow_runs_the_ci_entry_point():
     runs = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
     assert any("bash .ci/run" in run for run in runs)
     assert any("mypy envlock" in run for run in runs) and any("ruff check" in run for run in runs)
+
+
+#: Every GitHub Actions workflow we ship: ours and the one users copy.
+WORKFLOWS = sorted([*(ROOT / ".github" / "workflows").glob("*.yml"),
+                    *(ROOT / "examples" / "ci").glob("github-*.yml")])
+
+
+def zizmor() -> str:
+    """zizmor from the test extras, beside this interpreter (a missing one fails the test)."""
+    import sys
+    from pathlib import Path
+
+    path = Path(sys.executable).with_name("zizmor")
+    assert path.exists(), f"{path} is missing: pip install -e '.[test]' installs zizmor"
+    return str(path)
+
+
+def test_both_workflows_are_linted():
+    assert {p.name for p in WORKFLOWS} == {"ci.yml", "github-reproducibility.yml"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflows_pass_zizmor_with_no_finding(path):
+    """Actions pinned by commit SHA, least-privilege permissions, no persisted checkout
+    credentials: zizmor (offline, default persona) reports nothing."""
+    import json
+    import subprocess
+
+    result = subprocess.run([zizmor(), "--offline", "--format", "json", str(path)],
+                            capture_output=True, text=True, timeout=120)
+    findings = json.loads(result.stdout or "null")
+    assert findings == [], "\n".join(
+        f"{f['ident']}: {f['desc']} at line "
+        f"{f['locations'][0]['concrete']['location']['start_point']['row'] + 1}"
+        for f in findings or []) or result.stderr[-2000:]
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_action_is_pinned_by_a_full_commit_sha_with_its_tag(path):
+    uses = re.findall(r"uses:\s*(\S+)(.*)", path.read_text())
+    assert uses
+    for ref, comment in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", ref), ref
+        assert re.search(r"#\s*v\d+\.\d+\.\d+", comment), f"{ref}: no release tag comment"

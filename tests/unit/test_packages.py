@@ -96,3 +96,64 @@ def test_unreadable_metadata_is_reported_not_dropped():
     out = resolve([broken], [SITE])
     assert out.packages == []
     assert out.problems and out.shadowed[0].reason == "unreadable metadata"
+
+
+def _wheel(path, files: dict[str, bytes]):
+    """A wheel at ``path`` whose RECORD lists ``files`` with their real hashes."""
+    import base64
+    import hashlib
+    import zipfile
+
+    def digest(data):
+        raw_digest = hashlib.sha256(data).digest()
+        return "sha256=" + base64.urlsafe_b64encode(raw_digest).rstrip(b"=").decode()
+
+    dist_info = path.name.split("-")[0] + "-" + path.name.split("-")[1] + ".dist-info"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        record = [f"{n},{digest(d)},{len(d)}" for n, d in files.items()]
+        archive.writestr(f"{dist_info}/RECORD", "\n".join([*record, f"{dist_info}/RECORD,,"]))
+    return path
+
+
+def test_a_package_installed_from_a_distributions_wheel_is_named_a_rebuild(tmp_path):
+    from dataclasses import replace
+
+    from envlock.snapshot.packages import with_origins
+    from envlock.snapshot.rebuilt import distribution_wheels, wheel_files_digest
+    from tests.factories import package
+
+    files = {"pip/__init__.py": b"debian's pip", "pip-23.0.1.dist-info/METADATA": b"Name: pip"}
+    wheel = _wheel(tmp_path / "pip-23.0.1-py3-none-any.whl", files)
+    _wheel(tmp_path / "setuptools-66.1.1-py3-none-any.whl", {"setuptools/x.py": b"other"})
+    digest = wheel_files_digest(wheel)
+    assert digest and digest.startswith("sha256:")
+    pkgs = [replace(package("pip", "23.0.1"), files_digest=digest),
+            replace(package("setuptools", "66.1.1"), files_digest="sha256:" + "0" * 64),
+            replace(package("six", "1.16.0"), files_digest="sha256:" + "0" * 64)]
+    origins = distribution_wheels(pkgs, [str(tmp_path), str(tmp_path / "absent")])
+    assert origins == {"pip": str(wheel)}  # setuptools' files differ: not its rebuild
+    marked = with_origins(pkgs, origins)
+    assert marked[0].source.origin == str(wheel) and marked[0].source.describe() == \
+        f"rebuild {wheel}"
+    assert marked[1] is pkgs[1] and marked[2].source.origin is None
+    assert distribution_wheels(pkgs, [str(tmp_path / "absent")]) == {}
+
+
+def test_origin_is_written_only_where_it_applies_and_never_changes_the_environment():
+    from dataclasses import replace
+
+    from envlock.model.lockfile import dumps, loads
+    from tests.factories import make_lock, package
+
+    plain = package("pip", "23.0.1")
+    rebuilt = replace(plain, source=replace(plain.source, origin="/usr/share/python-wheels/p.whl"))
+    assert "origin" not in plain.to_dict()["source"]
+    assert rebuilt.to_dict()["source"]["origin"] == "/usr/share/python-wheels/p.whl"
+    assert rebuilt.env_key() == plain.env_key()
+    lock = make_lock(packages=(rebuilt,))
+    again = loads(dumps(lock))
+    assert again.packages[0].source.origin == "/usr/share/python-wheels/p.whl"
+    assert again.env_digest == make_lock(packages=(plain,)).env_digest
+    assert "origin" not in dumps(make_lock(packages=(plain,)))

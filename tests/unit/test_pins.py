@@ -157,3 +157,127 @@ def test_an_index_serving_other_bytes_than_the_verified_wheel_writes_nothing(mon
     with pytest.raises(EnvlockError, match="cannot pin 1 package.*numpy: the index gives"):
         operation.pins(lock, "requirements", tmp_path / "requirements.txt")
     assert not (tmp_path / "requirements.txt").exists()
+
+
+# ------------------------------------------------- installer tooling and rebuilds
+
+DEBIAN_PIP = "/usr/share/python-wheels/pip-23.0.1-py3-none-any.whl"
+
+
+def debian_venv_lock():
+    return make_lock(packages=(
+        package("pip", "23.0.1", origin=DEBIAN_PIP),
+        package("setuptools", "66.1.1", origin=DEBIAN_PIP.replace("pip-23.0.1",
+                                                                   "setuptools-66.1.1")),
+        package("numpy", "2.1.0")))
+
+
+def test_installer_tooling_is_left_out_and_named_unless_all_is_asked_for():
+    lock = debian_venv_lock()
+    skip = frozenset(p.name for p in pins.left_out(lock))
+    assert skip == {"pip", "setuptools"} and pins.left_out(lock, keep_all=True) == ()
+    export = pins.requirements(lock, wheels(), "requirements.txt", skip)
+    assert "pip==" not in export.text and "setuptools==" not in export.text
+    assert "# left out: pip 23.0.1, setuptools 66.1.1 (installer tooling" in export.text
+    assert export.hashed == 1 and export.warnings == ()
+    document = tomllib.loads(pins.pylock(lock, wheels(), skip).text)
+    assert [p["name"] for p in document["packages"]] == ["numpy"]
+    assert document["tool"]["envlock"]["left_out"] == ["pip", "setuptools"]
+    assert "left_out" not in tomllib.loads(pins.pylock(lock, wheels()).text)["tool"]["envlock"]
+
+
+def test_a_rebuild_pinned_to_the_index_wheel_is_said_in_a_warning():
+    lock = debian_venv_lock()
+    index_pip = Wheel("pip", "pip-23.0.1-py3-none-any.whl", "2" * 64, None, None, None,
+                      rebuilt=True)
+    export = pins.requirements(lock, {**wheels(), "pip": index_pip}, "r.txt",
+                               frozenset({"setuptools"}))
+    assert f"pip==23.0.1 \\\n    --hash=sha256:{'2' * 64}" in export.text
+    (warning,) = export.warnings
+    assert DEBIAN_PIP in warning and "pinned to the index's pip-23.0.1-py3-none-any.whl" \
+        in warning
+
+
+def served_by(monkeypatch, picks: dict[str, bytes], outcomes: dict, downloads: dict[str, bytes]):
+    """pip's report serves ``picks`` (name -> wheel bytes); index_wheels settles each name
+    with ``outcomes`` (bytes of a verified wheel and how it was had, or a refusal);
+    pip download of a single package writes ``downloads[name]``."""
+    from envlock.operations.build import provision
+
+    def filename(name):
+        return f"{name}-1.0-py3-none-any.whl"
+
+    def report(lock, packages, path, log=None):
+        path.write_text(json.dumps({"install": [
+            {"metadata": {"name": p.name}, "download_info": {
+                "url": f"https://files.example/{filename(p.name)}",
+                "archive_info": {"hashes": {"sha256": hashlib.sha256(picks[p.name]).hexdigest()}}}}
+            for p in packages]}))
+        return True, ""
+
+    calls = []
+
+    def index_wheels(lock, packages, dest, use_cache=True, log=None):
+        dest.mkdir(parents=True, exist_ok=True)
+        calls.append(([p.name for p in packages], use_cache))
+        got, failed = {}, {}
+        for pkg in packages:
+            outcome = outcomes[pkg.name](use_cache)
+            if isinstance(outcome, str):
+                failed[pkg.name] = outcome
+            else:
+                data, how = outcome
+                (dest / filename(pkg.name)).write_bytes(data)
+                got[pkg.name] = provision.Provided(pkg.name, pkg.version,
+                                                   dest / filename(pkg.name), how)
+        return got, failed
+
+    def download(lock, packages, dest, log=None):
+        (dest / filename(packages[0].name)).write_bytes(downloads[packages[0].name])
+        return True, ""
+
+    monkeypatch.setattr(provision, "pip_report", report)
+    monkeypatch.setattr(provision, "index_wheels", index_wheels)
+    monkeypatch.setattr(provision, "pip_download", download)
+    return calls
+
+
+def test_a_recorded_rebuild_is_pinned_to_the_index_wheel_with_a_warning(monkeypatch, tmp_path):
+    from envlock.operations.build.provision import Differs
+
+    served_by(monkeypatch, {"pip": b"index pip", "six": b"six"},
+              {"pip": lambda _cache: Differs("index wheel differs from the locked files"),
+               "six": lambda _cache: (b"six", "index")},
+              {"pip": b"index pip"})
+    lock = make_lock(packages=(package("pip", "1.0", origin=DEBIAN_PIP), package("six", "1.0")))
+    result = operation.pins(lock, "requirements", tmp_path / "r.txt", keep_all=True)
+    text = (tmp_path / "r.txt").read_text()
+    assert f"--hash=sha256:{hashlib.sha256(b'index pip').hexdigest()}" in text
+    assert result.hashed == 2 and result.left_out == []
+    assert len(result.warnings) == 1 and "rebuild" in result.warnings[0]
+
+
+def test_an_unrecorded_rebuild_is_refused_saying_what_happened(monkeypatch, tmp_path):
+    from envlock.operations.build.provision import Differs
+
+    served_by(monkeypatch, {"attrs": b"attrs"},
+              {"attrs": lambda _cache: Differs("index wheel differs from the locked files")}, {})
+    lock = make_lock(packages=(package("attrs", "1.0"),))
+    with pytest.raises(EnvlockError) as caught:
+        operation.pins(lock, "requirements", tmp_path / "r.txt")
+    assert "attrs: index wheel differs from the locked files" in caught.value.message
+    assert "another build than the index's" in caught.value.hint
+    assert "reachable" not in caught.value.hint
+    assert not (tmp_path / "r.txt").exists()
+
+
+def test_a_cached_wheel_that_is_not_the_served_file_is_fetched_again(monkeypatch, tmp_path):
+    """A wheel packed from the installed files sits in the cache under the index's file
+    name: the index's own file is fetched instead of refusing the pin."""
+    calls = served_by(monkeypatch, {"six": b"six"},
+                      {"six": lambda cache: (b"repacked", "cache") if cache else (b"six", "index")},
+                      {})
+    lock = make_lock(packages=(package("six", "1.0"),))
+    operation.pins(lock, "requirements", tmp_path / "r.txt")
+    assert calls == [(["six"], True), (["six"], False)]
+    assert hashlib.sha256(b"six").hexdigest() in (tmp_path / "r.txt").read_text()

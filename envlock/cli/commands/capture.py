@@ -39,7 +39,8 @@ def capture_command(
         "active experiment).")] = None,
     python: PythonOpt = None,
     command: Annotated[str | None, typer.Option(
-        "--command", "-c", help="The command that ran the experiment.")] = None,
+        "--command", "-c", help="The command that ran the experiment (the image's default "
+        "command; `uv run …` runs there without uv, in the image's environment).")] = None,
     project: Annotated[Path, typer.Option(
         "--project", help="The experiment's directory (a git repository, or any directory: "
         "then its files are packed by content).")] = Path("."),
@@ -95,7 +96,7 @@ def capture_command(
                              "nothing was built, pushed or recorded"))
     from envlock.cli.commands.lock import secret_warnings
 
-    warnings = secret_warnings(result.secret_scan, "the lock")
+    warnings = [*result.warnings, *secret_warnings(result.secret_scan, "the lock")]
     if result.built:
         warnings += secret_warnings({"withheld": result.built.get("secrets_withheld")},
                                     "the code layer")

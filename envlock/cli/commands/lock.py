@@ -94,7 +94,9 @@ def lock_warnings(lock, no_git: bool) -> list[str]:  # type: ignore[no-untyped-d
     if lock.shadowed:
         warnings.append(f"{len(lock.shadowed)} shadowed distribution(s) recorded under "
                         f"`shadowed:` (stale duplicates on sys.path)")
-    return warnings
+    from envlock.model.uvlock import warnings as uv_warnings
+
+    return warnings + uv_warnings(lock)
 
 
 def secret_warnings(scan: dict[str, Any] | None, where: str) -> list[str]:

@@ -21,6 +21,9 @@ def pins_command(
     no_cache: Annotated[bool, typer.Option(
         "--no-cache", help="Download every wheel again instead of using envlock's verified "
         "wheel cache.")] = False,
+    keep_all: Annotated[bool, typer.Option(
+        "--all", help="Keep installer tooling (pip, setuptools, wheel), which is left out "
+        "by default as pip freeze leaves it out.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Pin a lock's packages for pip and uv, without envlock.
@@ -29,6 +32,9 @@ def pins_command(
     lock (the one the index serves for the lock's Python and platform); archives to their
     recorded sha256. VCS, directory and editable packages cannot be hash-pinned (a
     warning names each): requirements puts them in FILE's companion NAME.unhashed.txt.
+    Installer tooling is left out unless --all. A package installed from a rebuild of
+    its release (Debian's pip and setuptools in `python3 -m venv`) is pinned to the
+    index's wheel of that version, with a warning.
 
       pip install --no-deps --require-hashes -r requirements.txt
       pip install --no-deps -r requirements.unhashed.txt   # when it exists
@@ -39,11 +45,13 @@ def pins_command(
 
     out.begin("pins", as_json)
     lock = targets.load(target)
-    result = pins(lock, fmt, output, use_cache=not no_cache)
+    result = pins(lock, fmt, output, use_cache=not no_cache, keep_all=keep_all)
     for warning in result.warnings:
         out.warn(warning)
     lines = [f"wrote {result.output} ({result.hashed} of {result.packages} packages "
              "hash-pinned)"]
+    if result.left_out:
+        lines.append(f"left out installer tooling: {', '.join(result.left_out)} (--all keeps it)")
     if result.companion:
         lines.append(f"wrote {result.companion} ({result.unhashed} that cannot be "
                      "hash-pinned)")

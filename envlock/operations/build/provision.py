@@ -28,7 +28,8 @@ from typing import Any
 from envlock.adapters import proc
 from envlock.errors import EnvlockError
 from envlock.model.lockfile import Lock, Package
-from envlock.snapshot._probe import INSTALLER_FILES, content_path, files_digest, record_rows
+from envlock.snapshot._probe import INSTALLER_FILES, content_path, record_rows
+from envlock.snapshot.rebuilt import wheel_files_digest
 
 CACHE = Path(os.environ.get("ENVLOCK_CACHE", Path.home() / ".cache" / "envlock")) / "wheels"
 _WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-.*\.whl$")
@@ -64,6 +65,11 @@ class Provided:
 Log = Callable[[str], None]
 
 
+class Differs(str):
+    """Why a wheel was refused when it was found but installs other files than the
+    locked ones (a reason like any other; its type tells a rebuild from a missing wheel)."""
+
+
 def _quiet(_: str) -> None:
     pass
 
@@ -76,19 +82,7 @@ def escape(name: str) -> str:
 
 def wheel_digest(wheel: Path) -> str | None:
     """files_digest of a wheel, from its own RECORD."""
-    with zipfile.ZipFile(wheel) as archive:
-        records = [n for n in archive.namelist()
-                   if n.endswith(".dist-info/RECORD") and n.count("/") == 1]
-        if len(records) != 1:
-            return None
-        text = archive.read(records[0]).decode("utf-8")
-    with tempfile.NamedTemporaryFile("w", suffix=".RECORD", delete=False) as handle:
-        handle.write(text)
-    try:
-        rows = record_rows(handle.name)
-    finally:
-        os.unlink(handle.name)
-    return files_digest(rows or [])
+    return wheel_files_digest(wheel)
 
 
 def _b64_sha256(data: bytes) -> str:
@@ -248,8 +242,8 @@ class _Job:
         expected = self.pkg.files_digest
         actual = wheel_digest(wheel)
         if expected and self.pkg.source.kind != "editable" and actual != expected:
-            return (f"{how} wheel {wheel.name} differs from the locked files "
-                    f"(files_digest {str(actual)[:19]}… ≠ {expected[:19]}…)")
+            return Differs(f"{how} wheel {wheel.name} differs from the locked files "
+                           f"(files_digest {str(actual)[:19]}… ≠ {expected[:19]}…)")
         final = self.wheelhouse / wheel.name
         if wheel != final:
             shutil.copy2(wheel, final)
