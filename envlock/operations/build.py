@@ -29,6 +29,7 @@ from envlock.adapters.protocols import EngineLike
 from envlock.errors import UsageError
 from envlock.image import render
 from envlock.model.lockfile import Lock
+from envlock.operations import provenance
 from envlock.operations.code import code_context
 from envlock.progress import Reporter, Silent
 
@@ -83,6 +84,8 @@ class BuildResult:
     manifest_digest: str = ""
     #: Files the code layer left out because their content looks like a secret (path, kind).
     secrets_withheld: list[dict[str, Any]] = field(default_factory=list)
+    #: The signed provenance attached beside the image (issue #27); None: no signing key.
+    provenance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -315,6 +318,8 @@ def build(lock: Lock, options: BuildOptions, engine: EngineLike | None,
                   registries)
     elif engine is None or options.builder == "oci":
         report.step(f"assembled in the local store {store.root} (no registry to push to)")
+    # --- provenance hook (issue #27): sign + attach when a signing key is set ---
+    result.provenance = provenance.attest_build(lock, result, options, registries, report)
     result.timings = timer.times
     return result
 
