@@ -458,6 +458,8 @@ def check_archive(contents: Any) -> Carried:
     expected = Expected(contents.image.manifest_digest, lock.lock_digest, lock.env_digest,
                         (str(contents.run.get("run_id")),))
     try:
+        for data in carried.envelopes:  # an archive is a closed set: every one must hold
+            open_envelope(public, data)
         carried.verified = verify_envelopes(contents.image.reference, carried.envelopes,
                                             public, expected)
     except ProvenanceError as exc:
