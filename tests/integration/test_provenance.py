@@ -197,6 +197,7 @@ def test_a_reader_without_envlock_verifies_the_envelope_with_cryptography(runs, 
         public.verify(base64.b64decode(envelope["signatures"][0]["sig"]), pae,
                       ec.ECDSA(hashes.SHA256()))
         statements.append(json.loads(body))
+    in_toto_verifies(manifest, infra, keys["pub"])
     provenance, bom = statements
     assert provenance["_type"] == "https://in-toto.io/Statement/v1"
     assert provenance["subject"][0]["digest"]["sha256"] == payload["image"].split(":")[-1]
@@ -208,6 +209,25 @@ def test_a_reader_without_envlock_verifies_the_envelope_with_cryptography(runs, 
     assert any(d["uri"].startswith("pkg:pypi/mlflow-skinny@") and d["digest"] for d in deps)
     assert bom["predicateType"] == "https://cyclonedx.org/bom"
     assert bom["predicate"]["bomFormat"] == "CycloneDX"
+
+
+def in_toto_verifies(manifest: dict, infra, public: Path) -> None:
+    """in-toto's own DSSE implementation (securesystemslib) accepts every envelope, and
+    refuses one whose payload was changed. cosign leaves the keyid empty; so does envlock."""
+    from cryptography.hazmat.primitives import serialization
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.exceptions import VerificationError
+    from securesystemslib.signer import SSlibKey
+
+    found = SSlibKey.from_crypto(serialization.load_pem_public_key(public.read_bytes()))
+    key = SSlibKey("", found.keytype, found.scheme, found.keyval)
+    for layer in manifest["layers"]:
+        raw = get_blob(infra.registry, REPO, layer["digest"])
+        assert list(Envelope.from_dict(json.loads(raw)).verify([key], 1)) == [""]
+        envelope = json.loads(raw)  # from_dict consumes what it reads
+        envelope["payload"] = base64.b64encode(b'{"_type": "forged"}').decode()
+        with pytest.raises(VerificationError):
+            Envelope.from_dict(envelope).verify([key], 1)
 
 
 def test_provenance_prints_the_verified_statement(runs, exp, keys):
