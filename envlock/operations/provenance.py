@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -190,19 +190,6 @@ class Policy:
 
 # ---------------------------------------------------------------- attaching
 
-@dataclass
-class Attestation:
-    """What was signed and where it went."""
-
-    image: str
-    referrer: str
-    keyid: str
-    predicates: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
 def attach(image: str, envelopes: list[tuple[bytes, str]], auth: Auth | None = None,
            registries: Registries | None = None) -> str:
     """Push DSSE ``envelopes`` (bytes, predicate type) as one attestation artifact of
@@ -253,8 +240,8 @@ def attest_build(lock: Lock, built: Any, options: Any, registries: Registries | 
                   model.sbom_statement(facts.repository, facts.digest, document)]
     envelopes = [(sign_statement(private, s), str(s["predicateType"])) for s in statements]
     referrer = attach(built.pinned, envelopes, options.auth, registries)
-    return {"signed": True, **Attestation(built.pinned, referrer, keyid(private.public_key()),
-                                          [p for _, p in envelopes]).to_dict()}
+    return {"signed": True, "image": built.pinned, "referrer": referrer,
+            "keyid": keyid(private.public_key()), "predicates": [p for _, p in envelopes]}
 
 
 # ---------------------------------------------------------------- verifying
