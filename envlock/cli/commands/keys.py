@@ -10,7 +10,7 @@ import typer
 
 from envlock.cli.commands.lock import JsonOpt
 
-keys_app = typer.Typer(help="Key pairs for signed provenance (issue #27).",
+keys_app = typer.Typer(help="Key pairs that sign the provenance of envlock's images.",
                        no_args_is_help=True)
 
 
@@ -27,8 +27,8 @@ def generate_command(
     """Write a new key pair: DIR/envlock.key (private, mode 0600, never printed) and
     DIR/envlock.pub. Existing keys are never overwritten.
 
-    Sign with ENVLOCK_SIGNING_KEY=DIR/envlock.key (or signing_key in [tool.envlock]);
-    verify with ENVLOCK_VERIFY_KEY=DIR/envlock.pub (or verify_key)."""
+    Sign with ENVLOCK_SIGNING_KEY=DIR/envlock.key (or the config's signing_key); verify
+    with ENVLOCK_VERIFY_KEY=DIR/envlock.pub (or the config's verify_key)."""
     from envlock.cli import output as out
     from envlock.operations import provenance
 

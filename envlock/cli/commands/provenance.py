@@ -37,7 +37,7 @@ def provenance_command(
     """Verify and print the signed SLSA provenance of a run's image.
 
     The attestation is read from the image's registry, its DSSE signature checked with the
-    verifying key ($ENVLOCK_VERIFY_KEY or verify_key in [tool.envlock]), and it must name
+    verifying key ($ENVLOCK_VERIFY_KEY or the config's verify_key), and it must name
     the image's digest and the run's lock (lock_digest, env_digest). Prints the in-toto
     statement; exits 2 with what failed."""
     import json
