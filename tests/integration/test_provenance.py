@@ -259,7 +259,7 @@ def test_a_wrong_key_is_refused(runs, exp, keys):
             "does not verify with the verifying key")
 
 
-def test_the_run_pointed_at_another_image_is_refused(runs, exp, keys):
+def test_the_run_pointed_at_another_image_is_refused(runs, exp, keys, infra):
     """The run store says image B (signed, genuine, but built from another lock)."""
     from mlflow.tracking import MlflowClient
 
@@ -273,6 +273,13 @@ def test_the_run_pointed_at_another_image_is_refused(runs, exp, keys):
         assert other in line
         refused(exp.envlock("verify", run_id, "--require-signed",
                             ENVLOCK_VERIFY_KEY=str(keys["pub"])), "another lock")
+        # the registry's run tag moved to image B, and the run pointed at that tag
+        repository = payload["image"].partition("@")[0]
+        b_manifest = get_manifest(infra.registry, REPO, other.partition("@")[2])
+        put_manifest(infra.registry, REPO, run_id, b_manifest, OCI_MANIFEST)
+        client.set_tag(run_id, "envlock.image", f"{repository}:{run_id}")
+        refused(replay(exp, run_id, "--require-signed", key=keys["pub"]),
+                "not pinned to a digest")
     finally:
         client.set_tag(run_id, "envlock.image", payload["image"])
 
