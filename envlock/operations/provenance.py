@@ -230,11 +230,10 @@ def attest_build(lock: Lock, built: Any, options: Any, registries: Registries | 
     if report is not None:
         report.step(f"signing the provenance and SBOM of {built.pinned} "
                     f"(key {keyid(private.public_key())[:19]}…)")
-
     facts = facts_of(lock, built, options.run_id, options.created)
+    auth = sbom.same_registry_auth(options.auth, built.pinned, built.base)
     document = sbom.build(lock, "cyclonedx-json", image=built.pinned, base=built.base,
-                          run_id=options.run_id, started=options.created,
-                          auth=sbom._same_registry(options.auth, built.pinned, built.base),
+                          run_id=options.run_id, started=options.created, auth=auth,
                           registries=registries).document
     statements = [model.provenance_statement(facts),
                   model.sbom_statement(facts.repository, facts.digest, document)]

@@ -270,7 +270,8 @@ def _list_referrer(registry: Any, repository: str, digest: str, manifest: bytes)
                                           descriptor(manifest)), oci.OCI_INDEX)
 
 
-def _same_registry(auth: Auth | None, image: str | None, base: str | None) -> Auth | None:
+def same_registry_auth(auth: Auth | None, image: str | None,
+                       base: str | None) -> Auth | None:
     """The push registry's credentials, for reading the base only from that same registry
     (never sent to another host; there the Docker config's apply)."""
     if not auth or not image or not base or "/" not in base:
@@ -298,7 +299,7 @@ def for_capture(lock: Lock, run_id: str, started: str | None, image: str | None,
     """Capture's hook: the CycloneDX SBOM of the run, pushed next to its image when that
     is in a registry. Never raises for the registry: a failed push is a warning."""
     result = build(lock, "cyclonedx-json", image=image, base=base, run_id=run_id,
-                   started=started, auth=_same_registry(auth, image, base),
+                   started=started, auth=same_registry_auth(auth, image, base),
                    registries=registries, want_base=image is not None)
     referrer = None
     if image and "@sha256:" in image:
