@@ -224,6 +224,9 @@ def attest_build(lock: Lock, built: Any, options: Any, registries: Registries | 
         return None
     private = load_private(policy.signing_key)
     if not built.pushed:
+        if report is not None:
+            report.step("not signed: a signature goes beside the image in its registry, and "
+                        "this image was not pushed")
         return {"signed": False, "reason": "the image was not pushed to a registry"}
     from envlock.operations import sbom
 
