@@ -181,9 +181,12 @@ class Registry:
         (distribution-spec 1.1); None when the registry does not serve that API (then
         the referrers tag schema's ``sha256-<hex>`` index stands in for it)."""
         action = f"listing the referrers of {repository}@{digest[:19]}"
-        response = self._request("GET", f"{self.base}/{repository}/referrers/{digest}",
-                                 _pull(repository), action, (200, 400, 405),
-                                 headers={"Accept": IMAGE_INDEXES[0]})
+        try:
+            response = self._request("GET", f"{self.base}/{repository}/referrers/{digest}",
+                                     _pull(repository), action, (200, 400, 405),
+                                     headers={"Accept": IMAGE_INDEXES[0]})
+        except RegistryError:  # refused or failed: the tag schema's index is the way then
+            return None
         media = response.headers.get("content-type", "").split(";")[0].strip()
         if response.status_code != 200 or media != IMAGE_INDEXES[0]:
             return None

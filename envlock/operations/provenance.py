@@ -119,13 +119,19 @@ def keyid(public: Any) -> str:
 
 
 def sign(private: Any, data: bytes) -> bytes:
-    """ECDSA P-256 with SHA-256 (DER signature, as cosign writes) or Ed25519."""
+    """ECDSA P-256 with SHA-256 (DER signature, as cosign writes; deterministic, RFC 6979,
+    where OpenSSL offers it) or Ed25519 (deterministic by design): the same statement
+    signed again gives the same bytes, so a rebuild attaches the same attestation."""
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    if isinstance(private, ec.EllipticCurvePrivateKey):
+    if not isinstance(private, ec.EllipticCurvePrivateKey):
+        return bytes(private.sign(data))
+    try:
+        return bytes(private.sign(data, ec.ECDSA(hashes.SHA256(), deterministic_signing=True)))
+    except UnsupportedAlgorithm:  # an OpenSSL before 3.2: a random nonce, as valid
         return bytes(private.sign(data, ec.ECDSA(hashes.SHA256())))
-    return bytes(private.sign(data))
 
 
 def check_signature(public: Any, data: bytes, signature: bytes) -> bool:

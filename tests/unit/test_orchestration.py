@@ -187,6 +187,8 @@ def test_with_a_signing_key_the_pushed_image_gets_a_verifiable_provenance(
                                        expected, registries=lambda host: registry)
     assert verified.parameters["base_image"] == result.base
     assert verified.sbom is not None
+    again = built(lock, tmp_path / "p", None, registry, registry=REGISTRY, builder="oci")
+    assert again.provenance == result.provenance  # the same bytes again: the same referrer
     monkeypatch.delenv("ENVLOCK_SIGNING_KEY")
     assert built(lock, tmp_path / "p", None, registry, registry=REGISTRY,
                  builder="oci").provenance is None

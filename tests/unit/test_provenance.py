@@ -169,6 +169,14 @@ def test_a_signed_statement_verifies_with_cryptography_directly(algorithm, tmp_p
     assert json.loads(body) == statement
 
 
+@pytest.mark.parametrize("algorithm", ["ecdsa-p256", "ed25519"])
+def test_signing_the_same_statement_again_gives_the_same_envelope(algorithm, tmp_path):
+    private = provenance.load_private(provenance.generate(tmp_path, algorithm)[0])
+    statement = model.provenance_statement(facts())
+    assert provenance.sign_statement(private, statement) == \
+        provenance.sign_statement(private, statement)
+
+
 def test_an_altered_envelope_or_another_key_is_refused(keypair, tmp_path):
     private, public = keypair
     data = provenance.sign_statement(provenance.load_private(private),
