@@ -45,6 +45,13 @@ KEYS: dict[str, Key] = {
     "deny": Key(list, None, "extra path patterns kept out of the code layer", []),
     "code_max_size": Key(str, "ENVLOCK_CODE_MAX_SIZE", "size cap for packing a project "
                          "outside git (e.g. 512m, 1g)", "256m"),
+    # Signed provenance (envlock.operations.provenance): key files, never the keys.
+    "signing_key": Key(str, "ENVLOCK_SIGNING_KEY", "private key file (envlock keys "
+                       "generate): sign every pushed image's provenance and SBOM"),
+    "verify_key": Key(str, "ENVLOCK_VERIFY_KEY", "public key file that image signatures "
+                      "are checked against (replay, verify, import, provenance)"),
+    "require_signed": Key(bool, "ENVLOCK_REQUIRE_SIGNED", "replay/verify only images whose "
+                          "signed provenance names the run's lock", False),
 }
 
 #: Accepted spellings: TOML and YAML users write both.
@@ -97,6 +104,27 @@ class Config:
 
         return Rules(deny=tuple(self.get("deny")),
                      max_size=parse_size(self.get("code_max_size", max_size)), allow=allow)
+
+    def file_setting(self, key: str) -> Path | None:
+        """A file setting as a path: relative to the config file when it comes from there,
+        else to the current directory; None when unset."""
+        chosen = self.setting(key)
+        if not chosen.value:
+            return None
+        path = Path(str(chosen.value)).expanduser()
+        if not path.is_absolute() and self.path is not None and chosen.source == str(self.path):
+            path = self.path.parent / path
+        return path
+
+    def enabled(self, key: str, flag: bool = False) -> bool:
+        """A true/false setting: the flag when given, else the env var (1/true/yes),
+        else the file, else the default."""
+        if flag:
+            return True
+        value = self.setting(key).value
+        if isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return bool(value)
 
     def apply_tracking_uri(self) -> None:
         """Make the config's tracking URI MLflow's default (the env var still wins)."""
@@ -215,7 +243,7 @@ def validate(raw: Mapping[str, Any], path: Path | str) -> dict[str, Any]:
 
 
 _KIND_NAMES: dict[type, str] = {str: "a string", list: "a list of strings",
-                                dict: "a mapping of strings"}
+                                dict: "a mapping of strings", bool: "true or false"}
 
 
 def _well_typed(value: Any, kind: type) -> bool:

@@ -479,13 +479,27 @@ class FakeRegistry(_Recorder):
     def has_manifest(self, repository: str, digest: str) -> bool:
         return (repository, digest) in self.manifests
 
+    def find_manifest(self, repository: str, reference: str) -> tuple[bytes, str] | None:
+        data = self.manifests.get((repository, reference))
+        return None if data is None else (data, str(json.loads(data).get("mediaType") or ""))
+
+    def referrers(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
+        """Like Debian's docker-registry 2.8: no referrers API (the tag schema stands in)."""
+        self._call("referrers", repository, digest)
+        return None
+
     def put_manifest(self, repository: str, tag: str, data: bytes, media_type: str) -> str:
         self._call("put_manifest", repository, tag)
         document = json.loads(data)
-        for descriptor in [document["config"], *document["layers"]]:
-            if (repository, descriptor["digest"]) not in self.blobs:
-                raise RegistryError(f"registry {self.host} refused the manifest: a "
-                                    "referenced blob is missing")
+        if "manifests" in document:  # an index refers to manifests, not blobs
+            missing = [d for d in document["manifests"]
+                       if (repository, d["digest"]) not in self.manifests]
+        else:
+            missing = [d for d in [document["config"], *document["layers"]]
+                       if (repository, d["digest"]) not in self.blobs]
+        if missing:
+            raise RegistryError(f"registry {self.host} refused the manifest: a "
+                                "referenced blob is missing")
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         self.manifests[(repository, tag)] = self.manifests[(repository, digest)] = data
         return digest

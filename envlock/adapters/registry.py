@@ -167,6 +167,35 @@ class Registry:
                                  headers={"Accept": accept})
         return bool(response.status_code == 200)
 
+    def find_manifest(self, repository: str, reference: str) -> tuple[bytes, str] | None:
+        """Like :meth:`manifest`, but None when the registry has no such manifest."""
+        try:
+            return self.manifest(repository, reference)
+        except RegistryError as exc:
+            if "not found in registry" in exc.message:
+                return None
+            raise
+
+    def referrers(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
+        """The manifests whose ``subject`` is ``digest``, from the referrers API
+        (distribution-spec 1.1); None when the registry does not serve that API (then
+        the referrers tag schema's ``sha256-<hex>`` index stands in for it)."""
+        action = f"listing the referrers of {repository}@{digest[:19]}"
+        try:
+            response = self._request("GET", f"{self.base}/{repository}/referrers/{digest}",
+                                     _pull(repository), action, (200, 400, 405),
+                                     headers={"Accept": IMAGE_INDEXES[0]})
+        except RegistryError:  # refused or failed: the tag schema's index is the way then
+            return None
+        media = response.headers.get("content-type", "").split(";")[0].strip()
+        if response.status_code != 200 or media != IMAGE_INDEXES[0]:
+            return None
+        try:
+            listed = json.loads(response.content).get("manifests") or []
+        except (ValueError, AttributeError):
+            return None
+        return [m for m in listed if isinstance(m, dict)]
+
     def put_manifest(self, repository: str, tag: str, data: bytes, media_type: str) -> str:
         """Upload a manifest under ``tag``; returns the digest the registry computed."""
         action = f"pushing the manifest {repository}:{tag}"

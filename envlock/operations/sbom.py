@@ -239,6 +239,17 @@ def push_referrer(image: str, document: bytes, created: str | None,
                   auth: Auth | None = None, registries: Registries | None = None) -> str:
     """Push ``document`` as an OCI artifact referring to ``image`` (HOST/REPO@sha256:…),
     tagged ``sha256-<hex>.sbom``; returns ``HOST/REPO@sha256:<artifact manifest>``."""
+    return push_artifact(image, lambda subject: referrer_manifest(subject, document, created),
+                         (EMPTY_CONFIG, document), fallback_tag, auth, registries)
+
+
+def push_artifact(image: str, manifest_for: Callable[[tuple[str, str, int]], bytes],
+                  blobs: tuple[bytes, ...], tag_for: Callable[[str], str],
+                  auth: Auth | None = None, registries: Registries | None = None) -> str:
+    """Push an artifact whose ``subject`` is ``image``: its ``blobs``, then the manifest
+    ``manifest_for(subject descriptor)`` tagged ``tag_for(image digest)``; where the
+    registry has no referrers API, the artifact is also listed in the referrers tag
+    schema's ``sha256-<hex>`` index. Returns ``HOST/REPO@sha256:<artifact manifest>``."""
     from envlock.adapters.registry import Registry
 
     ref = oci.parse_reference(image)
@@ -247,17 +258,32 @@ def push_referrer(image: str, document: bytes, created: str | None,
     registry = registries(ref.registry) if registries else Registry(
         ref.registry, (auth["username"], auth["password"]) if auth else None)
     data, media = registry.manifest(ref.repository, ref.digest)
-    manifest = referrer_manifest((media, ref.digest, len(data)), document, created)
-    for blob in (EMPTY_CONFIG, document):
+    manifest = manifest_for((media, ref.digest, len(data)))
+    for blob in blobs:
         digest = oci.sha256_digest(blob)
         if not registry.has_blob(ref.repository, digest):
             registry.push_blob(ref.repository, digest, len(blob), _Blob(blob))
-    pushed = registry.put_manifest(ref.repository, fallback_tag(ref.digest), manifest,
+    pushed = registry.put_manifest(ref.repository, tag_for(ref.digest), manifest,
                                    oci.OCI_MANIFEST)
+    _list_referrer(registry, ref.repository, ref.digest, manifest)
     return ref.pinned(pushed)
 
 
-def _same_registry(auth: Auth | None, image: str | None, base: str | None) -> Auth | None:
+def _list_referrer(registry: Any, repository: str, digest: str, manifest: bytes) -> None:
+    """The referrers tag schema: without a referrers API the ``sha256-<hex>`` index lists
+    every artifact of the image (a registry with the API indexes ``subject`` itself)."""
+    from envlock.model.provenance import descriptor, index_tag, referrers_index
+
+    if registry.referrers(repository, digest) is not None:
+        return
+    existing = registry.find_manifest(repository, index_tag(digest))
+    registry.put_manifest(repository, index_tag(digest),
+                          referrers_index(existing[0] if existing else None,
+                                          descriptor(manifest)), oci.OCI_INDEX)
+
+
+def same_registry_auth(auth: Auth | None, image: str | None,
+                       base: str | None) -> Auth | None:
     """The push registry's credentials, for reading the base only from that same registry
     (never sent to another host; there the Docker config's apply)."""
     if not auth or not image or not base or "/" not in base:
@@ -285,7 +311,7 @@ def for_capture(lock: Lock, run_id: str, started: str | None, image: str | None,
     """Capture's hook: the CycloneDX SBOM of the run, pushed next to its image when that
     is in a registry. Never raises for the registry: a failed push is a warning."""
     result = build(lock, "cyclonedx-json", Subject(image, base, run_id, started),
-                   auth=_same_registry(auth, image, base), registries=registries,
+                   auth=same_registry_auth(auth, image, base), registries=registries,
                    want_base=image is not None)
     referrer = None
     if image and "@sha256:" in image:

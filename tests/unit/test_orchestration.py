@@ -169,6 +169,31 @@ def test_an_environment_image_in_the_registry_is_reused_not_rebuilt(tmp_path, en
     assert engine.called("pull") == [(f"{REGISTRY}@{_env_digest(registry, first)}", None)]
 
 
+def test_with_a_signing_key_the_pushed_image_gets_a_verifiable_provenance(
+        tmp_path, offline, registry, monkeypatch):
+    from envlock.model.provenance import Expected
+    from envlock.operations import provenance
+
+    private, public = provenance.generate(tmp_path / "keys")
+    monkeypatch.setenv("ENVLOCK_SIGNING_KEY", str(private))
+    lock = project(tmp_path / "p")
+    local = built(lock, tmp_path / "p", None, registry, builder="oci")
+    assert local.provenance == {"signed": False,
+                                "reason": "the image was not pushed to a registry"}
+    result = built(lock, tmp_path / "p", None, registry, registry=REGISTRY, builder="oci")
+    assert result.provenance is not None and result.provenance["signed"] is True
+    expected = Expected(result.pinned.partition("@")[2], lock.lock_digest, lock.env_digest)
+    verified = provenance.verify_image(result.pinned, provenance.load_public(public),
+                                       expected, registries=lambda host: registry)
+    assert verified.parameters["base_image"] == result.base
+    assert verified.sbom is not None
+    again = built(lock, tmp_path / "p", None, registry, registry=REGISTRY, builder="oci")
+    assert again.provenance == result.provenance  # the same bytes again: the same referrer
+    monkeypatch.delenv("ENVLOCK_SIGNING_KEY")
+    assert built(lock, tmp_path / "p", None, registry, registry=REGISTRY,
+                 builder="oci").provenance is None
+
+
 def _env_digest(registry: FakeRegistry, result) -> str:
     data, _ = registry.manifest(REGISTRY.split("/", 1)[1], result.env_image.rsplit(":", 1)[1])
     return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -15,6 +15,7 @@ from envlock.cli.commands.build import (
     read_credentials,
 )
 from envlock.cli.commands.lock import JsonOpt
+from envlock.cli.commands.provenance import RequireSignedOpt, check_signed
 
 GpusOpt = Annotated[str | None, typer.Option(
     "--gpus", help="all | none | N | device=0,1 (default: all when the run had GPUs and "
@@ -95,6 +96,7 @@ def replay_command(
                                           "YAML; create and submit nothing.")] = False,
     registry_username: RegistryUserOpt = None,
     registry_password_stdin: PasswordStdinOpt = False,
+    require_signed: RequireSignedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-run a captured experiment from its pinned image and compare its metrics.
@@ -122,6 +124,7 @@ def replay_command(
                   "--env-from-secret": env_from_secret, "--dry-run": dry_run}
     local_flags = {"--mount": mount, "--network": network != "none", "--no-track": no_track}
     _only_with(kube_flags if on is Target.local else local_flags, on)
+    check_signed(run_id, require_signed)  # issue #27 hook: signature + provenance first
     if detach and not dry_run and on is Target.local:
         credentials = read_credentials(registry_username, registry_password_stdin)
         raise typer.Exit(_detach(run_id, credentials[1] if credentials else None))

@@ -13,6 +13,7 @@ from envlock.cli.commands.build import (
     engine_for_run,
 )
 from envlock.cli.commands.lock import JsonOpt
+from envlock.cli.commands.provenance import RequireSignedOpt, check_signed
 from envlock.cli.commands.replay import (
     CompareArtifactsOpt,
     CpusOpt,
@@ -55,6 +56,7 @@ def verify_command(
                   ] = Target.local,
     namespace: Annotated[str, typer.Option("--namespace", help="Sweep: the Jobs' "
                                            "namespace.")] = "default",
+    require_signed: RequireSignedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay a run and compare its metrics: exit 0 reproduced, 1 not, 2 bad input.
@@ -89,6 +91,7 @@ def verify_command(
         raise UsageError("verify needs a RUN_ID (or --replay REPLAY_RUN)",
                          "envlock verify RUN_ID")
     else:
+        check_signed(run_id, require_signed)  # issue #27 hook: signature + provenance first
         engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
         result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
                         shm_size=shm_size, cpus=cpus, memory=memory, notify=out.notify,

@@ -15,6 +15,7 @@ from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.adapters.registry import Chunks, Registry
 from envlock.errors import EnvlockError, UsageError
 from envlock.image import oci
+from envlock.operations import provenance
 from envlock.operations.archive.format import (
     _CHUNK,
     MANIFEST,
@@ -57,6 +58,8 @@ def export(run_id: str, output: str | Path, *, tracker: TrackerLike,
             writer = _Writer(handle, int((record.get("start_time") or 0) // 1000))
             source = _ImageSource(writer, run_id, engine, credentials, report, Path(tmp))
             image = source.write(reference, warnings)
+            # --- provenance hook (issue #27): the image's attestations travel along ---
+            warnings += provenance.export_attestations(writer.add_bytes, reference, credentials)
             for rel, local in files.items():
                 with local.open("rb") as data:
                     writer.add_stream(f"{META_DIR}/{rel}", local.stat().st_size, data, None)

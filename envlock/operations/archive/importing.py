@@ -13,6 +13,7 @@ from envlock.adapters.registry import Registry
 from envlock.errors import UsageError
 from envlock.image import oci
 from envlock.model.redact import strip_url_credentials
+from envlock.operations import provenance
 from envlock.operations.archive.format import (
     IMPORTED_FROM,
     Contents,
@@ -37,6 +38,7 @@ def import_archive(path: str | Path, *, registry: str | None = None,
     started = time.monotonic()
     report.step(f"verifying {path}")
     contents = verify(path)
+    attested = provenance.check_archive(contents)  # issue #27 hook: before anything is touched
     timings["verify"] = round(time.monotonic() - started, 2)
     target = _target(registry, contents) if registry else None
     if tracker is None:  # before the image: an unreachable server fails the import early
@@ -56,6 +58,8 @@ def import_archive(path: str | Path, *, registry: str | None = None,
         result.image = _push(contents, target, credentials, result, report)
     else:
         result.image = _load(contents, engine, report)
+    # --- provenance hook (issue #27): the attestations go beside the pushed image ---
+    result.warnings += provenance.attach_imported(result.image, attested, credentials)
     timings["image"] = round(time.monotonic() - mark, 2)
     mark = time.monotonic()
     _recreate_run(tracker, contents, result, report)

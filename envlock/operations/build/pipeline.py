@@ -13,6 +13,7 @@ from envlock.adapters.protocols import EngineLike
 from envlock.errors import UsageError
 from envlock.image import render
 from envlock.model.lockfile import Lock
+from envlock.operations import provenance
 from envlock.operations.build import sinks
 from envlock.operations.build.environment import Environment, environment
 from envlock.operations.code import code_context
@@ -69,6 +70,8 @@ class BuildResult:
     manifest_digest: str = ""
     #: Files the code layer left out because their content looks like a secret (path, kind).
     secrets_withheld: list[dict[str, Any]] = field(default_factory=list)
+    #: The signed provenance attached beside the image (issue #27); None: no signing key.
+    provenance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -138,6 +141,8 @@ def build(lock: Lock, options: BuildOptions, engine: EngineLike | None,
                         timer=job.timer)
     for sink in chosen:
         sink.deliver(built, result)
+    # signed provenance and SBOM beside a pushed image when a signing key is set (issue #27)
+    result.provenance = provenance.attest_build(lock, result, options, registries, job.report)
     result.timings = job.timer.times
     return result
 
