@@ -91,12 +91,18 @@ def main(
 
 def make_app(modules: Iterable[str] = MODULES) -> typer.Typer:
     """The CLI with the commands of ``modules`` (names from :data:`MODULES`) registered."""
+    from envlock.cli import helptext
+
     cli = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
                       pretty_exceptions_enable=False, pretty_exceptions_show_locals=False,
-                      context_settings={"help_option_names": ["-h", "--help"]})
+                      context_settings={"help_option_names": ["-h", "--help"]},
+                      cls=helptext.Group)
     cli.callback()(main)
     for name in modules:
         import_module(f"envlock.cli.commands.{name}").register(cli)
+    for info in cli.registered_commands:  # one --help treatment for every command
+        if info.cls in (None, typer.core.TyperCommand):
+            info.cls = helptext.Command
     return cli
 
 

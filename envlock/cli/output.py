@@ -61,6 +61,24 @@ def notify(kind: str, text: str) -> None:
     (warn if kind == "warning" else note)(text)
 
 
+def secret_warnings(scan: dict[str, Any] | None, where: str) -> list[str]:
+    """What a content scan withheld (by file and kind of secret, never the value) and kept
+    on ``--allow-file``, as warning lines."""
+    if not scan:
+        return []
+    out = []
+    if scan.get("withheld"):
+        named = ", ".join(f"{e['path']} ({e['kind']}"
+                          + (f"; {len(e['hunks'])} hunk{'s' * (len(e['hunks']) != 1)} of the "
+                             "diff" if e.get("hunks") else "") + ")" for e in scan["withheld"])
+        out.append(f"left out of {where} because their content looks like a secret: {named}; "
+                   "keep a false positive with --allow-file PATH")
+    if scan.get("allowed"):
+        out.append("kept although their content looks like a secret (--allow-file): "
+                   + ", ".join(f"{e['path']} ({e['kind']})" for e in scan["allowed"]))
+    return out
+
+
 def table(rows: Sequence[Sequence[str]], indent: str = "  ") -> str:
     """Left-aligned plain-text columns (CI logs read these as well as terminals)."""
     if not rows:

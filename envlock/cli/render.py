@@ -1,15 +1,19 @@
-"""Pure: human-readable text for locks, diffs and checks."""
+"""Pure: human-readable text for locks, diffs, checks and audits (the models are imported
+for annotations only)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envlock.cli.output import table
-from envlock.model.compare import Comparison
-from envlock.model.diff import LockDiff
-from envlock.model.lockfile import Lock
-from envlock.model.replayhost import HostDiff
-from envlock.operations.check import CheckResult
+
+if TYPE_CHECKING:
+    from envlock.model.audit import AuditReport
+    from envlock.model.compare import Comparison
+    from envlock.model.diff import LockDiff
+    from envlock.model.lockfile import Lock
+    from envlock.model.replayhost import HostDiff
+    from envlock.operations.check import CheckResult
 
 
 def _short(digest: str | None) -> str:
@@ -249,3 +253,21 @@ def artifacts_table(comparison: Comparison) -> str:
         counts[artifact.status] = counts.get(artifact.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
     return table(rows) + f"\nartifacts: {summary}"
+
+
+def audit_text(result: AuditReport) -> str:
+    lines = [f"audited {len(result.audited)} packages of {result.target} against "
+             + "; ".join(s.describe() for s in result.sources)]
+    if result.findings:
+        rows = [("PACKAGE", "VERSION", "VULNERABILITY", "SEVERITY", "FIXED IN", "ALIASES", "")]
+        rows += [(f.package, f.version, f.id, f.severity or "unknown",
+                  ", ".join(f.fixed) or "-", ", ".join(f.aliases) or "-",
+                  "ignored" if f.ignored else "FAILS" if f.fails else "below threshold")
+                 for f in result.findings]
+        lines.append(table(rows))
+    lines.append(result.summary())
+    if result.not_audited:
+        lines.append("not audited (not a published release): " + ", ".join(
+            f"{n} {v} ({k})" for n, v, k in result.not_audited))
+    return "\n".join(lines)
+

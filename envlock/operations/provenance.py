@@ -379,9 +379,9 @@ def check_run(run_id: str, require: bool = False, tracker: Any = None
     from envlock.operations.targets import captured
 
     if tracker is None:
-        from envlock.adapters.tracking import Tracker
+        from envlock.operations.connect import open_tracker
 
-        tracker = Tracker()
+        tracker = open_tracker()
     lock, run = captured(tracker, run_id, image=True)
     image = run.tags["envlock.image"]
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from envlock.model.lockfile import Lock
 
 if TYPE_CHECKING:
     from envlock.adapters.tracking import RunData
+    from envlock.config import Config
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -74,3 +76,42 @@ def load_replay_host(target: str | Path) -> tuple[dict[str, Any], RunData] | Non
                 from exc
         snap = yaml.safe_load(path.read_text(encoding="utf-8"))
     return (snap if isinstance(snap, dict) else {}), run
+
+
+@dataclass(frozen=True)
+class BuildSource:
+    """What ``build`` builds: a lockfile's lock, or (``--from-run``) a captured run's."""
+
+    lock: Lock
+    label: str  # how the audit gate names it
+    recorded: dict[str, str] = field(default_factory=dict)  # the run's tags, with --from-run
+    created: str | None = None  # the run's start: the same code image again
+    run_id: str | None = None
+    tag: str | None = None
+
+    def settings(self, cfg: Config, registry: str | None, base_image: str | None
+                 ) -> tuple[str | None, str | None]:
+        """(registry, base image): the flag, else the config; a run's recorded base last."""
+        base = cfg.base_image_for(self.lock.python["version"], base_image)
+        return cfg.get("registry", registry), base or self.recorded.get("envlock.base_image")
+
+
+def one_source(lock_path: Path | None, from_run: str | None) -> None:
+    """A build reads a lockfile or a run, not both."""
+    from envlock.errors import UsageError
+
+    if from_run and lock_path:
+        raise UsageError("give a lockfile or --from-run, not both",
+                         "drop LOCK to rebuild the run, or drop --from-run")
+
+
+def for_build(lock_path: Path | None, from_run: str | None, run_id: str | None = None,
+              tag: str | None = None) -> BuildSource:
+    """The lock to build, with the run ID and tag a rebuild of ``from_run`` defaults to."""
+    one_source(lock_path, from_run)
+    if not from_run:
+        path = lock_path or Path(lockfile.DEFAULT_LOCKFILE)
+        return BuildSource(lockfile.load(path), str(lock_path or path), run_id=run_id, tag=tag)
+    lock, run = load_run(from_run)
+    return BuildSource(lock, f"run {from_run}", run.tags, run.started, run_id or from_run,
+                       tag or f"{from_run}-rebuild")

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.commands.build import PasswordStdinOpt, RegistryUserOpt, read_credentials
-from envlock.cli.commands.lock import JsonOpt
+from envlock.cli.options import JsonOpt, PasswordStdinOpt, RegistryUserOpt
 
 
 def export_command(
@@ -25,15 +24,15 @@ def export_command(
     recipe, the git diff and the run's MLflow metadata, every file listed with its sha256.
     An image pinned in a registry is copied by digest, so its digest stays the same."""
     from envlock.cli import output as out
+    from envlock.operations import connect
     from envlock.operations.archive import export
-    from envlock.operations.connect import open_tracker
     from envlock.progress import Reporter
 
     out.begin("export", as_json)
     target = output or Path(f"envlock-{run_id}.tar")
-    credentials = read_credentials(registry_username, registry_password_stdin)
+    credentials = connect.read_credentials(registry_username, registry_password_stdin)
     with Reporter("envlock export") as reporter:
-        result = export(run_id, target, tracker=open_tracker(), credentials=credentials,
+        result = export(run_id, target, tracker=connect.open_tracker(), credentials=credentials,
                         reporter=reporter)
     for warning in result.warnings:
         out.warn(warning)
@@ -68,6 +67,7 @@ def import_command(
     artifacts, plus envlock.imported_from. Importing the same run again reuses its run."""
     from envlock.cli import output as out
     from envlock.operations.archive import import_archive
+    from envlock.operations.connect import read_credentials
     from envlock.progress import Reporter
 
     out.begin("import", as_json)

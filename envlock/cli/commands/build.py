@@ -2,133 +2,75 @@
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 
-from envlock.cli.commands.audit import (
+from envlock.cli.options import (
     AdvisoriesOpt,
+    AllowFileOpt,
     AuditFailOnOpt,
     AuditIgnoreOpt,
     AuditOpt,
+    BaseOpt,
+    BuilderOpt,
+    JsonOpt,
     OsvUrlOpt,
+    PasswordStdinOpt,
+    RegistryOpt,
+    RegistryUserOpt,
     gate_options,
     run_gate,
 )
-from envlock.cli.commands.lock import AllowFileOpt, JsonOpt
 
-RegistryOpt = Annotated[str | None, typer.Option(
-    "--registry", help="Push to HOST[:PORT]/REPO (default: $ENVLOCK_REGISTRY, else the "
-    "config's registry; none: local only).")]
-BaseOpt = Annotated[str | None, typer.Option(
-    "--base-image", help="Base image (pinned to its digest); default: $ENVLOCK_BASE_IMAGE, "
-    "else the config's base_images/base_image, else python:<version>-slim from the lock.")]
-RegistryUserOpt = Annotated[str | None, typer.Option(
-    "--registry-username", help="Registry user, with --registry-password-stdin (default: "
-    "the Docker config's credentials and credential helpers).",
-    envvar="ENVLOCK_REGISTRY_USERNAME")]
-BuilderOpt = Annotated[str, typer.Option(
-    "--builder", envvar="ENVLOCK_BUILDER", help="auto: assemble the image on this host and, "
-    "when a Docker engine answers, load it there and prove it inside; docker: require the "
-    "engine; oci: daemonless, never touch an engine. All three give the same digests.",
-    click_type=click.Choice(["auto", "docker", "oci"]))]
-PasswordStdinOpt = Annotated[bool, typer.Option(
-    "--registry-password-stdin", help="Read the registry password or token from stdin (never "
-    "from a flag: it would show in shell history and process lists).")]
+if TYPE_CHECKING:
+    from envlock.model.lockfile import Lock
+    from envlock.operations.build import BuildResult
+    from envlock.operations.targets import BuildSource
 
-
-def read_credentials(username: str | None, password_stdin: bool) -> tuple[str, str] | None:
-    """(user, password) from --registry-username + --registry-password-stdin, else None."""
-    from envlock.errors import UsageError
-
-    if bool(username) != password_stdin:
-        raise UsageError("--registry-username and --registry-password-stdin go together",
-                         "echo \"$TOKEN\" | envlock … --registry-username USER "
-                         "--registry-password-stdin")
-    if not username:
-        return None
-    password = sys.stdin.readline().rstrip("\r\n")
-    if not password:
-        raise UsageError("--registry-password-stdin read an empty password",
-                         "pipe the password or token into envlock")
-    return username, password
-
-
-def connect_engine(registry: str | None, username: str | None, password_stdin: bool,
-                   builder: str = "docker") -> Any:
-    """The engine, logged in to ``registry``'s host when credentials were given."""
-    return build_setup(registry, username, password_stdin, builder)[0]
-
-
-def build_setup(registry: str | None, username: str | None, password_stdin: bool,
-                builder: str) -> tuple[Any, dict[str, str] | None]:
-    """(the engine or None, as ``--builder`` asks; the registry credentials or None)."""
-    from envlock.adapters.engine import registry_of
-    from envlock.errors import UsageError
-    from envlock.operations.build import engine_for
-
-    credentials = read_credentials(username, password_stdin)
-    if credentials and not registry:
-        raise UsageError("registry credentials were given but no registry",
-                         "pass --registry HOST[:PORT]/REPO")
-    engine = engine_for(builder)
-    if engine is not None and credentials and registry:
-        engine.login(registry_of(registry), *credentials)
-    auth = {"username": credentials[0], "password": credentials[1]} if credentials else None
-    return engine, auth
-
-
-def engine_for_run(tracker: Any, run_id: str, username: str | None,
-                   password_stdin: bool) -> Any:
-    """The engine for replaying a run, logged in to the registry holding the run's image
-    when credentials were given."""
-    registry = None
-    if username:
-        registry = tracker.run(run_id).tags.get("envlock.image") or ""
-        if "@sha256:" not in registry:
-            from envlock.errors import UsageError
-
-            raise UsageError(f"run {run_id} has no image in a registry to log in to",
-                             "drop --registry-username; its image is local or not captured")
-    return connect_engine(registry, username, password_stdin)
+LockArg = Annotated[Path | None, typer.Argument(
+    help="The lockfile to build (default: envlock.lock.yaml).", show_default=False)]
+FromRunOpt = Annotated[str | None, typer.Option(
+    "--from-run", help="Rebuild the image of this MLflow run from its lockfile artifact "
+    "(and its recorded base image) alone.")]
+CodeOpt = Annotated[Path | None, typer.Option(
+    "--code", help="Repository holding the locked commit (default: the locked git root); "
+    "outside git, the directory holding the locked files (default: the locked one).")]
+TagOpt = Annotated[str | None, typer.Option(
+    "--tag", help="Image tag (default: the run ID, else lock-<lock digest>).")]
+RunIdOpt = Annotated[str | None, typer.Option(
+    "--run-id", help="Run ID to label and tag the image with.")]
+NoPushOpt = Annotated[bool, typer.Option("--no-push", help="Build and tag locally only.")]
+NoCacheOpt = Annotated[bool, typer.Option(
+    "--no-cache", help="Rebuild the environment layer and re-provision every wheel.")]
+EnvOnlyOpt = Annotated[bool, typer.Option(
+    "--env-only", help="Build the environment image only, no code layer (for a rebuild "
+    "whose code is not at hand).")]
+VerifyOpt = Annotated[bool, typer.Option(
+    "--verify/--no-verify", help="Prove the built environment matches the lock: versions, "
+    "files and RECORD hashes, checked on the staged tree and, with an engine, inside the "
+    "image, before anything is tagged or pushed.")]
+DryRunOpt = Annotated[bool, typer.Option(
+    "--dry-run", help="Print the recipe (an equivalent Dockerfile); touch nothing.")]
 
 
 def build_command(
-    lock_path: Annotated[Path | None, typer.Argument(
-        help="The lockfile to build (default: envlock.lock.yaml).", show_default=False)] = None,
-    from_run: Annotated[str | None, typer.Option(
-        "--from-run", help="Rebuild the image of this MLflow run from its lockfile artifact "
-        "(and its recorded base image) alone.")] = None,
-    code: Annotated[Path | None, typer.Option(
-        "--code", help="Repository holding the locked commit (default: the locked git root); "
-        "outside git, the directory holding the locked files (default: the locked one).")
-    ] = None,
-    tag: Annotated[str | None, typer.Option("--tag", help="Image tag (default: the run ID, "
-                                               "else lock-<lock digest>).")] = None,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Run ID to label and tag "
-                                                  "the image with.")] = None,
+    lock_path: LockArg = None,
+    from_run: FromRunOpt = None,
+    code: CodeOpt = None,
+    tag: TagOpt = None,
+    run_id: RunIdOpt = None,
     registry: RegistryOpt = None,
     registry_username: RegistryUserOpt = None,
     registry_password_stdin: PasswordStdinOpt = False,
     base_image: BaseOpt = None,
-    no_push: Annotated[bool, typer.Option("--no-push", help="Build and tag locally only.")
-                       ] = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild the environment layer and "
-                                           "re-provision every wheel.")] = False,
-    env_only: Annotated[bool, typer.Option(
-        "--env-only", help="Build the environment image only, no code layer (for a rebuild "
-        "whose code is not at hand).")] = False,
-    verify: Annotated[bool, typer.Option(
-        "--verify/--no-verify", help="Prove the built environment matches the lock: versions, "
-        "files and RECORD hashes, checked on the staged tree and, with an engine, inside the "
-        "image, before anything is tagged or pushed.")] = True,
+    no_push: NoPushOpt = False,
+    no_cache: NoCacheOpt = False,
+    env_only: EnvOnlyOpt = False,
+    verify: VerifyOpt = True,
     builder: BuilderOpt = "auto",
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the recipe (an equivalent "
-                                          "Dockerfile); touch nothing.")] = False,
+    dry_run: DryRunOpt = False,
     allow_file: AllowFileOpt = None,
     audit: AuditOpt = False,
     advisories: AdvisoriesOpt = None,
@@ -150,56 +92,57 @@ def build_command(
     the run recorded (images are reproducible: same lock, base and code, same digest)."""
     from envlock import config
     from envlock.cli import output as out
-    from envlock.errors import UsageError
-    from envlock.image import render
-    from envlock.model import lockfile
-
-    out.begin("build", as_json)
-    if from_run and lock_path:
-        raise UsageError("give a lockfile or --from-run, not both",
-                         "drop LOCK to rebuild the run, or drop --from-run")
-    cfg = config.load(code)
-    recorded: dict[str, str] = {}  # the run's tags, with --from-run
-    created = None
-    if from_run:
-        from envlock.operations import targets
-
-        lock, run = targets.load_run(from_run)
-        recorded = run.tags
-        created = run.started  # as capture did: the same code image again
-        run_id = run_id or from_run
-        tag = tag or f"{from_run}-rebuild"
-    else:
-        lock = lockfile.load(lock_path or Path("envlock.lock.yaml"))
-    run_gate(lock, gate_options(audit, advisories, osv_url, audit_fail_on, audit_ignore),
-             f"run {from_run}" if from_run else str(lock_path or "envlock.lock.yaml"),
-             "nothing was built or pushed")
-    registry = cfg.get("registry", registry)
-    base_image = cfg.base_image_for(lock.python["version"], base_image) or \
-        recorded.get("envlock.base_image")
-    if dry_run:
-        if registry_password_stdin:
-            raise UsageError("--registry-username/--registry-password-stdin have no use "
-                             "with --dry-run, which touches no registry",
-                             "drop the credential flags, or drop --dry-run")
-        recipe = render.render(lock, render.choose_base(lock, base_image),
-                               render.repository_for(lock, registry),
-                               render.default_code_tag(lock, run_id, tag), run_id=run_id)
-        raise typer.Exit(out.emit({"recipe": render.dockerfile(recipe), **recipe.to_dict()},
-                                  render.dockerfile(recipe)))
+    from envlock.operations import connect, targets
     from envlock.operations.build import BuildOptions, build
     from envlock.progress import Reporter
 
+    out.begin("build", as_json)
+    targets.one_source(lock_path, from_run)
+    cfg = config.load(code)
+    source = targets.for_build(lock_path, from_run, run_id, tag)
+    run_gate(source.lock, gate_options(audit, advisories, osv_url, audit_fail_on, audit_ignore),
+             source.label, "nothing was built or pushed")
+    registry, base_image = source.settings(cfg, registry, base_image)
+    if dry_run:
+        raise typer.Exit(_dry_run(source, registry, base_image, registry_password_stdin))
+    engine, auth = connect.build_setup(registry, registry_username, registry_password_stdin,
+                                       builder)
     options = BuildOptions(registry=registry, push=not no_push, base_image=base_image,
-                           code_dir=code, tag=tag, run_id=run_id, no_cache=no_cache,
-                           verify=verify, env_only=env_only,
-                           extra_deny=tuple(cfg.get("deny")), created=created,
-                           builder=builder, allow_files=tuple(allow_file or ()))
-    engine, auth = build_setup(registry, registry_username, registry_password_stdin, builder)
-    options = dataclasses.replace(options, auth=auth)
+                           code_dir=code, tag=source.tag, run_id=source.run_id,
+                           no_cache=no_cache, verify=verify, env_only=env_only,
+                           extra_deny=tuple(cfg.get("deny")), created=source.created,
+                           builder=builder, allow_files=tuple(allow_file or ()), auth=auth)
     with Reporter("envlock build") as reporter:
-        result = build(lock, options, engine, reporter)
-    from envlock.cli.commands.lock import secret_warnings
+        result = build(source.lock, options, engine, reporter)
+    raise typer.Exit(_emit(result, source, from_run, env_only))
+
+
+def _dry_run(source: BuildSource, registry: str | None, base_image: str | None,
+             password_stdin: bool) -> int:
+    """Print the recipe (an equivalent Dockerfile), touching nothing."""
+    from envlock.cli import output as out
+    from envlock.errors import UsageError
+    from envlock.image import render
+
+    if password_stdin:
+        raise UsageError("--registry-username/--registry-password-stdin have no use "
+                         "with --dry-run, which touches no registry",
+                         "drop the credential flags, or drop --dry-run")
+    lock: Lock = source.lock
+    recipe = render.render(lock, render.choose_base(lock, base_image),
+                           render.repository_for(lock, registry),
+                           render.default_code_tag(lock, source.run_id, source.tag),
+                           run_id=source.run_id)
+    return out.emit({"recipe": render.dockerfile(recipe), **recipe.to_dict()},
+                    render.dockerfile(recipe))
+
+
+def _emit(result: BuildResult, source: BuildSource, from_run: str | None,
+          env_only: bool) -> int:
+    """Warnings, then the result: what was built, verified and pushed; with --from-run,
+    whether the rebuild is the very image the run recorded."""
+    from envlock.cli import output as out
+    from envlock.cli.output import secret_warnings
 
     for warning in secret_warnings({"withheld": result.secrets_withheld}, "the code layer"):
         out.warn(warning)
@@ -211,9 +154,9 @@ def build_command(
                      f"{result.fidelity['files_verified']} files match their RECORD hashes")
     payload = result.to_dict()
     if from_run:
-        lines += _against_run(from_run, recorded, result, payload, env_only)
+        lines += _against_run(from_run, source.recorded, result, payload, env_only)
     lines += [f"image {result.image} {where}", result.pinned]
-    raise typer.Exit(out.emit(payload, "\n".join(lines)))
+    return out.emit(payload, "\n".join(lines))
 
 
 def _against_run(run_id: str, tags: dict[str, str], result: Any, payload: dict[str, Any],

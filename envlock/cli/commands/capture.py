@@ -3,54 +3,57 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from envlock.cli.commands.audit import (
+from envlock.cli.options import (
     AdvisoriesOpt,
+    AllowFileOpt,
     AuditFailOnOpt,
     AuditIgnoreOpt,
     AuditOpt,
-    OsvUrlOpt,
-    gate_options,
-    run_gate,
-)
-from envlock.cli.commands.build import (
     BaseOpt,
     BuilderOpt,
-    PasswordStdinOpt,
-    RegistryOpt,
-    RegistryUserOpt,
-    build_setup,
-)
-from envlock.cli.commands.lock import (
-    AllowFileOpt,
     CodeMaxSizeOpt,
     EnvAllowOpt,
     JsonOpt,
+    OsvUrlOpt,
+    PasswordStdinOpt,
     PythonOpt,
+    RegistryOpt,
+    RegistryUserOpt,
+    gate_options,
+    run_gate,
 )
+
+if TYPE_CHECKING:
+    from envlock.operations.capture import CaptureResult
+
+RunIdOpt = Annotated[str | None, typer.Option(
+    "--run-id", help="MLflow run (default: $MLFLOW_RUN_ID, else the latest run of the "
+    "active experiment).")]
+CommandOpt = Annotated[str | None, typer.Option(
+    "--command", "-c", help="The command that ran the experiment (the image's default "
+    "command; `uv run …` runs there without uv, in the image's environment).")]
+ProjectOpt = Annotated[Path, typer.Option(
+    "--project", help="The experiment's directory (a git repository, or any directory: "
+    "then its files are packed by content).")]
+NoBuildOpt = Annotated[bool, typer.Option("--no-build", help="Record the lock only.")]
+NoPushOpt = Annotated[bool, typer.Option("--no-push", help="Build locally, do not push.")]
 
 
 def capture_command(
-    run_id: Annotated[str | None, typer.Option(
-        "--run-id", help="MLflow run (default: $MLFLOW_RUN_ID, else the latest run of the "
-        "active experiment).")] = None,
+    run_id: RunIdOpt = None,
     python: PythonOpt = None,
-    command: Annotated[str | None, typer.Option(
-        "--command", "-c", help="The command that ran the experiment (the image's default "
-        "command; `uv run …` runs there without uv, in the image's environment).")] = None,
-    project: Annotated[Path, typer.Option(
-        "--project", help="The experiment's directory (a git repository, or any directory: "
-        "then its files are packed by content).")] = Path("."),
+    command: CommandOpt = None,
+    project: ProjectOpt = Path("."),
     registry: RegistryOpt = None,
     registry_username: RegistryUserOpt = None,
     registry_password_stdin: PasswordStdinOpt = False,
     base_image: BaseOpt = None,
-    no_build: Annotated[bool, typer.Option("--no-build", help="Record the lock only.")] = False,
-    no_push: Annotated[bool, typer.Option("--no-push", help="Build locally, do not push.")
-                       ] = False,
+    no_build: NoBuildOpt = False,
+    no_push: NoPushOpt = False,
     env_allow: EnvAllowOpt = None,
     code_max_size: CodeMaxSizeOpt = None,
     builder: BuilderOpt = "auto",
@@ -70,19 +73,8 @@ def capture_command(
     from envlock.progress import Reporter
 
     out.begin("capture", as_json)
-    # The password flag, not the user: ENVLOCK_REGISTRY_USERNAME may be set for a whole job.
-    if no_build and registry_password_stdin:
-        from envlock.errors import UsageError
-
-        raise UsageError("--registry-username/--registry-password-stdin are for pushing the "
-                         "image, and --no-build pushes nothing",
-                         "drop the credential flags, or drop --no-build")
-    engine = auth = None  # connected by capture() itself, after the lock is safely written
-    if not no_build and (registry_username or registry_password_stdin):
-        from envlock import config
-
-        engine, auth = build_setup(config.load(project).get("registry", registry),
-                                   registry_username, registry_password_stdin, builder)
+    engine, auth = _connect(not no_build, project, registry, registry_username,
+                            registry_password_stdin, builder)
     audit_options = gate_options(audit, advisories, osv_url, audit_fail_on, audit_ignore)
     request = CaptureRequest(run_id, python=python, command=command, project=project,
                              registry=registry, base_image=base_image, build=not no_build,
@@ -94,18 +86,42 @@ def capture_command(
                          audit=lambda lock: run_gate(
                              lock, audit_options, "the captured environment",
                              "nothing was built, pushed or recorded"))
-    from envlock.cli.commands.lock import secret_warnings
-
-    warnings = [*result.warnings, *secret_warnings(result.secret_scan, "the lock")]
-    if result.built:
-        warnings += secret_warnings({"withheld": result.built.get("secrets_withheld")},
-                                    "the code layer")
-    for warning in warnings:
+    for warning in _warnings(result):
         out.warn(warning)
     human = (f"captured run {result.run_id} ({result.picked})\n"
              f"lockfile {result.lockfile}\nenv_digest {result.env_digest}\n"
              f"{'image ' + result.image if result.image else 'no image (--no-build)'}")
     raise typer.Exit(out.emit(result.to_dict(), human))
+
+
+def _connect(build: bool, project: Path, registry: str | None, username: str | None,
+             password_stdin: bool, builder: str) -> tuple[Any, dict[str, str] | None]:
+    """(engine, auth) when credentials were given; else (None, None): capture() connects
+    itself, after the lock is safely written."""
+    # The password flag, not the user: ENVLOCK_REGISTRY_USERNAME may be set for a whole job.
+    if not build and password_stdin:
+        from envlock.errors import UsageError
+
+        raise UsageError("--registry-username/--registry-password-stdin are for pushing the "
+                         "image, and --no-build pushes nothing",
+                         "drop the credential flags, or drop --no-build")
+    if not build or not (username or password_stdin):
+        return None, None
+    from envlock import config
+    from envlock.operations.connect import build_setup
+
+    return build_setup(config.load(project).get("registry", registry), username,
+                       password_stdin, builder)
+
+
+def _warnings(result: CaptureResult) -> list[str]:
+    from envlock.cli.output import secret_warnings
+
+    warnings = [*result.warnings, *secret_warnings(result.secret_scan, "the lock")]
+    if result.built:
+        warnings += secret_warnings({"withheld": result.built.get("secrets_withheld")},
+                                    "the code layer")
+    return warnings
 
 
 def register(app: typer.Typer) -> None:

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from envlock.cli.commands.audit import (
+from envlock.cli.options import (
     AdvisoriesOpt,
     AuditFailOnOpt,
     AuditIgnoreOpt,
     AuditOpt,
+    EnvAllowOpt,
+    JsonOpt,
+    MarkdownOpt,
     OsvUrlOpt,
+    PythonOpt,
     gate_options,
 )
-from envlock.cli.commands.lock import EnvAllowOpt, JsonOpt, PythonOpt
 
 if TYPE_CHECKING:
     from envlock.model.audit import AuditReport
     from envlock.model.lockfile import Lock
     from envlock.operations.audit import AuditOptions
+    from envlock.operations.check import CheckResult
 
 
 def check_command(
@@ -38,9 +42,7 @@ def check_command(
     env_allow: EnvAllowOpt = None,
     junit: Annotated[Path | None, typer.Option(
         "--junit", help="Write a JUnit XML report (one case per check).")] = None,
-    markdown: Annotated[Path | None, typer.Option(
-        "--markdown", help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY).")
-    ] = None,
+    markdown: MarkdownOpt = None,
     audit: AuditOpt = False,
     advisories: AdvisoriesOpt = None,
     osv_url: OsvUrlOpt = None,
@@ -55,9 +57,8 @@ def check_command(
     audited for known vulnerabilities (one more case per package; findings exit 1)."""
     from envlock import config
     from envlock.cli import output as out
-    from envlock.cli.render import check_text
     from envlock.errors import EXIT_DRIFT, EXIT_OK
-    from envlock.model import lockfile, report
+    from envlock.model import lockfile
     from envlock.operations.check import check
 
     out.begin("check", as_json)
@@ -69,19 +70,29 @@ def check_command(
                                                          audit_fail_on, audit_ignore))
     result = check(lock, lock_path, python=python, deep=deep, strict=strict, project=project,
                    env_allow=cfg.get("env_allow", env_allow), code_rules=cfg.code_rules())
+    payload, human = _report(result, audited, junit, markdown)
+    failed = result.drifted or (audited is not None and audited.failed)
+    raise typer.Exit(out.emit(payload, human, EXIT_DRIFT if failed else EXIT_OK))
+
+
+def _report(result: CheckResult, audited: AuditReport | None, junit: Path | None,
+            markdown: Path | None) -> tuple[dict[str, Any], str]:
+    """Write the --junit/--markdown reports (the audit's cases beside the check's); the
+    payload and the text for people."""
+    from envlock.cli.render import audit_text, check_text
+    from envlock.model import report
+
     cases = report.check_cases(result)
     summary = report.check_markdown(result, cases)
     payload, human = result.to_dict(), check_text(result)
     if audited is not None:
-        from envlock.cli.commands.audit import audit_text
         from envlock.model import audit as audit_model
 
         cases += audit_model.cases(audited)
         summary += "\n" + audit_model.report_markdown(audited)
         payload["audit"], human = audited.to_dict(), human + "\n" + audit_text(audited)
     report.write(junit, markdown, "envlock.check", cases, summary)
-    failed = result.drifted or (audited is not None and audited.failed)
-    raise typer.Exit(out.emit(payload, human, EXIT_DRIFT if failed else EXIT_OK))
+    return payload, human
 
 
 def _audit(lock: Lock, target: str, options: AuditOptions | None) -> AuditReport | None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.commands.lock import JsonOpt
+from envlock.cli.options import JsonOpt
 
 
 def config_command(

@@ -8,7 +8,7 @@ from typing import Annotated
 import click
 import typer
 
-from envlock.cli.commands.lock import JsonOpt
+from envlock.cli.options import JsonOpt
 
 keys_app = typer.Typer(help="Key pairs that sign the provenance of envlock's images.",
                        no_args_is_help=True)

@@ -3,40 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-PythonOpt = Annotated[str | None, typer.Option(
-    "--python", "-p", help="Interpreter (or venv directory) to snapshot; default: envlock's own. "
-    "Nothing is installed into it.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")]
+from envlock.cli.options import (
+    AllowFileOpt,
+    CodeMaxSizeOpt,
+    EnvAllowOpt,
+    JsonOpt,
+    PythonOpt,
+)
+
+if TYPE_CHECKING:
+    from envlock.model.lockfile import Lock
+
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Lockfile to write.")]
+CommandOpt = Annotated[str | None, typer.Option(
+    "--command", "-c", help="The command that ran the experiment (recorded, secrets masked).")]
 ProjectOpt = Annotated[Path, typer.Option(
     "--project", help="The experiment's directory: its git state is recorded, or outside git "
     "every file it packs, with its sha256.", show_default=True)]
-CodeMaxSizeOpt = Annotated[str | None, typer.Option(
-    "--code-max-size", help="Size cap for packing a project outside git (e.g. 512m, 1g; "
-    "default: the config's code_max_size, else 256m).")]
-AllowFileOpt = Annotated[list[str] | None, typer.Option(
-    "--allow-file", help="Keep this file in the code although its content looks like a "
-    "secret (a false positive); a path or pattern relative to the project (repeatable).")]
-EnvAllowOpt = Annotated[list[str] | None, typer.Option(
-    "--env-allow", help="Extra env var name pattern to record (repeatable, e.g. 'MY_SEED*'; "
-    "default: the config's env_allow). Secret-looking names are never recorded.")]
+NoGitOpt = Annotated[bool, typer.Option("--no-git", "--no-code",
+                                        help="Record no code (no git state, no files).")]
+NoGpuOpt = Annotated[bool, typer.Option("--no-gpu", help="Skip the GPU/NVML probe.")]
 
 
 def lock_command(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Lockfile to write.")] = Path(
-        "envlock.lock.yaml"),
+    output: OutputOpt = Path("envlock.lock.yaml"),
     python: PythonOpt = None,
-    command: Annotated[str | None, typer.Option(
-        "--command", "-c", help="The command that ran the experiment (recorded, secrets "
-        "masked).")] = None,
+    command: CommandOpt = None,
     project: ProjectOpt = Path("."),
-    no_git: Annotated[bool, typer.Option("--no-git", "--no-code",
-                                         help="Record no code (no git state, no files).")
-                      ] = False,
-    no_gpu: Annotated[bool, typer.Option("--no-gpu", help="Skip the GPU/NVML probe.")] = False,
+    no_git: NoGitOpt = False,
+    no_gpu: NoGpuOpt = False,
     env_allow: EnvAllowOpt = None,
     code_max_size: CodeMaxSizeOpt = None,
     allow_file: AllowFileOpt = None,
@@ -59,7 +58,7 @@ def lock_command(
                     exclude=(output,),
                     code_rules=cfg.code_rules(code_max_size, tuple(allow_file or ())))
     path = lockfile.write(lock, output)
-    for warning in lock_warnings(lock, no_git):
+    for warning in lock_warnings(lock):
         out.warn(warning)
     env_digest = lock.env_digest
     result = {"lockfile": str(path), "env_digest": env_digest,
@@ -72,7 +71,9 @@ def lock_command(
     raise typer.Exit(out.emit(result, human))
 
 
-def lock_warnings(lock, no_git: bool) -> list[str]:  # type: ignore[no-untyped-def]
+def lock_warnings(lock: Lock) -> list[str]:
+    from envlock.cli.output import secret_warnings
+
     warnings = []
     if lock.code:
         from envlock.snapshot.directory import human_size
@@ -97,24 +98,6 @@ def lock_warnings(lock, no_git: bool) -> list[str]:  # type: ignore[no-untyped-d
     from envlock.model.uvlock import warnings as uv_warnings
 
     return warnings + uv_warnings(lock)
-
-
-def secret_warnings(scan: dict[str, Any] | None, where: str) -> list[str]:
-    """What a content scan withheld (by file and kind of secret, never the value) and kept
-    on ``--allow-file``, as warning lines."""
-    if not scan:
-        return []
-    out = []
-    if scan.get("withheld"):
-        named = ", ".join(f"{e['path']} ({e['kind']}"
-                          + (f"; {len(e['hunks'])} hunk{'s' * (len(e['hunks']) != 1)} of the "
-                             "diff" if e.get("hunks") else "") + ")" for e in scan["withheld"])
-        out.append(f"left out of {where} because their content looks like a secret: {named}; "
-                   "keep a false positive with --allow-file PATH")
-    if scan.get("allowed"):
-        out.append("kept although their content looks like a secret (--allow-file): "
-                   + ", ".join(f"{e['path']} ({e['kind']})" for e in scan["allowed"]))
-    return out
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import click
 import typer
 
-from envlock.cli.commands.lock import JsonOpt
+from envlock.cli.options import JsonOpt
 
 
 def pins_command(

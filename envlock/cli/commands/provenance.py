@@ -7,27 +7,7 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.commands.lock import JsonOpt
-
-RequireSignedOpt = Annotated[bool, typer.Option(
-    "--require-signed", help="Refuse (exit 2) unless the image carries a provenance signed "
-    "with the verifying key ($ENVLOCK_VERIFY_KEY or verify_key) that names the run's lock "
-    "(default: the config's require_signed). With a verifying key set, a bad signature "
-    "or another lock is refused even without it.")]
-
-
-def check_signed(run_id: str, require: bool = False) -> None:
-    """Replay's and verify's hook (issue #27): the image's signature and provenance,
-    checked before anything runs; a one-line error (exit 2) when they fail."""
-    from envlock.cli import output as out
-    from envlock.operations.provenance import check_run
-
-    verified, warning = check_run(run_id, require)
-    if warning:
-        out.warn(warning)
-    elif verified is not None:
-        out.note(f"image {verified.image} carries a provenance signed by "
-                 f"{verified.keyid[:19]}… naming the run's lock")
+from envlock.cli.options import JsonOpt
 
 
 def provenance_command(

@@ -8,14 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from envlock.cli.commands.build import (
+from envlock.cli.options import (
+    JsonOpt,
     PasswordStdinOpt,
     RegistryUserOpt,
-    engine_for_run,
-    read_credentials,
+    RequireSignedOpt,
+    check_signed,
 )
-from envlock.cli.commands.lock import JsonOpt
-from envlock.cli.commands.provenance import RequireSignedOpt, check_signed
+from envlock.operations.connect import engine_for_run, read_credentials
 
 GpusOpt = Annotated[str | None, typer.Option(
     "--gpus", help="all | none | N | device=0,1 (default: all when the run had GPUs and "
@@ -172,8 +172,6 @@ def replay_command(
 def _kube_credentials(username: str | None, password_stdin: bool) -> tuple[str, str] | None:
     """--registry-username/--registry-password-stdin on Kubernetes: the credentials of the
     image pull secret envlock creates in the namespace (never printed, never in the Job)."""
-    from envlock.cli.commands.build import read_credentials
-
     return read_credentials(username, password_stdin)
 
 

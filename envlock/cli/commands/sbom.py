@@ -8,8 +8,7 @@ from typing import Annotated
 import click
 import typer
 
-from envlock.cli.commands.build import PasswordStdinOpt, RegistryUserOpt
-from envlock.cli.commands.lock import JsonOpt
+from envlock.cli.options import JsonOpt, PasswordStdinOpt, RegistryUserOpt
 
 FORMATS = ("cyclonedx-json", "spdx-json")  # envlock.model.sbomdoc.FORMATS, kept light here
 
@@ -41,12 +40,11 @@ def sbom_command(
     import sys
 
     from envlock.cli import output as out
-    from envlock.cli.commands.build import read_credentials
+    from envlock.operations.connect import registry_auth
     from envlock.operations.sbom import for_target
 
     out.begin("sbom", as_json)
-    credentials = read_credentials(registry_username, registry_password_stdin)
-    auth = {"username": credentials[0], "password": credentials[1]} if credentials else None
+    auth = registry_auth(registry_username, registry_password_stdin)
     result = for_target(target, fmt, image=image, base=base_image, auth=auth)
     for warning in result.warnings:
         out.warn(warning)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.commands.lock import JsonOpt
+from envlock.cli.options import JsonOpt
 
 
 def show_command(

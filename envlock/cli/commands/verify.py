@@ -7,13 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from envlock.cli.commands.build import (
-    PasswordStdinOpt,
-    RegistryUserOpt,
-    engine_for_run,
-)
-from envlock.cli.commands.lock import JsonOpt
-from envlock.cli.commands.provenance import RequireSignedOpt, check_signed
 from envlock.cli.commands.replay import (
     CompareArtifactsOpt,
     CpusOpt,
@@ -24,6 +17,14 @@ from envlock.cli.commands.replay import (
     Target,
     ToleranceOpt,
 )
+from envlock.cli.options import (
+    JsonOpt,
+    PasswordStdinOpt,
+    RegistryUserOpt,
+    RequireSignedOpt,
+    check_signed,
+)
+from envlock.operations.connect import engine_for_run
 
 
 def verify_command(
