@@ -238,6 +238,13 @@ def _check_replay(values: Mapping[str, Any], path: Path | str) -> None:
               "env": lambda v: replayspec.parse_pairs(v, "env", "="),
               "shm_size": lambda v: resources.parse_size(v, "shm_size"),
               "memory": lambda v: resources.parse_size(v, "memory")}
+    from envlock.model.redact import is_secret_name
+
+    for item in values.get("env", []):
+        if is_secret_name(item.partition("=")[0]):
+            raise ConfigError(f"{path}: env {item.partition('=')[0]}=… looks like a secret; "
+                              "a config file is shared and committed",
+                              "pass it with --env on the command line instead")
     for key, check in checks.items():
         if key in values:
             try:
