@@ -46,7 +46,7 @@ KEYS: dict[str, Key] = {
     "code_max_size": Key(str, "ENVLOCK_CODE_MAX_SIZE", "size cap for packing a project "
                          "outside git (e.g. 512m, 1g)", "256m"),
     # replay and verify: the container (a flag wins; else these; else the lock / default)
-    "network": Key(str, None, "replay container network: none (default), bridge, host"),
+    "network": Key(str, None, "replay container network: none, bridge, host, a name", "none"),
     "env": Key(list, None, "replay container environment, K=V each", []),
     "mounts": Key(list, None, "replay bind mounts, SRC:DST or SRC:DST:ro each", []),
     "command": Key(str, None, "replay this command instead of the captured one"),
