@@ -52,8 +52,8 @@ from envlock.operations.replayplan import Context, ReplayRequest
 if TYPE_CHECKING:
     from envlock.config import Config
 
-__all__ = ["FAILURE_TAG", "JOB_TAG", "KubeOptions", "Plan", "plan", "submit",
-           "replay_on_kubernetes", "conclude_replay", "sweep", "SweepItem"]
+__all__ = ["FAILURE_TAG", "JOB_TAG", "KubeOptions", "KubeReplayResult", "Plan", "SweepItem",
+           "conclude_replay", "plan", "pull_secret", "replay_on_kubernetes", "submit", "sweep"]
 
 JOB_TAG = "envlock.kubernetes.job"  # NAMESPACE/NAME of a replay run's Job
 
