@@ -195,7 +195,7 @@ def test_a_flag_wins_over_the_config_which_wins_over_the_default(tmp_path):
     merged = with_config(ContainerFlags(timeout="5m", env=("B=2",)), settings)
     assert merged == ContainerFlags(network="bridge", env=("B=2",), mounts=("/data:/data",),
                                     cpus="2.5", timeout="5m")
-    assert with_config(ContainerFlags(), config.Config()) == ContainerFlags()
+    assert with_config(ContainerFlags(), config.Config()) == ContainerFlags(network="none")
 
 
 @pytest.mark.parametrize("text, problem", [
