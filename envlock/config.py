@@ -52,7 +52,20 @@ KEYS: dict[str, Key] = {
                       "are checked against (replay, verify, import, provenance)"),
     "require_signed": Key(bool, "ENVLOCK_REQUIRE_SIGNED", "replay/verify only images whose "
                           "signed provenance names the run's lock", False),
+    # replay and verify: the container (a flag wins; else these; else the lock / default)
+    "network": Key(str, None, "replay container network: none, bridge, host, a name", "none"),
+    "env": Key(list, None, "replay container environment, K=V each", []),
+    "mounts": Key(list, None, "replay bind mounts, SRC:DST or SRC:DST:ro each", []),
+    "command": Key(str, None, "replay this command instead of the captured one"),
+    "shm_size": Key(str, None, "replay /dev/shm size (default: the original host's)"),
+    "cpus": Key(str, None, "replay CPU limit, e.g. 4 or 1.5"),
+    "memory": Key(str, None, "replay memory limit, e.g. 16g"),
+    "gpus": Key(str, None, "replay GPUs: all, none, N or device=0,1"),
+    "timeout": Key(str, None, "stop a replay after this long: seconds, 30m, 2h"),
 }
+
+#: Settings that may be written as a number (TOML/YAML), read as their text.
+_NUMBERS = ("code_max_size", "shm_size", "cpus", "memory", "gpus", "timeout")
 
 #: Accepted spellings: TOML and YAML users write both.
 _ALIASES = {k.replace("_", "-"): k for k in KEYS}
@@ -213,8 +226,8 @@ def validate(raw: Mapping[str, Any], path: Path | str) -> dict[str, Any]:
                               f"known settings: {', '.join(KEYS)}")
         if spec.kind is list and isinstance(value, str):
             value = [value]
-        if key == "code_max_size" and isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)  # a number of bytes
+        if key in _NUMBERS and isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)  # bytes, CPUs, seconds
         if not _well_typed(value, spec.kind):
             raise ConfigError(f"{path}: {name} must be {_KIND_NAMES[spec.kind]}, "
                               f"not {type(value).__name__}", f"{name}: {spec.help}")
@@ -229,6 +242,7 @@ def validate(raw: Mapping[str, Any], path: Path | str) -> dict[str, Any]:
         except EnvlockError as exc:
             raise ConfigError(f"{path}: code_max_size {values['code_max_size']!r} is not "
                               "understood", "write a size such as 512m, 1g or 1.5GiB") from exc
+    _check_replay(values, path)
     if "tolerance" in values or "tolerances" in values:
         from envlock.model.compare import Tolerance
 
@@ -240,6 +254,31 @@ def validate(raw: Mapping[str, Any], path: Path | str) -> dict[str, Any]:
                     raise ConfigError(f"{path}: tolerance {spec_text!r} is not understood",
                                       "use e.g. 1e-6, 0.5%, or abs=1e-6,rel=1e-3") from exc
     return values
+
+
+def _check_replay(values: Mapping[str, Any], path: Path | str) -> None:
+    """The replay container's settings, parsed as their flags are."""
+    from envlock.model import replayspec, resources
+
+    checks = {"network": replayspec.parse_network, "mounts": replayspec.parse_mounts,
+              "timeout": replayspec.parse_timeout, "gpus": replayspec.parse_gpus,
+              "cpus": resources.parse_cpus,
+              "env": lambda v: replayspec.parse_pairs(v, "env", "="),
+              "shm_size": lambda v: resources.parse_size(v, "shm_size"),
+              "memory": lambda v: resources.parse_size(v, "memory")}
+    from envlock.model.redact import is_secret_name
+
+    for item in values.get("env", []):
+        if is_secret_name(item.partition("=")[0]):
+            raise ConfigError(f"{path}: env {item.partition('=')[0]}=… looks like a secret; "
+                              "a config file is shared and committed",
+                              "pass it with --env on the command line instead")
+    for key, check in checks.items():
+        if key in values:
+            try:
+                check(values[key])
+            except EnvlockError as exc:
+                raise ConfigError(f"{path}: {key}: {exc.message}", exc.hint) from exc
 
 
 _KIND_NAMES: dict[type, str] = {str: "a string", list: "a list of strings",

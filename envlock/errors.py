@@ -14,6 +14,7 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_DRIFT = 1  # a check failed: drift, differences, a run that did not reproduce
 EXIT_USAGE = 2  # bad input or an environment/infrastructure error
+EXIT_TIMEOUT = 124  # a replay ran past its --timeout and was stopped (as timeout(1) exits)
 # Interrupted: 128 + the signal number, 130 for SIGINT (Ctrl-C), 143 for SIGTERM.
 
 
@@ -84,3 +85,18 @@ class CommandTimeout(EnvlockError, TimeoutError):
 
 class UsageError(EnvlockError):
     """Arguments that cannot work together or point at nothing."""
+
+
+class ReplayTimeout(EnvlockError):
+    """A replay's container (or pod) ran past ``--timeout`` and was stopped. Exits with
+    :data:`EXIT_TIMEOUT`; ``tail`` holds the container's last output lines."""
+
+    exit_code = EXIT_TIMEOUT
+
+    def __init__(self, seconds: float, tail: str = "", where: str = "the container") -> None:
+        said = f"; its last output lines: {tail}" if tail else ""
+        super().__init__(f"the replay ran past its timeout of {seconds:g} s; {where} was "
+                         f"stopped{said}", "raise --timeout (or the config's timeout), or "
+                         "find what the experiment waited on in its last output lines")
+        self.seconds = seconds
+        self.tail = tail

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -228,15 +228,14 @@ class FakeEngine(_Recorder):
             return 0, f"{self.python}\n".encode()
         raise NotImplementedError(f"FakeEngine.run does not model {command[:2]}")
 
-    def run_experiment(self, image: str, command: list[str] | None, *, env: dict[str, str],
-                       binds: dict[str, dict[str, str]], gpus: Any = None,
-                       network: str = "none", on_output: Callable[[bytes], None],
-                       shm_size: int | None = None, nano_cpus: int | None = None,
-                       mem_limit: int | None = None) -> int:
-        self._call("run_experiment", image, command, network)
+    def run_experiment(self, args: Mapping[str, Any], *, on_output: Callable[[bytes], None],
+                       timeout: float | None = None) -> int:
+        """``args``: docker-py's create arguments (``replayspec.docker_args``)."""
+        image = args["image"]
+        self._call("run_experiment", image, args["command"], args["network_mode"])
         if self._find(image) is None:
             raise EngineError(f"image {image} is not in the engine")
-        return self.experiment(image, env, binds)
+        return self.experiment(image, args["environment"], args["volumes"])
 
     def version(self) -> dict[str, str | None]:
         return {"engine": "fake", "version": "0", "api_version": None, "os": "linux",

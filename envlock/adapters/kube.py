@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from envlock.errors import UsageError
+from envlock.errors import EnvlockError, ReplayTimeout, UsageError
 from envlock.model.compat import Verdict
 from envlock.model.kubejob import CONTAINER, KubeError, preflight_from_nodes
 
@@ -175,13 +175,25 @@ _PROBLEM_HINTS = (("Unschedulable", "no node has the GPUs, labels or free resour
 
 
 def _failure(core: Any, namespace: str, pod: str, container: str | None, reason: str,
-             job: str) -> KubeError:
-    """One line: the pod, Kubernetes' reason and the container's last log lines."""
+             job: str) -> EnvlockError:
+    """One line: the pod, Kubernetes' reason and the container's last log lines; a pod
+    stopped at its ``activeDeadlineSeconds`` (the replay's --timeout) is a ReplayTimeout."""
+    if reason.startswith("DeadlineExceeded"):
+        return _timed_out(core, namespace, pod, job)
     tail = _last_lines(core, namespace, pod, container) if container else ""
     hint = next((h for key, h in _PROBLEM_HINTS if key in reason),
                 f"kubectl describe pod -n {namespace} {pod}")
     message = f"Job {namespace}/{job}, pod {pod}: {_one_line(reason)}"
     return KubeError(message + (f"; last log lines: {tail}" if tail else ""), hint)
+
+
+def _timed_out(core: Any, namespace: str, pod: str, job: str) -> ReplayTimeout:
+    try:
+        seconds = float(core.read_namespaced_pod(pod, namespace).spec.active_deadline_seconds)
+    except Exception:  # noqa: BLE001 - the pod's deadline only words the message
+        seconds = 0.0
+    return ReplayTimeout(seconds, _last_lines(core, namespace, pod, CONTAINER),
+                         where=f"pod {namespace}/{pod} of Job {job}")
 
 
 def _one_line(text: str) -> str:

@@ -6,6 +6,7 @@ import os
 import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
+from typing import IO
 
 #: The types of what :func:`start` returns and raises, for callers outside the adapters.
 Popen = subprocess.Popen
@@ -67,3 +68,18 @@ def detach(cmd: Sequence[str]) -> None:
     _debug("detach: %s", shlex.join(cmd))
     subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def background(cmd: Sequence[str], log: IO[bytes], stdin: bytes | None = None) -> int:
+    """Start ``cmd`` in a session of its own with stdout and stderr in ``log``, not waited
+    for; ``stdin`` (a line or so, far below a pipe's buffer: never blocks) is written to
+    its standard input, which is then closed. Its pid."""
+    _debug("background: %s", shlex.join(cmd))
+    process = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                               start_new_session=True)
+    if stdin is not None:
+        assert process.stdin is not None
+        with process.stdin:
+            process.stdin.write(stdin)
+    return process.pid

@@ -9,7 +9,7 @@ no docker, no mlflow (only the pure value types, under ``TYPE_CHECKING``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
@@ -34,11 +34,8 @@ class EngineLike(Protocol):
     # containers
     def run(self, image: str, command: list[str], *, user: str = "0:0",
             stdout_only: bool = False) -> tuple[int, bytes]: ...
-    def run_experiment(self, image: str, command: list[str] | None, *, env: dict[str, str],
-                       binds: dict[str, dict[str, str]], gpus: Any = None,
-                       network: str = "none", on_output: Callable[[bytes], None],
-                       shm_size: int | None = None, nano_cpus: int | None = None,
-                       mem_limit: int | None = None) -> int: ...
+    def run_experiment(self, args: Mapping[str, Any], *, on_output: Callable[[bytes], None],
+                       timeout: float | None = None) -> int: ...
     def version(self) -> dict[str, str | None]: ...
 
 

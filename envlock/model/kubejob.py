@@ -8,6 +8,7 @@ NVIDIA GPU feature discovery node labels. Tested without a cluster; the cluster 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import secrets
 from collections.abc import Iterable, Mapping
@@ -16,9 +17,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from envlock.errors import EnvlockError, UsageError
-from envlock.image.render import USER_ID, WORKDIR
+from envlock.image.render import WORKDIR
 from envlock.model.compat import Verdict, preflight
 from envlock.model.redact import is_secret_name
+from envlock.model.replayspec import LOOPBACK, ReplaySpec
 
 CONTAINER = "experiment"
 DRY_RUN_REPLAY_ID = "<created at submit>"
@@ -168,27 +170,41 @@ def tracking_uri_problem(uri: str) -> str | None:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """Everything a replay Job is made of; ``job_manifest()`` renders it."""
+    """A replay as a Job: the container from ``replay`` (the same :class:`ReplaySpec` a
+    local replay renders for Docker), and what only a Job has; ``job_manifest()`` renders it."""
 
     name: str
-    run_id: str
-    image: str
+    replay: ReplaySpec
     tracking_uri: str
     replay_run_id: str | None = None  # None: a dry run, nothing created yet
     experiment_id: str | None = None  # the original's: child runs the experiment makes go there
     namespace: str = "default"
-    gpus: int = 0
-    command: str | None = None  # overrides the image's CMD (the captured command)
     original_command: str | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
     env_from_secrets: tuple[str, ...] = ()
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, str], ...] = ()
     image_pull_secret: str | None = None
     ttl_seconds: int = TTL_SECONDS
-    shm_size: int | None = None  # bytes of the memory-backed /dev/shm (None: no size limit)
-    cpus: float | None = None  # requests = limits
-    memory: int | None = None  # bytes; requests = limits
+
+    @property
+    def run_id(self) -> str:
+        return self.replay.run_id
+
+    @property
+    def image(self) -> str:
+        return self.replay.image
+
+    @property
+    def gpus(self) -> int:
+        """Whole GPUs for the device plugin (a pod cannot ask for all, or for devices)."""
+        request = self.replay.gpus
+        if request is None:
+            return 0
+        if request.ids is not None or request.count is None or request.count < 0:
+            raise UsageError("--gpus all or device=… does not work with --on kubernetes",
+                             "ask for a number of GPUs, e.g. --gpus 1 (the scheduler picks "
+                             "the devices)")
+        return request.count
 
 
 def _labels(spec: JobSpec) -> dict[str, str]:
@@ -208,26 +224,33 @@ def _annotations(spec: JobSpec) -> dict[str, str]:
 
 
 def _container(spec: JobSpec) -> dict[str, Any]:
+    replay = spec.replay
     env = {"MLFLOW_TRACKING_URI": spec.tracking_uri,
            "MLFLOW_RUN_ID": spec.replay_run_id or DRY_RUN_REPLAY_ID,
            **({"MLFLOW_EXPERIMENT_ID": spec.experiment_id} if spec.experiment_id else {}),
-           "HOME": WORKDIR, "GIT_PYTHON_REFRESH": "quiet", **spec.env}
+           **replay.env}
     container: dict[str, Any] = {
         "name": CONTAINER, "image": spec.image, "imagePullPolicy": "IfNotPresent",
+        "workingDir": replay.workdir,
         "env": [{"name": k, "value": v} for k, v in env.items()],
-        "securityContext": _container_security(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
-                         {"name": "workspace", "mountPath": WORKDIR},
+        "securityContext": _container_security(replay),
+        "volumeMounts": [*({"name": _volume_name(path), "mountPath": path}
+                           for path, _options in replay.hardening.tmpfs),
+                         {"name": "workspace", "mountPath": replay.workdir},
                          {"name": "shm", "mountPath": "/dev/shm"}],
     }
-    if spec.command:
-        container["command"] = ["/bin/sh", "-c", spec.command]
+    if replay.argv:
+        container["command"] = replay.argv
     if spec.env_from_secrets:
         container["envFrom"] = [{"secretRef": {"name": s}} for s in spec.env_from_secrets]
     resources = _resources(spec)
     if resources:
         container["resources"] = resources
     return container
+
+
+def _volume_name(path: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-") or "root"
 
 
 def quantity(size: int) -> str:
@@ -246,10 +269,10 @@ def _resources(spec: JobSpec) -> dict[str, Any]:
     """CPU and memory as requests = limits (the pod gets exactly what was asked for);
     GPUs as limits (the device plugin's rule)."""
     wanted: dict[str, str] = {}
-    if spec.cpus:
-        wanted["cpu"] = cpu_quantity(spec.cpus)
-    if spec.memory:
-        wanted["memory"] = quantity(spec.memory)
+    if spec.replay.cpus:
+        wanted["cpu"] = cpu_quantity(spec.replay.cpus)
+    if spec.replay.memory:
+        wanted["memory"] = quantity(spec.replay.memory)
     out: dict[str, Any] = {}
     if wanted:
         out["requests"] = dict(wanted)
@@ -262,25 +285,28 @@ def _shm_volume(spec: JobSpec) -> dict[str, Any]:
     """A memory-backed /dev/shm: a container's default is 64 MB, too small for DataLoader
     workers; its pages count against the pod's memory."""
     empty: dict[str, Any] = {"medium": "Memory"}
-    if spec.shm_size:
-        empty["sizeLimit"] = quantity(spec.shm_size)
+    if spec.replay.shm_size:
+        empty["sizeLimit"] = quantity(spec.replay.shm_size)
     return {"name": "shm", "emptyDir": empty}
 
 
-def _container_security() -> dict[str, Any]:
-    return {"runAsNonRoot": True, "runAsUser": USER_ID, "runAsGroup": USER_ID,
-            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+def _container_security(replay: ReplaySpec) -> dict[str, Any]:
+    hard = replay.hardening
+    return {"runAsNonRoot": True, "runAsUser": replay.user, "runAsGroup": replay.user,
+            "allowPrivilegeEscalation": not hard.no_new_privileges,
+            "readOnlyRootFilesystem": hard.read_only_root,
+            "capabilities": {"drop": list(hard.drop_capabilities)},
+            "seccompProfile": {"type": hard.seccomp}}
 
 
-def _workspace_init(image: str) -> dict[str, Any]:
+def _workspace_init(replay: ReplaySpec) -> dict[str, Any]:
     """Fill the writable workspace volume with the image's /workspace (the code), as a
     Docker volume is filled from the image in a local replay; an emptyDir starts empty.
     Its entries are copied one by one: the volume's own root belongs to root, and
     ``cp -a DIR/. VOL/`` fails setting that root's times as uid 1000 (seen on 1.20)."""
-    return {"name": "workspace", "image": image, "imagePullPolicy": "IfNotPresent",
+    return {"name": "workspace", "image": replay.image, "imagePullPolicy": "IfNotPresent",
             "command": ["/bin/sh", "-c", WORKSPACE_FILL],
-            "securityContext": _container_security(),
+            "securityContext": _container_security(replay),
             "volumeMounts": [{"name": "workspace", "mountPath": WORKSPACE_COPY}]}
 
 
@@ -296,18 +322,35 @@ def _tolerations(spec: JobSpec) -> list[dict[str, str]]:
     return given
 
 
+def _pod(spec: JobSpec) -> dict[str, Any]:
+    """The pod: hardened as the spec says; its hostname resolves (to loopback, as in a
+    local replay) so a multi-process rendezvous works; ``activeDeadlineSeconds`` is the
+    replay's --timeout."""
+    replay = spec.replay
+    if replay.mounts:
+        raise UsageError("--mount works only with --on local",
+                         "drop it (or the config's mounts), or replay with --on local")
+    user = replay.user
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never", "hostname": replay.hostname,
+        "hostAliases": [{"ip": LOOPBACK, "hostnames": [replay.hostname]}],
+        "securityContext": {"runAsNonRoot": True, "runAsUser": user, "runAsGroup": user,
+                            "fsGroup": user, "seccompProfile": {"type": replay.hardening.seccomp}},
+        "initContainers": [_workspace_init(replay)],
+        "containers": [_container(spec)],
+        "volumes": [*({"name": _volume_name(path), "emptyDir": {}}
+                      for path, _options in replay.hardening.tmpfs),
+                    {"name": "workspace", "emptyDir": {}}, _shm_volume(spec)],
+    }
+    if replay.timeout:
+        pod["activeDeadlineSeconds"] = math.ceil(replay.timeout)
+    return pod
+
+
 def job_manifest(spec: JobSpec) -> dict[str, Any]:
     """The batch/v1 Job for ``spec`` as plain data (what --dry-run prints)."""
     labels = _labels(spec)
-    pod: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "securityContext": {"runAsNonRoot": True, "runAsUser": USER_ID, "runAsGroup": USER_ID,
-                            "fsGroup": USER_ID, "seccompProfile": {"type": "RuntimeDefault"}},
-        "initContainers": [_workspace_init(spec.image)],
-        "containers": [_container(spec)],
-        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "workspace", "emptyDir": {}},
-                    _shm_volume(spec)],
-    }
+    pod = _pod(spec)
     if spec.node_selector:
         pod["nodeSelector"] = dict(spec.node_selector)
     tolerations = _tolerations(spec)

@@ -9,11 +9,10 @@ so the tracking store must be a server the pods can reach.
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from envlock.adapters.kube import (
@@ -25,44 +24,49 @@ from envlock.adapters.kube import (
     submit_job,
 )
 from envlock.adapters.protocols import TrackerLike
-from envlock.errors import EnvlockError, Interrupted, UsageError
-from envlock.model.compare import Tolerance
+from envlock.errors import EnvlockError, UsageError
 from envlock.model.compat import Verdict
 from envlock.model.kubejob import (
     JobSpec,
     check_name,
     job_manifest,
     job_name,
-    parse_env,
-    parse_gpu_count,
     parse_node_selector,
     parse_toleration,
     pull_secret_manifest,
     tracking_uri_problem,
 )
 from envlock.model.redact import strip_url_credentials
-from envlock.operations.replay import ReplayError, ReplayResult, conclude, to_stdout
-from envlock.operations.targets import captured
+from envlock.model.replayspec import Checks, ReplaySpec
+from envlock.operations.replay import (
+    FAILURE_TAG,
+    ReplayError,
+    ReplayResult,
+    Tail,
+    conclude,
+    fail_replay,
+    to_stdout,
+)
+from envlock.operations.replayplan import Context, ReplayRequest
 
-FAILURE_TAG = "envlock.failure"  # why a replay Job failed around the experiment
+if TYPE_CHECKING:
+    from envlock.config import Config
+
+__all__ = ["FAILURE_TAG", "JOB_TAG", "KubeOptions", "KubeReplayResult", "Plan", "SweepItem",
+           "conclude_replay", "plan", "pull_secret", "replay_on_kubernetes", "submit", "sweep"]
+
 JOB_TAG = "envlock.kubernetes.job"  # NAMESPACE/NAME of a replay run's Job
 
 
 @dataclass(frozen=True)
 class KubeOptions:
-    """What ``envlock replay --on kubernetes`` was asked for (raw CLI values)."""
+    """What only a Job has (raw CLI values); the container is the replay's spec."""
 
     namespace: str = "default"
-    gpus: str | None = None
     node_selector: tuple[str, ...] = ()
     tolerations: tuple[str, ...] = ()
     image_pull_secret: str | None = None
-    env: tuple[str, ...] = ()
     env_from_secrets: tuple[str, ...] = ()
-    command: str | None = None
-    shm_size: str | None = None  # raw --shm-size / --cpus / --memory
-    cpus: str | None = None
-    memory: str | None = None
     # (user, password) from --registry-username/--registry-password-stdin; else the Docker
     # config or its credential helper is asked for the image's registry
     registry_credentials: tuple[str, str] | None = field(default=None, repr=False)
@@ -94,49 +98,28 @@ class Plan:
                 "manifest": self.manifest, "warnings": list(self.warnings)}
 
 
-def plan(run_id: str, *, tracker: TrackerLike, options: KubeOptions) -> Plan:
-    """Read the run and its lock, parse the options; creates and writes nothing."""
-
-
-    lock, run = captured(tracker, run_id, image=True)
-    image = run.tags["envlock.image"]
-    if "@sha256:" not in image:
-        raise ReplayError(f"image {image} of run {run_id} is not pinned in a registry",
-                          "a cluster pulls images: capture with a --registry it can reach")
+def plan(spec: ReplaySpec, context: Context, *, tracker: TrackerLike, options: KubeOptions
+         ) -> Plan:
+    """The Job of ``spec`` (made by :func:`envlock.operations.replayplan.kubernetes`) with
+    the options only a Job has, checked; creates and writes nothing."""
     uri = strip_url_credentials(tracker.uri) or tracker.uri  # never printed with a password
     warnings = [tracking_uri_problem(uri) or ""]
     if uri != tracker.uri:
         warnings.append("the tracking URI's credentials are left out of the Job; pass them "
                         "with --env-from-secret")
-    original = lock.runtime.get("command")
-    if not options.command and not original:
-        raise UsageError(f"run {run_id} recorded no command", "pass --command")
-    env = parse_env(options.env)
-    given = _resources_for(lock, options, env)
-    spec = JobSpec(
-        name=job_name(run_id), run_id=run_id, image=image, tracking_uri=uri,
-        shm_size=given.shm_size, cpus=given.cpus, memory=given.mem_limit,
+    job = JobSpec(
+        name=job_name(spec.run_id), replay=spec, tracking_uri=uri,
         namespace=check_name("--namespace", options.namespace, label=True),
-        gpus=parse_gpu_count(options.gpus, len(lock.gpu.get("devices") or [])),
-        command=options.command, original_command=original, env={**given.env, **env},
+        original_command=context.original_command,
         env_from_secrets=tuple(check_name("--env-from-secret", s)
                                for s in options.env_from_secrets),
         node_selector=parse_node_selector(options.node_selector),
         tolerations=tuple(parse_toleration(t) for t in options.tolerations),
         image_pull_secret=options.image_pull_secret and check_name(
             "--image-pull-secret", options.image_pull_secret))
-    locked = {"frameworks": lock.frameworks, "gpu": lock.gpu}
-    return Plan(run=run, locked=locked, spec=spec, warnings=tuple(w for w in warnings if w))
-
-
-def _resources_for(lock: Any, options: KubeOptions, env: Mapping[str, str]) -> Any:
-    """shm, CPU and memory for the pod: the node is not known before scheduling, so the
-    replay side is only what --cpus says (thread counts follow it, as locally)."""
-    from envlock.model import resources
-
-    shm, cpus, memory = resources.parse_flags(options.shm_size, options.cpus, options.memory)
-    return resources.decide(lock.host, None, shm_size=shm, cpus=cpus, memory=memory,
-                            recorded_env=lock.runtime.get("env"), given_env=env)
+    job_manifest(job)  # what cannot be a Job fails here, before anything is created
+    return Plan(run=context.run, locked=dict(context.locked), spec=job,
+                warnings=tuple(w for w in warnings if w))
 
 
 def _check_tracking(uri: str) -> None:
@@ -169,71 +152,54 @@ def pull_secret(api: Any, spec: JobSpec, options: KubeOptions) -> str | None:
     return ensure_secret(api, pull_secret_manifest(spec.namespace, registry, *credentials))
 
 
-def _failed(tracker: TrackerLike, replay_id: str, exc: BaseException) -> None:
-    """Never leave a replay run RUNNING: FAILED, with the reason as ``envlock.failure``
-    (an infrastructure failure is not a verdict on the experiment)."""
-    reason = exc.message if isinstance(exc, EnvlockError) else type(exc).__name__
-    with contextlib.suppress(Exception):  # the original error matters more
-        tracker.set_tags(replay_id, {FAILURE_TAG: reason[:5000]})
-    tracker.finish(replay_id, False)
-    if isinstance(exc, Interrupted):
-        exc.outcome = f"replay run {replay_id} was marked FAILED"
-
-
-def submit(run_id: str, *, tracker: TrackerLike, options: KubeOptions, force: bool = False,
+def submit(spec: ReplaySpec, context: Context, *, tracker: TrackerLike, options: KubeOptions,
            api: Any = None) -> tuple[str, JobSpec, Verdict]:
     """Pre-flight on node labels, create the replay run, submit its Job; nothing waits.
     ``(replay run id, the Job's spec, the pre-flight verdict)``."""
     _check_tracking(tracker.uri)
-    draft = plan(run_id, tracker=tracker, options=options)
+    draft = plan(spec, context, tracker=tracker, options=options)
     api = api or load_client()
     verdict = node_preflight(api, draft.locked, draft.spec.gpus, draft.spec.node_selector)
-    if not verdict.ok and not force:
+    if not verdict.ok and not context.force:
         raise ReplayError(f"no node can run the image: {'; '.join(verdict.problems)}",
                           "pick nodes with --node-selector, or --force to try anyway")
     run = draft.run
     secret = pull_secret(api, draft.spec, options)
-    replay_id = tracker.create_run(run.experiment_id, f"replay of {run.name or run_id}", {
-        "envlock.replay_of": run_id, "envlock.image": draft.spec.image,
+    replay_id = tracker.create_run(run.experiment_id, f"replay of {run.name or run.run_id}", {
+        "envlock.replay_of": run.run_id, "envlock.image": draft.spec.image,
         "envlock.replayed_on": "kubernetes"})
-    spec = replace(draft.spec, replay_run_id=replay_id, name=job_name(run_id, replay_id),
-                   image_pull_secret=secret, experiment_id=str(run.experiment_id))
+    job = replace(draft.spec, replay_run_id=replay_id, name=job_name(run.run_id, replay_id),
+                  image_pull_secret=secret, experiment_id=str(run.experiment_id))
     try:
-        tracker.set_tags(replay_id, {JOB_TAG: f"{spec.namespace}/{spec.name}"})
-        submit_job(job_manifest(spec), api)
+        tracker.set_tags(replay_id, {JOB_TAG: f"{job.namespace}/{job.name}"})
+        submit_job(job_manifest(job), api)
     except BaseException as exc:
-        _failed(tracker, replay_id, exc)
+        fail_replay(tracker, replay_id, exc, Tail(), tag_reason=True)
         raise
-    return replay_id, spec, verdict
+    return replay_id, job, verdict
 
 
-def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOptions,
-                         force: bool = False, tolerance: Tolerance | None = None,
-                         metrics: tuple[str, ...] = (),
-                         per_metric: Mapping[str, Tolerance] | None = None, api: Any = None,
-                         output: Callable[[bytes], None] | None = None,
-                         compare_files: bool = False) -> KubeReplayResult:
-    """Submit the replay Job, follow it to its end, compare metrics, tag the verdict."""
+def replay_on_kubernetes(spec: ReplaySpec, context: Context, *, tracker: TrackerLike,
+                         options: KubeOptions, api: Any = None,
+                         output: Callable[[bytes], None] | None = None) -> KubeReplayResult:
+    """Submit the replay Job of ``spec``, follow it to its end, compare the run trees by
+    ``spec.checks``, tag the verdict."""
     _check_tracking(tracker.uri)  # before the cluster is even looked for
     api = api or load_client()
-    replay_id, spec, verdict = submit(run_id, tracker=tracker, options=options, force=force,
-                                      api=api)
+    replay_id, job, verdict = submit(spec, context, tracker=tracker, options=options, api=api)
     try:
-        result = conclude_replay(replay_id, tracker=tracker, tolerance=tolerance,
-                                 metrics=metrics, per_metric=per_metric, api=api,
-                                 output=output, compare_files=compare_files)
+        result = conclude_replay(replay_id, tracker=tracker, checks=spec.checks, api=api,
+                                 output=output)
     except BaseException:
-        delete_job(spec.namespace, spec.name, api)  # interrupted or failed: not left behind
+        delete_job(job.namespace, job.name, api)  # interrupted or failed: not left behind
         raise
     result.warnings = [*verdict.warnings, *verdict.problems]  # problems: forced
     return result
 
 
-def conclude_replay(replay_id: str, *, tracker: TrackerLike, tolerance: Tolerance | None = None,
-                    metrics: tuple[str, ...] = (),
-                    per_metric: Mapping[str, Tolerance] | None = None, api: Any = None,
-                    output: Callable[[bytes], None] | None = None,
-                    compare_files: bool = False) -> KubeReplayResult:
+def conclude_replay(replay_id: str, *, tracker: TrackerLike, checks: Checks | None = None,
+                    api: Any = None, output: Callable[[bytes], None] | None = None
+                    ) -> KubeReplayResult:
     """Follow a submitted replay Job (running or done) to its end, then compare the run
     trees and tag the verdict: what ``replay --on kubernetes`` does after submitting, and
     what ``verify --replay`` does for a ``--detach``-ed one."""
@@ -247,13 +213,12 @@ def conclude_replay(replay_id: str, *, tracker: TrackerLike, tolerance: Toleranc
         raise UsageError(f"replay run {replay_id} is concluded already: {done}",
                          f"see envlock lineage {original}")
     namespace, name = job.split("/", 1)
-    run = tracker.run(original)
+    run, tail = tracker.run(original), Tail()
     try:
-        code = follow_job(namespace, name, output=output or to_stdout, api=api)
-        comparison = conclude(tracker, run, replay_id, code, tolerance, metrics, per_metric,
-                              compare_files=compare_files)
+        code = follow_job(namespace, name, output=tail.tee(output or to_stdout), api=api)
+        comparison = conclude(tracker, run, replay_id, code, checks or Checks())
     except BaseException as exc:
-        _failed(tracker, replay_id, exc)
+        fail_replay(tracker, replay_id, exc, tail, tag_reason=True)
         raise
     return KubeReplayResult(original_run_id=original, replay_run_id=replay_id,
                             image=replay.tags.get("envlock.image", ""), exit_code=code,
@@ -281,13 +246,14 @@ class SweepItem:
 
 
 def sweep(experiment: str, *, last: int, parallel: int, tracker: TrackerLike,
-          options: KubeOptions, tolerance: Tolerance | None = None,
-          metrics: tuple[str, ...] = (), per_metric: Mapping[str, Tolerance] | None = None
-          ) -> list[SweepItem]:
+          config: Config, request: ReplayRequest, options: KubeOptions) -> list[SweepItem]:
     """Replay the ``last`` newest captured runs of ``experiment`` as Jobs, at most
-    ``parallel`` at a time; one item per run, in the runs' order (newest first). An
-    infrastructure failure of one run is recorded on it, the others go on."""
+    ``parallel`` at a time, each with the container settings of ``request`` (its run id
+    aside); one item per run, in the runs' order (newest first). An infrastructure failure
+    of one run is recorded on it, the others go on."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from envlock.operations import replayplan
 
     if last < 1 or parallel < 1:
         raise UsageError("--last and --parallel must be at least 1")
@@ -299,9 +265,10 @@ def sweep(experiment: str, *, last: int, parallel: int, tracker: TrackerLike,
 
     def one(run_id: str) -> SweepItem:
         try:
+            spec, context = replayplan.kubernetes(replace(request, run_id=run_id),
+                                                  tracker=tracker, config=config)
             return SweepItem(run_id, replay_on_kubernetes(
-                run_id, tracker=tracker, options=options, tolerance=tolerance,
-                metrics=metrics, per_metric=per_metric, output=_quiet))
+                spec, context, tracker=tracker, options=options, output=_quiet))
         except EnvlockError as exc:
             return SweepItem(run_id, error=exc.message)
 

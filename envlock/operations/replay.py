@@ -13,23 +13,30 @@ and with ``compare_artifacts`` every artifact by sha256.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envlock.adapters.protocols import EngineLike, TrackerLike
-from envlock.errors import EnvlockError, Interrupted, UsageError
-from envlock.model.compare import Comparison, Tolerance, compare_artifacts, compare_tree
+from envlock.errors import EnvlockError, Interrupted, ReplayTimeout
+from envlock.model.compare import Comparison, compare_artifacts, compare_tree
+from envlock.model.replayspec import Checks, Mount, ReplaySpec, docker_args
 from envlock.model.runtree import RelayReport
+from envlock.operations.replayplan import Context, ReplayError, ReplayRequest
+
+if TYPE_CHECKING:
+    from envlock.config import Config
+
+__all__ = ["STORE_MOUNT", "FAILURE_TAG", "ReplayError", "ReplayResult", "Tail", "replay",
+           "conclude", "fail_replay", "ensure_image", "to_stdout", "replay_here", "detach"]
 
 STORE_MOUNT = "/envlock/mlruns"
-
-
-class ReplayError(EnvlockError):
-    """The run cannot be replayed (no image, image gone, incompatible host)."""
+FAILURE_TAG = "envlock.failure"  # why a replay run failed around the experiment
+TIMED_OUT = "timed out"  # the verdict of a replay stopped by its --timeout
 
 
 @dataclass
@@ -56,29 +63,6 @@ class ReplayResult:
                 "comparison": self.comparison.to_dict() if self.comparison else None}
 
 
-def parse_gpus(value: str | None) -> dict[str, Any] | None:
-    """``all`` | ``none`` | ``N`` | ``device=0,1`` -> a device request (None: no GPUs)."""
-    if value is None or value == "none":
-        return None
-    if value == "all":
-        return {"count": -1, "ids": None}
-    if value.isdigit():
-        return {"count": int(value), "ids": None}
-    if value.startswith("device="):
-        return {"count": None, "ids": value.split("=", 1)[1].split(",")}
-    raise UsageError(f"--gpus {value!r} is not understood", "use all, none, N or device=0,1")
-
-
-def parse_pairs(values: list[str], flag: str, sep: str) -> list[tuple[str, str]]:
-    out = []
-    for value in values:
-        left, found, right = value.partition(sep)
-        if not found or not left or not right:
-            raise UsageError(f"{flag} {value!r} must look like A{sep}B")
-        out.append((left, right))
-    return out
-
-
 def ensure_image(engine: EngineLike, reference: str, run_id: str) -> str:
     """The pinned image, pulled if it is not local; its digest verified."""
     info = engine.image(reference)
@@ -101,131 +85,126 @@ def ensure_image(engine: EngineLike, reference: str, run_id: str) -> str:
     return str(info.id)
 
 
-def _ignore(kind: str, text: str) -> None:
-    del kind, text
-
-
-def _probe_host() -> dict[str, Any] | None:
-    from envlock.snapshot.host import probe_host
-
-    try:
-        return probe_host()
-    except (OSError, AttributeError):
-        return None
-
-
 def record_host(tracker: TrackerLike, replay_id: str, engine: EngineLike,
-                host: dict[str, Any] | None, host_gpu: dict[str, Any] | None, given: Any) -> None:
+                context: Context) -> None:
     """Log the replay host (``envlock/replay-host.yaml`` and ``envlock.replay_host.*``
     tags) on the replay run, before the container runs."""
     from envlock.model import replayhost, yamlout
     from envlock.snapshot.host import probe_os
 
-    snap = replayhost.snapshot(host=host, gpu=host_gpu, os_info=probe_os(),
+    given = context.resources.to_dict() if context.resources else None
+    snap = replayhost.snapshot(host=context.host, gpu=context.host_gpu, os_info=probe_os(),
                                engine=engine.version() if hasattr(engine, "version") else None,
-                               resources=given.to_dict())
+                               resources=given)
     tracker.log_text(replay_id, replayhost.ARTIFACT, yamlout.dump(snap))
     tracker.set_tags(replay_id, replayhost.tags(snap))
 
 
-def replay(run_id: str, *, engine: EngineLike, tracker: TrackerLike, gpus: str | None = None,
-           mounts: list[str] | None = None, env: list[str] | None = None,
-           command: str | None = None, track: bool = True, force: bool = False,
-           tolerance: Tolerance | None = None, metrics: tuple[str, ...] = (),
-           # the raw --shm-size/--cpus/--memory; this host's facts (None: probed);
-           # notify(kind, text) hears pre-flight warnings and resource decisions early
-           shm_size: str | None = None, cpus: str | None = None, memory: str | None = None,
-           host: dict[str, Any] | None = None,
-           notify: Callable[[str, str], None] | None = None,
-           per_metric: Mapping[str, Tolerance] | None = None, network: str = "none",
-           host_gpu: dict[str, Any] | None = None, compare_files: bool = False,
+def with_store(spec: ReplaySpec, store: Path) -> ReplaySpec:
+    """The spec with the private MLflow file store the experiment logs to, mounted.
+    (A path that does not exist yet: MLflow's file store only then creates experiment 0.)"""
+    env = {"MLFLOW_TRACKING_URI": f"file://{STORE_MOUNT}/store",
+           "MLFLOW_ALLOW_FILE_STORE": "true", **spec.env}
+    return replace(spec, env=env, mounts=(*spec.mounts, Mount(str(store), STORE_MOUNT)))
+
+
+def replay(spec: ReplaySpec, *, engine: EngineLike, tracker: TrackerLike, context: Context,
            output: Callable[[bytes], None] | None = None) -> ReplayResult:
-    from envlock.model import compat
-    from envlock.model import resources as sizing
-    from envlock.operations.targets import captured
-
-    limits = sizing.parse_flags(shm_size, cpus, memory)
-    lock, run = captured(tracker, run_id, image=True)
-    image = run.tags["envlock.image"]
-    binds = {src: {"bind": dst, "mode": "rw"} for src, dst in parse_pairs(mounts or [],
-                                                                            "--mount", ":")}
-    extra_env = dict(parse_pairs(env or [], "--env", "="))
+    """Run ``spec`` on ``engine`` (its image pulled and verified by digest), record a
+    replay run (unless ``spec.track`` is off), relay what the experiment logged into it and
+    compare it with the original (``spec.checks``). ``context``: what the spec was decided
+    from (:func:`envlock.operations.replayplan.local`); ``output`` hears the container."""
+    run, tail = context.run, Tail()
+    image_id = ensure_image(engine, spec.image, spec.run_id)
     with tempfile.TemporaryDirectory(prefix="envlock-replay-") as tmp:
-        if host_gpu is None:
-            from envlock.snapshot.gpu import probe_gpu
-
-            host_gpu = probe_gpu()
-        gpu_default = "all" if lock.gpu.get("devices") and host_gpu.get("devices") else "none"
-        request = parse_gpus(gpus or gpu_default)
-        verdict = compat.preflight({"frameworks": lock.frameworks, "gpu": lock.gpu}, host_gpu,
-                                   request is not None)
-        if not verdict.ok and not force:
-            raise ReplayError(f"this host cannot run the image: {'; '.join(verdict.problems)}",
-                              "use a matching host, or --force to try anyway")
-        host = host if host is not None else _probe_host()
-        given = sizing.decide(lock.host, host, shm_size=limits[0], cpus=limits[1],
-                                 memory=limits[2], recorded_env=lock.runtime.get("env"),
-                                 given_env=extra_env)
-        verdict = replace(verdict, warnings=(*verdict.warnings,
-                                             *compat.cpu_warnings(lock.host, host)))
-        for kind, texts in (("warning", verdict.warnings), ("note", given.notes)):
-            for text in texts:
-                (notify or _ignore)(kind, text)
-        image_id = ensure_image(engine, image, run_id)
         store = Path(tmp) / "mlruns"
         store.mkdir(mode=0o777)
         store.chmod(0o777)  # written by the container's non-root user
-        replay_id = tracker.create_run(run.experiment_id, f"replay of {run.name or run_id}", {
-            "envlock.replay_of": run_id, "envlock.image": image}) if track else None
-        # A path that does not exist yet: MLflow's file store only then creates experiment 0.
-        container_env = {"MLFLOW_TRACKING_URI": f"file://{STORE_MOUNT}/store",
-                         "MLFLOW_ALLOW_FILE_STORE": "true", "HOME": "/workspace",
-                         "GIT_PYTHON_REFRESH": "quiet", **given.env, **extra_env}
-        binds[str(store)] = {"bind": STORE_MOUNT, "mode": "rw"}
-        argv = ["/bin/sh", "-c", command] if command else None
+        replay_id = tracker.create_run(run.experiment_id, f"replay of {run.name or run.run_id}",
+                                       {"envlock.replay_of": run.run_id,
+                                        "envlock.image": spec.image}) if spec.track else None
         relay = comparison = None
         try:
             if replay_id:
-                record_host(tracker, replay_id, engine, host, host_gpu, given)
-            code = engine.run_experiment(image_id, argv, env=container_env, binds=binds,
-                                         shm_size=given.shm_size, nano_cpus=given.nano_cpus,
-                                         mem_limit=given.mem_limit,
-                                         gpus=request, network=network,
-                                         on_output=output or to_stdout)
+                record_host(tracker, replay_id, engine, context)
+            code = engine.run_experiment(docker_args(with_store(spec, store), image_id),
+                                         on_output=tail.tee(output or to_stdout),
+                                         timeout=spec.timeout)
             if replay_id:
                 relay = tracker.relay_file_store(store / "store", replay_id,
                                                  f"{STORE_MOUNT}/store")
-                comparison = conclude(tracker, run, replay_id, code, tolerance, metrics,
-                                      per_metric, relay=relay, compare_files=compare_files)
+                comparison = conclude(tracker, run, replay_id, code, spec.checks, relay=relay)
         except BaseException as exc:
-            if replay_id:  # never leave a replay run RUNNING
-                tracker.finish(replay_id, False)
-                if isinstance(exc, Interrupted):
-                    exc.outcome = f"replay run {replay_id} was marked FAILED"
+            fail_replay(tracker, replay_id, exc, tail)
             raise
-    return ReplayResult(original_run_id=run_id, replay_run_id=replay_id, image=image,
-                        exit_code=code, comparison=comparison, warnings=list(verdict.warnings),
-                        relay=relay, resources=given.to_dict())
+    resources = context.resources.to_dict() if context.resources else None
+    return ReplayResult(original_run_id=run.run_id, replay_run_id=replay_id, image=spec.image,
+                        exit_code=code, comparison=comparison, warnings=list(context.warnings),
+                        relay=relay, resources=resources)
 
 
-def conclude(tracker: TrackerLike, run: Any, replay_id: str, code: int, tolerance: Tolerance | None,
-             metrics: tuple[str, ...], per_metric: Mapping[str, Tolerance] | None = None, *,
-             relay: RelayReport | None = None, compare_files: bool = False) -> Comparison:
+class Tail:
+    """The last lines of a container's output, bounded: what a replay that was stopped
+    (timed out, interrupted) was waiting on."""
+
+    def __init__(self, lines: int = 5, keep: int = 8192) -> None:
+        self.lines, self.keep, self.data = lines, keep, bytearray()
+
+    def tee(self, output: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        def write(chunk: bytes) -> None:
+            self.data += chunk
+            del self.data[:-self.keep]
+            output(chunk)
+
+        return write
+
+    def text(self) -> str:
+        lines = [line.strip() for line in self.data.decode(errors="replace").splitlines()]
+        return " | ".join(line[:300] for line in [x for x in lines if x][-self.lines:])
+
+
+def fail_replay(tracker: TrackerLike, replay_id: str | None, exc: BaseException, tail: Tail,
+                tag_reason: bool = False) -> None:
+    """Never leave a replay run RUNNING: FAILED; a timeout (and, with ``tag_reason``, any
+    failure around the experiment) tagged with its reason as ``envlock.failure``. A
+    timeout or an interrupt is told what the container last said."""
+    waiting = tail.text()
+    if isinstance(exc, ReplayTimeout) and waiting and not exc.tail:
+        exc.tail = waiting
+        exc.message += f"; its last output lines: {waiting}"
+    if isinstance(exc, Interrupted):
+        exc.outcome = (f"replay run {replay_id} was marked FAILED" if replay_id
+                       else exc.outcome) + (f"; it was waiting on: {waiting}" if waiting else "")
+    if replay_id is None:
+        return
+    tags = {}
+    if isinstance(exc, ReplayTimeout) or tag_reason:
+        reason = exc.message if isinstance(exc, EnvlockError) else type(exc).__name__
+        tags[FAILURE_TAG] = reason[:5000]
+    if isinstance(exc, ReplayTimeout):
+        tags["envlock.verdict"] = TIMED_OUT
+    with contextlib.suppress(Exception):  # the original error matters more
+        if tags:
+            tracker.set_tags(replay_id, tags)
+    tracker.finish(replay_id, False)
+
+
+def conclude(tracker: TrackerLike, run: Any, replay_id: str, code: int, checks: Checks, *,
+             relay: RelayReport | None = None) -> Comparison:
     """Compare the replay's run tree with the original's (and its artifacts when asked),
     record which replay run stands for which original, tag the verdict and finish the
     replay run (local replays and Kubernetes Jobs alike)."""
     import json
-    from dataclasses import replace
 
     comparison = compare_tree(tracker.run_tree(run.run_id), tracker.run_tree(replay_id),
-                              tolerance or Tolerance(), metrics, per_metric,
+                              checks.tolerance, checks.metrics, checks.per_metric,
                               relay.missing if relay else ())
     pairs = [("", run.run_id, replay_id)] + [(r.name, r.original_id, r.replay_id)
                                              for r in comparison.runs
                                              if r.original_id and r.replay_id]
     for _name, original_id, replay_child in pairs[1:]:  # original -> replay, every run
         tracker.set_tags(str(replay_child), {"envlock.replay_of": str(original_id)})
-    if compare_files:
+    if checks.artifacts:
         digests = tracker.artifact_digests_of([str(i) for _n, a, b in pairs for i in (a, b)])
         comparison = replace(comparison, artifacts=compare_artifacts(
             (name, digests[str(a)], digests[str(b)]) for name, a, b in pairs))
@@ -242,6 +221,32 @@ def conclude(tracker: TrackerLike, run: Any, replay_id: str, code: int, toleranc
     tracker.set_tags(replay_id, tags)
     tracker.finish(replay_id, code == 0)
     return comparison
+
+
+def replay_here(request: ReplayRequest, *, engine: EngineLike, tracker: TrackerLike,
+                config: Config, notify: Callable[[str, str], None] | None = None,
+                output: Callable[[bytes], None] | None = None) -> ReplayResult:
+    """``replay``/``verify`` on this host: the spec made from the request, the project's
+    config and the run's lock (:func:`envlock.operations.replayplan.local`), then run."""
+    from envlock.operations import replayplan
+
+    spec, context = replayplan.local(request, tracker=tracker, config=config, notify=notify)
+    return replay(spec, engine=engine, tracker=tracker, context=context, output=output)
+
+
+def detach(argv: list[str], run_id: str, password: str | None) -> tuple[int, str]:
+    """Run ``envlock ARGV`` (this same replay without --detach) as a background process
+    with its output in a log file; ``(its pid, the log's path)``. A password read from
+    stdin reaches it the same way, through a pipe: never its command line, its
+    environment or a file."""
+    from envlock.adapters import proc
+
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - handed to the background process
+        prefix=f"envlock-replay-{run_id[:12]}-", suffix=".log", delete=False)
+    with log:
+        pid = proc.background([sys.executable, "-m", "envlock", *argv], log,
+                              None if password is None else f"{password}\n".encode())
+    return pid, log.name
 
 
 def to_stdout(chunk: bytes) -> None:

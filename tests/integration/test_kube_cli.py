@@ -123,8 +123,13 @@ def test_no_cluster_creates_no_replay_run(tmp_path, store, captured, monkeypatch
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     tracker = Tracker(store)
     tracker.uri = "https://mlflow.example.com"
+    from envlock.config import Config
+    from envlock.operations import replayplan
+
+    spec, context = replayplan.kubernetes(replayplan.ReplayRequest(captured), tracker=tracker,
+                                          config=Config())
     with pytest.raises(EnvlockError, match="no Kubernetes cluster configured"):
-        kube.replay_on_kubernetes(captured, tracker=tracker, options=kube.KubeOptions())
+        kube.replay_on_kubernetes(spec, context, tracker=tracker, options=kube.KubeOptions())
     assert run_count(store) == 1
 
 

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "envlock"
 COMMANDS_DIR = PACKAGE / "cli" / "commands"
 #: Owned by the replay/verify redesign (issue #21 item 1), which repoints their imports at
 #: envlock.cli.options / envlock.operations.connect when it merges: then empty this set.
-REPOINTED_AT_MERGE = {"replay.py", "verify.py"}
+REPOINTED_AT_MERGE: set[str] = set()
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -7,7 +7,7 @@ import pytest
 from envlock.errors import UsageError
 from envlock.model.compare import Tolerance, compare
 from envlock.model.compat import arch_supported, driver_check, preflight
-from envlock.operations.replay import parse_gpus, parse_pairs
+from envlock.model.replayspec import GpuRequest, Mount, parse_gpus, parse_mounts, parse_pairs
 
 
 @pytest.mark.parametrize("cuda, driver, problems, warnings", [
@@ -63,12 +63,16 @@ def test_tolerances_and_comparison():
 
 
 def test_gpu_and_pair_options():
-    assert parse_gpus("all") == {"count": -1, "ids": None}
-    assert parse_gpus("2") == {"count": 2, "ids": None}
-    assert parse_gpus("device=0,3") == {"count": None, "ids": ["0", "3"]}
+    assert parse_gpus("all") == GpuRequest(count=-1)
+    assert parse_gpus("2") == GpuRequest(count=2)
+    assert parse_gpus("device=0,3") == GpuRequest(ids=("0", "3"))
     assert parse_gpus("none") is None
     with pytest.raises(UsageError):
         parse_gpus("many")
     assert parse_pairs(["/data:/mnt/data"], "--mount", ":") == [("/data", "/mnt/data")]
     with pytest.raises(UsageError):
         parse_pairs(["nodst"], "--mount", ":")
+    assert parse_mounts(["/d:/m", "/c:/cache:ro"]) == (Mount("/d", "/m"),
+                                                       Mount("/c", "/cache", read_only=True))
+    with pytest.raises(UsageError, match="mode"):
+        parse_mounts(["/d:/m:rx"])

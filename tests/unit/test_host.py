@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 
 from envlock.cli.render import host_diff_text, host_line, lock_summary
+from envlock.config import Config
 from envlock.errors import UsageError
 from envlock.model import compat, replayhost, resources
 from envlock.model.diff import diff_locks
+from envlock.model.replayspec import ContainerFlags
+from envlock.operations import replayplan
+from envlock.operations.replayplan import ReplayRequest
 from envlock.snapshot import host
 from tests.factories import make_lock
 
@@ -255,8 +259,8 @@ class FakeEngine:
     def version(self):
         return {"engine": "docker", "version": "20.10.24"}
 
-    def run_experiment(self, image, argv, **kwargs):
-        self.events.append(("run", kwargs))
+    def run_experiment(self, args, **kwargs):
+        self.events.append(("run", args))
         return 0
 
 
@@ -306,26 +310,30 @@ def test_replay_gives_the_container_the_decided_resources_after_recording_the_ho
     lock = make_lock(host=section(cores=2, shm=8 * GIB),
                      frameworks={}, gpu={"driver_version": None, "devices": []})
     notes: list = []
+    tracker = FakeTracker(lock, events)
+    request = ReplayRequest("orig", ContainerFlags(cpus="4", memory="2g",
+                                                   env=("OPENBLAS_NUM_THREADS=1",)))
+    spec, context = replayplan.local(request, tracker=tracker, config=Config(),
+                                     host_gpu={"driver_version": None, "devices": []},
+                                     host=section(cores=4, isa="x86-64-v3"),
+                                     notify=lambda kind, text: notes.append((kind, text)))
     with pytest.raises(Relayed):
-        replay("orig", engine=FakeEngine(events), tracker=FakeTracker(lock, events),
-               host_gpu={"driver_version": None, "devices": []},
-               host=section(cores=4, isa="x86-64-v3"), cpus="4", memory="2g",
-               env=["OPENBLAS_NUM_THREADS=1"], output=lambda chunk: None,
-               notify=lambda kind, text: notes.append((kind, text)))
+        replay(spec, engine=FakeEngine(events), tracker=tracker, context=context,
+               output=lambda chunk: None)
     assert events[-1] == ("finish", False)  # never left RUNNING
     kinds = [e[0] for e in events]
     assert kinds.index("artifact") < kinds.index("run")  # recorded before the container runs
     assert events[kinds.index("artifact")][1] == "replay-host.yaml"
     run = events[kinds.index("run")][1]
     assert (run["shm_size"], run["nano_cpus"], run["mem_limit"]) == (8 * GIB, 4 * 10**9, 2 * GIB)
-    assert run["env"]["OMP_NUM_THREADS"] == "2" and run["env"]["OPENBLAS_NUM_THREADS"] == "1"
+    env = run["environment"]
+    assert env["OMP_NUM_THREADS"] == "2" and env["OPENBLAS_NUM_THREADS"] == "1"
     assert ("warning", "CPU ISA level differs (x86-64-v4 originally, x86-64-v3 here): math "
             "kernels and so numerics may change") in notes
     assert any(kind == "note" and "/dev/shm 8 GiB" in text for kind, text in notes)
 
 
 def test_bad_resource_flags_fail_before_anything_happens():
-    from envlock.operations.replay import replay
-
     with pytest.raises(UsageError, match="--shm-size"):
-        replay("orig", engine=None, tracker=None, shm_size="huge")
+        replayplan.local(ReplayRequest("orig", ContainerFlags(shm_size="huge")),
+                         tracker=None, config=Config())  # type: ignore[arg-type]

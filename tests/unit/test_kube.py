@@ -4,6 +4,7 @@ GPU feature discovery node labels (tests/fixtures/recorded/kube, see PROVENANCE.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -13,9 +14,12 @@ import pytest
 import yaml
 
 from envlock.adapters import kube as kube_client
+from envlock.config import Config
 from envlock.errors import EnvlockError, UsageError
 from envlock.model import kubejob, yamlout
-from envlock.operations import kube
+from envlock.model.replayspec import ContainerFlags, GpuRequest, ReplaySpec
+from envlock.operations import kube, replayplan
+from envlock.operations.replayplan import BASE_ENV, ReplayRequest
 from envlock.snapshot import gpu
 from tests.conftest import optional_module
 from tests.factories import make_lock
@@ -29,13 +33,22 @@ IMAGE = "registry.example.com/team/proj@sha256:" + "ab" * 32
 URI = "http://mlflow.ml.svc.cluster.local:5000"
 
 
+REPLAY_FIELDS = {f.name for f in dataclasses.fields(ReplaySpec)}
+
+
 def spec(**overrides: object) -> kubejob.JobSpec:
-    fields: dict[str, object] = {"name": kubejob.job_name(RUN_ID, REPLAY_ID), "run_id": RUN_ID,
-                                 "image": IMAGE, "tracking_uri": URI,
+    """A Job's spec; overrides of ReplaySpec fields go to its container (``gpus``: a count)."""
+    container: dict[str, object] = {"run_id": RUN_ID, "image": IMAGE, "env": dict(BASE_ENV)}
+    fields: dict[str, object] = {"name": kubejob.job_name(RUN_ID, REPLAY_ID), "tracking_uri": URI,
                                  "replay_run_id": REPLAY_ID,
                                  "original_command": "python train.py --epochs 3"}
-    fields.update(overrides)
-    return kubejob.JobSpec(**fields)  # type: ignore[arg-type]
+    for key, value in overrides.items():
+        if key == "gpus":
+            value = GpuRequest(count=value) if value else None  # type: ignore[arg-type]
+        if key == "env":
+            value = {**BASE_ENV, **value}  # type: ignore[dict-item]
+        (container if key in REPLAY_FIELDS else fields)[key] = value
+    return kubejob.JobSpec(replay=ReplaySpec(**container), **fields)  # type: ignore[arg-type]
 
 
 OPTION_SETS = {
@@ -157,17 +170,26 @@ def test_plan_sizes_shm_from_the_lock_and_pins_threads_to_the_original(tmp_path)
         def download(self, run_id, name, dest):
             return lockfile.write(lock, dest / name)
 
-    options = kube.KubeOptions(cpus="2", memory="8g", env=("MKL_NUM_THREADS=1",))
-    planned = kube.plan(RUN_ID, tracker=Tracker(), options=options)
-    assert planned.spec.shm_size == 32 << 30 and planned.spec.memory == 8 << 30
-    assert planned.spec.env["OMP_NUM_THREADS"] == "8"  # 2 CPUs asked, 8 originally
-    assert planned.spec.env["MKL_NUM_THREADS"] == "1"  # --env wins
+    def plan(**given: object) -> kube.Plan:
+        request = ReplayRequest(RUN_ID, ContainerFlags(**given))  # type: ignore[arg-type]
+        made, context = replayplan.kubernetes(request, tracker=Tracker(), config=Config())
+        return kube.plan(made, context, tracker=Tracker(), options=kube.KubeOptions())
+
+    planned = plan(cpus="2", memory="8g", env=("MKL_NUM_THREADS=1",))
+    replay = planned.spec.replay
+    assert replay.shm_size == 32 << 30 and replay.memory == 8 << 30
+    assert replay.env["OMP_NUM_THREADS"] == "8"  # 2 CPUs asked, 8 originally
+    assert replay.env["MKL_NUM_THREADS"] == "1"  # --env wins
     volumes = {v["name"]: v for v in planned.manifest["spec"]["template"]["spec"]["volumes"]}
     assert volumes["shm"]["emptyDir"]["sizeLimit"] == "32Gi"
-    override = kube.plan(RUN_ID, tracker=Tracker(), options=kube.KubeOptions(shm_size="1g"))
-    assert override.spec.shm_size == 1 << 30 and override.spec.cpus is None
+    override = plan(shm_size="1g").spec.replay
+    assert override.shm_size == 1 << 30 and override.cpus is None
     with pytest.raises(UsageError, match="--shm-size"):
-        kube.plan(RUN_ID, tracker=Tracker(), options=kube.KubeOptions(shm_size="big"))
+        plan(shm_size="big")
+    with pytest.raises(UsageError, match="only with --on local"):
+        plan(mounts=("/data:/data",))
+    timed = plan(timeout="30m").manifest["spec"]["template"]["spec"]
+    assert timed["activeDeadlineSeconds"] == 1800
 
 
 def test_labels_are_valid_and_link_back_to_the_runs():

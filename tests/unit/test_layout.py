@@ -58,3 +58,19 @@ def test_probes_never_reach_up_into_operations_or_the_cli(module):
     bad = sorted(name for name in imports(PACKAGE / module)
                  if name.startswith(("envlock.operations", "envlock.cli")))
     assert not bad, f"envlock/{module} is a probe but imports {bad}"
+
+
+
+
+def test_import_linter_contracts_hold(capsys):
+    """The layers and the "only adapters talk to other systems" rule of
+    ``[tool.importlinter]`` in pyproject.toml, checked by import-linter itself (the same
+    check as ``lint-imports`` and the pre-commit hook)."""
+    from importlinter.application.use_cases import lint_imports
+    from importlinter.configuration import configure
+
+    configure()
+    kept = lint_imports(config_filename=str(PACKAGE.parent / "pyproject.toml"),
+                        cache_dir=None, no_logo=True, is_debug_mode=True)
+    report = capsys.readouterr().out
+    assert kept, report

@@ -18,15 +18,17 @@ from envlock.adapters.engine import Engine
 from envlock.adapters.engine.errors import RegistryError
 from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.adapters.tracking import Tracker, TrackingError
+from envlock.config import Config
 from envlock.errors import EnvlockError
 from envlock.image import render
 from envlock.model import lockfile
 from envlock.model.lockfile import Lock
 from envlock.model.runtree import RelayReport
-from envlock.operations import archive
+from envlock.operations import archive, replayplan
 from envlock.operations.build import BuildOptions, build
 from envlock.operations.capture import CaptureRequest, capture
 from envlock.operations.replay import replay
+from envlock.operations.replayplan import ReplayRequest
 from envlock.snapshot.directory import Rules, probe_directory
 from tests.factories import make_lock
 from tests.fakes import FakeEngine, FakeRegistry, FakeTracker, publish_base
@@ -433,7 +435,9 @@ def original(tmp_path, engine):
 
 def run_replay(original, engine):
     tracker, run_id = original
-    return replay(run_id, engine=engine, tracker=tracker, host={}, host_gpu={},
+    spec, context = replayplan.local(ReplayRequest(run_id), tracker=tracker, config=Config(),
+                                     host={}, host_gpu={})
+    return replay(spec, engine=engine, tracker=tracker, context=context,
                   output=lambda chunk: None)
 
 

@@ -7,7 +7,7 @@ envlock errors that name the engine (``DOCKER_HOST``) or the registry and say wh
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -197,46 +197,54 @@ class Engine:
                 return
             time.sleep(0.25)
 
-    def run_experiment(self, image: str, command: list[str] | None, *, env: dict[str, str],
-                       binds: dict[str, dict[str, str]], gpus: Any = None,
-                       network: str = "none", on_output: Callable[[bytes], None],
-                       shm_size: int | None = None, nano_cpus: int | None = None,
-                       mem_limit: int | None = None) -> int:
-        """Run an experiment hardened: non-root, no new privileges, no capabilities,
-        read-only root filesystem with a writable /workspace (a volume filled from the
-        image) and /tmp; streams its output; returns its exit code. ``shm_size`` (bytes)
-        sizes /dev/shm, ``nano_cpus`` / ``mem_limit`` cap CPUs and memory (None: the
-        engine's defaults)."""
+    def run_experiment(self, args: Mapping[str, Any], *, on_output: Callable[[bytes], None],
+                       timeout: float | None = None) -> int:
+        """Run a replay's container: ``args`` are docker-py's create arguments as
+        :func:`envlock.model.replayspec.docker_args` renders them from the replay's spec
+        (hardened, its resources, GPUs, network and hostname); streams its output, returns
+        its exit code and removes it. One that outlives ``timeout`` seconds is stopped:
+        :class:`envlock.errors.ReplayTimeout`."""
         import docker
-        from docker.types import DeviceRequest, Mount
 
-        requests = None
-        if gpus is not None:
-            requests = [DeviceRequest(count=gpus.get("count"), device_ids=gpus.get("ids"),
-                                      capabilities=[["gpu"]])]
         try:
             with translated("creating the replay container",
-                            missing=f"image {image} is not in the engine"):
-                container = self.client.containers.create(
-                    image, command=command, environment=env, user="1000:1000",
-                    security_opt=["no-new-privileges"], cap_drop=["ALL"], read_only=True,
-                    tmpfs={"/tmp": "rw,nosuid,nodev,size=2g"}, volumes=binds,
-                    mounts=[Mount(target="/workspace", source=None, type="volume")],
-                    network_mode=network, device_requests=requests, detach=True,
-                    **_limits(shm_size=shm_size, nano_cpus=nano_cpus, mem_limit=mem_limit))
+                            missing=f"image {args.get('image')} is not in the engine"):
+                container = self.client.containers.create(**args)
         except EngineError as exc:  # e.g. --cpus beyond this host's CPUs
             exc.hint = exc.hint if "not in the engine" in exc.message else \
                 "check --cpus, --memory and --shm-size against this host"
             raise
         try:
-            with translated("running the replay container"):
-                container.start()
-                for chunk in container.logs(stream=True, follow=True):
-                    on_output(chunk)
-                return int(container.wait().get("StatusCode", 1))
+            return self._follow(container, on_output, timeout)
         finally:
             with contextlib.suppress(docker.errors.DockerException):
                 container.remove(force=True, v=True)
+
+    def _follow(self, container: Any, on_output: Callable[[bytes], None],
+                timeout: float | None) -> int:
+        """Start ``container``, stream its output until it ends (or is stopped when
+        ``timeout`` passes), its exit code."""
+        import threading
+
+        from envlock.errors import ReplayTimeout
+
+        expired = threading.Event()
+        timer = threading.Timer(timeout, _stop, (container, expired)) if timeout else None
+        try:
+            with translated("running the replay container"):
+                container.start()
+                if timer is not None:
+                    timer.daemon = True
+                    timer.start()
+                for chunk in container.logs(stream=True, follow=True):
+                    on_output(chunk)
+                code = int(container.wait().get("StatusCode", 1))
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if expired.is_set():
+            raise ReplayTimeout(timeout or 0)
+        return code
 
     def version(self) -> dict[str, str | None]:
         """The engine's version facts (``docker version``): engine, API, OS, kernel."""
@@ -248,8 +256,13 @@ class Engine:
 
     # ---------------------------------------------------------------- push
 
-def _limits(**limits: int | None) -> dict[str, int]:
-    """Only the limits that were decided: docker-py sends every keyword it is given."""
-    return {key: value for key, value in limits.items() if value is not None}
+def _stop(container: Any, expired: Any) -> None:
+    """The timeout's action (in the timer's thread): SIGTERM, SIGKILL 5 s later; the log
+    stream the main thread follows then ends."""
+    import docker
+
+    expired.set()
+    with contextlib.suppress(docker.errors.DockerException):
+        container.stop(timeout=5)
 
 

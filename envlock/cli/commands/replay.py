@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from enum import Enum
 from typing import Annotated, Any
 
 import typer
@@ -15,85 +13,41 @@ from envlock.cli.options import (
     RequireSignedOpt,
     check_signed,
 )
-from envlock.operations.connect import engine_for_run, read_credentials
-
-GpusOpt = Annotated[str | None, typer.Option(
-    "--gpus", help="all | none | N | device=0,1 (default: all when the run had GPUs and "
-    "this host has them).")]
-ToleranceOpt = Annotated[str | None, typer.Option(
-    "--tolerance", help="Metric tolerance: 1e-6 (absolute), 0.5% (relative), or "
-    "abs=…,rel=…. Default: the config's tolerance, else exact (per-metric tolerances come "
-    "from the config).")]
-ShmSizeOpt = Annotated[str | None, typer.Option(
-    "--shm-size", help="Size of the container's /dev/shm (64m, 2g, bytes). Default: as "
-    "large as on the original host (PyTorch DataLoader workers pass batches through it), "
-    "else this host's.")]
-CpusOpt = Annotated[str | None, typer.Option(
-    "--cpus", help="Limit the container to this many CPUs (4, 1.5), like docker run --cpus. "
-    "When the CPU count differs from the original's, thread counts (OMP_NUM_THREADS, …) are "
-    "set to the original's unless recorded or given with --env.")]
-MemoryOpt = Annotated[str | None, typer.Option(
-    "--memory", help="Limit the container's memory (16g, 512m, bytes), like docker run "
-    "--memory.")]
-MetricOpt = Annotated[list[str] | None, typer.Option(
-    "--metric", help="Compare only these metrics (repeatable; in every run of the tree).")]
-CompareArtifactsOpt = Annotated[bool, typer.Option(
-    "--compare-artifacts", help="Also compare every artifact (and logged model file) of "
-    "every run by sha256: identical / differs / missing; any but identical fails.")]
+from envlock.cli.replayopts import (
+    OUTPUT,
+    DryRunOpt,
+    EnvFromSecretOpt,
+    ImagePullSecretOpt,
+    NamespaceOpt,
+    NodeSelectorOpt,
+    OnOpt,
+    ReplayFlags,
+    Target,
+    TolerationOpt,
+    only_with,
+    replay_options,
+)
+from envlock.operations.connect import engine_for_run, open_tracker, read_credentials
 
 
-class Target(str, Enum):
-    local = "local"
-    kubernetes = "kubernetes"
-
-
-TOLERATION_HELP = ("Kubernetes: tolerate a node taint (repeatable): KEY=VALUE:EFFECT, "
-                   "KEY:EFFECT (any value) or KEY:Exists (any value and effect); EFFECT is "
-                   "NoSchedule, PreferNoSchedule or NoExecute.")
-
-
+@replay_options
 def replay_command(
+    flags: ReplayFlags,
     run_id: Annotated[str, typer.Argument(help="The captured MLflow run to replay.")],
-    gpus: GpusOpt = None,
-    shm_size: ShmSizeOpt = None,
-    cpus: CpusOpt = None,
-    memory: MemoryOpt = None,
-    mount: Annotated[list[str] | None, typer.Option("--mount", help="SRC:DST bind mount "
-                                                       "(repeatable).")] = None,
-    env: Annotated[list[str] | None, typer.Option("--env", help="K=V for the container "
-                                                     "(repeatable).")] = None,
-    command: Annotated[str | None, typer.Option("--command", help="Run this instead of "
-                                                   "the captured command.")] = None,
-    no_track: Annotated[bool, typer.Option("--no-track", help="Do not create a replay run.")
-                        ] = False,
-    tolerance: ToleranceOpt = None,
-    metric: MetricOpt = None,
-    compare_artifacts: CompareArtifactsOpt = False,
-    network: Annotated[str, typer.Option("--network", help="Container network (none, host, "
-                                         "bridge).")] = "none",
+    no_track: Annotated[bool, typer.Option("--no-track", help="Do not create a replay run.",
+                                           rich_help_panel=OUTPUT)] = False,
     force: Annotated[bool, typer.Option("--force", help="Run even when the pre-flight GPU/"
                                         "driver checks fail.")] = False,
     detach: Annotated[bool, typer.Option("--detach", help="Run the whole replay in the "
-                                         "background; its output goes to a log file.")] = False,
-    on: Annotated[Target, typer.Option(
-        "--on", help="Where to run it: this host's engine, or a Job on the current Kubernetes "
-        "cluster (there --gpus takes a number; default: as many as the run had).")
-    ] = Target.local,
-    namespace: Annotated[str, typer.Option("--namespace", help="Kubernetes: the Job's "
-                                           "namespace.")] = "default",
-    node_selector: Annotated[list[str] | None, typer.Option(
-        "--node-selector", help="Kubernetes: KEY=VALUE node label the pod must land on "
-        "(repeatable).")] = None,
-    toleration: Annotated[list[str] | None, typer.Option("--toleration", help=TOLERATION_HELP)
-                          ] = None,
-    image_pull_secret: Annotated[str | None, typer.Option(
-        "--image-pull-secret", help="Kubernetes: Secret with the registry credentials.")
-    ] = None,
-    env_from_secret: Annotated[list[str] | None, typer.Option(
-        "--env-from-secret", help="Kubernetes: a Secret whose keys become environment "
-        "variables (tokens, passwords; repeatable).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Kubernetes: print the Job as "
-                                          "YAML; create and submit nothing.")] = False,
+                                         "background; its output goes to a log file.",
+                                         rich_help_panel=OUTPUT)] = False,
+    on: OnOpt = Target.local,
+    namespace: NamespaceOpt = "default",
+    node_selector: NodeSelectorOpt = None,
+    toleration: TolerationOpt = None,
+    image_pull_secret: ImagePullSecretOpt = None,
+    env_from_secret: EnvFromSecretOpt = None,
+    dry_run: DryRunOpt = False,
     registry_username: RegistryUserOpt = None,
     registry_password_stdin: PasswordStdinOpt = False,
     require_signed: RequireSignedOpt = False,
@@ -101,163 +55,125 @@ def replay_command(
 ) -> None:
     """Re-run a captured experiment from its pinned image and compare its metrics.
 
-    Pulls the image by digest, checks the host's GPUs and driver, runs it hardened, logs a
-    replay run linked to the original: every run the experiment makes (child runs of a
-    search too) is relayed with its params, metric histories, tags, datasets, artifacts
-    and models, then compared with the original's tree (metrics, params; artifacts with
-    --compare-artifacts). Exits with the experiment's exit code. With
-    --on kubernetes the image runs as a Job on the current cluster (pre-flight on its
-    nodes' GPU labels); its MLflow logs straight into the replay run, so the tracking
-    store must be a server the cluster can reach."""
+    Pulls the image by digest, checks the host's GPUs and driver, runs it hardened, logs a replay run linked to the original: every run the experiment makes (child runs of a search too) is relayed with its params, metric histories, tags, datasets, artifacts and models, then compared with the original's tree (metrics, params; artifacts with --compare-artifacts). Exits with the experiment's exit code (124 when --timeout stopped it). With --on kubernetes the image runs as a Job on the current cluster (pre-flight on its nodes' GPU labels); its MLflow logs straight into the replay run, so the tracking store must be a server the cluster can reach."""  # noqa: E501 - one paragraph, wrapped by the terminal
     from envlock import config
     from envlock.cli import output as out
-    from envlock.cli.render import comparison_table
-    from envlock.model.resources import parse_flags
-    from envlock.operations.connect import open_tracker
-    from envlock.operations.replay import replay
+    from envlock.operations import replayplan
 
     out.begin("replay", as_json)
-    parse_flags(shm_size, cpus, memory)  # bad values fail before anything runs
-    tol, per_metric = config.load().tolerances(tolerance)
-    kube_flags = {"--namespace": namespace != "default", "--node-selector": node_selector,
-                  "--toleration": toleration, "--image-pull-secret": image_pull_secret,
-                  "--env-from-secret": env_from_secret, "--dry-run": dry_run}
-    local_flags = {"--mount": mount, "--network": network != "none", "--no-track": no_track}
-    _only_with(kube_flags if on is Target.local else local_flags, on)
-    check_signed(run_id, require_signed)  # issue #27 hook: signature + provenance first
-    if detach and not dry_run and on is Target.local:
-        credentials = read_credentials(registry_username, registry_password_stdin)
+    request = flags.request(run_id, track=not no_track, force=force)
+    settings = config.load()
+    replayplan.checked(request, settings)  # bad values fail before anything runs
+    only_with(on, {"--namespace": namespace != "default", "--node-selector": node_selector,
+                   "--toleration": toleration, "--image-pull-secret": image_pull_secret,
+                   "--env-from-secret": env_from_secret, "--dry-run": dry_run}
+              if on is Target.local else
+              {"--mount": request.container.mounts, "--no-track": no_track,
+               "--network": request.container.network not in (None, "none")})
+    check_signed(run_id, require_signed)  # signature + provenance first (issue #27)
+    login = (registry_username, registry_password_stdin)
+    if on is Target.kubernetes:
+        from envlock.operations.kube import KubeOptions
+
+        _no_login_for_dry_run(dry_run, registry_password_stdin)
+        options = KubeOptions(namespace=namespace, node_selector=tuple(node_selector or ()),
+                              tolerations=tuple(toleration or ()),
+                              image_pull_secret=image_pull_secret,
+                              env_from_secrets=tuple(env_from_secret or ()),
+                              registry_credentials=read_credentials(*login))
+        raise typer.Exit(_on_kubernetes(request, options, settings, dry_run=dry_run,
+                                        detach=detach, as_json=as_json))
+    if detach:
+        credentials = read_credentials(*login)
         raise typer.Exit(_detach(run_id, credentials[1] if credentials else None))
-    if on is Target.kubernetes and dry_run and registry_password_stdin:
+    raise typer.Exit(_here(request, settings, login, as_json))
+
+
+def _no_login_for_dry_run(dry_run: bool, password_stdin: bool) -> None:
+    if dry_run and password_stdin:
         from envlock.errors import UsageError
 
         raise UsageError("--registry-username/--registry-password-stdin are not used by "
                          "--dry-run: it creates no image pull secret",
                          "drop them, or replay without --dry-run")
-    if on is Target.kubernetes:
-        from envlock.operations.kube import KubeOptions
 
-        options = KubeOptions(namespace=namespace, gpus=gpus, shm_size=shm_size, cpus=cpus,
-                              memory=memory,
-                              node_selector=tuple(node_selector or ()),
-                              tolerations=tuple(toleration or ()),
-                              image_pull_secret=image_pull_secret, env=tuple(env or ()),
-                              env_from_secrets=tuple(env_from_secret or ()), command=command,
-                              registry_credentials=_kube_credentials(registry_username,
-                                                                     registry_password_stdin))
-        raise typer.Exit(_on_kubernetes(run_id, options, dry_run=dry_run, detach=detach,
-                                        force=force,
-                                        tolerance=tol, metrics=tuple(metric or ()),
-                                        per_metric=per_metric, as_json=as_json,
-                                        compare_files=compare_artifacts))
+
+def _here(request: Any, settings: Any, login: tuple[str | None, bool], as_json: bool) -> int:
+    """The replay on this host's engine, rendered."""
+    from envlock.cli import output as out
+    from envlock.cli.render import comparison_table
+    from envlock.operations.replay import replay_here
+
     tracker = open_tracker()
-    engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
-    result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
-                    shm_size=shm_size, cpus=cpus, memory=memory, notify=out.notify,
-                    mounts=mount, env=env, command=command, track=not no_track, force=force,
-                    tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
-                    network=network, compare_files=compare_artifacts,
-                    output=out.passthrough(as_json))
+    engine = engine_for_run(tracker, request.run_id, *login)
+    result = replay_here(request, engine=engine, tracker=tracker, config=settings,
+                         notify=out.notify, output=out.passthrough(as_json))
     for warning in result.warnings:
         out.warn(warning)
-    lines = [f"replay of {run_id}: exit {result.exit_code}"
+    lines = [f"replay of {request.run_id}: exit {result.exit_code}"
              + (f", replay run {result.replay_run_id}" if result.replay_run_id else "")]
     if result.relay:
         lines.append(result.relay.summary())
     if result.comparison:
         lines.append(comparison_table(result.comparison))
-    raise typer.Exit(out.emit(result.to_dict(), "\n".join(lines), result.exit_code))
+    return out.emit(result.to_dict(), "\n".join(lines), result.exit_code)
 
 
-def _kube_credentials(username: str | None, password_stdin: bool) -> tuple[str, str] | None:
-    """--registry-username/--registry-password-stdin on Kubernetes: the credentials of the
-    image pull secret envlock creates in the namespace (never printed, never in the Job)."""
-    return read_credentials(username, password_stdin)
-
-
-def _only_with(flags: dict[str, Any], on: Target) -> None:
-    from envlock.errors import UsageError
-
-    other = "local" if on is Target.kubernetes else "kubernetes"
-    for flag, given in flags.items():
-        if given:
-            raise UsageError(f"{flag} works only with --on {other}",
-                             f"drop it, or replay with --on {other}")
-
-
-def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, detach: bool, force: bool,
-                   tolerance: Any,
-                   metrics: tuple[str, ...], per_metric: Any, as_json: bool,
-                   compare_files: bool = False) -> int:
+def _on_kubernetes(request: Any, options: Any, settings: Any, *, dry_run: bool, detach: bool,
+                   as_json: bool) -> int:
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table
     from envlock.model import yamlout
-    from envlock.operations import kube
-    from envlock.operations.connect import open_tracker
+    from envlock.operations import kube, replayplan
 
+    tracker = open_tracker()
+    spec, context = replayplan.kubernetes(request, tracker=tracker, config=settings)
     if dry_run:
-        plan = kube.plan(run_id, tracker=open_tracker(), options=options)
+        plan = kube.plan(spec, context, tracker=tracker, options=options)
         for warning in plan.warnings:
             out.warn(warning)
         return out.emit(plan.to_dict(), yamlout.dump(plan.manifest))
     if detach:
-        return _submitted(run_id, options, force)
-    result = kube.replay_on_kubernetes(run_id, tracker=open_tracker(), options=options, force=force,
-                                       tolerance=tolerance, metrics=metrics,
-                                       per_metric=per_metric, compare_files=compare_files,
+        return _submitted(spec, context, tracker, options)
+    result = kube.replay_on_kubernetes(spec, context, tracker=tracker, options=options,
                                        output=out.passthrough(as_json))
     for warning in result.warnings:
         out.warn(warning)
-    lines = [f"replay of {run_id} on kubernetes (job {result.job}): exit {result.exit_code}, "
-             f"replay run {result.replay_run_id}"]
+    lines = [f"replay of {spec.run_id} on kubernetes (job {result.job}): exit "
+             f"{result.exit_code}, replay run {result.replay_run_id}"]
     if result.comparison:
         lines.append(comparison_table(result.comparison))
     return out.emit(result.to_dict(), "\n".join(lines), result.exit_code)
 
 
-def _submitted(run_id: str, options: Any, force: bool) -> int:
+def _submitted(spec: Any, context: Any, tracker: Any, options: Any) -> int:
     """--detach on Kubernetes: the Job is submitted and the replay run recorded; a later
     `envlock verify --replay REPLAY_RUN` follows it to its end and concludes it."""
     from envlock.cli import output as out
     from envlock.operations import kube
-    from envlock.operations.connect import open_tracker
 
-    replay_id, spec, verdict = kube.submit(run_id, tracker=open_tracker(), options=options,
-                                           force=force)
+    replay_id, job, verdict = kube.submit(spec, context, tracker=tracker, options=options)
     for warning in (*verdict.warnings, *verdict.problems):
         out.warn(warning)
-    job = f"{spec.namespace}/{spec.name}"
-    return out.emit({"original_run_id": run_id, "replay_run_id": replay_id, "job": job,
+    name = f"{job.namespace}/{job.name}"
+    return out.emit({"original_run_id": spec.run_id, "replay_run_id": replay_id, "job": name,
                      "on": "kubernetes", "detached": True},
-                    f"replay of {run_id} submitted as Job {job}, replay run {replay_id}; "
+                    f"replay of {spec.run_id} submitted as Job {name}, replay run {replay_id}; "
                     f"conclude it with: envlock verify --replay {replay_id}")
 
 
 def _detach(run_id: str, password: str | None) -> int:
-    """Re-run this same command without --detach as a background process; print where.
-
-    A password read from stdin here reaches the background process the same way, through
-    a pipe: never its command line, its environment or a file."""
-    import subprocess
-    import tempfile
+    """Re-run this same command without --detach in the background; print where."""
+    import sys
 
     from envlock.cli import output as out
+    from envlock.operations.replay import detach
 
     argv = [a for a in sys.argv[1:] if a not in ("--detach", "--json")]  # the log is for people
-    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - handed to the background process
-        prefix=f"envlock-replay-{run_id[:12]}-", suffix=".log", delete=False)
-    process = subprocess.Popen([sys.executable, "-m", "envlock", *argv], stdout=log,
-                               stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL if password is None else subprocess.PIPE,
-                               start_new_session=True)
-    if password is not None:
-        assert process.stdin is not None
-        with process.stdin:  # one line, far below a pipe's buffer: never blocks
-            process.stdin.write(f"{password}\n".encode())
-    log.close()
-    return out.emit({"pid": process.pid, "log": log.name},
-                    f"replay of {run_id} running in the background (pid {process.pid}); "
-                    f"output: {log.name}; follow it with: envlock lineage {run_id}")
+    pid, log = detach(argv, run_id, password)
+    return out.emit({"pid": pid, "log": log},
+                    f"replay of {run_id} running in the background (pid {pid}); "
+                    f"output: {log}; follow it with: envlock lineage {run_id}")
 
 
 def lineage_command(
@@ -266,7 +182,6 @@ def lineage_command(
 ) -> None:
     """Show a run's env digest and image, and every replay with its verdict."""
     from envlock.cli import output as out
-    from envlock.operations.connect import open_tracker
 
     out.begin("lineage", as_json)
     tracker = open_tracker()

@@ -7,16 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from envlock.cli.commands.replay import (
-    CompareArtifactsOpt,
-    CpusOpt,
-    GpusOpt,
-    MemoryOpt,
-    MetricOpt,
-    ShmSizeOpt,
-    Target,
-    ToleranceOpt,
-)
 from envlock.cli.options import (
     JsonOpt,
     PasswordStdinOpt,
@@ -24,81 +14,87 @@ from envlock.cli.options import (
     RequireSignedOpt,
     check_signed,
 )
-from envlock.operations.connect import engine_for_run
+from envlock.cli.replayopts import (
+    KUBERNETES,
+    OUTPUT,
+    NamespaceOpt,
+    OnOpt,
+    ReplayFlags,
+    Target,
+    replay_options,
+)
+from envlock.operations.connect import engine_for_run, open_tracker
 
 
+@replay_options
 def verify_command(
+    flags: ReplayFlags,
     run_id: Annotated[str | None, typer.Argument(
         help="The captured MLflow run to verify.", show_default=False)] = None,
     replay_run: Annotated[str | None, typer.Option(
         "--replay", help="Conclude this replay run of `replay --on kubernetes --detach` "
-        "instead: wait for its Job, compare, tag the verdict, write the reports.")] = None,
-    tolerance: ToleranceOpt = None,
-    metric: MetricOpt = None,
-    compare_artifacts: CompareArtifactsOpt = False,
-    junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report.")
-                     ] = None,
+        "instead: wait for its Job, compare, tag the verdict, write the reports.",
+        rich_help_panel=KUBERNETES)] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report.",
+                                               rich_help_panel=OUTPUT)] = None,
     markdown: Annotated[Path | None, typer.Option(
-        "--markdown", help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY).")
-    ] = None,
-    gpus: GpusOpt = None,
-    shm_size: ShmSizeOpt = None,
-    cpus: CpusOpt = None,
-    memory: MemoryOpt = None,
+        "--markdown", help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY).",
+        rich_help_panel=OUTPUT)] = None,
     registry_username: RegistryUserOpt = None,
     registry_password_stdin: PasswordStdinOpt = False,
     experiment: Annotated[str | None, typer.Option(
         "--experiment", help="A sweep: replay the last captured runs of this experiment "
-        "(with --on kubernetes) and write one report.")] = None,
+        "(with --on kubernetes) and write one report.", rich_help_panel=KUBERNETES)] = None,
     last: Annotated[int, typer.Option("--last", help="Sweep: how many of the newest "
-                                      "captured runs.")] = 5,
-    parallel: Annotated[int, typer.Option("--parallel", help="Sweep: Jobs at a time.")] = 2,
-    on: Annotated[Target, typer.Option("--on", help="Sweep: where to replay (kubernetes).")
-                  ] = Target.local,
-    namespace: Annotated[str, typer.Option("--namespace", help="Sweep: the Jobs' "
-                                           "namespace.")] = "default",
+                                      "captured runs.", rich_help_panel=KUBERNETES)] = 5,
+    parallel: Annotated[int, typer.Option("--parallel", help="Sweep: Jobs at a time.",
+                                          rich_help_panel=KUBERNETES)] = 2,
+    on: OnOpt = Target.local,
+    namespace: NamespaceOpt = "default",
     require_signed: RequireSignedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Replay a run and compare its metrics: exit 0 reproduced, 1 not, 2 bad input.
+    """Replay a run and compare its metrics: exit 0 reproduced, 1 not, 2 bad input, 124 timed out.
 
-    The whole run tree is compared (child runs, params; artifacts with
-    --compare-artifacts); a relay that could not carry everything is not reproduced.
-    Reports: JUnit XML (the run, the relay, each metric, the params, each child run and
-    artifact) and Markdown."""
+    The whole run tree is compared (child runs, params; artifacts with --compare-artifacts); a relay that could not carry everything is not reproduced. Reports: JUnit XML (the run, the relay, each metric, the params, each child run and artifact) and Markdown. The container options are replay's, and so are their [tool.envlock] keys."""  # noqa: E501 - paragraphs, wrapped by the terminal
     from envlock import config
     from envlock.cli import output as out
-    from envlock.cli.render import comparison_table
-    from envlock.errors import EXIT_DRIFT, EXIT_OK, UsageError
-    from envlock.model import report
-    from envlock.model.resources import parse_flags
-    from envlock.operations.connect import open_tracker
-    from envlock.operations.replay import replay
+    from envlock.errors import UsageError
+    from envlock.operations import replayplan
+    from envlock.operations.replay import replay_here
 
     out.begin("verify", as_json)
-    parse_flags(shm_size, cpus, memory)  # bad values fail before anything runs
-    tol, per_metric = config.load().tolerances(tolerance)
-
+    request = flags.request(run_id or "")
+    settings = config.load()
+    replayplan.checked(request, settings)  # bad values fail before anything runs
     tracker = open_tracker()
     if experiment:
-        raise typer.Exit(_sweep(experiment, run_id, tracker, on, junit, markdown,
-                                last=last, parallel=parallel, namespace=namespace, gpus=gpus,
-                                tolerance=tol, metrics=tuple(metric or ()),
-                                per_metric=per_metric))
+        from envlock.operations.kube import KubeOptions
+
+        options = KubeOptions(namespace=namespace) if on is Target.kubernetes else None
+        raise typer.Exit(_sweep(experiment, request, tracker, settings, options,
+                                (junit, markdown), last=last, parallel=parallel))
     if replay_run:
-        result = _conclude(replay_run, run_id, tracker, tol, tuple(metric or ()), per_metric)
-        run_id = result.original_run_id
+        result = _conclude(replay_run, run_id, tracker, replayplan.checks(request, settings))
     elif not run_id:
         raise UsageError("verify needs a RUN_ID (or --replay REPLAY_RUN)",
                          "envlock verify RUN_ID")
     else:
         check_signed(run_id, require_signed)  # issue #27 hook: signature + provenance first
         engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
-        result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
-                        shm_size=shm_size, cpus=cpus, memory=memory, notify=out.notify,
-                        tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
-                        compare_files=compare_artifacts, output=out.passthrough(True))
-    comparison = result.comparison
+        result = replay_here(request, engine=engine, tracker=tracker, config=settings,
+                             notify=out.notify, output=out.passthrough(True))
+    raise typer.Exit(_report(result, junit, markdown))
+
+
+def _report(result: Any, junit: Path | None, markdown: Path | None) -> int:
+    """The verdict as JUnit XML and Markdown reports, and on stdout; its exit code."""
+    from envlock.cli import output as out
+    from envlock.cli.render import comparison_table
+    from envlock.errors import EXIT_DRIFT, EXIT_OK
+    from envlock.model import report
+
+    run_id, comparison = result.original_run_id, result.comparison
     reproduced = result.exit_code == 0 and bool(comparison and comparison.reproduced)
     run_case = report.Case(f"replay of {run_id}", result.exit_code == 0,
                            f"exit code {result.exit_code}, replay run {result.replay_run_id}")
@@ -113,12 +109,11 @@ def verify_command(
         human += "\n" + result.relay.summary()
     if comparison:
         human += "\n" + comparison_table(comparison)
-    raise typer.Exit(out.emit({**result.to_dict(), "reproduced": reproduced}, human,
-                              EXIT_OK if reproduced else EXIT_DRIFT))
+    return out.emit({**result.to_dict(), "reproduced": reproduced}, human,
+                    EXIT_OK if reproduced else EXIT_DRIFT)
 
 
-def _conclude(replay_run: str, run_id: str | None, tracker: Any, tolerance: Any,
-              metrics: tuple[str, ...], per_metric: Any) -> Any:
+def _conclude(replay_run: str, run_id: str | None, tracker: Any, checks: Any) -> Any:
     """--replay: follow a detached Kubernetes replay to its end and conclude it."""
     from envlock.cli import output as out
     from envlock.errors import UsageError
@@ -128,15 +123,12 @@ def _conclude(replay_run: str, run_id: str | None, tracker: Any, tolerance: Any,
     if run_id and run_id != original:
         raise UsageError(f"replay run {replay_run} replays {original}, not {run_id}",
                          "drop RUN_ID with --replay")
-    return kube.conclude_replay(replay_run, tracker=tracker, tolerance=tolerance,
-                                metrics=metrics, per_metric=per_metric,
+    return kube.conclude_replay(replay_run, tracker=tracker, checks=checks,
                                 output=out.passthrough(True))
 
 
-def _sweep(experiment: str, run_id: str | None, tracker: Any, on: Target,
-           junit: Path | None, markdown: Path | None, *, last: int, parallel: int,
-           namespace: str, gpus: str | None, tolerance: Any, metrics: tuple[str, ...],
-           per_metric: Any) -> int:
+def _sweep(experiment: str, request: Any, tracker: Any, settings: Any, options: Any,
+           reports: tuple[Path | None, Path | None], *, last: int, parallel: int) -> int:
     """--experiment: the last N captured runs as parallel Jobs, one report; exit 0 all
     reproduced, 1 some not, 2 an infrastructure error stopped some."""
     from envlock.cli import output as out
@@ -144,15 +136,13 @@ def _sweep(experiment: str, run_id: str | None, tracker: Any, on: Target,
     from envlock.model import report
     from envlock.operations import kube
 
-    if run_id or on is not Target.kubernetes:
+    if request.run_id or options is None:
         raise UsageError("--experiment replays a sweep of runs as Jobs",
                          "drop RUN_ID and pass --on kubernetes")
     items = kube.sweep(experiment, last=last, parallel=parallel, tracker=tracker,
-                       options=kube.KubeOptions(namespace=namespace, gpus=gpus),
-                       tolerance=tolerance, metrics=metrics, per_metric=per_metric)
+                       config=settings, request=request, options=options)
     cases = report.sweep_cases(items)
-    report.write(junit, markdown, "envlock.verify", cases,
-                 report.sweep_markdown(experiment, items))
+    report.write(*reports, "envlock.verify", cases, report.sweep_markdown(experiment, items))
     code = EXIT_USAGE if any(i.error for i in items) else \
         EXIT_OK if all(i.reproduced for i in items) else EXIT_DRIFT
     lines = [f"{'REPRODUCED' if c.ok else 'FAILED'}  {c.name}: {c.detail}" for c in cases]

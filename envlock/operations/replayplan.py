@@ -1,0 +1,192 @@
+"""The one place a replay's :class:`~envlock.model.replayspec.ReplaySpec` is made.
+
+Each container setting comes from, highest first: its flag, the project's ``[tool.envlock]``
+(``envlock.config``), then the run's lock or the built-in default (``/dev/shm`` as large as
+on the original host, GPUs when the run had them and this host has them, the captured
+command, ``--network none``). The result is checked once and decided once — for this
+host's engine (:func:`local`) or for a Kubernetes Job (:func:`kubernetes`) — and each
+runtime only renders it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+from envlock.adapters.protocols import TrackerLike
+from envlock.errors import EnvlockError, UsageError
+from envlock.image.render import WORKDIR
+from envlock.model import compat
+from envlock.model import resources as sizing
+from envlock.model.replayspec import (
+    Checks,
+    ContainerFlags,
+    GpuRequest,
+    ReplaySpec,
+    parse_gpus,
+    parse_mounts,
+    parse_network,
+    parse_pairs,
+    parse_timeout,
+)
+from envlock.operations.targets import captured
+
+if TYPE_CHECKING:
+    from envlock.adapters.tracking import RunData
+    from envlock.config import Config
+
+#: Every replay container's base environment (the image's user has HOME there).
+BASE_ENV = {"HOME": WORKDIR, "GIT_PYTHON_REFRESH": "quiet"}
+
+
+class ReplayError(EnvlockError):
+    """The run cannot be replayed (no image, image gone, incompatible host)."""
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    """What ``replay`` or ``verify`` was asked for, as given (before config and lock)."""
+
+    run_id: str
+    container: ContainerFlags = field(default_factory=ContainerFlags)
+    tolerance: str | None = None  # --tolerance; else the config's
+    metrics: tuple[str, ...] = ()
+    compare_artifacts: bool = False
+    track: bool = True
+    force: bool = False  # run even when the GPU/driver pre-flight fails
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a spec was decided from: the original run, its lock's GPU facts (the
+    pre-flight's), this host's facts (recorded on the replay run) and the warnings."""
+
+    run: RunData
+    locked: Mapping[str, Any]
+    original_command: str | None = None
+    host: dict[str, Any] | None = None
+    host_gpu: dict[str, Any] | None = None
+    resources: sizing.Resources | None = None
+    warnings: tuple[str, ...] = ()
+    force: bool = False
+
+
+def with_config(flags: ContainerFlags, config: Config) -> ContainerFlags:
+    """Each container setting: the flag, else ``[tool.envlock]``, else not given."""
+    values: dict[str, Any] = {}
+    for item in fields(ContainerFlags):
+        given = getattr(flags, item.name)
+        value = config.get(item.name, list(given) if isinstance(given, tuple) else given)
+        values[item.name] = tuple(value) if isinstance(value, list) else value
+    return ContainerFlags(**values)
+
+
+def checked(request: ReplayRequest, config: Config) -> ContainerFlags:
+    """The request's container settings with the config's, checked (nothing is read)."""
+    flags = with_config(request.container, config)
+    _checked(flags)
+    return flags
+
+
+def checks(request: ReplayRequest, config: Config) -> Checks:
+    tolerance, per_metric = config.tolerances(request.tolerance)
+    return Checks(tolerance=tolerance, per_metric=per_metric, metrics=request.metrics,
+                  artifacts=request.compare_artifacts)
+
+
+def _checked(flags: ContainerFlags) -> dict[str, Any]:
+    """The values every runtime parses the same way, checked before anything runs."""
+    shm, cpus, memory = sizing.parse_flags(flags.shm_size, flags.cpus, flags.memory)
+    return {"limits": {"shm_size": shm, "cpus": cpus, "memory": memory},
+            "timeout": parse_timeout(flags.timeout), "mounts": parse_mounts(flags.mounts),
+            "network": parse_network(flags.network or "none")}
+
+
+def local(request: ReplayRequest, *, tracker: TrackerLike, config: Config,
+          host: dict[str, Any] | None = None, host_gpu: dict[str, Any] | None = None,
+          notify: Callable[[str, str], None] | None = None) -> tuple[ReplaySpec, Context]:
+    """The spec of a replay on this host's engine, and what it was decided from.
+    ``host``/``host_gpu``: this host's facts (None: probed). ``notify(kind, text)`` hears
+    the pre-flight's warnings and the resource decisions as soon as they are made."""
+    flags = with_config(request.container, config)
+    parsed = _checked(flags)
+    extra_env = dict(parse_pairs(flags.env, "--env", "="))
+    lock, run = captured(tracker, request.run_id, image=True)
+    host_gpu = host_gpu if host_gpu is not None else _probe_gpu()
+    had = "all" if lock.gpu.get("devices") and host_gpu.get("devices") else "none"
+    gpus = parse_gpus(flags.gpus or had)
+    locked = {"frameworks": lock.frameworks, "gpu": lock.gpu}
+    verdict = compat.preflight(locked, host_gpu, gpus is not None)
+    if not verdict.ok and not request.force:
+        raise ReplayError(f"this host cannot run the image: {'; '.join(verdict.problems)}",
+                          "use a matching host, or --force to try anyway")
+    host = host if host is not None else _probe_host()
+    given = sizing.decide(lock.host, host, **parsed["limits"],
+                          recorded_env=lock.runtime.get("env"), given_env=extra_env)
+    warnings = (*verdict.warnings, *compat.cpu_warnings(lock.host, host))
+    for kind, texts in (("warning", warnings), ("note", given.notes)):
+        for text in texts:
+            (notify or _ignore)(kind, text)
+    spec = ReplaySpec(
+        run_id=request.run_id, image=run.tags["envlock.image"], command=flags.command,
+        env={**BASE_ENV, **given.env, **extra_env}, mounts=parsed["mounts"],
+        shm_size=given.shm_size, cpus=given.cpus, memory=given.mem_limit, gpus=gpus,
+        network=parsed["network"], timeout=parsed["timeout"], checks=checks(request, config),
+        track=request.track)
+    return spec, Context(run=run, locked=locked, original_command=lock.runtime.get("command"),
+                         host=host, host_gpu=host_gpu, resources=given, warnings=warnings,
+                         force=request.force)
+
+
+def kubernetes(request: ReplayRequest, *, tracker: TrackerLike, config: Config
+               ) -> tuple[ReplaySpec, Context]:
+    """The spec of a replay as a Kubernetes Job. The node is not known before scheduling:
+    the replay side of the resources is only what --cpus says, the GPUs a number (default:
+    as many as the run had). A pod always has the cluster's network (``network`` is for
+    engines) and bind mounts of this host mean nothing there."""
+    from envlock.model.kubejob import parse_env, parse_gpu_count
+
+    flags = with_config(request.container, config)
+    parsed = _checked(flags)
+    if parsed["mounts"]:
+        raise UsageError("mounts work only with --on local (the config's mounts too)",
+                         "drop them, or replay with --on local")
+    env = parse_env(flags.env)
+    lock, run = captured(tracker, request.run_id, image=True)
+    image = run.tags["envlock.image"]
+    if "@sha256:" not in image:
+        raise ReplayError(f"image {image} of run {request.run_id} is not pinned in a registry",
+                          "a cluster pulls images: capture with a --registry it can reach")
+    original = lock.runtime.get("command")
+    if not flags.command and not original:
+        raise UsageError(f"run {request.run_id} recorded no command", "pass --command")
+    given = sizing.decide(lock.host, None, **parsed["limits"],
+                          recorded_env=lock.runtime.get("env"), given_env=env)
+    count = parse_gpu_count(flags.gpus, len(lock.gpu.get("devices") or []))
+    spec = ReplaySpec(
+        run_id=request.run_id, image=image, command=flags.command,
+        env={**BASE_ENV, **given.env, **env}, shm_size=given.shm_size, cpus=given.cpus,
+        memory=given.mem_limit, gpus=GpuRequest(count=count) if count else None,
+        timeout=parsed["timeout"], checks=checks(request, config))
+    return spec, Context(run=run, locked={"frameworks": lock.frameworks, "gpu": lock.gpu},
+                         original_command=original, resources=given, force=request.force)
+
+
+def _ignore(kind: str, text: str) -> None:
+    del kind, text
+
+
+def _probe_gpu() -> dict[str, Any]:
+    from envlock.snapshot.gpu import probe_gpu
+
+    return probe_gpu()
+
+
+def _probe_host() -> dict[str, Any] | None:
+    from envlock.snapshot.host import probe_host
+
+    try:
+        return probe_host()
+    except (OSError, AttributeError):
+        return None
