@@ -26,7 +26,7 @@ from envlock.adapters.kube import (
 )
 from envlock.adapters.protocols import TrackerLike
 from envlock.errors import EnvlockError, Interrupted, UsageError
-from envlock.model.compare import Tolerance
+from envlock.model.compare import MetricPolicy
 from envlock.model.compat import Verdict
 from envlock.model.kubejob import (
     JobSpec,
@@ -208,9 +208,8 @@ def submit(run_id: str, *, tracker: TrackerLike, options: KubeOptions, force: bo
 
 
 def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOptions,
-                         force: bool = False, tolerance: Tolerance | None = None,
-                         metrics: tuple[str, ...] = (),
-                         per_metric: Mapping[str, Tolerance] | None = None, api: Any = None,
+                         force: bool = False, policy: MetricPolicy | None = None,
+                         api: Any = None,
                          output: Callable[[bytes], None] | None = None,
                          compare_files: bool = False) -> KubeReplayResult:
     """Submit the replay Job, follow it to its end, compare metrics, tag the verdict."""
@@ -219,8 +218,7 @@ def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOpti
     replay_id, spec, verdict = submit(run_id, tracker=tracker, options=options, force=force,
                                       api=api)
     try:
-        result = conclude_replay(replay_id, tracker=tracker, tolerance=tolerance,
-                                 metrics=metrics, per_metric=per_metric, api=api,
+        result = conclude_replay(replay_id, tracker=tracker, policy=policy, api=api,
                                  output=output, compare_files=compare_files)
     except BaseException:
         delete_job(spec.namespace, spec.name, api)  # interrupted or failed: not left behind
@@ -229,9 +227,8 @@ def replay_on_kubernetes(run_id: str, *, tracker: TrackerLike, options: KubeOpti
     return result
 
 
-def conclude_replay(replay_id: str, *, tracker: TrackerLike, tolerance: Tolerance | None = None,
-                    metrics: tuple[str, ...] = (),
-                    per_metric: Mapping[str, Tolerance] | None = None, api: Any = None,
+def conclude_replay(replay_id: str, *, tracker: TrackerLike,
+                    policy: MetricPolicy | None = None, api: Any = None,
                     output: Callable[[bytes], None] | None = None,
                     compare_files: bool = False) -> KubeReplayResult:
     """Follow a submitted replay Job (running or done) to its end, then compare the run
@@ -250,7 +247,7 @@ def conclude_replay(replay_id: str, *, tracker: TrackerLike, tolerance: Toleranc
     run = tracker.run(original)
     try:
         code = follow_job(namespace, name, output=output or to_stdout, api=api)
-        comparison = conclude(tracker, run, replay_id, code, tolerance, metrics, per_metric,
+        comparison = conclude(tracker, run, replay_id, code, policy,
                               compare_files=compare_files)
     except BaseException as exc:
         _failed(tracker, replay_id, exc)
@@ -281,9 +278,7 @@ class SweepItem:
 
 
 def sweep(experiment: str, *, last: int, parallel: int, tracker: TrackerLike,
-          options: KubeOptions, tolerance: Tolerance | None = None,
-          metrics: tuple[str, ...] = (), per_metric: Mapping[str, Tolerance] | None = None
-          ) -> list[SweepItem]:
+          options: KubeOptions, policy: MetricPolicy | None = None) -> list[SweepItem]:
     """Replay the ``last`` newest captured runs of ``experiment`` as Jobs, at most
     ``parallel`` at a time; one item per run, in the runs' order (newest first). An
     infrastructure failure of one run is recorded on it, the others go on."""
@@ -300,8 +295,7 @@ def sweep(experiment: str, *, last: int, parallel: int, tracker: TrackerLike,
     def one(run_id: str) -> SweepItem:
         try:
             return SweepItem(run_id, replay_on_kubernetes(
-                run_id, tracker=tracker, options=options, tolerance=tolerance,
-                metrics=metrics, per_metric=per_metric, output=_quiet))
+                run_id, tracker=tracker, options=options, policy=policy, output=_quiet))
         except EnvlockError as exc:
             return SweepItem(run_id, error=exc.message)
 

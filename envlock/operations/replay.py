@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.errors import EnvlockError, Interrupted, UsageError
-from envlock.model.compare import Comparison, Tolerance, compare_artifacts, compare_tree
+from envlock.model.compare import Comparison, MetricPolicy, compare_artifacts, compare_tree
 from envlock.model.runtree import RelayReport
 
 STORE_MOUNT = "/envlock/mlruns"
@@ -131,13 +131,13 @@ def record_host(tracker: TrackerLike, replay_id: str, engine: EngineLike,
 def replay(run_id: str, *, engine: EngineLike, tracker: TrackerLike, gpus: str | None = None,
            mounts: list[str] | None = None, env: list[str] | None = None,
            command: str | None = None, track: bool = True, force: bool = False,
-           tolerance: Tolerance | None = None, metrics: tuple[str, ...] = (),
+           policy: MetricPolicy | None = None,
            # the raw --shm-size/--cpus/--memory; this host's facts (None: probed);
            # notify(kind, text) hears pre-flight warnings and resource decisions early
            shm_size: str | None = None, cpus: str | None = None, memory: str | None = None,
            host: dict[str, Any] | None = None,
            notify: Callable[[str, str], None] | None = None,
-           per_metric: Mapping[str, Tolerance] | None = None, network: str = "none",
+           network: str = "none",
            host_gpu: dict[str, Any] | None = None, compare_files: bool = False,
            output: Callable[[bytes], None] | None = None) -> ReplayResult:
     from envlock.model import compat
@@ -195,8 +195,8 @@ def replay(run_id: str, *, engine: EngineLike, tracker: TrackerLike, gpus: str |
             if replay_id:
                 relay = tracker.relay_file_store(store / "store", replay_id,
                                                  f"{STORE_MOUNT}/store")
-                comparison = conclude(tracker, run, replay_id, code, tolerance, metrics,
-                                      per_metric, relay=relay, compare_files=compare_files)
+                comparison = conclude(tracker, run, replay_id, code, policy, relay=relay,
+                                      compare_files=compare_files)
         except BaseException as exc:
             if replay_id:  # never leave a replay run RUNNING
                 tracker.finish(replay_id, False)
@@ -208,8 +208,8 @@ def replay(run_id: str, *, engine: EngineLike, tracker: TrackerLike, gpus: str |
                         relay=relay, resources=given.to_dict())
 
 
-def conclude(tracker: TrackerLike, run: Any, replay_id: str, code: int, tolerance: Tolerance | None,
-             metrics: tuple[str, ...], per_metric: Mapping[str, Tolerance] | None = None, *,
+def conclude(tracker: TrackerLike, run: Any, replay_id: str, code: int,
+             policy: MetricPolicy | None = None, *,
              relay: RelayReport | None = None, compare_files: bool = False) -> Comparison:
     """Compare the replay's run tree with the original's (and its artifacts when asked),
     record which replay run stands for which original, tag the verdict and finish the
@@ -218,8 +218,7 @@ def conclude(tracker: TrackerLike, run: Any, replay_id: str, code: int, toleranc
     from dataclasses import replace
 
     comparison = compare_tree(tracker.run_tree(run.run_id), tracker.run_tree(replay_id),
-                              tolerance or Tolerance(), metrics, per_metric,
-                              relay.missing if relay else ())
+                              policy or MetricPolicy(), relay.missing if relay else ())
     pairs = [("", run.run_id, replay_id)] + [(r.name, r.original_id, r.replay_id)
                                              for r in comparison.runs
                                              if r.original_id and r.replay_id]

@@ -36,6 +36,10 @@ MemoryOpt = Annotated[str | None, typer.Option(
     "--memory.")]
 MetricOpt = Annotated[list[str] | None, typer.Option(
     "--metric", help="Compare only these metrics (repeatable; in every run of the tree).")]
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="Gate on every metric: also those that measure time, throughput or "
+    "the machine (*_time, *_runtime, *_per_second, system/*, …), which are otherwise "
+    "shown but not gated (config: ungated_metrics, gated_metrics).")]
 CompareArtifactsOpt = Annotated[bool, typer.Option(
     "--compare-artifacts", help="Also compare every artifact (and logged model file) of "
     "every run by sha256: identical / differs / missing; any but identical fails.")]
@@ -67,6 +71,7 @@ def replay_command(
                         ] = False,
     tolerance: ToleranceOpt = None,
     metric: MetricOpt = None,
+    strict: StrictOpt = False,
     compare_artifacts: CompareArtifactsOpt = False,
     network: Annotated[str, typer.Option("--network", help="Container network (none, host, "
                                          "bridge).")] = "none",
@@ -103,7 +108,8 @@ def replay_command(
     replay run linked to the original: every run the experiment makes (child runs of a
     search too) is relayed with its params, metric histories, tags, datasets, artifacts
     and models, then compared with the original's tree (metrics, params; artifacts with
-    --compare-artifacts). Exits with the experiment's exit code. With
+    --compare-artifacts); metrics of time, throughput or the machine are shown but not
+    gated unless --strict. Exits with the experiment's exit code. With
     --on kubernetes the image runs as a Job on the current cluster (pre-flight on its
     nodes' GPU labels); its MLflow logs straight into the replay run, so the tracking
     store must be a server the cluster can reach."""
@@ -116,7 +122,7 @@ def replay_command(
 
     out.begin("replay", as_json)
     parse_flags(shm_size, cpus, memory)  # bad values fail before anything runs
-    tol, per_metric = config.load().tolerances(tolerance)
+    policy = config.load().metric_policy(tolerance, metric, strict)
     kube_flags = {"--namespace": namespace != "default", "--node-selector": node_selector,
                   "--toleration": toleration, "--image-pull-secret": image_pull_secret,
                   "--env-from-secret": env_from_secret, "--dry-run": dry_run}
@@ -143,17 +149,14 @@ def replay_command(
                               registry_credentials=_kube_credentials(registry_username,
                                                                      registry_password_stdin))
         raise typer.Exit(_on_kubernetes(run_id, options, dry_run=dry_run, detach=detach,
-                                        force=force,
-                                        tolerance=tol, metrics=tuple(metric or ()),
-                                        per_metric=per_metric, as_json=as_json,
+                                        force=force, policy=policy, as_json=as_json,
                                         compare_files=compare_artifacts))
     tracker = Tracker()
     engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
     result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
                     shm_size=shm_size, cpus=cpus, memory=memory, notify=out.notify,
                     mounts=mount, env=env, command=command, track=not no_track, force=force,
-                    tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
-                    network=network, compare_files=compare_artifacts,
+                    policy=policy, network=network, compare_files=compare_artifacts,
                     output=out.passthrough(as_json))
     for warning in result.warnings:
         out.warn(warning)
@@ -185,8 +188,7 @@ def _only_with(flags: dict[str, Any], on: Target) -> None:
 
 
 def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, detach: bool, force: bool,
-                   tolerance: Any,
-                   metrics: tuple[str, ...], per_metric: Any, as_json: bool,
+                   policy: Any, as_json: bool,
                    compare_files: bool = False) -> int:
     from envlock.adapters.tracking import Tracker
     from envlock.cli import output as out
@@ -202,8 +204,7 @@ def _on_kubernetes(run_id: str, options: Any, *, dry_run: bool, detach: bool, fo
     if detach:
         return _submitted(run_id, options, force)
     result = kube.replay_on_kubernetes(run_id, tracker=Tracker(), options=options, force=force,
-                                       tolerance=tolerance, metrics=metrics,
-                                       per_metric=per_metric, compare_files=compare_files,
+                                       policy=policy, compare_files=compare_files,
                                        output=out.passthrough(as_json))
     for warning in result.warnings:
         out.warn(warning)

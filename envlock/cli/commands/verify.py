@@ -20,6 +20,7 @@ from envlock.cli.commands.replay import (
     MemoryOpt,
     MetricOpt,
     ShmSizeOpt,
+    StrictOpt,
     Target,
     ToleranceOpt,
 )
@@ -33,6 +34,7 @@ def verify_command(
         "instead: wait for its Job, compare, tag the verdict, write the reports.")] = None,
     tolerance: ToleranceOpt = None,
     metric: MetricOpt = None,
+    strict: StrictOpt = False,
     compare_artifacts: CompareArtifactsOpt = False,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report.")
                      ] = None,
@@ -61,6 +63,7 @@ def verify_command(
 
     The whole run tree is compared (child runs, params; artifacts with
     --compare-artifacts); a relay that could not carry everything is not reproduced.
+    Metrics of time, throughput or the machine are shown but not gated unless --strict.
     Reports: JUnit XML (the run, the relay, each metric, the params, each child run and
     artifact) and Markdown."""
     from envlock import config
@@ -74,16 +77,15 @@ def verify_command(
 
     out.begin("verify", as_json)
     parse_flags(shm_size, cpus, memory)  # bad values fail before anything runs
-    tol, per_metric = config.load().tolerances(tolerance)
+    policy = config.load().metric_policy(tolerance, metric, strict)
 
     tracker = Tracker()
     if experiment:
         raise typer.Exit(_sweep(experiment, run_id, tracker, on, junit, markdown,
                                 last=last, parallel=parallel, namespace=namespace, gpus=gpus,
-                                tolerance=tol, metrics=tuple(metric or ()),
-                                per_metric=per_metric))
+                                policy=policy))
     if replay_run:
-        result = _conclude(replay_run, run_id, tracker, tol, tuple(metric or ()), per_metric)
+        result = _conclude(replay_run, run_id, tracker, policy)
         run_id = result.original_run_id
     elif not run_id:
         raise UsageError("verify needs a RUN_ID (or --replay REPLAY_RUN)",
@@ -92,8 +94,8 @@ def verify_command(
         engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
         result = replay(run_id, engine=engine, tracker=tracker, gpus=gpus,
                         shm_size=shm_size, cpus=cpus, memory=memory, notify=out.notify,
-                        tolerance=tol, metrics=tuple(metric or ()), per_metric=per_metric,
-                        compare_files=compare_artifacts, output=out.passthrough(True))
+                        policy=policy, compare_files=compare_artifacts,
+                        output=out.passthrough(True))
     comparison = result.comparison
     reproduced = result.exit_code == 0 and bool(comparison and comparison.reproduced)
     run_case = report.Case(f"replay of {run_id}", result.exit_code == 0,
@@ -113,8 +115,7 @@ def verify_command(
                               EXIT_OK if reproduced else EXIT_DRIFT))
 
 
-def _conclude(replay_run: str, run_id: str | None, tracker: Any, tolerance: Any,
-              metrics: tuple[str, ...], per_metric: Any) -> Any:
+def _conclude(replay_run: str, run_id: str | None, tracker: Any, policy: Any) -> Any:
     """--replay: follow a detached Kubernetes replay to its end and conclude it."""
     from envlock.cli import output as out
     from envlock.errors import UsageError
@@ -124,15 +125,13 @@ def _conclude(replay_run: str, run_id: str | None, tracker: Any, tolerance: Any,
     if run_id and run_id != original:
         raise UsageError(f"replay run {replay_run} replays {original}, not {run_id}",
                          "drop RUN_ID with --replay")
-    return kube.conclude_replay(replay_run, tracker=tracker, tolerance=tolerance,
-                                metrics=metrics, per_metric=per_metric,
+    return kube.conclude_replay(replay_run, tracker=tracker, policy=policy,
                                 output=out.passthrough(True))
 
 
 def _sweep(experiment: str, run_id: str | None, tracker: Any, on: Target,
            junit: Path | None, markdown: Path | None, *, last: int, parallel: int,
-           namespace: str, gpus: str | None, tolerance: Any, metrics: tuple[str, ...],
-           per_metric: Any) -> int:
+           namespace: str, gpus: str | None, policy: Any) -> int:
     """--experiment: the last N captured runs as parallel Jobs, one report; exit 0 all
     reproduced, 1 some not, 2 an infrastructure error stopped some."""
     from envlock.cli import output as out
@@ -145,7 +144,7 @@ def _sweep(experiment: str, run_id: str | None, tracker: Any, on: Target,
                          "drop RUN_ID and pass --on kubernetes")
     items = kube.sweep(experiment, last=last, parallel=parallel, tracker=tracker,
                        options=kube.KubeOptions(namespace=namespace, gpus=gpus),
-                       tolerance=tolerance, metrics=metrics, per_metric=per_metric)
+                       policy=policy)
     cases = report.sweep_cases(items)
     report.write(junit, markdown, "envlock.verify", cases,
                  report.sweep_markdown(experiment, items))
