@@ -133,9 +133,7 @@ class Divergence:
 
     @property
     def delta(self) -> float | None:
-        if self.original is None or self.replay is None:
-            return None
-        return self.replay - self.original
+        return _delta(self.original, self.replay)
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "index": self.index, "original": self.original,
@@ -154,6 +152,10 @@ def first_divergence(original: History, replay: History,
             if x is None or y is None or not _close(x, y, tolerance):
                 return Divergence(step, x, y, i)
     return None
+
+
+def _delta(original: float | None, replay: float | None) -> float | None:
+    return None if original is None or replay is None else replay - original
 
 
 def _by_step(history: History) -> dict[int, list[float]]:
@@ -190,9 +192,7 @@ class MetricRow:
 
     @property
     def delta(self) -> float | None:
-        if self.original is None or self.replay is None:
-            return None
-        return self.replay - self.original
+        return _delta(self.original, self.replay)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "original": self.original, "replay": self.replay,
