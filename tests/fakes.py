@@ -451,6 +451,12 @@ class FakeTracker(_Recorder):
                       if not p.startswith(ARTIFACT_DIR + "/")} for rid in run_ids}
 
 
+    def artifact_bytes(self, run_id: str, path: str, limit: int) -> bytes | None:
+        self._call("artifact_bytes", run_id, path)
+        data = self._get(run_id).artifacts.get(path)
+        return data if data is not None and len(data) <= limit else None
+
+
 def _node(run: FakeRun) -> RunNode:
     data = run.data()
     histories = {k: [(int(p["step"]), float(p["value"])) for p in sorted(

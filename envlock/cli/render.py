@@ -298,8 +298,9 @@ def runs_table(comparison: Comparison) -> str:
 
 
 def artifacts_table(comparison: Comparison) -> str:
-    rows = [("run", "artifact", "")]
-    rows += [(a.run or "(replay run)", a.path, a.status) for a in comparison.artifacts or ()]
+    rows = [("run", "artifact", "", "why")]
+    rows += [(a.run or "(replay run)", a.path, a.status, a.reason or "")
+             for a in comparison.artifacts or ()]
     counts: dict[str, int] = {}
     for artifact in comparison.artifacts or ():
         counts[artifact.status] = counts.get(artifact.status, 0) + 1

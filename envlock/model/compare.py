@@ -293,6 +293,7 @@ class ArtifactRow:
     path: str
     original: str | None  # sha256
     replay: str | None
+    reason: str | None = None  # of one that differs: why (envlock.model.artifactdiff)
 
     @property
     def status(self) -> str:
@@ -308,7 +309,8 @@ class ArtifactRow:
 
     def to_dict(self) -> dict[str, Any]:
         return {"run": self.run, "path": self.path, "status": self.status,
-                "original_sha256": self.original, "replay_sha256": self.replay}
+                "original_sha256": self.original, "replay_sha256": self.replay,
+                "reason": self.reason}
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,8 @@ def verify_cases(run_case: Case, comparison: Comparison | None,
                           _run_detail(run)))
     for artifact in comparison.artifacts or ():
         label = f"{artifact.run}/" if artifact.run else ""
-        cases.append(Case(f"artifact {label}{artifact.path}", artifact.ok, artifact.status))
+        cases.append(Case(f"artifact {label}{artifact.path}", artifact.ok, artifact.status
+                          + (f": {artifact.reason}" if artifact.reason else "")))
     root = {r.name: r for r in comparison.rows}
     for metric in comparison.ungated():
         values = f"{_metric_detail(root[metric.name])}; " if metric.name in root else ""
@@ -154,7 +155,8 @@ def verify_markdown(run_id: str, reproduced: bool, facts: dict[str, Any],
     if comparison.artifacts is not None:
         extra += ["", "| run | artifact | |", "|---|---|---|"]
         extra += [f"| {a.run or '(root)'} | {a.path} | "
-                  f"{a.status if a.ok else '**' + a.status + '**'} |"
+                  f"{a.status if a.ok else '**' + a.status + '**'}"
+                  f"{': ' + _cell(a.reason) if a.reason else ''} |"
                   for a in comparison.artifacts]
     return text + ("\n".join(extra) + "\n" if extra else "")
 

@@ -226,8 +226,13 @@ def conclude(tracker: TrackerLike, run: Any, replay_id: str, code: int,
         tracker.set_tags(str(replay_child), {"envlock.replay_of": str(original_id)})
     if compare_files:
         digests = tracker.artifact_digests_of([str(i) for _n, a, b in pairs for i in (a, b)])
-        comparison = replace(comparison, artifacts=compare_artifacts(
-            (name, digests[str(a)], digests[str(b)]) for name, a, b in pairs))
+        from envlock.operations.explain import explain_artifacts
+
+        rows = compare_artifacts((name, digests[str(a)], digests[str(b)])
+                                 for name, a, b in pairs)
+        comparison = replace(comparison, artifacts=explain_artifacts(
+            tracker, rows, {name: (str(a), str(b)) for name, a, b in pairs
+                            if [n for n, _a, _b in pairs].count(name) == 1}))
     reproduced = code == 0 and comparison.reproduced
     verdict = "reproduced" if reproduced else (
         comparison.verdict if comparison.relay_missing else "not reproduced")

@@ -387,6 +387,17 @@ class Tracker:
             out[run_id] = digests
         return out
 
+    def artifact_bytes(self, run_id: str, path: str, limit: int) -> bytes | None:
+        """One artifact file of a run, when it is at most ``limit`` bytes (else None)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="envlock-artifact-") as tmp:
+            local = Path(self._call("downloading artifacts", self.client.download_artifacts,
+                                    run_id, path, tmp))
+            if not local.is_file() or local.stat().st_size > limit:
+                return None
+            return local.read_bytes()
+
     def _models_by_run(self, experiment_id: str) -> dict[str, list[Any]]:
         search = getattr(self.client, "search_logged_models", None)
         found: dict[str, list[Any]] = {}
