@@ -40,7 +40,13 @@ KEYS: dict[str, Key] = {
     "base_images": Key(dict, None, "base image per Python version ('3.11' or '3.11.9')", {}),
     "tracking_uri": Key(str, "MLFLOW_TRACKING_URI", "MLflow tracking URI"),
     "tolerance": Key(str, None, "default metric tolerance: 1e-6, 0.5% or abs=…,rel=…"),
-    "tolerances": Key(dict, None, "tolerance per metric name", {}),
+    "tolerances": Key(dict, None, "tolerance per metric name (such a metric always gates)",
+                      {}),
+    "ungated_metrics": Key(list, None, "metric name patterns shown but not gated by replay "
+                           "and verify (besides the built-in time/throughput/machine rules)",
+                           []),
+    "gated_metrics": Key(list, None, "metric name patterns that always gate replay and "
+                         "verify, even where a built-in rule would not", []),
     "env_allow": Key(list, None, "extra env var name patterns to record", []),
     "deny": Key(list, None, "extra path patterns kept out of the code layer", []),
     "code_max_size": Key(str, "ENVLOCK_CODE_MAX_SIZE", "size cap for packing a project "
@@ -151,6 +157,19 @@ class Config:
         per_metric = {name: Tolerance.parse(str(spec))
                       for name, spec in self.get("tolerances").items()}
         return Tolerance.parse(self.get("tolerance", flag)), per_metric
+
+    def metric_policy(self, tolerance: str | None = None, metrics: Any = (),
+                      strict: bool = False) -> Any:
+        """How replay and verify compare metrics: the tolerances (``--tolerance`` >
+        config), ``--metric``, ``--strict``, and the config's gated/ungated patterns
+        (envlock.model.compare.MetricPolicy)."""
+        from envlock.model.compare import MetricPolicy
+
+        default, per_metric = self.tolerances(tolerance)
+        return MetricPolicy(tolerance=default, per_metric=per_metric,
+                            metrics=tuple(metrics or ()),
+                            ungated=tuple(self.get("ungated_metrics")),
+                            gated=tuple(self.get("gated_metrics")), strict=strict)
 
 
 def find(start: Path | None = None) -> Path | None:

@@ -264,7 +264,8 @@ class FakeRun:
     artifacts: dict[str, bytes] = field(default_factory=dict)  # path -> bytes
 
     def data(self) -> RunData:
-        metrics = {k: float(v[-1]["value"]) for k, v in self.history.items() if v}
+        metrics = {k: float(max(v, key=lambda p: (p["step"], p["timestamp"]))["value"])
+                   for k, v in self.history.items() if v}  # MLflow's latest: by step, time
         return RunData(run_id=self.run_id, experiment_id=self.experiment_id,
                        status=self.status, name=self.name, tags=dict(self.tags),
                        params=dict(self.params), metrics=metrics, start_time=self.start_time)
@@ -287,12 +288,18 @@ class FakeTracker(_Recorder):
     def add_run(self, experiment_id: str = "0", name: str = "train", *,
                 tags: dict[str, str] | None = None, params: dict[str, str] | None = None,
                 metrics: dict[str, float] | None = None, status: str = "FINISHED",
-                artifacts: dict[str, bytes] | None = None) -> str:
+                artifacts: dict[str, bytes] | None = None,
+                history: dict[str, list[tuple[int, float]]] | None = None) -> str:
+        """A run; ``metrics`` logs one value each at step 0, ``history`` (step, value)
+        points each."""
         run_id = self.create_run_at(experiment_id, name, dict(tags or {}), None)
         run = self.runs[run_id]
         run.params.update(params or {})
         run.history.update({k: [{"value": v, "step": 0, "timestamp": 1}]
                             for k, v in (metrics or {}).items()})
+        run.history.update({k: [{"value": v, "step": step, "timestamp": i + 1}
+                                for i, (step, v) in enumerate(points)]
+                            for k, points in (history or {}).items()})
         run.status, run.artifacts = status, dict(artifacts or {})
         self.calls.clear()
         self._tag_log.clear()
@@ -443,9 +450,18 @@ class FakeTracker(_Recorder):
                       if not p.startswith(ARTIFACT_DIR + "/")} for rid in run_ids}
 
 
+    def artifact_bytes(self, run_id: str, path: str, limit: int) -> bytes | None:
+        self._call("artifact_bytes", run_id, path)
+        data = self._get(run_id).artifacts.get(path)
+        return data if data is not None and len(data) <= limit else None
+
+
 def _node(run: FakeRun) -> RunNode:
     data = run.data()
-    return RunNode(run.run_id, run.name, data.params, data.metrics, run.start_time)
+    histories = {k: [(int(p["step"]), float(p["value"])) for p in sorted(
+        v, key=lambda p: (p["step"], p["timestamp"]))] for k, v in run.history.items() if v}
+    return RunNode(run.run_id, run.name, data.params, data.metrics, run.start_time,
+                   status=run.status, histories=histories)
 
 
 

@@ -213,41 +213,98 @@ def check_text(result: CheckResult) -> str:
 
 
 def comparison_table(comparison: Comparison) -> str:
-    """The root's metrics, then changed params, the child runs, the artifacts, the verdict."""
+    """The root's gated metrics, changed params, the child runs, where histories part,
+    the metrics shown but not gated, the artifacts, what differs, the verdict."""
     rows = [("metric", "original", "replay", "delta", "")]
     for row in comparison.rows:
-        rows.append((row.name, _fmt(row.original), _fmt(row.replay),
-                     _fmt(row.delta), "ok" if row.ok else "DIFFERS"))
+        if row.gated:
+            rows.append((row.name, _fmt(row.original), _fmt(row.replay),
+                         _fmt(row.delta), _metric_state(row)))
     lines = [table(rows)]
     lines += [f"param {p.name}: original {p.original!r}, replay {p.replay!r}"
               for p in comparison.params if not p.ok]
     if comparison.runs:
+        original, replay = comparison.children
+        lines.append(f"child runs: {original} in the original, {replay} in the replay")
         lines.append(runs_table(comparison))
+    lines += history_lines(comparison)
+    if comparison.ungated():
+        lines.append(ungated_table(comparison))
     if comparison.artifacts is not None:
         lines.append(artifacts_table(comparison))
     lines += [f"relay incomplete: {m}" for m in comparison.relay_missing]
+    differing = comparison.differing()
+    if differing:
+        lines.append("differ: " + ", ".join(f"{name} ({n} run{'s' if n > 1 else ''})"
+                                            for name, n in differing.items()))
     verdict = "REPRODUCED" if comparison.reproduced else "NOT REPRODUCED"
     tol = comparison.tolerance
-    lines.append(f"{verdict} (tolerance abs={tol.absolute:g}, rel={tol.relative:g})")
+    strict = "; --strict: every metric gates" if comparison.policy.strict else ""
+    lines.append(f"{verdict} (tolerance abs={tol.absolute:g}, rel={tol.relative:g}{strict})")
     return "\n".join(lines)
 
 
+def _metric_state(row: Any) -> str:
+    if row.ok:
+        return "ok"
+    if row.divergence is not None:
+        return f"DIFFERS from step {row.divergence.step}"
+    return "DIFFERS"
+
+
+def history_lines(comparison: Comparison, limit: int = 20) -> list[str]:
+    """Where each gated metric's history first parts from the original's."""
+    found = comparison.divergences()
+    lines = []
+    for label, row, d in found[:limit]:
+        points = f"; {row.points[0]}/{row.points[1]} points" if row.points else ""
+        delta = f" (delta {d.delta:+.6g})" if d.delta is not None else ""
+        lines.append(f"history of {row.name} ({'child ' + label if label else 'root'}): "
+                     f"first differs at step {d.step}: original {_fmt(d.original)}, "
+                     f"replay {_fmt(d.replay)}{delta}{points}")
+    if len(found) > limit:
+        lines.append(f"… and {len(found) - limit} more histories differ (see --json)")
+    return lines
+
+
+def ungated_table(comparison: Comparison) -> str:
+    """The metrics shown but not gated: at the root with their values, in child runs as
+    how many differ."""
+    root = {r.name: r for r in comparison.rows if not r.gated}
+    rows = [("metric", "original", "replay", "delta", "differs in", "not gated by")]
+    for metric in comparison.ungated():
+        at_root = root.get(metric.name)
+        rows.append((metric.name, _fmt(at_root.original if at_root else None),
+                     _fmt(at_root.replay if at_root else None),
+                     _fmt(at_root.delta if at_root else None),
+                     f"{metric.differ}/{metric.runs} runs", metric.rule))
+    return ("not gated (time, throughput or the machine; shown, not part of the verdict; "
+            "--strict gates them):\n" + table(rows))
+
+
 def runs_table(comparison: Comparison) -> str:
-    rows = [("child run", "original", "replay", "matched by", "metrics", "params")]
+    rows = [("child run", "original", "replay", "matched by", "status", "metrics", "params")]
     for run in comparison.runs:
-        differs = [m.name for m in run.metrics if not m.ok]
+        gated = [m for m in run.metrics if m.gated]
+        differs = [m.name for m in gated if not m.ok]
         changed = [p.name for p in run.params if not p.ok]
-        rows.append(("  " * (run.depth - 1) + run.name, (run.original_id or "-")[:12],
-                     (run.replay_id or "-")[:12], run.rule,
-                     f"{len(run.metrics) - len(differs)}/{len(run.metrics)} ok"
-                     + (f" (differ: {', '.join(differs)})" if differs else ""),
+        name = run.name if run.name_ok else f"{run.name} -> {run.replay_name} (DIFFERS)"
+        status = "-" if run.status is None else run.status[0] if run.status_ok else \
+            f"{run.status[0]} -> {run.status[1]} (DIFFERS)"
+        ungated = len(run.metrics) - len(gated)
+        rows.append(("  " * (run.depth - 1) + name, (run.original_id or "-")[:12],
+                     (run.replay_id or "-")[:12], run.rule, status,
+                     f"{len(gated) - len(differs)}/{len(gated)} ok"
+                     + (f" (differ: {', '.join(differs)})" if differs else "")
+                     + (f" +{ungated} not gated" if ungated else ""),
                      "same" if not changed else "CHANGED: " + ", ".join(changed)))
     return table(rows)
 
 
 def artifacts_table(comparison: Comparison) -> str:
-    rows = [("run", "artifact", "")]
-    rows += [(a.run or "(replay run)", a.path, a.status) for a in comparison.artifacts or ()]
+    rows = [("run", "artifact", "", "why")]
+    rows += [(a.run or "(replay run)", a.path, a.status, a.reason or "")
+             for a in comparison.artifacts or ()]
     counts: dict[str, int] = {}
     for artifact in comparison.artifacts or ():
         counts[artifact.status] = counts.get(artifact.status, 0) + 1

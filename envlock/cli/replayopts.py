@@ -74,6 +74,9 @@ COMPARISON_OPTIONS: Mapping[str, Any] = {
                                  "logged model file) of every run by sha256: identical / "
                                  "differs / missing; any but identical fails.", COMPARISON,
                                  bool),
+    "strict": _option("--strict", "Gate on every metric, also those that measure time, "
+                      "throughput or the machine (shown but not gated by default).",
+                      COMPARISON, bool),
 }
 
 
@@ -100,7 +103,7 @@ class ReplayFlags:
                              tolerance=self.values["tolerance"],
                              metrics=tuple(self.values["metric"] or ()),
                              compare_artifacts=bool(self.values["compare_artifacts"]),
-                             track=track, force=force)
+                             strict=bool(self.values["strict"]), track=track, force=force)
 
 
 def replay_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -108,7 +111,7 @@ def replay_options(command: Callable[..., None]) -> Callable[..., None]:
     ``flags: ReplayFlags`` argument."""
     keyword = inspect.Parameter.KEYWORD_ONLY  # typer passes every value by name
     added = [inspect.Parameter(name, keyword, annotation=annotation,
-                               default=False if name == "compare_artifacts" else None)
+                               default=False if name in ("compare_artifacts", "strict") else None)
              for name, annotation in {**CONTAINER_OPTIONS, **COMPARISON_OPTIONS}.items()]
     parameters = []  # the options in place of ``flags``: their panels come first in --help
     for own in inspect.signature(command, eval_str=True).parameters.values():

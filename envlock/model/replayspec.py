@@ -26,7 +26,7 @@ from typing import Any
 
 from envlock.errors import UsageError
 from envlock.image.render import USER_ID, WORKDIR
-from envlock.model.compare import Tolerance
+from envlock.model.compare import MetricPolicy
 
 #: The replay container's hostname: fixed, so that nothing in a replay depends on a
 #: random container id (a DNS label, valid for Docker and as a pod's hostname).
@@ -70,9 +70,9 @@ class Hardening:
 class Checks:
     """What the replay's run tree is compared with the original's by."""
 
-    tolerance: Tolerance = field(default_factory=Tolerance)
-    per_metric: Mapping[str, Tolerance] = field(default_factory=dict)
-    metrics: tuple[str, ...] = ()  # only these (empty: every metric)
+    #: the tolerances, --metric, and which metrics gate the verdict (timing metrics not,
+    #: unless --strict or the config's gated_metrics)
+    policy: MetricPolicy = field(default_factory=MetricPolicy)
     artifacts: bool = False  # also every artifact by sha256
 
 

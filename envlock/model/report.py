@@ -21,16 +21,20 @@ class Case:
     name: str
     ok: bool
     detail: str
+    skipped: bool = False  # shown, not part of the verdict (a metric not gated)
 
 
 def junit(suite: str, cases: Sequence[Case]) -> str:
     root = ET.Element("testsuites")
     failures = sum(1 for c in cases if not c.ok)
     element = ET.SubElement(root, "testsuite", name=suite, tests=str(len(cases)),
-                            failures=str(failures), errors="0")
+                            failures=str(failures), errors="0",
+                            skipped=str(sum(1 for c in cases if c.skipped)))
     for case in cases:
         node = ET.SubElement(element, "testcase", classname=suite, name=case.name)
-        if not case.ok:
+        if case.skipped:
+            ET.SubElement(node, "skipped", message=case.detail)
+        elif not case.ok:
             ET.SubElement(node, "failure", message=case.detail).text = case.detail
         else:
             ET.SubElement(node, "system-out").text = case.detail
@@ -64,17 +68,17 @@ def write(junit_path: Path | None, markdown_path: Path | None, suite: str,
 # ----------------------------------------------------------------------------- verify
 def verify_cases(run_case: Case, comparison: Comparison | None,
                  relay: Any = None) -> list[Case]:
-    """The replay itself, the relay, then one case per compared metric, one for the
-    params, one per child run of the tree and one per compared artifact."""
+    """The replay itself, the relay, then one case per gated metric of the root, one for
+    the params, one per child run of the tree, one per compared artifact, and one skipped
+    case per metric shown but not gated (over every run that has it)."""
     cases = [run_case]
     if relay is not None:
         cases.append(Case("relay", relay.complete, relay.summary() if relay.complete
                           else "incomplete: " + "; ".join(relay.missing)))
     if comparison is None:
         return cases
-    for row in comparison.rows:
-        cases.append(Case(f"metric {row.name}", row.ok,
-                          f"original {row.original}, replay {row.replay}, delta {row.delta}"))
+    cases += [Case(f"metric {row.name}", row.ok, _metric_detail(row))
+              for row in comparison.rows if row.gated]
     changed = [p for p in comparison.params if not p.ok]
     cases.append(Case("params", not changed, "; ".join(
         f"{p.name}: {p.original!r} -> {p.replay!r}" for p in changed)
@@ -84,25 +88,49 @@ def verify_cases(run_case: Case, comparison: Comparison | None,
                           _run_detail(run)))
     for artifact in comparison.artifacts or ():
         label = f"{artifact.run}/" if artifact.run else ""
-        cases.append(Case(f"artifact {label}{artifact.path}", artifact.ok, artifact.status))
+        cases.append(Case(f"artifact {label}{artifact.path}", artifact.ok, artifact.status
+                          + (f": {artifact.reason}" if artifact.reason else "")))
+    root = {r.name: r for r in comparison.rows}
+    for metric in comparison.ungated():
+        values = f"{_metric_detail(root[metric.name])}; " if metric.name in root else ""
+        cases.append(Case(f"metric {metric.name} (not gated)", True,
+                          f"not gated ({metric.rule}; --strict gates it): {values}differs "
+                          f"in {metric.differ} of {metric.runs} run(s)", skipped=True))
     return cases
+
+
+def _metric_detail(row: Any) -> str:
+    text = f"original {row.original}, replay {row.replay}, delta {row.delta}"
+    if row.divergence is not None:
+        d = row.divergence
+        text += (f"; history first differs at step {d.step}: original {d.original}, "
+                 f"replay {d.replay}")
+    return text
 
 
 def _run_detail(run: Any) -> str:
     if run.rule in ("missing", "extra"):
         return f"{run.rule} in the replay"
-    differs = [f"{m.name} {m.original} -> {m.replay}" for m in run.metrics if not m.ok]
+    gated = [m for m in run.metrics if m.gated]
+    differs = [f"{m.name} {m.original} -> {m.replay}"
+               + (f" (from step {m.divergence.step})" if m.divergence else "")
+               for m in gated if not m.ok]
+    ungated = [m.name for m in run.metrics if not m.gated and not m.ok]
     changed = [f"{p.name} {p.original!r} -> {p.replay!r}" for p in run.params if not p.ok]
-    return (f"replay run {run.replay_id}, matched by {run.rule}; "
-            f"{len(run.metrics) - len(differs)}/{len(run.metrics)} metrics same"
+    status = run.status[1] if run.status else "-"
+    return (f"replay run {run.replay_id}, matched by {run.rule}, status {status}"
+            + ("" if run.status_ok else f" (original {run.status[0] if run.status else '-'})")
+            + ("" if run.name_ok else f", name {run.replay_name!r}") + "; "
+            f"{len(gated) - len(differs)}/{len(gated)} metrics same"
             + (f"; differ: {', '.join(differs)}" if differs else "")
+            + (f"; not gated, differ: {', '.join(ungated)}" if ungated else "")
             + (f"; params changed: {', '.join(changed)}" if changed else ""))
 
 
 def verify_markdown(run_id: str, reproduced: bool, facts: dict[str, Any],
                     comparison: Comparison | None) -> str:
     rows = [(r.name, r.original, r.replay, r.delta, "ok" if r.ok else "**differs**")
-            for r in (comparison.rows if comparison else ())]
+            for r in (comparison.rows if comparison else ()) if r.gated]
     text = markdown(f"envlock verify {run_id}", reproduced,
                     "reproduced" if reproduced else "NOT reproduced", facts,
                     ("metric", "original", "replay", "delta", ""), rows)
@@ -111,17 +139,51 @@ def verify_markdown(run_id: str, reproduced: bool, facts: dict[str, Any],
     extra = [f"- relay incomplete: {m}" for m in comparison.relay_missing]
     extra += [f"- param `{p.name}`: `{p.original}` → `{p.replay}`"
               for p in comparison.params if not p.ok]
+    extra += [f"- history of `{row.name}` ({'child ' + label if label else 'root'}) first "
+              f"differs at step {d.step}: original `{d.original}`, replay `{d.replay}`"
+              for label, row, d in comparison.divergences()]
     if comparison.runs:
-        extra += ["", "| run | original | replay | matched by | |", "|---|---|---|---|---|"]
+        extra += ["", f"{comparison.children[0]} child runs in the original, "
+                  f"{comparison.children[1]} in the replay", "",
+                  "| run | original | replay | matched by | status | |",
+                  "|---|---|---|---|---|---|"]
         extra += [f"| {'&nbsp;' * 2 * (r.depth - 1)}{r.name} | {r.original_id or '-'} | "
-                  f"{r.replay_id or '-'} | {r.rule} | {'ok' if r.ok else '**differs**'} |"
+                  f"{r.replay_id or '-'} | {r.rule} | {_status(r)} | "
+                  f"{'ok' if r.ok else '**differs**: ' + _cell('; '.join(r.problems()))} |"
                   for r in comparison.runs]
+    extra += _ungated_markdown(comparison)
     if comparison.artifacts is not None:
         extra += ["", "| run | artifact | |", "|---|---|---|"]
         extra += [f"| {a.run or '(root)'} | {a.path} | "
-                  f"{a.status if a.ok else '**' + a.status + '**'} |"
+                  f"{a.status if a.ok else '**' + a.status + '**'}"
+                  f"{': ' + _cell(a.reason) if a.reason else ''} |"
                   for a in comparison.artifacts]
     return text + ("\n".join(extra) + "\n" if extra else "")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _status(run: Any) -> str:
+    if run.status is None:
+        return "-"
+    return run.status[0] if run.status_ok else f"**{run.status[0]} → {run.status[1]}**"
+
+
+def _ungated_markdown(comparison: Comparison) -> list[str]:
+    ungated = comparison.ungated()
+    if not ungated:
+        return []
+    root = {r.name: r for r in comparison.rows}
+    lines = ["", "Not gated (time, throughput or the machine; `--strict` gates them):", "",
+             "| metric | original | replay | differs in | not gated by |", "|---|---|---|---|---|"]
+    for metric in ungated:
+        row = root.get(metric.name)
+        lines.append(f"| {metric.name} | {row.original if row else '-'} | "
+                     f"{row.replay if row else '-'} | {metric.differ}/{metric.runs} runs | "
+                     f"`{metric.rule}` |")
+    return lines
 
 
 # ------------------------------------------------------------------------------ sweep

@@ -8,13 +8,15 @@ Matching rule (for the children of each matched parent, applied in this order):
   3. same run name;
   4. what is left, by start time.
 A child of the original left unmatched is *missing* from the replay; a child of the
-replay left unmatched is *extra*. Either makes the replay not reproduced.
+replay left unmatched is *extra*. Either makes the replay not reproduced, as does a
+matched child whose status (FINISHED / FAILED / KILLED) differs, or whose name differs
+(unless both are names MLflow made up, as a search's candidates get).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 #: MLflow's tag that makes a run the child of another.
@@ -29,6 +31,9 @@ class RunNode:
     metrics: dict[str, float] = field(default_factory=dict)
     start_time: int = 0
     children: tuple[RunNode, ...] = ()
+    status: str = ""  # FINISHED / FAILED / KILLED / RUNNING ("" : not known)
+    #: each metric's whole history, (step, value) in logging order ({}: not read)
+    histories: Mapping[str, Sequence[tuple[int, float]]] = field(default_factory=dict)
 
     def walk(self, depth: int = 0) -> Iterator[tuple[int, RunNode]]:
         yield depth, self
@@ -49,8 +54,7 @@ def build_tree(root: RunNode, parents: dict[str, str], nodes: dict[str, RunNode]
     def grow(node: RunNode, seen: frozenset[str]) -> RunNode:
         own = sorted(kids.get(node.run_id, []), key=lambda n: (n.start_time, n.run_id))
         children = tuple(grow(k, seen | {k.run_id}) for k in own if k.run_id not in seen)
-        return RunNode(node.run_id, node.name, node.params, node.metrics, node.start_time,
-                       children)
+        return replace(node, children=children)
 
     return grow(root, frozenset({root.run_id}))
 

@@ -197,8 +197,7 @@ def conclude(tracker: TrackerLike, run: Any, replay_id: str, code: int, checks: 
     import json
 
     comparison = compare_tree(tracker.run_tree(run.run_id), tracker.run_tree(replay_id),
-                              checks.tolerance, checks.metrics, checks.per_metric,
-                              relay.missing if relay else ())
+                              checks.policy, relay.missing if relay else ())
     pairs = [("", run.run_id, replay_id)] + [(r.name, r.original_id, r.replay_id)
                                              for r in comparison.runs
                                              if r.original_id and r.replay_id]
@@ -206,8 +205,13 @@ def conclude(tracker: TrackerLike, run: Any, replay_id: str, code: int, checks: 
         tracker.set_tags(str(replay_child), {"envlock.replay_of": str(original_id)})
     if checks.artifacts:
         digests = tracker.artifact_digests_of([str(i) for _n, a, b in pairs for i in (a, b)])
-        comparison = replace(comparison, artifacts=compare_artifacts(
-            (name, digests[str(a)], digests[str(b)]) for name, a, b in pairs))
+        from envlock.operations.explain import explain_artifacts
+
+        rows = compare_artifacts((name, digests[str(a)], digests[str(b)])
+                                 for name, a, b in pairs)
+        comparison = replace(comparison, artifacts=explain_artifacts(
+            tracker, rows, {name: (str(a), str(b)) for name, a, b in pairs
+                            if [n for n, _a, _b in pairs].count(name) == 1}))
     reproduced = code == 0 and comparison.reproduced
     verdict = "reproduced" if reproduced else (
         comparison.verdict if comparison.relay_missing else "not reproduced")

@@ -53,6 +53,7 @@ class ReplayRequest:
     tolerance: str | None = None  # --tolerance; else the config's
     metrics: tuple[str, ...] = ()
     compare_artifacts: bool = False
+    strict: bool = False  # --strict: every metric gates, timing ones too
     track: bool = True
     force: bool = False  # run even when the GPU/driver pre-flight fails
 
@@ -90,8 +91,8 @@ def checked(request: ReplayRequest, config: Config) -> ContainerFlags:
 
 
 def checks(request: ReplayRequest, config: Config) -> Checks:
-    tolerance, per_metric = config.tolerances(request.tolerance)
-    return Checks(tolerance=tolerance, per_metric=per_metric, metrics=request.metrics,
+    return Checks(policy=config.metric_policy(request.tolerance, request.metrics,
+                                              request.strict),
                   artifacts=request.compare_artifacts)
 
 

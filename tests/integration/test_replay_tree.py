@@ -108,6 +108,8 @@ def test_artifacts_are_compared_by_hash_and_differences_fail_the_gate(search, tm
         assert status[("", same)] == "identical", (same, status)
     if status[("", "cv_results.csv")] != "missing":  # autologging finished its post-fit step
         assert status[("", "cv_results.csv")] == "differs"  # mean_fit_time is wall clock
+        why = {(a["run"], a["path"]): a["reason"] for a in rows}[("", "cv_results.csv")]
+        assert why.startswith("line 2 differs: original "), why  # the first candidate
         assert status[("", "training_confusion_matrix.png")] == "identical"
         assert any(path.startswith("models/") and path.endswith("model.pkl")
                    for _run, path in status), status

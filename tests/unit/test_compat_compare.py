@@ -5,7 +5,7 @@ import math
 import pytest
 
 from envlock.errors import UsageError
-from envlock.model.compare import Tolerance, compare
+from envlock.model.compare import MetricPolicy, Tolerance, compare
 from envlock.model.compat import arch_supported, driver_check, preflight
 from envlock.model.replayspec import GpuRequest, Mount, parse_gpus, parse_mounts, parse_pairs
 
@@ -52,13 +52,15 @@ def test_tolerances_and_comparison():
     with pytest.raises(UsageError):
         Tolerance.parse("loose")
     result = compare({"loss": 0.5, "acc": 0.9, "nan": math.nan},
-                     {"loss": 0.5000001, "acc": 0.9, "nan": math.nan}, Tolerance(1e-6, 0))
+                     {"loss": 0.5000001, "acc": 0.9, "nan": math.nan},
+                     MetricPolicy(Tolerance(1e-6, 0)))
     assert result.reproduced and [r.name for r in result.rows] == ["acc", "loss", "nan"]
     exact = compare({"loss": 0.5}, {"loss": 0.5000001})
     assert not exact.reproduced and exact.rows[0].delta == pytest.approx(1e-7)
     missing = compare({"loss": 0.5, "acc": 1.0}, {"loss": 0.5})
     assert not missing.reproduced
-    assert compare({"loss": 0.5, "acc": 1.0}, {"loss": 0.5}, metrics=["loss"]).reproduced
+    assert compare({"loss": 0.5, "acc": 1.0}, {"loss": 0.5},
+                   MetricPolicy(metrics=("loss",))).reproduced
     assert not compare({}, {}).reproduced  # nothing compared is not "reproduced"
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from envlock import config
 from envlock.config import ConfigError
-from envlock.model.compare import Tolerance, compare
+from envlock.model.compare import MetricPolicy, Tolerance, compare
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_bad_toml_and_missing_explicit_file(project, monkeypatch):
 
 def test_per_metric_tolerance_overrides_the_default():
     result = compare({"loss": 1.0, "acc": 0.5}, {"loss": 1.00005, "acc": 0.50005},
-                     Tolerance(), per_metric={"loss": Tolerance(absolute=1e-4)})
+                     MetricPolicy(per_metric={"loss": Tolerance(absolute=1e-4)}))
     rows = {r.name: r for r in result.rows}
     assert rows["loss"].ok and not rows["acc"].ok
     assert result.to_dict()["metrics"][1]["tolerance"] == {"absolute": 1e-4, "relative": 0.0}

@@ -469,12 +469,12 @@ def test_a_pull_secret_holds_the_credentials_as_docker_config_json():
 
 def test_a_sweep_report_has_one_case_per_run_and_names_errors():
     from envlock.model import report
-    from envlock.model.compare import Comparison, MetricRow, Tolerance
+    from envlock.model.compare import Comparison, MetricRow
 
     row = MetricRow("loss", 0.25, 0.25, True)
     good = kube.KubeReplayResult(original_run_id="a", replay_run_id="ra", image=IMAGE,
                                  exit_code=0, job="default/j-a",
-                                 comparison=Comparison(rows=(row,), tolerance=Tolerance()))
+                                 comparison=Comparison(rows=(row,)))
     items = [kube.SweepItem("a", good), kube.SweepItem("b", error="ErrImagePull: not found")]
     cases = report.sweep_cases(items)
     assert [c.ok for c in cases] == [True, False]

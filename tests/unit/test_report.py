@@ -1,7 +1,7 @@
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 
-from envlock.model.compare import Tolerance, compare
+from envlock.model.compare import compare
 from envlock.model.diff import diff_locks
 from envlock.model.integrity import FileProblem, IntegrityReport
 from envlock.model.report import (
@@ -23,7 +23,7 @@ def _failed(xml: str) -> list[str]:
 
 
 def test_junit_has_the_run_and_one_case_per_metric():
-    comparison = compare({"acc": 0.9, "loss": 0.1}, {"acc": 0.9, "loss": 0.2}, Tolerance())
+    comparison = compare({"acc": 0.9, "loss": 0.1}, {"acc": 0.9, "loss": 0.2})
     xml = junit("envlock.verify", verify_cases(Case("replay of r1", True, "exit 0"), comparison))
     suite = ET.fromstring(xml).find("testsuite")
     assert (suite.get("tests"), suite.get("failures")) == ("4", "1")  # run, 2 metrics, params
@@ -37,7 +37,7 @@ def test_junit_has_the_relay_params_child_runs_and_artifacts():
     original = RunNode("o", "grid", {"cv": "3"}, {"best": 0.9}, 0, (
         RunNode("o1", "a", {"C": "1"}, {"score": 0.5}), RunNode("o2", "b", {"C": "2"})))
     replay = RunNode("r", "replay", {"cv": "3"}, {"best": 0.9}, 0, (
-        RunNode("r1", "z", {"C": "1"}, {"score": 0.5}),))
+        RunNode("r1", "a", {"C": "1"}, {"score": 0.5}),))
     comparison = compare_tree(original, replay)
     comparison = replace(comparison, artifacts=compare_artifacts(
         [("", {"m.pkl": "sha256:1"}, {"m.pkl": "sha256:1"})]))
@@ -49,7 +49,8 @@ def test_junit_has_the_relay_params_child_runs_and_artifacts():
                      "run b (o2)", "artifact m.pkl"]
     assert _failed(xml) == ["relay", "run b (o2)"]
     text = verify_markdown("o", False, {}, comparison)
-    assert "| b | o2 | - | missing | **differs** |" in text and "| (root) | m.pkl |" in text
+    assert "| b | o2 | - | missing | - | **differs**: missing in the replay |" in text
+    assert "| (root) | m.pkl |" in text
 
 
 def test_verify_markdown_summary():

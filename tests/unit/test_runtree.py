@@ -1,6 +1,6 @@
 """The run tree: matching a replay's child runs with the original's, and comparing trees."""
 
-from envlock.model.compare import Tolerance, compare_artifacts, compare_tree
+from envlock.model.compare import MetricPolicy, Tolerance, compare_artifacts, compare_tree
 from envlock.model.runtree import RelayReport, RunNode, build_tree, match_children, match_trees
 
 
@@ -53,18 +53,19 @@ def test_tree_comparison_reports_changed_params_and_child_metrics():
     original = node("o", params={"cv": "3"}, metrics={"best": 0.9},
                     children=[node("o1", "a", {"C": "1"}, {"score": 0.5})])
     same = node("r", params={"cv": "3"}, metrics={"best": 0.9},
-                children=[node("r1", "z", {"C": "1"}, {"score": 0.5})])
+                children=[node("r1", "a", {"C": "1"}, {"score": 0.5})])
     result = compare_tree(original, same)
     assert result.reproduced and result.runs[0].replay_id == "r1"
     assert result.verdict == "reproduced"
     changed = node("r", params={"cv": "5"}, metrics={"best": 0.9},
-                   children=[node("r1", "z", {"C": "1"}, {"score": 0.6})])
+                   children=[node("r1", "a", {"C": "1"}, {"score": 0.6})])
     result = compare_tree(original, changed)
     assert not result.reproduced
     assert [(p.name, p.original, p.replay) for p in result.params if not p.ok] == [
         ("cv", "3", "5")]
     assert [m.name for m in result.runs[0].metrics if not m.ok] == ["score"]
-    assert compare_tree(original, changed, Tolerance(absolute=0.2)).params[0].ok is False
+    loose = MetricPolicy(Tolerance(absolute=0.2))
+    assert compare_tree(original, changed, loose).params[0].ok is False
 
 
 def test_metric_filter_applies_to_every_run_and_children_without_it_compare_nothing():
@@ -72,7 +73,7 @@ def test_metric_filter_applies_to_every_run_and_children_without_it_compare_noth
                     children=[node("o1", "a", metrics={"t": 1.0})])
     replay = node("r", metrics={"loss": 1.0, "t": 4.0},
                   children=[node("r1", "a", metrics={"t": 2.0})])
-    result = compare_tree(original, replay, metrics=("loss",))
+    result = compare_tree(original, replay, MetricPolicy(metrics=("loss",)))
     assert result.reproduced and result.runs[0].metrics == ()
 
 
@@ -114,11 +115,12 @@ def test_a_named_metric_of_the_children_is_not_required_at_the_root():
     original = node("o", metrics={"best": 1.0}, children=[node("o1", "a", {"C": "1"},
                                                                {"mean_test_score": 0.8,
                                                                 "mean_fit_time": 0.1})])
-    replay = node("r", metrics={"best": 1.0}, children=[node("r1", "b", {"C": "1"},
+    replay = node("r", metrics={"best": 1.0}, children=[node("r1", "a", {"C": "1"},
                                                              {"mean_test_score": 0.8,
                                                               "mean_fit_time": 0.3})])
-    assert not compare_tree(original, replay).reproduced  # wall-clock timing differs
-    result = compare_tree(original, replay, metrics=("mean_test_score", "best"))
+    # wall-clock timing differs: fails only when every metric gates
+    assert not compare_tree(original, replay, MetricPolicy(strict=True)).reproduced
+    result = compare_tree(original, replay, MetricPolicy(metrics=("mean_test_score", "best")))
     assert result.reproduced and [r.name for r in result.rows] == ["best"]
-    typo = compare_tree(original, replay, metrics=("mean_tset_score",))
+    typo = compare_tree(original, replay, MetricPolicy(metrics=("mean_tset_score",)))
     assert not typo.reproduced and typo.rows[0].original is None

@@ -311,23 +311,33 @@ class Tracker:
     # ---------------------------------------------------------------- run trees
 
     def run_tree(self, run_id: str) -> RunNode:
-        """The run and all its descendants (``mlflow.parentRunId``), for comparison."""
-        from envlock.model.runtree import RunNode, build_tree
+        """The run and all its descendants (``mlflow.parentRunId``), each with its status
+        and every metric's whole history, for comparison."""
+        from envlock.model.runtree import build_tree
 
-        root = self.run(run_id)
+        root = self._call("reading run", self.client.get_run, run_id)
         nodes: dict[str, RunNode] = {}
         parents: dict[str, str] = {}
         frontier = [run_id]
         while frontier:
             parent = frontier.pop(0)
-            for child in self._search(root.experiment_id,
+            for child in self._search(root.info.experiment_id,
                                       f"tags.`mlflow.parentRunId` = '{parent}'"):
                 if child.info.run_id not in nodes and child.info.run_id != run_id:
-                    nodes[child.info.run_id] = _node(child)
+                    nodes[child.info.run_id] = _node(child, self._histories(child))
                     parents[child.info.run_id] = parent
                     frontier.append(child.info.run_id)
-        top = RunNode(root.run_id, root.name, root.params, root.metrics, root.start_time or 0)
-        return build_tree(top, parents, nodes)
+        return build_tree(_node(root, self._histories(root)), parents, nodes)
+
+    def _histories(self, run: Any) -> dict[str, list[tuple[int, float]]]:
+        """Every metric's whole history, (step, value) by step, then in logging order."""
+        out = {}
+        for key in sorted(run.data.metrics):
+            points = self._call("reading metric history", self.client.get_metric_history,
+                                run.info.run_id, key)
+            ordered = sorted(points, key=lambda m: (m.step, m.timestamp))
+            out[key] = [(int(m.step), float(m.value)) for m in ordered]
+        return out
 
     def replay_children(self, replay_id: str) -> list[RunData]:
         """The runs a relay created under a replay run (each tagged with its root)."""
@@ -380,6 +390,17 @@ class Tracker:
                     digests[f"models/{label}/{path}"] = sha
             out[run_id] = digests
         return out
+
+    def artifact_bytes(self, run_id: str, path: str, limit: int) -> bytes | None:
+        """One artifact file of a run, when it is at most ``limit`` bytes (else None)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="envlock-artifact-") as tmp:
+            local = Path(self._call("downloading artifacts", self.client.download_artifacts,
+                                    run_id, path, tmp))
+            if not local.is_file() or local.stat().st_size > limit:
+                return None
+            return local.read_bytes()
 
     def _models_by_run(self, experiment_id: str) -> dict[str, list[Any]]:
         search = getattr(self.client, "search_logged_models", None)
@@ -436,11 +457,12 @@ def check_schema(uri: str) -> None:
         raise StoreSchemaError(*schema.problem(shown, revision, ours))
 
 
-def _node(run: Any) -> RunNode:
+def _node(run: Any, histories: dict[str, list[tuple[int, float]]]) -> RunNode:
     from envlock.model.runtree import RunNode
 
     return RunNode(run.info.run_id, run.info.run_name or "", dict(run.data.params),
-                   dict(run.data.metrics), run.info.start_time or 0)
+                   dict(run.data.metrics), run.info.start_time or 0,
+                   status=run.info.status or "", histories=histories)
 
 
 def _local_path(uri: str | None) -> Path | None:
