@@ -388,10 +388,11 @@ def probe_staged(lock: Lock, root: Path) -> dict[str, Any]:
     from envlock.snapshot.interpreter import PROBE_SOURCE
 
     site = root / site_packages(lock).strip("/")
-    prelude = ("import csv, hashlib, json, os, platform, site, sys, sysconfig\n"
+    future = "from __future__ import annotations\n"  # must stay the program's first line
+    prelude = (future + "import csv, hashlib, json, os, platform, site, sys, sysconfig\n"
                f"sys.path[:] = ['', {str(site)!r}, *sys.path]\n")
-    out = proc.run([sys.executable, "-I", "-S", "-c",
-                    prelude + PROBE_SOURCE.read_text(encoding="utf-8"), "--deep"],
+    source = PROBE_SOURCE.read_text(encoding="utf-8").replace(future, "", 1)
+    out = proc.run([sys.executable, "-I", "-S", "-c", prelude + source, "--deep"],
                    timeout=600)
     if out.returncode != 0:
         raise StageError("the fidelity probe failed on the staged environment: "
