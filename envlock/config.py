@@ -13,7 +13,7 @@ explicitly. ``envlock config`` shows every effective value and where it came fro
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -279,7 +279,7 @@ def _check_replay(values: Mapping[str, Any], path: Path | str) -> None:
     """The replay container's settings, parsed as their flags are."""
     from envlock.model import replayspec, resources
 
-    checks = {"network": replayspec.parse_network, "mounts": replayspec.parse_mounts,
+    checks: dict[str, Callable[[Any], object]] = {"network": replayspec.parse_network, "mounts": replayspec.parse_mounts,
               "timeout": replayspec.parse_timeout, "gpus": replayspec.parse_gpus,
               "cpus": resources.parse_cpus,
               "env": lambda v: replayspec.parse_pairs(v, "env", "="),

@@ -37,7 +37,7 @@ def readable(command: click.Command) -> None:
     for param in command.params:
         text = getattr(param, "help", None) or helps.get(param.name or "")
         if text:
-            param.help = escape(text)  # type: ignore[attr-defined]
+            setattr(param, "help", escape(text))  # only Options declare it
 
 
 def _argument_helps(command: click.Command) -> dict[str, str]:

@@ -25,10 +25,12 @@ def resolved(text: str) -> dict[str, set[str]]:
     uv forks the resolution by platform or Python version). The project itself (a
     ``virtual`` source) has no version and is left out; a project installed as a
     package (``uv init --package``) is listed with its version."""
-    try:
+    import sys
+
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
 
     document = tomllib.loads(text)
     out: dict[str, set[str]] = {}

@@ -174,7 +174,7 @@ def _host() -> dict[str, Any] | None:
 
 
 def _git(project: str | Path | None, exclude: tuple[str | Path, ...] = (),
-         allow: tuple[str, ...] = ()) -> dict | None:
+         allow: tuple[str, ...] = ()) -> dict[str, Any] | None:
     if project is None:
         return None
     from envlock.snapshot.git import probe_git
@@ -183,7 +183,7 @@ def _git(project: str | Path | None, exclude: tuple[str | Path, ...] = (),
 
 
 def _directory(project: str | Path | None, exclude: tuple[str | Path, ...],
-               rules: Rules | None) -> dict | None:
+               rules: Rules | None) -> dict[str, Any] | None:
     if project is None:
         return None
     from envlock.snapshot.directory import Rules, probe_directory

@@ -369,10 +369,8 @@ def test_verify_gates_ci_with_junit_and_markdown(sqlite_exp, infra, tmp_path, cr
 
 def test_verify_fails_when_metrics_drift_and_on_bad_input(sqlite_exp, infra, tmp_path,
                                                          created_images):
-    from mlflow.tracking import MlflowClient
-
     run_id = capture_fresh_run(sqlite_exp, infra, created_images)
-    MlflowClient(sqlite_exp.store).log_metric(run_id, "w", 99.0)  # the record no longer holds
+    drift_recorded_value(sqlite_exp.store, run_id, "w", 99.0)
     result = sqlite_exp.envlock("verify", run_id, "--junit", str(tmp_path / "j.xml"))
     assert result.returncode == 1 and result.stdout.startswith("NOT REPRODUCED")
     import xml.etree.ElementTree as ET
@@ -392,6 +390,19 @@ def test_verify_fails_when_metrics_drift_and_on_bad_input(sqlite_exp, infra, tmp
     rows = {m["name"]: m for m in json.loads(tolerant.stdout)["result"]["comparison"]["metrics"]}
     assert rows["w"]["tolerance"] == {"absolute": 100.0, "relative": 0.0}
     assert "tolerance" not in rows["loss"]  # the others stay exact
+
+
+def drift_recorded_value(store: str, run_id: str, key: str, value: float) -> None:
+    """Rewrite a metric's recorded value in place in the test's own SQLite store: the record
+    no longer holds, with the history's shape unchanged (logging a second value would add a
+    point to the history, which no tolerance excuses)."""
+    import sqlite3
+
+    with sqlite3.connect(store.removeprefix("sqlite:///")) as db:
+        for table in ("metrics", "latest_metrics"):
+            changed = db.execute(f"UPDATE {table} SET value = ? WHERE run_uuid = ? AND key = ?",
+                                 (value, run_id, key)).rowcount
+            assert changed == 1, (table, changed)
 
 
 def delete_from_registry(reference: str) -> None:

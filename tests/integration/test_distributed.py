@@ -45,6 +45,9 @@ def main():
             for step, value in enumerate(losses):
                 mlflow.log_metric("loss", value, step=step)
             print("ddp trained", losses[-1], flush=True)
+    # Both ranks leave together: a rank that tears gloo down while the other is still
+    # logging can abort in gloo's destructor ("terminate called without an active exception").
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -91,11 +91,11 @@ def _version(image: RemoteImage, files: dict[str, bytes | Link], real: str) -> s
     for item in (image.config.get("config") or {}).get("Env") or []:
         key, _, value = item.partition("=")
         if key == "PYTHON_VERSION" and (not minor or value.startswith(minor.group(1) + ".")):
-            return value
+            return str(value)
     binary = files.get(real)
     if isinstance(binary, bytes) and minor:
         pattern = re.escape(minor.group(1)).encode() + rb"\.\d+"
-        found = set(re.findall(rb"\x00(" + pattern + rb")\x00", binary))
+        found: set[bytes] = set(re.findall(rb"\x00(" + pattern + rb")\x00", binary))
         if len(found) == 1:
             return found.pop().decode()
     status = _text(files.get("var/lib/dpkg/status"))
