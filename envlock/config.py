@@ -279,7 +279,8 @@ def _check_replay(values: Mapping[str, Any], path: Path | str) -> None:
     """The replay container's settings, parsed as their flags are."""
     from envlock.model import replayspec, resources
 
-    checks: dict[str, Callable[[Any], object]] = {"network": replayspec.parse_network, "mounts": replayspec.parse_mounts,
+    checks: dict[str, Callable[[Any], object]] = {
+              "network": replayspec.parse_network, "mounts": replayspec.parse_mounts,
               "timeout": replayspec.parse_timeout, "gpus": replayspec.parse_gpus,
               "cpus": resources.parse_cpus,
               "env": lambda v: replayspec.parse_pairs(v, "env", "="),

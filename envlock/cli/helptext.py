@@ -37,7 +37,8 @@ def readable(command: click.Command) -> None:
     for param in command.params:
         text = getattr(param, "help", None) or helps.get(param.name or "")
         if text:
-            setattr(param, "help", escape(text))  # only Options declare it
+            # click declares `help` on Option only; typer's arguments carry one too
+            setattr(param, "help", escape(text))  # noqa: B010
 
 
 def _argument_helps(command: click.Command) -> dict[str, str]:
