@@ -20,7 +20,7 @@ from typing import Any
 from envlock import __version__
 from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.errors import EnvlockError
-from envlock.model import lockfile, uvlock
+from envlock.model import backend, lockfile, uvlock
 from envlock.model.lockfile import Lock
 from envlock.operations import sbom
 
@@ -182,6 +182,7 @@ def capture(request: CaptureRequest, *, tracker: TrackerLike | None = None,
         env_image_id = built.env_image_id
         result.built = built.to_dict()
     result.tags = lineage_tags(lock, result.image, base, env_image_id)
+    result.tags[backend.TAG] = backend.kind(tracker.uri)
     attached = _sbom(lock, run, result, base, reporter, request.auth, registries)
     try:
         _record(tracker, run.run_id, lock, recipe, attached, result)

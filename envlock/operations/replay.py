@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.errors import EnvlockError, Interrupted, ReplayTimeout
+from envlock.model import backend
 from envlock.model.compare import Comparison, compare_artifacts, compare_tree
 from envlock.model.replayspec import Checks, Mount, ReplaySpec, docker_args
 from envlock.model.runtree import RelayReport
@@ -108,6 +109,25 @@ def with_store(spec: ReplaySpec, store: Path) -> ReplaySpec:
     return replace(spec, env=env, mounts=(*spec.mounts, Mount(str(store), STORE_MOUNT)))
 
 
+def with_server_naming(spec: ReplaySpec, run: Any, uri: str, directory: Path) -> ReplaySpec:
+    """The spec with MLflow's client-side run naming kept off the global ``random`` when
+    the original run logged to a tracking server (envlock.model.backend): a hook mounted
+    read-only into the image's site-packages."""
+    from envlock.image.render import VENV
+
+    version = run.tags.get("envlock.python")
+    if not version or not backend.server_named(run.tags, uri):
+        return spec
+    mounts = []
+    site = f"{VENV}/lib/python{{minor}}/site-packages"
+    for target, text in backend.server_naming_files(version, site).items():
+        source = directory / Path(target).name
+        source.write_text(text)
+        source.chmod(0o644)
+        mounts.append(Mount(str(source), target, read_only=True))
+    return replace(spec, mounts=(*spec.mounts, *mounts))
+
+
 def replay(spec: ReplaySpec, *, engine: EngineLike, tracker: TrackerLike, context: Context,
            output: Callable[[bytes], None] | None = None) -> ReplayResult:
     """Run ``spec`` on ``engine`` (its image pulled and verified by digest), record a
@@ -127,7 +147,8 @@ def replay(spec: ReplaySpec, *, engine: EngineLike, tracker: TrackerLike, contex
         try:
             if replay_id:
                 record_host(tracker, replay_id, engine, context)
-            code = engine.run_experiment(docker_args(with_store(spec, store), image_id),
+            prepared = with_server_naming(with_store(spec, store), run, tracker.uri, Path(tmp))
+            code = engine.run_experiment(docker_args(prepared, image_id),
                                          on_output=tail.tee(output or to_stdout),
                                          timeout=spec.timeout)
             if replay_id:

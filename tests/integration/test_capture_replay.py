@@ -312,6 +312,39 @@ def test_capture_and_replay_against_a_tracking_server(tmp_path, experiment_venv,
     assert copy.data.metrics == client(mlflow_server).get_run(run_id).data.metrics
 
 
+#: Seeds the global ``random`` before MLflow names the run: against a server the client never
+#: draws from it for the name, against a local store it does (issue #24, item 6).
+SEEDED = """\
+import random
+
+import mlflow
+
+random.seed(1234)
+with mlflow.start_run():
+    draws = [random.random() for _ in range(4)]
+    for step, value in enumerate(draws):
+        mlflow.log_metric("draw", value, step=step)
+print("drew", draws)
+"""
+
+
+def test_a_server_logged_run_that_seeds_the_global_random_reproduces(
+        tmp_path, experiment_venv, mlflow_server, infra, created_images):
+    root = tmp_path / "seeded"
+    init_repo(root, {"train.py": SEEDED, ".gitignore": ".envlock/\n"})
+    exp = Experiment(root=root, python=experiment_venv, store=mlflow_server)
+    run_id = exp.train()
+    exp.capture(run_id, infra, created_images, "--no-push")
+    assert client(mlflow_server).get_run(run_id).data.tags["envlock.tracking_backend"] == (
+        "server")
+    replayed = exp.envlock("replay", run_id, "--json")
+    assert replayed.returncode == 0, replayed.stderr[-3000:]
+    comparison = json.loads(replayed.stdout)["result"]["comparison"]
+    assert comparison["reproduced"] is True, comparison["metrics"]
+    [draw] = comparison["metrics"]
+    assert draw["name"] == "draw" and draw["delta"] == 0 and draw["history"]["points"] == [4, 4]
+
+
 @pytest.mark.parametrize("name, args, metrics, torch", [
     ("pytorch", ("--epochs", "10"), {"loss", "final_loss", "accuracy"}, "2.13.0+cpu"),
     ("sklearn", (), {"accuracy", "log_loss"}, "none"),

@@ -265,6 +265,8 @@ class FakeEngine:
 
 
 class FakeTracker:
+    uri = "sqlite:///mlflow.db"
+
     def __init__(self, lock, events: list) -> None:
         self.lock, self.events, self.tags = lock, events, {}
 
