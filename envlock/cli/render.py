@@ -362,9 +362,20 @@ def repeat_text(result: Any, limit: int = 40) -> str:
               for a in repeat.artifacts if a.kind != "equal"][:limit]
     lines += [f"problem: {p}" for p in repeat.problems[:limit]]
     lines.append(repeat.verdict.replace(repeat.kind, repeat.kind.upper(), 1))
-    return "\n".join(lines)
+    return "\n".join(lines + explanations_text(result.explanations))
 
 
 def _alone(result: Any) -> str:
     ok = result.exit_code == 0 and result.comparison and result.comparison.reproduced
     return "reproduced" if ok else "not reproduced"
+
+
+def explanations_text(explanations: Any, limit: int = 8) -> list[str]:
+    """NOT REPRODUCED: why it may be, the most likely first, each with its evidence."""
+    if not explanations:
+        return []
+    lines = ["why it may differ (most likely first):"]
+    for number, item in enumerate(explanations[:limit], 1):
+        lines.append(f"  {number}. {item.title}")
+        lines += [f"       {line}" for line in item.evidence[:6]]
+    return lines

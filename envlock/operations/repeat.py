@@ -35,6 +35,7 @@ class RepeatResult:
 
     results: list[ReplayResult]
     repeat: Repeat | None
+    explanations: tuple[Any, ...] = ()  # model.explanations, when it does not pass
 
     @property
     def exit_code(self) -> int:
@@ -50,6 +51,7 @@ class RepeatResult:
                 "exit_code": self.exit_code,
                 "replay_run_ids": [r.replay_run_id for r in self.results],
                 "repeat": self.repeat.to_dict() if self.repeat else None,
+                "explanations": [e.to_dict() for e in self.explanations],
                 "replays": [r.to_dict() for r in self.results]}
 
 
@@ -79,7 +81,14 @@ def replay_repeated(request: ReplayRequest, times: int, *, engine: EngineLike,
             notify("note", f"replay {number} of {times}")
         results.append(replay(spec, engine=engine, tracker=tracker, context=context,
                               output=output))
-    return concluded(results, tracker, spec.checks.policy)
+    result = concluded(results, tracker, spec.checks.policy)
+    if result.repeat is not None and not result.passes:
+        from envlock.operations.explain import explain_replay, replay_facts
+
+        ids = [str(r.replay_run_id) for r in results]
+        result.explanations = explain_replay(
+            tracker, ids, replay_facts(spec, context, engine, result.repeat))
+    return result
 
 
 def concluded(results: list[ReplayResult], tracker: TrackerLike, policy: Any

@@ -49,6 +49,7 @@ class ReplayResult:
     comparison: Comparison | None = None
     warnings: list[str] = field(default_factory=list)
     relay: RelayReport | None = None
+    explanations: tuple[Any, ...] = ()  # model.explanations, when not reproduced
 
     @property
     def ok(self) -> bool:
@@ -60,7 +61,8 @@ class ReplayResult:
                 "image": self.image, "exit_code": self.exit_code, "ok": self.ok,
                 "warnings": self.warnings,
                 "relay": self.relay.to_dict() if self.relay else None,
-                "comparison": self.comparison.to_dict() if self.comparison else None}
+                "comparison": self.comparison.to_dict() if self.comparison else None,
+                "explanations": [e.to_dict() for e in self.explanations]}
 
 
 def ensure_image(engine: EngineLike, reference: str, run_id: str) -> str:
@@ -140,7 +142,20 @@ def replay(spec: ReplaySpec, *, engine: EngineLike, tracker: TrackerLike, contex
     resources = context.resources.to_dict() if context.resources else None
     return ReplayResult(original_run_id=run.run_id, replay_run_id=replay_id, image=spec.image,
                         exit_code=code, comparison=comparison, warnings=list(context.warnings),
-                        relay=relay, resources=resources)
+                        relay=relay, resources=resources,
+                        explanations=_explained(spec, context, engine, tracker, replay_id,
+                                                code == 0 and bool(comparison and
+                                                                   comparison.reproduced)))
+
+
+def _explained(spec: ReplaySpec, context: Context, engine: EngineLike, tracker: TrackerLike,
+               replay_id: str | None, reproduced: bool) -> tuple[Any, ...]:
+    """Not reproduced: why it may be, ranked (envlock.operations.explain)."""
+    if reproduced or not replay_id:
+        return ()
+    from envlock.operations.explain import explain_replay, replay_facts
+
+    return explain_replay(tracker, [replay_id], replay_facts(spec, context, engine))
 
 
 class Tail:

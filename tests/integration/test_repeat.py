@@ -73,9 +73,15 @@ def test_replay_repeat_with_changed_inputs_says_drift(noisy, tmp_path):
     exp, run_id = noisy
     replayed = exp.envlock("replay", run_id, "--repeat", "2", "--env", "DATA_SHIFT=0.5")
     assert replayed.returncode == 0, replayed.stderr[-3000:]  # the experiment itself ran
-    last = replayed.stdout.strip().splitlines()[-1]
-    assert last.startswith("DRIFT: 2 replays agree with each other but not with the "
-                           "original (loss"), replayed.stdout[-3000:]
+    lines = replayed.stdout.splitlines()
+    assert any(line.startswith("DRIFT: 2 replays agree with each other but not with the "
+                               "original (loss") for line in lines), replayed.stdout[-3000:]
+    # why, ranked, with the evidence: the variable given, and that it is not noise
+    why = lines[lines.index("why it may differ (most likely first):"):]
+    assert why[1].endswith("the replay was given environment variables not recorded with "
+                           "the original (--env or the config's env)"), why
+    assert why[2].strip() == "DATA_SHIFT: original not recorded, replay 0.5"
+    assert any("not noise: 2 replays agree with each other" in line for line in why)
     assert "replay 2 of 2: run" in replayed.stdout
     [row] = [line.split() for line in replayed.stdout.splitlines()
              if line.split()[:3] == ["loss", "(root)", "drift"]]
@@ -90,3 +96,9 @@ def test_replay_repeat_with_changed_inputs_says_drift(noisy, tmp_path):
     loss = next(m for m in record["metrics"] if m["name"] == "loss")
     assert loss["kind"] == "drift" and loss["replays"][0] == loss["replays"][1]
     assert loss["original"] != loss["replays"][0]
+    with open(client.download_artifacts(replay_id, "envlock/explanations.json",
+                                        str(tmp_path)), encoding="utf-8") as handle:
+        explained = json.load(handle)
+    assert [e["kind"] for e in explained][:1] == ["env"]
+    tags = client.get_run(replay_id).data.tags
+    assert tags["envlock.explanation"] == explained[0]["title"]

@@ -106,7 +106,7 @@ def _no_login_for_dry_run(dry_run: bool, password_stdin: bool) -> None:
 def _here(request: Any, settings: Any, login: tuple[str | None, bool], as_json: bool) -> int:
     """The replay on this host's engine, rendered."""
     from envlock.cli import output as out
-    from envlock.cli.render import comparison_table
+    from envlock.cli.render import comparison_table, explanations_text
     from envlock.operations.replay import replay_here
 
     tracker = open_tracker()
@@ -121,6 +121,7 @@ def _here(request: Any, settings: Any, login: tuple[str | None, bool], as_json: 
         lines.append(result.relay.summary())
     if result.comparison:
         lines.append(comparison_table(result.comparison))
+    lines += explanations_text(result.explanations)
     return out.emit(result.to_dict(), "\n".join(lines), result.exit_code)
 
 

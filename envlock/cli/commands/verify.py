@@ -104,7 +104,7 @@ def _here(request: Any, times: int, engine: Any, tracker: Any, settings: Any,
 def _report(result: Any, junit: Path | None, markdown: Path | None) -> int:
     """The verdict as JUnit XML and Markdown reports, and on stdout; its exit code."""
     from envlock.cli import output as out
-    from envlock.cli.render import comparison_table
+    from envlock.cli.render import comparison_table, explanations_text
     from envlock.errors import EXIT_DRIFT, EXIT_OK
     from envlock.model import report
 
@@ -123,6 +123,7 @@ def _report(result: Any, junit: Path | None, markdown: Path | None) -> int:
         human += "\n" + result.relay.summary()
     if comparison:
         human += "\n" + comparison_table(comparison)
+    human += "".join(f"\n{line}" for line in explanations_text(result.explanations))
     return out.emit({**result.to_dict(), "reproduced": reproduced}, human,
                     EXIT_OK if reproduced else EXIT_DRIFT)
 
