@@ -80,14 +80,18 @@ def replay_repeated(request: ReplayRequest, times: int, *, engine: EngineLike,
         if notify:
             notify("note", f"replay {number} of {times}")
         results.append(replay(spec, engine=engine, tracker=tracker, context=context,
-                              output=output))
+                              output=output, report=False))
     result = concluded(results, tracker, spec.checks.policy)
+    ids = [str(r.replay_run_id) for r in results if r.replay_run_id]
     if result.repeat is not None and not result.passes:
         from envlock.operations.explain import explain_replay, replay_facts
 
-        ids = [str(r.replay_run_id) for r in results]
         result.explanations = explain_replay(
             tracker, ids, replay_facts(spec, context, engine, result.repeat))
+    if result.repeat is not None:
+        from envlock.operations.replay import log_report
+
+        results[0].warnings += log_report(tracker, spec.run_id, ids, spec.checks.policy)
     return result
 
 

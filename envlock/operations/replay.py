@@ -111,11 +111,13 @@ def with_store(spec: ReplaySpec, store: Path) -> ReplaySpec:
 
 
 def replay(spec: ReplaySpec, *, engine: EngineLike, tracker: TrackerLike, context: Context,
-           output: Callable[[bytes], None] | None = None) -> ReplayResult:
+           output: Callable[[bytes], None] | None = None, report: bool = True
+           ) -> ReplayResult:
     """Run ``spec`` on ``engine`` (its image pulled and verified by digest), record a
     replay run (unless ``spec.track`` is off), relay what the experiment logged into it and
-    compare it with the original (``spec.checks``). ``context``: what the spec was decided
-    from (:func:`envlock.operations.replayplan.local`); ``output`` hears the container."""
+    compare it with the original (``spec.checks``), explain a difference and log the HTML
+    report (unless ``report`` is off). ``context``: what the spec was decided from
+    (:func:`envlock.operations.replayplan.local`); ``output`` hears the container."""
     run, tail = context.run, Tail()
     image_id = ensure_image(engine, spec.image, spec.run_id)
     with tempfile.TemporaryDirectory(prefix="envlock-replay-") as tmp:
@@ -140,12 +142,32 @@ def replay(spec: ReplaySpec, *, engine: EngineLike, tracker: TrackerLike, contex
             fail_replay(tracker, replay_id, exc, tail)
             raise
     resources = context.resources.to_dict() if context.resources else None
-    return ReplayResult(original_run_id=run.run_id, replay_run_id=replay_id, image=spec.image,
-                        exit_code=code, comparison=comparison, warnings=list(context.warnings),
-                        relay=relay, resources=resources,
-                        explanations=_explained(spec, context, engine, tracker, replay_id,
-                                                code == 0 and bool(comparison and
-                                                                   comparison.reproduced)))
+    result = ReplayResult(original_run_id=run.run_id, replay_run_id=replay_id, image=spec.image,
+                          exit_code=code, comparison=comparison, warnings=list(context.warnings),
+                          relay=relay, resources=resources,
+                          explanations=_explained(spec, context, engine, tracker, replay_id,
+                                                  code == 0 and bool(comparison and
+                                                                     comparison.reproduced)))
+    if report and replay_id and comparison is not None:
+        result.warnings += log_report(tracker, run.run_id, [replay_id], spec.checks.policy)
+    return result
+
+
+def log_report(tracker: TrackerLike, original_id: str, replay_ids: list[str],
+               policy: Any) -> list[str]:
+    """``envlock/report.html`` on each replay run; what kept it from being made, if
+    anything (a report never fails the replay it describes)."""
+    from envlock.operations import report
+
+    if not report.plotting_available():
+        return ["no envlock/report.html: matplotlib is not installed (pip install "
+                "'envlock[report]')"]
+    try:
+        for replay_id in replay_ids:
+            report.log_report(tracker, original_id, replay_id, policy)
+    except (EnvlockError, ValueError, OSError) as exc:
+        return [f"the HTML report could not be made: {exc}"]
+    return []
 
 
 def _explained(spec: ReplaySpec, context: Context, engine: EngineLike, tracker: TrackerLike,
