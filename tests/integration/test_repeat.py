@@ -10,6 +10,7 @@ import json
 import math
 import uuid
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -102,3 +103,30 @@ def test_replay_repeat_with_changed_inputs_says_drift(noisy, tmp_path):
     assert [e["kind"] for e in explained][:1] == ["env"]
     tags = client.get_run(replay_id).data.tags
     assert tags["envlock.explanation"] == explained[0]["title"]
+
+
+def test_report_page_loads_in_headless_chromium_with_its_plots(noisy, tmp_path):
+    """`envlock report RUN` on the newest replay (the drifted one above): the page and the
+    copy logged on the replay run, loaded in real headless Chromium: no console message,
+    and the screenshot shows the plots' two colours (original, replay)."""
+    from envlock.model.plots import ORIGINAL, REPLAY
+    from tests.browser import colour_pixels, load
+
+    exp, run_id = noisy
+    written = exp.envlock("report", run_id, "-o", str(tmp_path / "report.html"))
+    assert written.returncode == 0, written.stderr[-3000:]
+    assert written.stdout.startswith("NOT REPRODUCED: report of replay "), written.stdout
+    page = (tmp_path / "report.html").read_text()
+    assert "Why it may differ" in page and "DATA_SHIFT" in page and page.count("<svg") >= 2
+    replay_id = written.stdout.split("report of replay ")[1].split()[0]
+    logged = MlflowClient(exp.store).download_artifacts(replay_id, "envlock/report.html",
+                                                        str(tmp_path / "logged"))
+    assert "<svg" in Path(logged).read_text(encoding="utf-8")
+    shown = load(tmp_path / "report.html", tmp_path / "report.png")
+    assert shown.console == [], shown.console
+    for colour in (ORIGINAL, REPLAY):
+        rgb = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+        assert colour_pixels(shown.screenshot, rgb) > 200, colour  # plotted lines
+    # the console check sees what a broken page says
+    (tmp_path / "bad.html").write_text("<script>console.error('broken')</script>")
+    assert load(tmp_path / "bad.html", tmp_path / "bad.png").console
