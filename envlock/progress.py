@@ -80,8 +80,12 @@ class Reporter:
     def transfer_line(self, line: str, final: bool = False) -> None:
         """A transfer's progress: the live status on a terminal, a plain line in logs."""
         if self.live:
-            if self._status is not None:
-                self._status.update(line)
+            if self._status is None:
+                from rich.console import Console
+
+                self._status = Console(file=self.stream).status(line)
+                self._status.start()
+            self._status.update(line)
         else:
             self.stream.write(f"{self.prefix}:           {line}\n")
             self.stream.flush()

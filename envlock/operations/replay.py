@@ -118,8 +118,11 @@ def replay(spec: ReplaySpec, *, engine: EngineLike, tracker: TrackerLike, contex
     compare it with the original (``spec.checks``), explain a difference and log the HTML
     report (unless ``report`` is off). ``context``: what the spec was decided from
     (:func:`envlock.operations.replayplan.local`); ``output`` hears the container."""
+    from envlock.progress import Reporter
+
     run, tail = context.run, Tail()
-    image_id = ensure_image(engine, spec.image, spec.run_id)
+    with Reporter("envlock replay"):  # a pull's bytes, rate and time left
+        image_id = ensure_image(engine, spec.image, spec.run_id)
     with tempfile.TemporaryDirectory(prefix="envlock-replay-") as tmp:
         store = Path(tmp) / "mlruns"
         store.mkdir(mode=0o777)
