@@ -15,22 +15,21 @@ ORIGINAL, REPLAY = "#1f77b4", "#ff7f0e"  # matplotlib's first two colours
 _SIZE = (5.2, 2.9)
 
 
-def _pyplot() -> Any:
+def _figure(size: tuple[float, float]) -> Any:
+    """A matplotlib Figure without pyplot (no global state, a lighter import)."""
     import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
     matplotlib.rcParams.update({"svg.hashsalt": "envlock", "svg.fonttype": "none",
                                 "path.simplify": True, "font.size": 8,
                                 "axes.spines.top": False, "axes.spines.right": False})
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=size)
+    return fig, fig.add_subplot()
 
 
 def _svg(fig: Any) -> str:
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
-    _pyplot().close(fig)
     text = buffer.getvalue()
     return text[text.index("<svg"):]  # inline: no XML prolog or DOCTYPE
 
@@ -39,8 +38,7 @@ def history_svg(title: str, original: Sequence[History], replay: Sequence[Histor
                 first_step: int | None = None) -> str:
     """One metric: every original history (solid) against every replay history (dashed),
     e.g. the root's one each, or one per child run; the first diverging step marked."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=_SIZE)
+    fig, ax = _figure(_SIZE)
     alpha = 1.0 if len(original) <= 1 else max(0.25, 1.0 / len(original) ** 0.5)
     for histories, colour, style, label in ((original, ORIGINAL, "-", "original"),
                                             (replay, REPLAY, "--", "replay")):
@@ -60,8 +58,7 @@ def history_svg(title: str, original: Sequence[History], replay: Sequence[Histor
 def finals_svg(title: str, pairs: Sequence[tuple[float, float]]) -> str:
     """One metric over child runs: the original's last value (x) against the replay's
     (y), with the diagonal where they are equal."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(3.4, 3.2))
+    fig, ax = _figure((3.4, 3.2))
     xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
     low, high = min(xs + ys), max(xs + ys)
     ax.plot([low, high], [low, high], color="#999999", linewidth=0.8, linestyle=":")
