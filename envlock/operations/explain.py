@@ -15,6 +15,7 @@ from envlock.model.artifactdiff import MAX_BYTES, explain, is_text
 from envlock.model.checkpoints import is_checkpoint
 from envlock.model.compare import ArtifactRow
 from envlock.model.explanations import Explanation, Facts
+from envlock.model.imagediff import is_image
 
 if TYPE_CHECKING:
     from envlock.model.repeat import Repeat
@@ -36,7 +37,8 @@ def explain_artifacts(tracker: TrackerLike, rows: Iterable[ArtifactRow],
     out, read = [], 0
     for row in rows:
         ids = runs.get(row.run)
-        if row.status == "differs" and ids and (is_text(row.path) or is_checkpoint(row.path)) \
+        readable = is_text(row.path) or is_checkpoint(row.path) or is_image(row.path)
+        if row.status == "differs" and ids and readable \
                 and not row.path.startswith("models/") and read < MAX_FILES:
             read += 1
             row = replace(row, reason=_reason(tracker, ids, row.path))
@@ -45,16 +47,18 @@ def explain_artifacts(tracker: TrackerLike, rows: Iterable[ArtifactRow],
 
 
 def _reason(tracker: TrackerLike, ids: tuple[str, str], path: str) -> str:
-    """Text, JSON, YAML: the first differing line; checkpoints: tensor by tensor."""
-    from envlock.model import checkpoints
+    """Text, JSON, YAML: the first differing line; checkpoints: tensor by tensor; images:
+    pixel by pixel."""
+    from envlock.model import checkpoints, imagediff
 
-    tensors = checkpoints.is_checkpoint(path)
-    limit = checkpoints.MAX_BYTES if tensors else MAX_BYTES
+    how, limit = ((checkpoints.explain, checkpoints.MAX_BYTES) if is_checkpoint(path) else
+                  (imagediff.explain, imagediff.MAX_BYTES) if is_image(path) else
+                  (explain, MAX_BYTES))
     original = tracker.artifact_bytes(ids[0], path, limit)
     replay = tracker.artifact_bytes(ids[1], path, limit)
     if original is None or replay is None:
         return f"over {limit >> 20} MiB: compared by sha256 only"
-    return (checkpoints.explain if tensors else explain)(path, original, replay)
+    return how(path, original, replay)
 
 
 def replay_facts(spec: ReplaySpec, context: Context, engine: EngineLike,

@@ -89,3 +89,33 @@ def test_torch_checkpoints_are_read_when_torch_is_importable():
 def test_which_files_are_checkpoints():
     assert all(map(is_checkpoint, ("a/model.safetensors", "last.ckpt", "m.PT", "w.pth")))
     assert not is_checkpoint("model.bin") and not is_checkpoint("metrics.json")
+
+
+# ------------------------------------------------------------------ images, pixel by pixel
+def png(pixels: dict[tuple[int, int], tuple[int, int, int]], size=(8, 6), **info) -> bytes:
+    from PIL import Image, PngImagePlugin
+
+    image = Image.new("RGB", size, (255, 255, 255))
+    for xy, colour in pixels.items():
+        image.putpixel(xy, colour)
+    meta = PngImagePlugin.PngInfo()
+    for key, value in info.items():
+        meta.add_text(key, value)
+    out = io.BytesIO()
+    image.save(out, format="PNG", pnginfo=meta)
+    return out.getvalue()
+
+
+def test_images_are_compared_pixel_by_pixel():
+    from envlock.model.imagediff import explain as explain_image
+    from envlock.model.imagediff import is_image
+
+    assert is_image("plots/loss.PNG") and not is_image("model.pt")
+    same = explain_image("a.png", png({}, created="monday"), png({}, created="tuesday"))
+    assert same == "the same pixels (8x6); only the file's encoding or metadata differs"
+    changed = explain_image("a.png", png({}), png({(2, 1): (255, 0, 0), (3, 4): (250, 255, 255)}))
+    assert changed == ("2 of 48 pixels differ (4.2%), largest channel difference 255/255, "
+                       "within x 2..3, y 1..4")
+    assert explain_image("a.png", png({}), png({}, size=(9, 6))) == "size differs: 8x6 -> 9x6"
+    assert explain_image("a.png", b"x", b"y") == (
+        "not an image Pillow can read: compared by sha256 only")
