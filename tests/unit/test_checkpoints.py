@@ -8,12 +8,16 @@ import io
 import json
 import struct
 
-import numpy
+import pytest
 
 from envlock.model.checkpoints import compare_states, explain, flatten, is_checkpoint
+from tests.conftest import optional_module
+
+numpy = optional_module("numpy")
+pytestmark = pytest.mark.extra("numpy")
 
 
-def safetensors(tensors: dict[str, numpy.ndarray], metadata: dict[str, str]) -> bytes:
+def safetensors(tensors: dict, metadata: dict[str, str]) -> bytes:
     """A safetensors file, written from its specification."""
     header: dict = {"__metadata__": metadata} if metadata else {}
     body, offset = b"", 0
@@ -27,7 +31,7 @@ def safetensors(tensors: dict[str, numpy.ndarray], metadata: dict[str, str]) -> 
 
 
 WEIGHTS = {"layer.weight": numpy.arange(6, dtype="float32").reshape(2, 3),
-           "layer.bias": numpy.zeros(2, dtype="float32")}
+           "layer.bias": numpy.zeros(2, dtype="float32")} if numpy else {}
 
 
 def test_safetensors_with_identical_weights_and_other_metadata_says_exactly_that():
@@ -106,6 +110,7 @@ def png(pixels: dict[tuple[int, int], tuple[int, int, int]], size=(8, 6), **info
     return out.getvalue()
 
 
+@pytest.mark.extra("PIL")
 def test_images_are_compared_pixel_by_pixel():
     from envlock.model.imagediff import explain as explain_image
     from envlock.model.imagediff import is_image

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from envlock.model.compare import compare_tree
 from envlock.model.diff import Change
 from envlock.model.htmlreport import ReportData, render
 from envlock.model.runtree import RunNode
+
+pytestmark = pytest.mark.extra("matplotlib")
 
 
 def search(prefix: str, drift: float = 0.0, children: int = 50, steps: int = 200) -> RunNode:
