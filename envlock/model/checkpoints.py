@@ -122,7 +122,7 @@ def _is_tensor(value: Any) -> bool:
 
 def same_tensor(a: Any, b: Any) -> bool:
     if isinstance(a, Raw) or isinstance(b, Raw):
-        return a == b
+        return bool(a == b)
     return (tuple(a.shape) == tuple(b.shape) and str(a.dtype) == str(b.dtype)
             and bool((a == b).all()))
 
