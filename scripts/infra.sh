@@ -286,6 +286,8 @@ up)
     ensure_docker
     # the registry fixtures (tests/registry.py) run these as the test user
     ensure_packages docker-registry:docker-registry htpasswd:apache2-utils
+    # envlock report's page is loaded in real headless Chromium (tests/browser.py)
+    ensure_packages chromium:chromium
     ensure_podman
     ensure_base_image
     print_env

@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EXTRAS = {
     "kubernetes": "pip install -e '.[kubernetes]' (envlock replay --on kubernetes)",
     "jsonschema": "pip install 'cyclonedx-python-lib[json-validation]' (in .[test])",
+    "matplotlib": "pip install -e '.[report]' (envlock report's plots; brings numpy, PIL)",
+    "numpy": "pip install -e '.[report]' (matplotlib brings it)",
+    "PIL": "pip install -e '.[report]' (matplotlib brings Pillow)",
 }
 
 

@@ -59,7 +59,7 @@ from envlock import __version__  # noqa: E402
 
 #: Modules under ``envlock.cli.commands``, in ``envlock --help`` order.
 MODULES = ("lock", "show", "diff", "check", "audit", "build", "capture", "replay", "verify",
-           "config", "sbom", "pins", "provenance", "keys", "archive")
+           "report", "config", "sbom", "pins", "provenance", "keys", "archive")
 #: The module that registers each command.
 COMMANDS = {**{name: name for name in MODULES[:-1]}, "lineage": "replay", "export": "archive",
             "import": "archive"}

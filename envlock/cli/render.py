@@ -328,3 +328,54 @@ def audit_text(result: AuditReport) -> str:
             f"{n} {v} ({k})" for n, v, k in result.not_audited))
     return "\n".join(lines)
 
+
+
+def repeat_text(result: Any, limit: int = 40) -> str:
+    """``--repeat N`` (an ``operations.repeat.RepeatResult``): one line per replay, every
+    gated metric that is not simply equal with its spread, the ungated ones counted, what
+    else kept a replay from reproducing, then the classification."""
+    lines = [f"replay {n} of {len(result.results)}: run {r.replay_run_id}, exit "
+             f"{r.exit_code}, {_alone(r)} on its own" for n, r in enumerate(result.results, 1)]
+    repeat = result.repeat
+    if repeat is None:
+        return "\n".join(lines)
+    shown = [s for s in repeat.spreads if s.gated and s.kind != "equal"]
+    equal = sum(1 for s in repeat.spreads if s.gated and s.kind == "equal")
+    rows = [("metric", "run", "kind", "original", "replays (min .. max)", "sd", "original")]
+    rows += [(s.name, s.run or "(root)", s.kind, _fmt(s.original),
+              f"{_fmt(s.low)} .. {_fmt(s.high)}",
+              f"{s.stdev:.3g}" if s.stdev is not None else "-",
+              "within" if s.within else "OUTSIDE" if s.within is False else
+              "-" if s.ok else "DIFFERS") for s in shown[:limit]]
+    if shown:
+        lines.append(table(rows))
+    if len(shown) > limit:
+        lines.append(f"… and {len(shown) - limit} more (see --json)")
+    ungated = [s for s in repeat.spreads if not s.gated]
+    lines.append(f"metrics: {equal} equal in every replay"
+                 + (f", {len(shown)} not" if shown else "")
+                 + (f"; {len(ungated)} not gated (time, throughput or the machine), "
+                    f"{sum(1 for s in ungated if s.kind == 'noise')} of them vary"
+                    if ungated else ""))
+    lines += [f"leaves the replays' band: {s.describe()}" for s in shown if s.leaves][:10]
+    lines += [f"artifact {(a.run + '/') if a.run else ''}{a.path}: {a.kind}"
+              for a in repeat.artifacts if a.kind != "equal"][:limit]
+    lines += [f"problem: {p}" for p in repeat.problems[:limit]]
+    lines.append(repeat.verdict.replace(repeat.kind, repeat.kind.upper(), 1))
+    return "\n".join(lines + explanations_text(result.explanations))
+
+
+def _alone(result: Any) -> str:
+    ok = result.exit_code == 0 and result.comparison and result.comparison.reproduced
+    return "reproduced" if ok else "not reproduced"
+
+
+def explanations_text(explanations: Any, limit: int = 8) -> list[str]:
+    """NOT REPRODUCED: why it may be, the most likely first, each with its evidence."""
+    if not explanations:
+        return []
+    lines = ["why it may differ (most likely first):"]
+    for number, item in enumerate(explanations[:limit], 1):
+        lines.append(f"  {number}. {item.title}")
+        lines += [f"       {line}" for line in item.evidence[:6]]
+    return lines

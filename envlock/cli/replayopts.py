@@ -77,6 +77,11 @@ COMPARISON_OPTIONS: Mapping[str, Any] = {
     "strict": _option("--strict", "Gate on every metric, also those that measure time, "
                       "throughput or the machine (shown but not gated by default).",
                       COMPARISON, bool),
+    "repeat": _option("--repeat", "Replay N times and tell noise from drift: "
+                      "deterministic (replays equal), nondeterministic (replays differ among "
+                      "themselves: each metric's spread, and it passes when the original lies "
+                      "within it) or drift (replays agree with each other, not with the "
+                      "original). Default 1. Local replays only.", COMPARISON, int | None),
 }
 
 
@@ -85,6 +90,14 @@ class ReplayFlags:
     """What :func:`replay_options` parsed: the container and the comparison options."""
 
     values: Mapping[str, Any]
+
+    @property
+    def repeat(self) -> int:
+        """--repeat: how many replays (1 unless given)."""
+        from envlock.operations.repeat import check_repeat
+
+        given = self.values.get("repeat")
+        return 1 if given is None else check_repeat(int(given))
 
     @property
     def container(self) -> ContainerFlags:

@@ -186,6 +186,47 @@ def _ungated_markdown(comparison: Comparison) -> list[str]:
     return lines
 
 
+# ------------------------------------------------------------------------------ repeat
+def repeat_cases(result: Any) -> list[Case]:
+    """``verify --repeat N`` (an ``operations.repeat.RepeatResult``): one case per replay
+    (its exit code), one for what else must reproduce (params, child runs, relay), one
+    per gated metric with its classification, one per artifact that is not equal, and a
+    skipped case per metric not gated."""
+    cases = [Case(f"replay {n} of {r.original_run_id}", r.exit_code == 0,
+                  f"exit code {r.exit_code}, replay run {r.replay_run_id}")
+             for n, r in enumerate(result.results, 1)]
+    repeat = result.repeat
+    if repeat is None:
+        return cases + [Case("comparison", False, "the replays were not compared")]
+    cases.append(Case("params, child runs and relay", not repeat.problems,
+                      "; ".join(repeat.problems) or "the same in every replay"))
+    for spread in repeat.spreads:
+        label = f"metric {spread.name}" + (f" (child {spread.run})" if spread.run else "")
+        cases.append(Case(label + ("" if spread.gated else " (not gated)"), spread.passes,
+                          spread.describe(), skipped=not spread.gated))
+    cases += [Case(f"artifact {(a.run + '/') if a.run else ''}{a.path}", a.ok,
+                   f"{a.kind} over {repeat.replays} replays")
+              for a in repeat.artifacts if a.kind != "equal"]
+    return cases
+
+
+def repeat_markdown(run_id: str, result: Any) -> str:
+    repeat = result.repeat
+    kind = repeat.kind if repeat else "not compared"
+    facts = {"run": run_id, "replay runs": ", ".join(str(r.replay_run_id)
+                                                     for r in result.results),
+             "classification": repeat.verdict if repeat else kind}
+    rows = [(s.name, s.run or "(root)", s.kind, s.original, s.low, s.high,
+             "within" if s.within else "**outside**" if s.within is False else
+             "ok" if s.ok else "**differs**")
+            for s in (repeat.spreads if repeat else ()) if s.gated]
+    text = markdown(f"envlock verify --repeat {len(result.results)} {run_id}", result.passes,
+                    ("reproduced" if result.passes else "NOT reproduced") + f" ({kind})",
+                    facts, ("metric", "run", "kind", "original", "min", "max", "original"),
+                    rows)
+    return text + "".join(f"- {_cell(p)}\n" for p in (repeat.problems if repeat else ()))
+
+
 # ------------------------------------------------------------------------------ sweep
 def sweep_cases(items: Sequence[Any]) -> list[Case]:
     """One case per replayed run of a sweep (``operations.kube.SweepItem``)."""

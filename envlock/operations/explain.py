@@ -1,15 +1,29 @@
-"""Why artifacts differ: the text, JSON and YAML files that differ between an original
-run and its replay are read from the tracking store (the tracker is passed in) and
-explained by their first differing line (envlock.model.artifactdiff)."""
+"""Why a replay differs. Artifacts: the text, JSON and YAML files that differ between an
+original run and its replay are read from the tracking store (the tracker is passed in)
+and explained by their first differing line (envlock.model.artifactdiff). The replay as a
+whole: the facts of the original's lock and of this replay gathered, ranked explanations
+made of them (envlock.model.explanations) and recorded on the replay runs."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
-from envlock.adapters.protocols import TrackerLike
+from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.model.artifactdiff import MAX_BYTES, explain, is_text
+from envlock.model.checkpoints import is_checkpoint
 from envlock.model.compare import ArtifactRow
+from envlock.model.explanations import Explanation, Facts
+from envlock.model.imagediff import is_image
+
+if TYPE_CHECKING:
+    from envlock.model.repeat import Repeat
+    from envlock.model.replayspec import ReplaySpec
+    from envlock.operations.replayplan import Context
+
+EXPLANATIONS = "explanations.json"  # envlock/explanations.json on a replay run
+EXPLANATION_TAG = "envlock.explanation"  # the most likely one, in one line
 
 #: At most this many differing files are read (each at most MAX_BYTES, both sides).
 MAX_FILES = 50
@@ -23,7 +37,8 @@ def explain_artifacts(tracker: TrackerLike, rows: Iterable[ArtifactRow],
     out, read = [], 0
     for row in rows:
         ids = runs.get(row.run)
-        if row.status == "differs" and ids and is_text(row.path) \
+        readable = is_text(row.path) or is_checkpoint(row.path) or is_image(row.path)
+        if row.status == "differs" and ids and readable \
                 and not row.path.startswith("models/") and read < MAX_FILES:
             read += 1
             row = replace(row, reason=_reason(tracker, ids, row.path))
@@ -32,8 +47,50 @@ def explain_artifacts(tracker: TrackerLike, rows: Iterable[ArtifactRow],
 
 
 def _reason(tracker: TrackerLike, ids: tuple[str, str], path: str) -> str:
-    original = tracker.artifact_bytes(ids[0], path, MAX_BYTES)
-    replay = tracker.artifact_bytes(ids[1], path, MAX_BYTES)
+    """Text, JSON, YAML: the first differing line; checkpoints: tensor by tensor; images:
+    pixel by pixel."""
+    from envlock.model import checkpoints, imagediff
+
+    how, limit = ((checkpoints.explain, checkpoints.MAX_BYTES) if is_checkpoint(path) else
+                  (imagediff.explain, imagediff.MAX_BYTES) if is_image(path) else
+                  (explain, MAX_BYTES))
+    original = tracker.artifact_bytes(ids[0], path, limit)
+    replay = tracker.artifact_bytes(ids[1], path, limit)
     if original is None or replay is None:
-        return f"over {MAX_BYTES >> 20} MiB: compared by sha256 only"
-    return explain(path, original, replay)
+        return f"over {limit >> 20} MiB: compared by sha256 only"
+    return how(path, original, replay)
+
+
+def replay_facts(spec: ReplaySpec, context: Context, engine: EngineLike,
+                 repeat: Repeat | None = None) -> Facts:
+    """What the original recorded (its lock, its tags) beside what this replay had."""
+    from envlock.operations.replayplan import BASE_ENV
+    from envlock.snapshot.runtime import DEFAULT_ALLOW
+
+    locked: Any = context.locked
+    info = engine.image(spec.image)
+    return Facts(original_host=locked.get("host"), replay_host=context.host,
+                 original_gpu=locked.get("gpu"), replay_gpu=context.host_gpu,
+                 recorded_env=(locked.get("runtime") or {}).get("env") or {},
+                 replay_env={k: v for k, v in spec.env.items() if k not in BASE_ENV},
+                 original_command=context.original_command, replay_command=spec.command,
+                 run_tags=context.run.tags, image_labels=info.labels if info else None,
+                 repeat=repeat, numerics=tuple(DEFAULT_ALLOW))
+
+
+def explain_replay(tracker: TrackerLike, replay_ids: list[str], facts: Facts
+                   ) -> tuple[Explanation, ...]:
+    """The ranked explanations, recorded on each replay run (``envlock/explanations.json``
+    and the tag ``envlock.explanation``: the most likely one)."""
+    import json
+
+    from envlock.model.explanations import explain as explain_facts
+
+    found = explain_facts(facts)
+    text = json.dumps([e.to_dict() for e in found], indent=1)
+    for replay_id in replay_ids:
+        tracker.log_text(replay_id, EXPLANATIONS, text)
+        tracker.set_tags(replay_id, {EXPLANATION_TAG: found[0].title[:5000] if found
+                                     else "none found in the host, image, environment or "
+                                          "command"})
+    return found

@@ -50,6 +50,7 @@ class ReplayResult:
     comparison: Comparison | None = None
     warnings: list[str] = field(default_factory=list)
     relay: RelayReport | None = None
+    explanations: tuple[Any, ...] = ()  # model.explanations, when not reproduced
 
     @property
     def ok(self) -> bool:
@@ -61,7 +62,8 @@ class ReplayResult:
                 "image": self.image, "exit_code": self.exit_code, "ok": self.ok,
                 "warnings": self.warnings,
                 "relay": self.relay.to_dict() if self.relay else None,
-                "comparison": self.comparison.to_dict() if self.comparison else None}
+                "comparison": self.comparison.to_dict() if self.comparison else None,
+                "explanations": [e.to_dict() for e in self.explanations]}
 
 
 def ensure_image(engine: EngineLike, reference: str, run_id: str) -> str:
@@ -129,13 +131,18 @@ def with_server_naming(spec: ReplaySpec, run: Any, uri: str, directory: Path) ->
 
 
 def replay(spec: ReplaySpec, *, engine: EngineLike, tracker: TrackerLike, context: Context,
-           output: Callable[[bytes], None] | None = None) -> ReplayResult:
+           output: Callable[[bytes], None] | None = None, report: bool = True
+           ) -> ReplayResult:
     """Run ``spec`` on ``engine`` (its image pulled and verified by digest), record a
     replay run (unless ``spec.track`` is off), relay what the experiment logged into it and
-    compare it with the original (``spec.checks``). ``context``: what the spec was decided
-    from (:func:`envlock.operations.replayplan.local`); ``output`` hears the container."""
+    compare it with the original (``spec.checks``), explain a difference and log the HTML
+    report (unless ``report`` is off). ``context``: what the spec was decided from
+    (:func:`envlock.operations.replayplan.local`); ``output`` hears the container."""
+    from envlock.progress import Reporter
+
     run, tail = context.run, Tail()
-    image_id = ensure_image(engine, spec.image, spec.run_id)
+    with Reporter("envlock replay"):  # a pull's bytes, rate and time left
+        image_id = ensure_image(engine, spec.image, spec.run_id)
     with tempfile.TemporaryDirectory(prefix="envlock-replay-") as tmp:
         store = Path(tmp) / "mlruns"
         store.mkdir(mode=0o777)
@@ -159,9 +166,42 @@ def replay(spec: ReplaySpec, *, engine: EngineLike, tracker: TrackerLike, contex
             fail_replay(tracker, replay_id, exc, tail)
             raise
     resources = context.resources.to_dict() if context.resources else None
-    return ReplayResult(original_run_id=run.run_id, replay_run_id=replay_id, image=spec.image,
-                        exit_code=code, comparison=comparison, warnings=list(context.warnings),
-                        relay=relay, resources=resources)
+    result = ReplayResult(original_run_id=run.run_id, replay_run_id=replay_id, image=spec.image,
+                          exit_code=code, comparison=comparison, warnings=list(context.warnings),
+                          relay=relay, resources=resources,
+                          explanations=_explained(spec, context, engine, tracker, replay_id,
+                                                  code == 0 and bool(comparison and
+                                                                     comparison.reproduced)))
+    if report and replay_id and comparison is not None:
+        result.warnings += log_report(tracker, run.run_id, [replay_id], spec.checks.policy)
+    return result
+
+
+def log_report(tracker: TrackerLike, original_id: str, replay_ids: list[str],
+               policy: Any) -> list[str]:
+    """``envlock/report.html`` on each replay run; what kept it from being made, if
+    anything (a report never fails the replay it describes)."""
+    from envlock.operations import report
+
+    if not report.plotting_available():
+        return ["no envlock/report.html: matplotlib is not installed (pip install "
+                "'envlock[report]')"]
+    try:
+        for replay_id in replay_ids:
+            report.log_report(tracker, original_id, replay_id, policy)
+    except (EnvlockError, ValueError, OSError) as exc:
+        return [f"the HTML report could not be made: {exc}"]
+    return []
+
+
+def _explained(spec: ReplaySpec, context: Context, engine: EngineLike, tracker: TrackerLike,
+               replay_id: str | None, reproduced: bool) -> tuple[Any, ...]:
+    """Not reproduced: why it may be, ranked (envlock.operations.explain)."""
+    if reproduced or not replay_id:
+        return ()
+    from envlock.operations.explain import explain_replay, replay_facts
+
+    return explain_replay(tracker, [replay_id], replay_facts(spec, context, engine))
 
 
 class Tail:

@@ -117,7 +117,8 @@ def local(request: ReplayRequest, *, tracker: TrackerLike, config: Config,
     host_gpu = host_gpu if host_gpu is not None else _probe_gpu()
     had = "all" if lock.gpu.get("devices") and host_gpu.get("devices") else "none"
     gpus = parse_gpus(flags.gpus or had)
-    locked = {"frameworks": lock.frameworks, "gpu": lock.gpu}
+    locked = {"frameworks": lock.frameworks, "gpu": lock.gpu,
+              "host": lock.host, "runtime": lock.runtime}  # host, runtime: explanations
     verdict = compat.preflight(locked, host_gpu, gpus is not None)
     if not verdict.ok and not request.force:
         raise ReplayError(f"this host cannot run the image: {'; '.join(verdict.problems)}",

@@ -111,6 +111,7 @@ def test_a_history_that_parts_is_named_at_its_first_step(search, tmp_path):
     assert replayed.returncode == 0, replayed.stderr[-3000:]  # the experiment itself ran
     assert "history of loss (root): first differs at step 7: original" in replayed.stdout
     assert "NOT REPRODUCED" in replayed.stdout
+    assert "DRIFT_AT: original not recorded, replay 7" in replayed.stdout  # explained
     record = latest_record(exp, run_id, tmp_path)
     comparison = record["comparison"]
     assert record["verdict"] == "not reproduced" and comparison["reproduced"] is False

@@ -38,6 +38,25 @@ class ImageInfo:
         return None
 
 
+def pull_progress(events: Any, label: str) -> str | None:
+    """Follow a pull's JSON events, reporting bytes downloaded of the layers' total
+    (envlock.progress); the engine's error, if it reported one."""
+    from envlock import progress
+
+    layers: dict[str, tuple[int, int]] = {}
+    error = None
+    with progress.transfer(label) as moving:
+        for event in events:
+            error = event.get("error") or error
+            detail = event.get("progressDetail") or {}
+            if event.get("status") == "Downloading" and detail.get("total"):
+                layers[str(event.get("id"))] = (int(detail.get("current") or 0),
+                                                int(detail["total"]))
+                moving.total = sum(total for _done, total in layers.values())
+                moving.advance(sum(done for done, _total in layers.values()) - moving.done)
+    return str(error) if error else None
+
+
 def registry_of(reference: str) -> str:
     """The registry host of an image reference (``docker.io`` when it names none)."""
     from envlock.image.oci import parse_reference
@@ -114,7 +133,11 @@ class Engine:
         repo, tag = (name, digest) if digest else split_tag(reference)
         # a digest goes where the tag would: the engine pulls exactly that manifest
         with translated(f"pulling {reference}", registry=registry_of(reference)):
-            self.client.api.pull(repo, tag=tag or "latest", auth_config=auth)
+            events = self.client.api.pull(repo, tag=tag or "latest", auth_config=auth,
+                                          stream=True, decode=True)
+            failed = pull_progress(events, f"pulling {reference}")
+        if failed:
+            raise EngineError(f"pulling {reference}: {failed}")
         info = self.image(reference)
         if info is None:
             raise EngineError(f"pulled {reference} but the engine does not show it")

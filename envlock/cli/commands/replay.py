@@ -28,6 +28,7 @@ from envlock.cli.replayopts import (
     replay_options,
 )
 from envlock.operations.connect import engine_for_run, open_tracker, read_credentials
+from envlock.operations.repeat import check_repeat
 
 
 @replay_options
@@ -62,6 +63,7 @@ def replay_command(
 
     out.begin("replay", as_json)
     request = flags.request(run_id, track=not no_track, force=force)
+    times = check_repeat(flags.repeat, track=not no_track)
     settings = config.load()
     replayplan.checked(request, settings)  # bad values fail before anything runs
     only_with(on, {"--namespace": namespace != "default", "--node-selector": node_selector,
@@ -69,6 +71,7 @@ def replay_command(
                    "--env-from-secret": env_from_secret, "--dry-run": dry_run}
               if on is Target.local else
               {"--mount": request.container.mounts, "--no-track": no_track,
+               "--repeat": times > 1,
                "--network": request.container.network not in (None, "none")})
     check_signed(run_id, require_signed)  # signature + provenance first (issue #27)
     login = (registry_username, registry_password_stdin)
@@ -86,6 +89,8 @@ def replay_command(
     if detach:
         credentials = read_credentials(*login)
         raise typer.Exit(_detach(run_id, credentials[1] if credentials else None))
+    if times > 1:
+        raise typer.Exit(_repeated(request, times, settings, login, as_json))
     raise typer.Exit(_here(request, settings, login, as_json))
 
 
@@ -101,7 +106,7 @@ def _no_login_for_dry_run(dry_run: bool, password_stdin: bool) -> None:
 def _here(request: Any, settings: Any, login: tuple[str | None, bool], as_json: bool) -> int:
     """The replay on this host's engine, rendered."""
     from envlock.cli import output as out
-    from envlock.cli.render import comparison_table
+    from envlock.cli.render import comparison_table, explanations_text
     from envlock.operations.replay import replay_here
 
     tracker = open_tracker()
@@ -116,7 +121,24 @@ def _here(request: Any, settings: Any, login: tuple[str | None, bool], as_json: 
         lines.append(result.relay.summary())
     if result.comparison:
         lines.append(comparison_table(result.comparison))
+    lines += explanations_text(result.explanations)
     return out.emit(result.to_dict(), "\n".join(lines), result.exit_code)
+
+
+def _repeated(request: Any, times: int, settings: Any, login: tuple[str | None, bool],
+              as_json: bool) -> int:
+    """--repeat N on this host's engine: N replays, classified; the experiment's exit code."""
+    from envlock.cli import output as out
+    from envlock.cli.render import repeat_text
+    from envlock.operations.repeat import replay_repeated
+
+    tracker = open_tracker()
+    engine = engine_for_run(tracker, request.run_id, *login)
+    result = replay_repeated(request, times, engine=engine, tracker=tracker, config=settings,
+                             notify=out.notify, output=out.passthrough(as_json))
+    for warning in result.results[0].warnings if result.results else ():
+        out.warn(warning)
+    return out.emit(result.to_dict(), repeat_text(result), result.exit_code)
 
 
 def _on_kubernetes(request: Any, options: Any, settings: Any, *, dry_run: bool, detach: bool,

@@ -61,10 +61,10 @@ def verify_command(
     from envlock.cli import output as out
     from envlock.errors import UsageError
     from envlock.operations import replayplan
-    from envlock.operations.replay import replay_here
 
     out.begin("verify", as_json)
     request = flags.request(run_id or "")
+    times = _repeat_here(flags.repeat, bool(experiment or replay_run) or on is not Target.local)
     settings = config.load()
     replayplan.checked(request, settings)  # bad values fail before anything runs
     tracker = open_tracker()
@@ -82,15 +82,29 @@ def verify_command(
     else:
         check_signed(run_id, require_signed)  # issue #27 hook: signature + provenance first
         engine = engine_for_run(tracker, run_id, registry_username, registry_password_stdin)
-        result = replay_here(request, engine=engine, tracker=tracker, config=settings,
-                             notify=out.notify, output=out.passthrough(True))
+        raise typer.Exit(_here(request, times, engine, tracker, settings, (junit, markdown)))
     raise typer.Exit(_report(result, junit, markdown))
+
+
+def _here(request: Any, times: int, engine: Any, tracker: Any, settings: Any,
+          reports: tuple[Path | None, Path | None]) -> int:
+    """The replay (or --repeat N replays) on this host's engine, reported."""
+    from envlock.cli import output as out
+    from envlock.operations.repeat import replay_repeated
+    from envlock.operations.replay import replay_here
+
+    if times > 1:
+        return _report_repeat(replay_repeated(
+            request, times, engine=engine, tracker=tracker, config=settings,
+            notify=out.notify, output=out.passthrough(True)), *reports)
+    return _report(replay_here(request, engine=engine, tracker=tracker, config=settings,
+                               notify=out.notify, output=out.passthrough(True)), *reports)
 
 
 def _report(result: Any, junit: Path | None, markdown: Path | None) -> int:
     """The verdict as JUnit XML and Markdown reports, and on stdout; its exit code."""
     from envlock.cli import output as out
-    from envlock.cli.render import comparison_table
+    from envlock.cli.render import comparison_table, explanations_text
     from envlock.errors import EXIT_DRIFT, EXIT_OK
     from envlock.model import report
 
@@ -109,8 +123,38 @@ def _report(result: Any, junit: Path | None, markdown: Path | None) -> int:
         human += "\n" + result.relay.summary()
     if comparison:
         human += "\n" + comparison_table(comparison)
+    human += "".join(f"\n{line}" for line in explanations_text(result.explanations))
     return out.emit({**result.to_dict(), "reproduced": reproduced}, human,
                     EXIT_OK if reproduced else EXIT_DRIFT)
+
+
+def _repeat_here(times: int, elsewhere: bool) -> int:
+    """--repeat N, refused with a sweep, a detached replay or a Kubernetes target."""
+    if times > 1 and elsewhere:
+        from envlock.errors import UsageError
+
+        raise UsageError("--repeat replays a run N times on this host",
+                         "drop --repeat with --experiment, --replay and --on kubernetes")
+    return times
+
+
+def _report_repeat(result: Any, junit: Path | None, markdown: Path | None) -> int:
+    """--repeat N: the classification as reports and on stdout; exit 0 when it passes."""
+    from envlock.cli import output as out
+    from envlock.cli.render import repeat_text
+    from envlock.errors import EXIT_DRIFT, EXIT_OK
+    from envlock.model import report
+
+    run_id = result.results[0].original_run_id
+    report.write(junit, markdown, "envlock.verify", report.repeat_cases(result),
+                 report.repeat_markdown(run_id, result))
+    kind = result.repeat.kind if result.repeat else "not compared"
+    human = (f"{'REPRODUCED' if result.passes else 'NOT REPRODUCED'} ({kind}, "
+             f"{len(result.results)} replays): run {run_id} (replays "
+             f"{', '.join(str(r.replay_run_id) for r in result.results)})\n"
+             + repeat_text(result))
+    return out.emit({**result.to_dict(), "reproduced": result.passes}, human,
+                    EXIT_OK if result.passes else EXIT_DRIFT)
 
 
 def _conclude(replay_run: str, run_id: str | None, tracker: Any, checks: Any) -> Any:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from envlock import progress
 from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.adapters.registry import Chunks, Registry
 from envlock.errors import EnvlockError, UsageError
@@ -142,7 +143,11 @@ class _ImageSource:
             self.report.detail(f"blob {number + 1}/{len(descriptors)} "
                                f"{descriptor['digest'][:19]}… ({descriptor['size']} bytes)")
             self.writer.add_stream(oci.blob_path(descriptor["digest"]), descriptor["size"],
-                                   Chunks(registry.blob(ref.repository, descriptor["digest"])),
+                                   progress.counting(
+                                       Chunks(registry.blob(ref.repository,
+                                                            descriptor["digest"])),
+                                       f"downloading {descriptor['digest'][:19]}",
+                                       int(descriptor["size"])),
                                    descriptor["digest"])
         self.report.step(f"copied {len(descriptors)} blobs of {ref.pinned(digest)}")
         name = f"{ref.name}:{self.run_id}"

@@ -8,8 +8,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from envlock import progress
 from envlock.adapters.protocols import EngineLike, TrackerLike
-from envlock.adapters.registry import Registry
+from envlock.adapters.registry import Registry, Sized
 from envlock.errors import UsageError
 from envlock.image import oci
 from envlock.model.redact import strip_url_credentials
@@ -103,7 +104,8 @@ def _push(contents: Contents, target: oci.Reference, credentials: tuple[str, str
             continue
         report.detail(f"uploading {digest[:19]}… ({size} bytes)")
         with contents.open(oci.blob_path(digest)) as data:
-            registry.push_blob(target.repository, digest, size, data)
+            registry.push_blob(target.repository, digest, size, Sized(progress.counting(
+                data, f"pushing {digest[:19]}", size), size))
         result.blobs_pushed += 1
         result.bytes_pushed += size
     pushed = registry.put_manifest(target.repository, contents.run["run_id"],

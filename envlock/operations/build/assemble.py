@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envlock import progress
 from envlock.adapters.engine.errors import RegistryError
 from envlock.adapters.imagefs import RemoteImage, registry_for
 from envlock.adapters.ocistore import Store
@@ -166,7 +167,8 @@ def push(image: Assembled, target: oci.Reference, tag: str, store: Store, regist
             continue
         if store.has(digest):
             with store.path(digest).open("rb") as handle:
-                registry.push_blob(repository, digest, size, Sized(handle, size))
+                registry.push_blob(repository, digest, size, Sized(progress.counting(
+                    handle, f"pushing {digest[:19]}", size), size))
             count.blobs_pushed += is_layer
             count.bytes_pushed += size
             continue
@@ -186,7 +188,9 @@ def push(image: Assembled, target: oci.Reference, tag: str, store: Store, regist
                 connect(host) if connect else \
                 registry_for(oci.Reference(host, from_repository), None)
         registry.push_blob(repository, digest, size,
-                           Sized(Chunks(source.blob(from_repository, digest)), size))
+                           Sized(progress.counting(Chunks(source.blob(from_repository, digest)),
+                                                   f"copying {digest[:19]} from {host}", size),
+                                 size))
         count.blobs_copied += 1
     pushed = registry.put_manifest(repository, tag, image.manifest_bytes, oci.OCI_MANIFEST)
     if pushed != image.digest or not registry.has_manifest(repository, image.digest):
