@@ -77,7 +77,15 @@ COMPARISON_OPTIONS: Mapping[str, Any] = {
     "strict": _option("--strict", "Gate on every metric, also those that measure time, "
                       "throughput or the machine (shown but not gated by default).",
                       COMPARISON, bool),
+    "allow_changed_inputs": _option("--allow-changed-inputs", "Replay although referenced "
+                                    "inputs on this host differ from the run's or are "
+                                    "missing (exit 2 before running otherwise); the "
+                                    "verdict names them first.", COMPARISON, bool),
 }
+
+
+#: The true/false options (default False).
+_FLAGS = ("compare_artifacts", "strict", "allow_changed_inputs")
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,8 @@ class ReplayFlags:
                              tolerance=self.values["tolerance"],
                              metrics=tuple(self.values["metric"] or ()),
                              compare_artifacts=bool(self.values["compare_artifacts"]),
-                             strict=bool(self.values["strict"]), track=track, force=force)
+                             strict=bool(self.values["strict"]), track=track, force=force,
+                             allow_changed_inputs=bool(self.values["allow_changed_inputs"]))
 
 
 def replay_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -111,7 +120,7 @@ def replay_options(command: Callable[..., None]) -> Callable[..., None]:
     ``flags: ReplayFlags`` argument."""
     keyword = inspect.Parameter.KEYWORD_ONLY  # typer passes every value by name
     added = [inspect.Parameter(name, keyword, annotation=annotation,
-                               default=False if name in ("compare_artifacts", "strict") else None)
+                               default=False if name in _FLAGS else None)
              for name, annotation in {**CONTAINER_OPTIONS, **COMPARISON_OPTIONS}.items()]
     parameters = []  # the options in place of ``flags``: their panels come first in --help
     for own in inspect.signature(command, eval_str=True).parameters.values():

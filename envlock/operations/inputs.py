@@ -321,3 +321,9 @@ def materialize(item: Input, blobs: dict[str, Path]) -> Path:
 def record(pinned: Pinned) -> str:
     """The run's ``envlock/inputs.json``: what was pinned and where the copies are."""
     return json.dumps(pinned.to_dict(), indent=1, sort_keys=True)
+
+
+def registry_client(host: str, auth: dict[str, str] | None) -> Any:
+    from envlock.adapters.registry import Registry
+
+    return Registry(host, (auth["username"], auth["password"]) if auth else None)

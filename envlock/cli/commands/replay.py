@@ -112,6 +112,7 @@ def _here(request: Any, settings: Any, login: tuple[str | None, bool], as_json: 
         out.warn(warning)
     lines = [f"replay of {request.run_id}: exit {result.exit_code}"
              + (f", replay run {result.replay_run_id}" if result.replay_run_id else "")]
+    lines += [f"input changed: {text}" for text in result.inputs_changed]
     if result.relay:
         lines.append(result.relay.summary())
     if result.comparison:
