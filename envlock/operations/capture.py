@@ -66,6 +66,10 @@ def lineage_tags(lock: Lock, image: str | None, base: str | None,
         "envlock.command": lock.runtime.get("command") or "",
         "envlock.version": __version__,
     }
+    if lock.inputs:
+        copied = sum(1 for i in lock.inputs if i.carry == "copy")
+        tags["envlock.inputs_pinned"] = (f"{len(lock.inputs)} ({copied} copy, "
+                                         f"{len(lock.inputs) - copied} reference)")
     if base:
         tags["envlock.base_image"] = base
     if env_image_id:  # reproducible: `build --from-run --no-cache` compares against it

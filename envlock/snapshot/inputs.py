@@ -156,17 +156,19 @@ def _entry(path: Path, rel: str, scope: Scope, cache: StatCache, found: Found
     if model.is_output(st.st_mtime_ns, scope.started_ns):
         found.outputs.append(shown)
         return None
-    secret = _secret(path, shown, scope)
+    known = cache.get((str(path), st.st_size, st.st_mtime_ns, st.st_ino))
+    # a file in the cache was scanned when it was hashed (a secret never is hashed)
+    secret = _secret(path, shown, scope, scan=known is None)
     if secret:
         found.secrets.append(f"{shown} ({secret})")
         return None
-    size, sha = hashed(path, cache, st)
+    size, sha = (st.st_size, known) if known else hashed(path, cache, st)
     return Entry(rel, size, sha)
 
 
-def _secret(path: Path, shown: str, scope: Scope) -> str | None:
-    """The kind of secret the file looks like, by name or content; None when clean or
-    allowed (``--allow-file``)."""
+def _secret(path: Path, shown: str, scope: Scope, scan: bool = True) -> str | None:
+    """The kind of secret the file looks like, by name or (with ``scan``) content; None
+    when clean or allowed (``--allow-file``)."""
     import fnmatch
 
     from envlock.model.redact import is_secret_file
@@ -175,7 +177,7 @@ def _secret(path: Path, shown: str, scope: Scope) -> str | None:
         return None
     if is_secret_file(shown):
         return "a secret by its name"
-    if path.suffix.lower() in (".csv", ".parquet", ".npy", ".npz", ".pt", ".pth",
+    if not scan or path.suffix.lower() in (".csv", ".parquet", ".npy", ".npz", ".pt", ".pth",
                                ".safetensors", ".bin", ".arrow", ".h5"):
         return None  # data and weights: the content scan reads text
     from envlock.snapshot.secrets import Scan

@@ -131,3 +131,24 @@ def test_a_schema_2_lock_loads_with_no_inputs(tmp_path):
     lock = lockfile.load(path)
     assert lock.inputs == () and lock.schema_version == 3
     assert lock.env_digest == make_lock().env_digest
+
+
+def test_the_sbom_lists_inputs_as_data_components_with_their_hashes():
+    import json
+
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    from envlock.model.sbom import SbomInput
+    from envlock.model.sbomdoc import render
+
+    lock = dataclasses.replace(make_lock(), inputs=(
+        file_input("/abs/x.csv", dataset={"name": "x", "digest": "d"}, carry="copy"),
+        model.directory("data", [Entry("a", 1, SHA["a"])])))
+    document = render(SbomInput(lock=lock), "cyclonedx-json")
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(document.decode()) is None
+    data = {c["name"]: c for c in json.loads(document)["components"] if c["type"] == "data"}
+    assert set(data) == {"/abs/x.csv", "data"}
+    assert data["/abs/x.csv"]["hashes"] == [{"alg": "SHA-256", "content": SHA["a"]}]
+    assert data["data"]["hashes"][0]["content"] == lock.inputs[1].sha256
+    assert render(SbomInput(lock=lock), "spdx-json")  # SPDX takes them as files
