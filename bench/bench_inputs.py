@@ -42,7 +42,7 @@ def make_file(path: Path, mib: int) -> None:
 
 def make_dir(root: Path, files: int, mib: int) -> None:
     size = (mib << 20) // files
-    marker = root / ".made"
+    marker = root.parent / (root.name + ".made")
     if marker.is_file() and marker.read_text() == f"{files} {size}":
         return
     block = os.urandom(size)

@@ -231,7 +231,7 @@ def check(referenced: Sequence[Input], project: Path) -> list[model.Change]:
     for item in referenced:
         path = _host_path(item.path, project)
         now[item.path] = found_inputs.current(path, item.path, cache) if path.exists() else None
-    found_inputs.save_cache(cache)
+    # not saved: the cache holds only files capture scanned for secrets before hashing
     return model.verify(referenced, now)
 
 

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -130,40 +131,64 @@ def _one(path: Path, source: str, scope: Scope, cache: StatCache, found: Found
          ) -> Input | None:
     name = seen_as(path, scope.project)
     if path.is_dir():
-        entries = [e for f in sorted(_walk(path))
-                   if (e := _entry(f, f.relative_to(path).as_posix(), scope, cache, found))]
+        entries = [e for full, rel in sorted(_walk(str(path)), key=lambda x: x[1])
+                   if (e := _entry(full, rel, _join(name, rel), scope, cache, found))]
         return model.directory(name, entries, (source,)) if entries else None
-    entry = _entry(path, name, scope, cache, found)
+    entry = _entry(str(path), name, name, scope, cache, found)
     if entry is None:
         return None
     return Input(path=name, kind="file", size=entry.size, sha256=entry.sha256,
                  sources=(source,))
 
 
-def _walk(root: Path) -> Iterable[Path]:
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in (".git", "__pycache__")]
-        for name in files:
-            path = Path(folder) / name
-            if not path.is_symlink() or path.is_file():
-                yield path
+def _join(name: str, rel: str) -> str:
+    return rel if name in ("", ".") else f"{name.rstrip('/')}/{rel}"
 
 
-def _entry(path: Path, rel: str, scope: Scope, cache: StatCache, found: Found
+def _walk(root: str, prefix: str = "") -> Iterable[tuple[str, str]]:
+    """(full path, path relative to ``root``) of every file under ``root`` (symlinks to
+    files followed, ``.git`` and ``__pycache__`` left out)."""
+    with os.scandir(root) as found:
+        for entry in found:
+            rel = prefix + entry.name
+            if entry.is_dir():
+                if entry.name not in (".git", "__pycache__"):
+                    yield from _walk(entry.path, rel + "/")
+            elif entry.is_file():
+                yield entry.path, rel
+
+
+def _entry(full: str, rel: str, shown: str, scope: Scope, cache: StatCache, found: Found
            ) -> Entry | None:
-    st = path.stat()
-    shown = seen_as(path, scope.project)
+    st = os.stat(full)
     if model.is_output(st.st_mtime_ns, scope.started_ns):
         found.outputs.append(shown)
         return None
-    known = cache.get((str(path), st.st_size, st.st_mtime_ns, st.st_ino))
-    # a file in the cache was scanned when it was hashed (a secret never is hashed)
-    secret = _secret(path, shown, scope, scan=known is None)
+    known = cache.get((full, st.st_size, st.st_mtime_ns, st.st_ino))
+    # a file in the cache was scanned when capture hashed it (a secret never is hashed)
+    secret = _secret(Path(full), shown, scope, scan=known is None)
     if secret:
         found.secrets.append(f"{shown} ({secret})")
         return None
-    size, sha = (st.st_size, known) if known else hashed(path, cache, st)
+    size, sha = (st.st_size, known) if known else hashed(Path(full), cache, st)
     return Entry(rel, size, sha)
+
+
+_SECRET_NAME: re.Pattern[str] | None = None
+
+
+def _secret_name(shown: str) -> bool:
+    """:func:`envlock.model.redact.is_secret_file`, its patterns compiled once."""
+    import fnmatch
+
+    from envlock.model.redact import SECRET_FILE_PATTERNS
+
+    global _SECRET_NAME
+    if _SECRET_NAME is None:
+        _SECRET_NAME = re.compile("|".join(fnmatch.translate(p) for p in SECRET_FILE_PATTERNS))
+    parts = shown.split("/")
+    return bool({".ssh", ".aws", ".docker"} & set(parts[:-1])) or bool(
+        _SECRET_NAME.match(parts[-1]))
 
 
 def _secret(path: Path, shown: str, scope: Scope, scan: bool = True) -> str | None:
@@ -171,11 +196,9 @@ def _secret(path: Path, shown: str, scope: Scope, scan: bool = True) -> str | No
     when clean or allowed (``--allow-file``)."""
     import fnmatch
 
-    from envlock.model.redact import is_secret_file
-
-    if any(shown == p or fnmatch.fnmatchcase(shown, p) for p in scope.allow):
+    if scope.allow and any(shown == p or fnmatch.fnmatchcase(shown, p) for p in scope.allow):
         return None
-    if is_secret_file(shown):
+    if _secret_name(shown):
         return "a secret by its name"
     if not scan or path.suffix.lower() in (".csv", ".parquet", ".npy", ".npz", ".pt", ".pth",
                                ".safetensors", ".bin", ".arrow", ".h5"):
@@ -312,8 +335,8 @@ def current(path: Path, name: str, cache: StatCache) -> Input:
     """What is at ``path`` now (``name``: the path as the run saw it), hashed through the
     cache; nothing is skipped (it is compared, not pinned)."""
     if path.is_dir():
-        entries = [Entry(f.relative_to(path).as_posix(), *hashed(f, cache))
-                   for f in sorted(_walk(path))]
+        entries = [Entry(rel, *hashed(Path(full), cache))
+                   for full, rel in sorted(_walk(str(path)), key=lambda x: x[1])]
         return model.directory(name, entries)
     size, sha = hashed(path, cache)
     return Input(path=name, kind="file", size=size, sha256=sha)
