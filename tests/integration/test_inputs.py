@@ -22,16 +22,26 @@ from tests.integration.conftest import Experiment
 REPO = f"tests/inputs-{uuid.uuid4().hex[:8]}"
 
 TRAIN = """import argparse
+import hashlib
+import json
+import os
+
 import mlflow
+from mlflow.entities import Dataset, DatasetInput
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--data")
 args = parser.parse_args()
 rows = [float(x) for x in open("data/train.csv").read().split()]
 extra = [float(x) for x in open(args.data).read().split()]
-with mlflow.start_run():
+ds = open("data/ds.csv", "rb").read()
+with mlflow.start_run() as run:
+    # what mlflow.log_input(mlflow.data.from_pandas(df, source=PATH)) records
+    mlflow.MlflowClient().log_inputs(run.info.run_id, [DatasetInput(Dataset(
+        name="ds", digest=hashlib.md5(ds).hexdigest()[:8], source_type="local",
+        source=json.dumps({"uri": os.path.abspath("data/ds.csv")})))])
     mlflow.log_metric("rows", len(rows))
-    mlflow.log_metric("total", sum(rows) + sum(extra))
+    mlflow.log_metric("total", sum(rows) + sum(extra) + len(ds))
 print("trained on", len(rows), "rows")
 """
 
@@ -47,6 +57,7 @@ def setup(tmp_path_factory, experiment_venv, infra, created_images):
     (root / "data").mkdir()
     (root / "data" / "train.csv").write_text("1\n2\n3\n")
     (root / "data" / "unused.parquet").write_bytes(b"PAR1")
+    (root / "data" / "ds.csv").write_text("x\n" * 100)
     shared = base / "shared"
     shared.mkdir()
     extra = shared / "extra.csv"
@@ -77,11 +88,12 @@ def test_capture_pins_declared_and_command_line_inputs_and_warns_of_unpinned_dat
     run_id, payload = setup["a"]
     pinned = {i["path"]: i for i in payload["inputs"]["inputs"]}
     extra = str(setup["extra"].resolve())
-    assert set(pinned) == {"data/train.csv", extra}
+    assert set(pinned) == {"data/train.csv", "data/ds.csv", extra}
     assert pinned["data/train.csv"]["sources"] == ["config"]
+    assert pinned["data/ds.csv"]["sources"] == ["mlflow"]
     assert pinned[extra]["sources"] == ["command"]
     assert {i["carry"] for i in pinned.values()} == {"copy"}
-    assert payload["inputs"]["pushed_bytes"] == 6 + 300
+    assert payload["inputs"]["pushed_bytes"] == 6 + 300 + 200
     assert payload["tags"]["envlock.inputs"].startswith(payload["image"].split("@")[0] + "@")
     assert "git-ignored data not pinned: data/unused.parquet" in payload["stderr"]
     assert "--input data/unused.parquet" in payload["stderr"]
@@ -91,7 +103,8 @@ def test_a_second_capture_of_the_same_inputs_pushes_no_input_bytes(setup):
     _run_id, payload = setup["b"]
     assert payload["inputs"]["pushed_bytes"] == 0
     carry = {i["path"]: i["carry"] for i in payload["inputs"]["inputs"]}
-    assert carry == {"data/train.csv": "copy", str(setup["extra"].resolve()): "reference"}
+    assert carry == {"data/train.csv": "copy", "data/ds.csv": "reference",
+                     str(setup["extra"].resolve()): "reference"}
     assert "is referenced, not copied" in payload["stderr"]
 
 
@@ -100,6 +113,7 @@ def test_replay_restores_copied_inputs_after_the_host_data_changed_and_was_delet
     run_a, _ = setup["a"]
     original = extra.read_text()
     (exp.root / "data" / "train.csv").write_text("100\n")
+    (exp.root / "data" / "ds.csv").write_text("changed\n")
     extra.unlink()
     try:
         result = exp.envlock("replay", run_a, "--json", ENVLOCK_CACHE=setup["cache"])
@@ -114,6 +128,21 @@ def test_replay_restores_copied_inputs_after_the_host_data_changed_and_was_delet
         assert f"{extra.resolve()}: missing" in refused.stderr
         assert "--allow-changed-inputs" in refused.stderr
         assert "trained" not in refused.stderr  # stopped before the experiment ran
+
+        extra.write_text("11\n")
+        allowed = exp.envlock("replay", run_b, "--allow-changed-inputs",
+                              ENVLOCK_CACHE=setup["cache"])
+        assert allowed.returncode == 0, allowed.stderr[-3000:]  # the experiment ran
+        assert "NOT REPRODUCED" in allowed.stdout  # on other data
+        said = allowed.stdout.splitlines()
+        said = said[next(i for i, line in enumerate(said) if line.startswith("replay of")):]
+        assert said[1].startswith(f"input changed: {extra.resolve()}: changed (size 300 → 3")
+        assert said[2].startswith("input changed: data/ds.csv: changed")
+        assert said[3].startswith("input changed: MLflow dataset ds: digest ")
+        lineage = exp.envlock("lineage", run_b)
+        assert "inputs      3 (1 copy, 2 reference)" in lineage.stdout
+        assert "inputs changed: " in lineage.stdout
     finally:
         extra.write_text(original)
         (exp.root / "data" / "train.csv").write_text("1\n2\n3\n")
+        (exp.root / "data" / "ds.csv").write_text("x\n" * 100)
