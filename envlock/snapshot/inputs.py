@@ -67,8 +67,17 @@ def save_cache(cache: StatCache, path: Path | None = None) -> None:
 
 
 def sha256_file(path: Path) -> str:
+    """sha256 hex of a file: ``hashlib.file_digest`` (zero-copy reads, Python ≥ 3.11),
+    else 1 MiB reads into one reused buffer."""
     with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+        file_digest = getattr(hashlib, "file_digest", None)
+        if file_digest is not None:
+            return str(file_digest(handle, "sha256").hexdigest())
+        digest, buffer = hashlib.sha256(), bytearray(CHUNK)
+        view = memoryview(buffer)
+        while size := handle.readinto(buffer):
+            digest.update(view[:size])
+        return digest.hexdigest()
 
 
 def hashed(path: Path, cache: StatCache, st: os.stat_result | None = None) -> tuple[int, str]:
@@ -327,8 +336,27 @@ def git_files(project: Path) -> tuple[set[str], list[str]]:
         return [n[len(prefix):] for n in names if n and n.startswith(prefix)]
 
     tracked = set(listed())
-    ignored = listed("--others", "--ignored", "--exclude-standard")
+    ignored: list[str] = []
+    # --directory: an ignored folder is one entry (a .venv is not listed file by file);
+    # only the folders that may hold data are looked into
+    for name in listed("--others", "--ignored", "--exclude-standard", "--directory"):
+        if not name.endswith("/"):
+            ignored.append(name)
+        elif not any(p in NOT_DATA or p.endswith(".egg-info") for p in name.split("/")):
+            ignored += _files_under(project, name.rstrip("/"))
     return tracked, ignored
+
+
+def _files_under(project: Path, folder: str, limit: int = 5000) -> list[str]:
+    """Project-relative files under an ignored folder (not in caches, venvs, outputs)."""
+    out: list[str] = []
+    for root, dirs, files in os.walk(project / folder):
+        dirs[:] = [d for d in dirs if d not in NOT_DATA]
+        base = Path(root).relative_to(project).as_posix()
+        out += [f"{base}/{name}" for name in files]
+        if len(out) >= limit:
+            break
+    return out
 
 
 def current(path: Path, name: str, cache: StatCache) -> Input:

@@ -3,8 +3,8 @@ on real files; the registry is an in-memory fake of the distribution API's blob 
 
 import hashlib
 import os
-import time
 import subprocess
+import time
 
 import pytest
 
@@ -72,7 +72,8 @@ def test_declared_config_and_command_line_inputs_are_hashed_merged_and_carried(p
 
 def test_unpinned_git_ignored_data_secrets_and_outputs_are_named_with_the_fix(project):
     os.utime(project / "data" / "imgs" / "b.png", ns=(10**19, 10**19))  # written later
-    sources = ops.Sources(declared=["data/imgs", "data/secrets.env"], started_ms=time.time_ns() // 10**6 + 1000)
+    sources = ops.Sources(declared=["data/imgs", "data/secrets.env"],
+                          started_ms=time.time_ns() // 10**6 + 1000)
     pinned = ops.pin(project, sources, copy_max=1 << 30, can_copy=True)
     assert [f.path for f in pinned.inputs[0].files] == ["a.png"]
     text = "\n".join(pinned.warnings)
