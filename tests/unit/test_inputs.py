@@ -152,3 +152,20 @@ def test_the_sbom_lists_inputs_as_data_components_with_their_hashes():
     assert data["/abs/x.csv"]["hashes"] == [{"alg": "SHA-256", "content": SHA["a"]}]
     assert data["data"]["hashes"][0]["content"] == lock.inputs[1].sha256
     assert render(SbomInput(lock=lock), "spdx-json")  # SPDX takes them as files
+
+
+def test_diff_and_show_name_the_inputs():
+    from envlock.cli.render import diff_text, lock_summary
+    from envlock.model.diff import diff_locks
+
+    old = dataclasses.replace(make_lock(), inputs=(file_input("data/a.csv", 10, "a"),
+                                                   file_input("gone.csv")))
+    new = dataclasses.replace(make_lock(), inputs=(file_input("data/a.csv", 12, "b"),))
+    found = diff_locks(old, new)
+    assert not found.identical and not found.env_changed
+    assert found.to_dict()["inputs"]["removed"] == ["gone.csv"]
+    text = diff_text(found, "A", "B")
+    assert "inputs (2):" in text and "- gone.csv (file, 10 B)" in text
+    assert "~ data/a.csv: changed (size 10 → 12" in text
+    assert diff_locks(old, old).identical
+    assert "Inputs:" in lock_summary(old, "x") and "2 (2 reference), 20 B" in lock_summary(old, "x")
