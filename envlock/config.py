@@ -51,6 +51,12 @@ KEYS: dict[str, Key] = {
     "deny": Key(list, None, "extra path patterns kept out of the code layer", []),
     "code_max_size": Key(str, "ENVLOCK_CODE_MAX_SIZE", "size cap for packing a project "
                          "outside git (e.g. 512m, 1g)", "256m"),
+    # Inputs (envlock.operations.inputs): what runs read, pinned at capture
+    "inputs": Key(list, None, "files and directories every run reads (data, weights), "
+                  "pinned at capture: project-relative or absolute paths", []),
+    "inputs_copy_max": Key(str, "ENVLOCK_INPUTS_COPY_MAX", "copy inputs to the registry up "
+                           "to this total (e.g. 1g, 5g; 0: reference only); larger ones are "
+                           "referenced by hash", "1g"),
     # Signed provenance (envlock.operations.provenance): key files, never the keys.
     "signing_key": Key(str, "ENVLOCK_SIGNING_KEY", "private key file (envlock keys "
                        "generate): sign every pushed image's provenance and SBOM"),
@@ -71,7 +77,7 @@ KEYS: dict[str, Key] = {
 }
 
 #: Settings that may be written as a number (TOML/YAML), read as their text.
-_NUMBERS = ("code_max_size", "shm_size", "cpus", "memory", "gpus", "timeout")
+_NUMBERS = ("code_max_size", "inputs_copy_max", "shm_size", "cpus", "memory", "gpus", "timeout")
 
 #: Accepted spellings: TOML and YAML users write both.
 _ALIASES = {k.replace("_", "-"): k for k in KEYS}

@@ -125,10 +125,21 @@ def lock_summary(lock: Lock, title: str) -> str:
         ("Git", git_line(lock.git)),
         *([("Code", code_line(lock.code))] if lock.code else []),
         ("Command", lock.runtime.get("command") or "-"),
+        *([("Inputs", inputs_line(lock))] if lock.inputs else []),
         ("Env knobs", ", ".join(f"{k}={v}" for k, v in lock.runtime.get("env", {}).items()) or "-"),
         ("env_digest", lock.env_digest),
     ]
     return f"{title}\n" + table([(k + ":", v) for k, v in rows])
+
+
+def inputs_line(lock: Lock) -> str:
+    """``2 (1 copy, 1 reference), 1.2 GiB: data/train.csv, /mnt/x.csv``."""
+    from envlock.model.inputs import human_size
+
+    carries = {c: sum(1 for i in lock.inputs if i.carry == c) for c in ("copy", "reference")}
+    names = ", ".join(i.path for i in lock.inputs[:4]) + (" …" if len(lock.inputs) > 4 else "")
+    return (f"{len(lock.inputs)} ({', '.join(f'{n} {c}' for c, n in carries.items() if n)}), "
+            f"{human_size(sum(i.size for i in lock.inputs))}: {names}")
 
 
 def diff_text(diff: LockDiff, a: str, b: str) -> str:
@@ -152,6 +163,9 @@ def diff_text(diff: LockDiff, a: str, b: str) -> str:
                           else f"{pc.old_source} → {pc.new_source}")
                 rows.append(("~", pc.name, version or "", source or ""))
         lines += [f"packages ({len(diff.packages)}):", table(rows)]
+    if not diff.inputs.same:
+        lines += [f"inputs ({len(diff.inputs.lines())}):",
+                  *(f"  {line}" for line in diff.inputs.lines())]
     for category, changes in diff.by_category().items():
         show = _code_value if category == "code" else _fmt
         lines += [f"{category}:", table([(c.field, f"{show(c.old)} → {show(c.new)}")

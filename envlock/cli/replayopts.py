@@ -82,7 +82,15 @@ COMPARISON_OPTIONS: Mapping[str, Any] = {
                       "themselves: each metric's spread, and it passes when the original lies "
                       "within it) or drift (replays agree with each other, not with the "
                       "original). Default 1. Local replays only.", COMPARISON, int | None),
+    "allow_changed_inputs": _option("--allow-changed-inputs", "Replay although referenced "
+                                    "inputs on this host differ from the run's or are "
+                                    "missing (exit 2 before running otherwise); the "
+                                    "verdict names them first.", COMPARISON, bool),
 }
+
+
+#: The true/false options (default False).
+_FLAGS = ("compare_artifacts", "strict", "allow_changed_inputs")
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,8 @@ class ReplayFlags:
                              tolerance=self.values["tolerance"],
                              metrics=tuple(self.values["metric"] or ()),
                              compare_artifacts=bool(self.values["compare_artifacts"]),
-                             strict=bool(self.values["strict"]), track=track, force=force)
+                             strict=bool(self.values["strict"]), track=track, force=force,
+                             allow_changed_inputs=bool(self.values["allow_changed_inputs"]))
 
 
 def replay_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -124,7 +133,7 @@ def replay_options(command: Callable[..., None]) -> Callable[..., None]:
     ``flags: ReplayFlags`` argument."""
     keyword = inspect.Parameter.KEYWORD_ONLY  # typer passes every value by name
     added = [inspect.Parameter(name, keyword, annotation=annotation,
-                               default=False if name in ("compare_artifacts", "strict") else None)
+                               default=False if name in _FLAGS else None)
              for name, annotation in {**CONTAINER_OPTIONS, **COMPARISON_OPTIONS}.items()]
     parameters = []  # the options in place of ``flags``: their panels come first in --help
     for own in inspect.signature(command, eval_str=True).parameters.values():

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from envlock.model.inputs import InputsDiff
+from envlock.model.inputs import diff as diff_inputs
 from envlock.model.lockfile import Lock, Package
 
 #: Categories in display order, and the fields compared in each (dotted paths).
@@ -64,10 +66,12 @@ class LockDiff:
     new_env_digest: str
     packages: tuple[PackageChange, ...] = ()
     changes: tuple[Change, ...] = field(default_factory=tuple)
+    #: What the runs read: added, removed, changed inputs (file by file for directories).
+    inputs: InputsDiff = field(default_factory=InputsDiff)
 
     @property
     def identical(self) -> bool:
-        return not self.packages and not self.changes
+        return not self.packages and not self.changes and self.inputs.same
 
     @property
     def env_changed(self) -> bool:
@@ -87,6 +91,7 @@ class LockDiff:
             "packages": {kind: [p.to_dict() for p in self.packages if p.kind == kind]
                          for kind in ("added", "removed", "changed")},
             "changes": [c.to_dict() for c in self.changes],
+            "inputs": self.inputs.to_dict(),
         }
 
 
@@ -166,4 +171,4 @@ def diff_locks(old: Lock, new: Lock) -> LockDiff:
     changes.extend(_code_changes(old.code, new.code))
     return LockDiff(old_env_digest=old.env_digest, new_env_digest=new.env_digest,
                     packages=tuple(_package_changes(old.packages, new.packages)),
-                    changes=tuple(changes))
+                    changes=tuple(changes), inputs=diff_inputs(old.inputs, new.inputs))

@@ -349,6 +349,10 @@ def _pod(spec: JobSpec) -> dict[str, Any]:
 
 def job_manifest(spec: JobSpec) -> dict[str, Any]:
     """The batch/v1 Job for ``spec`` as plain data (what --dry-run prints)."""
+    if spec.replay.inputs:
+        raise UsageError(f"run {spec.run_id} read pinned inputs "
+                         f"({', '.join(m.target for m in spec.replay.inputs)}): a Kubernetes "
+                         "Job cannot be given them yet", "replay it with --on local")
     labels = _labels(spec)
     pod = _pod(spec)
     if spec.node_selector:

@@ -13,6 +13,10 @@ Schema 2 adds two optional sections: ``host`` (the machine the experiment ran on
 model, core count and ISA level, memory, ``/dev/shm``; it does not change the
 environment image) and ``code`` (a project that is not a git repository: every packed
 file with its sha256). A schema-1 lock migrates with both unknown (null).
+
+Schema 3 adds ``inputs``: what the run read (data, pretrained weights), each with its
+path as the run saw it, size, sha256 and carry (:mod:`envlock.model.inputs`). It does not
+change the environment image (``env_digest``). An older lock migrates with no inputs.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from typing import Any
 from envlock import __version__
 from envlock.errors import LockfileError
 from envlock.model.atomic import atomic_file
+from envlock.model.inputs import Input, from_section, to_section
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_LOCKFILE = "envlock.lock.yaml"
 
 def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
@@ -38,8 +43,14 @@ def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "schema_version": 2, "host": None, "code": None}
 
 
+def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
+    """Schema 2 recorded no inputs: an older run's inputs are unknown (none pinned)."""
+    return {**doc, "schema_version": 3, "inputs": []}
+
+
 #: Migrations from schema N to N+1; each takes and returns a raw document.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2,
+                                                                     2: _v2_to_v3}
 
 #: Required keys of each mapping section (types checked on load).
 SECTION_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -163,6 +174,8 @@ class Lock:
     host: dict[str, Any] | None = None
     #: A project outside git: its packed files with their sha256 (None: git or no code).
     code: dict[str, Any] | None = None
+    #: What the run read (data, weights), sorted by path; () for an older lock.
+    inputs: tuple[Input, ...] = ()
     schema_version: int = SCHEMA_VERSION
     generator: str = f"envlock {__version__}"
 
@@ -238,6 +251,7 @@ def _body(lock: Lock) -> dict[str, Any]:
         "index": lock.index,
         "packages": [p.to_dict() for p in lock.packages],
         "shadowed": [s.to_dict() for s in lock.shadowed],
+        "inputs": to_section(lock.inputs),
     }
 
 
@@ -369,12 +383,23 @@ def _package(raw: Any, index: int, source: str) -> Package:
     )
 
 
+def _inputs(raw: Any, source: str) -> tuple[Input, ...]:
+    try:
+        return from_section(raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LockfileError(source, f"an entry of `inputs` is malformed ({exc})",
+                            "regenerate it with `envlock capture`") from exc
+
+
 def from_document(doc: dict[str, Any], source: str = "<lockfile>") -> Lock:
     raw_packages = _require(doc, "packages", list, "", source)
     git = doc.get("git")
     if git is not None and not isinstance(git, dict):
         raise LockfileError(source, "field `git` must be a mapping or null")
     shadowed = doc.get("shadowed") or []
+    if not isinstance(doc.get("inputs") or [], list):
+        raise LockfileError(source, "field `inputs` must be a list",
+                            "regenerate it with `envlock lock`")
     for name in ("host", "code"):
         if doc.get(name) is not None and not isinstance(doc[name], dict):
             raise LockfileError(source, f"field `{name}` must be a mapping or null",
@@ -391,6 +416,7 @@ def from_document(doc: dict[str, Any], source: str = "<lockfile>") -> Lock:
         shadowed=tuple(Shadowed(**s) for s in shadowed),
         host=doc.get("host"),
         code=doc.get("code"),
+        inputs=_inputs(doc.get("inputs"), source),
         schema_version=doc["schema_version"],
         generator=str(doc.get("generator", "")),
     )

@@ -87,6 +87,9 @@ class ReplaySpec:
     user: int = USER_ID
     env: Mapping[str, str] = field(default_factory=dict)
     mounts: tuple[Mount, ...] = ()
+    #: The run's pinned inputs, read-only where the run saw them (the lock's ``inputs``:
+    #: copies from the cache, referenced files from this host, both verified by hash).
+    inputs: tuple[Mount, ...] = ()
     shm_size: int | None = None  # bytes; None: the runtime's default
     cpus: float | None = None
     memory: int | None = None  # bytes
@@ -205,7 +208,7 @@ def docker_args(spec: ReplaySpec, image: str | None = None) -> dict[str, Any]:
                     for m in spec.mounts},
         # the workspace: a volume the engine fills from the image's /workspace
         "mounts": [{"Target": spec.workdir, "Source": None, "Type": "volume",
-                    "ReadOnly": False}],
+                    "ReadOnly": False}, *_input_mounts(spec.inputs)],
         "network_mode": spec.network, "device_requests": _device_requests(spec.gpus),
         "detach": True,
     }
@@ -215,6 +218,13 @@ def docker_args(spec: ReplaySpec, image: str | None = None) -> dict[str, Any]:
               "nano_cpus": int(spec.cpus * 1e9) if spec.cpus else None}
     args.update({key: value for key, value in limits.items() if value is not None})
     return args
+
+
+def _input_mounts(inputs: tuple[Mount, ...]) -> list[dict[str, Any]]:
+    """Bind mounts of the inputs (a list, not ``volumes``: two inputs may share a source
+    blob); the engine mounts them after the workspace they may lie in."""
+    return [{"Target": m.target, "Source": m.source, "Type": "bind", "ReadOnly": True}
+            for m in sorted(inputs, key=lambda m: m.target)]
 
 
 def _device_requests(gpus: GpuRequest | None) -> list[dict[str, Any]] | None:

@@ -36,7 +36,7 @@ class Item:
     """One component. ``ref`` is unique in a document and stable across runs."""
 
     ref: str
-    type: str  # container | operating-system | library | framework | application
+    type: str  # container | operating-system | library | framework | application | data
     name: str
     version: str | None = None
     purl: str | None = None
@@ -317,10 +317,27 @@ def inventory(source: SbomInput) -> Inventory:
     toolkit = _toolkit_item(lock, top.ref)
     if toolkit:
         items.append(toolkit)
+    items.extend(_input_item(i, top.ref) for i in lock.inputs)
     props = _host_properties(lock)
     if source.run_id:
         props += (("envlock:run_id", source.run_id),)
     return Inventory(top=top, items=tuple(_unique(items)), properties=props)
+
+
+def _input_item(item: Any, parent: str) -> Item:
+    """An input the run read (``lock.inputs``) as a ``data`` component: its sha256 (of the
+    file; of a directory, its manifest), size and carry."""
+    props = [("envlock:input_kind", item.kind), ("envlock:size", str(item.size)),
+             ("envlock:carry", item.carry)]
+    if item.kind == "directory":
+        props += [("envlock:files", str(len(item.files))),
+                  ("envlock:sha256_of", "manifest of (path, size, sha256)")]
+    if item.dataset:
+        props += [("envlock:mlflow_dataset", str(item.dataset.get("name"))),
+                  ("envlock:mlflow_dataset_digest", str(item.dataset.get("digest")))]
+    return Item(ref=f"input:{item.path}", type="data", name=item.path,
+                sha256=item.sha256, parent=parent, properties=tuple(props),
+                description=f"an input the run read ({item.kind})")
 
 
 def _unique(items: list[Item]) -> Iterator[Item]:

@@ -44,7 +44,8 @@ def render(source: SbomInput, fmt: str = "cyclonedx-json") -> bytes:
 # ---------------------------------------------------------------- CycloneDX
 
 _CDX_TYPES = {"container": "CONTAINER", "operating-system": "OPERATING_SYSTEM",
-              "library": "LIBRARY", "framework": "FRAMEWORK", "application": "APPLICATION"}
+              "library": "LIBRARY", "framework": "FRAMEWORK", "application": "APPLICATION",
+              "data": "DATA"}
 
 
 def _cdx_component(item: Item) -> Any:
@@ -107,7 +108,7 @@ def cyclonedx(source: SbomInput, inv: Inventory) -> bytes:
 
 _SPDX_PURPOSE = {"container": "CONTAINER", "operating-system": "OPERATING_SYSTEM",
                  "library": "LIBRARY", "framework": "FRAMEWORK",
-                 "application": "APPLICATION"}
+                 "application": "APPLICATION", "data": "FILE"}
 
 
 def _spdx_id(item: Item) -> str:

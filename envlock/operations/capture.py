@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ class CaptureResult:
     secret_scan: dict[str, Any] | None = None
     #: What the user should know about the lock (a uv project disagreeing with uv.lock).
     warnings: list[str] = field(default_factory=list)
+    #: The inputs pinned (envlock.operations.inputs.Pinned.to_dict()).
+    inputs: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -64,6 +66,10 @@ def lineage_tags(lock: Lock, image: str | None, base: str | None,
         "envlock.command": lock.runtime.get("command") or "",
         "envlock.version": __version__,
     }
+    if lock.inputs:
+        copied = sum(1 for i in lock.inputs if i.carry == "copy")
+        tags["envlock.inputs_pinned"] = (f"{len(lock.inputs)} ({copied} copy, "
+                                         f"{len(lock.inputs) - copied} reference)")
     if base:
         tags["envlock.base_image"] = base
     if env_image_id:  # reproducible: `build --from-run --no-cache` compares against it
@@ -137,6 +143,8 @@ class CaptureRequest:
     builder: str = "auto"
     auth: dict[str, str] | None = None
     allow_files: tuple[str, ...] = ()
+    #: Files and directories the run read (``--input``), besides the config's ``inputs``.
+    inputs: tuple[str, ...] = ()
 
 
 #: capture()'s keywords that are not part of the request: what it works with.
@@ -170,11 +178,13 @@ def capture(request: CaptureRequest, *, tracker: TrackerLike | None = None,
     tracker, run, picked, local = _resolve(request, lock, tracker)
     if request.command is None and run.tags.get("envlock.autolog.command"):
         lock = lock.with_command(run.tags["envlock.autolog.command"])
+    pinned = _pin_inputs(request, cfg, lock, run, tracker)
+    lock = replace(lock, inputs=pinned.inputs)
     local = _keep(lock, project, run.run_id)
     result = CaptureResult(run_id=run.run_id, picked=picked, lockfile=str(local),
                            env_digest=lock.env_digest, lock_digest=lock.lock_digest,
                            secret_scan=(lock.git or lock.code or {}).get("secret_scan"),
-                           warnings=uvlock.warnings(lock))
+                           warnings=[*uvlock.warnings(lock), *pinned.warnings])
     recipe = base = env_image_id = None
     if request.build:
         built = _build(lock, run, request, cfg, engine, reporter, registries)
@@ -183,6 +193,7 @@ def capture(request: CaptureRequest, *, tracker: TrackerLike | None = None,
         result.built = built.to_dict()
     result.tags = lineage_tags(lock, result.image, base, env_image_id)
     result.tags[backend.TAG] = backend.kind(tracker.uri)
+    _push_inputs(pinned, result, request, reporter, registries)
     attached = _sbom(lock, run, result, base, reporter, request.auth, registries)
     try:
         _record(tracker, run.run_id, lock, recipe, attached, result)
@@ -191,6 +202,45 @@ def capture(request: CaptureRequest, *, tracker: TrackerLike | None = None,
                     f"`envlock capture --run-id {run.run_id}` once the store is reachable")
         raise
     return result
+
+
+def _pin_inputs(request: CaptureRequest, cfg: Any, lock: Lock, run: Any,
+                tracker: TrackerLike) -> Any:
+    """The run's inputs, hashed and given a carry (copy needs a registry to push to)."""
+    from envlock.operations import inputs
+
+    can_copy = request.build and request.push and bool(cfg.get("registry", request.registry))
+    datasets = getattr(tracker, "datasets", None)
+    sources = inputs.Sources(
+        declared=request.inputs, configured=cfg.get("inputs"),
+        command=lock.runtime.get("command"), allow=request.allow_files,
+        datasets=datasets(run.run_id) if datasets else (), started_ms=run.start_time)
+    return inputs.pin(Path(request.project).absolute(), sources,
+                      _copy_max(cfg.get("inputs_copy_max")), can_copy)
+
+
+def _copy_max(value: Any) -> int:
+    from envlock.model import sizes
+
+    return 0 if str(value).strip() == "0" else sizes.parse(value, "inputs_copy_max")
+
+
+def _push_inputs(pinned: Any, result: CaptureResult, request: CaptureRequest,
+                 reporter: Any, registries: Any) -> None:
+    """The copied inputs to the image's repository; their manifest pinned by a tag."""
+    from envlock.operations import inputs
+
+    copies = [i for i in pinned.inputs if i.carry == "copy"]
+    if copies and result.image and "@sha256:" in result.image:
+        if reporter is not None:
+            reporter.step(f"pushing {len(copies)} input(s)")
+        host = result.image.split("/", 1)[0]
+        auth = request.auth
+        inputs.push(pinned, result.image, Path(request.project).absolute(),
+                    registries(host) if registries else inputs.registry_client(host, auth))
+        if pinned.artifact:
+            result.tags[inputs.TAG] = pinned.artifact
+    result.inputs = pinned.to_dict()
 
 
 def _snapshot(request: CaptureRequest, cfg: Any) -> Lock:

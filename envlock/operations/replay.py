@@ -51,6 +51,9 @@ class ReplayResult:
     warnings: list[str] = field(default_factory=list)
     relay: RelayReport | None = None
     explanations: tuple[Any, ...] = ()  # model.explanations, when not reproduced
+    #: The inputs that differ from the run's, named first by the verdict: referenced
+    #: inputs replayed with --allow-changed-inputs, MLflow datasets with another digest.
+    inputs_changed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -60,7 +63,7 @@ class ReplayResult:
         return {"original_run_id": self.original_run_id, "replay_run_id": self.replay_run_id,
                 "resources": self.resources,
                 "image": self.image, "exit_code": self.exit_code, "ok": self.ok,
-                "warnings": self.warnings,
+                "warnings": self.warnings, "inputs_changed": self.inputs_changed,
                 "relay": self.relay.to_dict() if self.relay else None,
                 "comparison": self.comparison.to_dict() if self.comparison else None,
                 "explanations": [e.to_dict() for e in self.explanations]}
@@ -140,7 +143,7 @@ def replay(spec: ReplaySpec, *, engine: EngineLike, tracker: TrackerLike, contex
     (:func:`envlock.operations.replayplan.local`); ``output`` hears the container."""
     from envlock.progress import Reporter
 
-    run, tail = context.run, Tail()
+    run, tail, changed = context.run, Tail(), list(context.inputs_changed)
     with Reporter("envlock replay"):  # a pull's bytes, rate and time left
         image_id = ensure_image(engine, spec.image, spec.run_id)
     with tempfile.TemporaryDirectory(prefix="envlock-replay-") as tmp:
@@ -162,13 +165,14 @@ def replay(spec: ReplaySpec, *, engine: EngineLike, tracker: TrackerLike, contex
                 relay = tracker.relay_file_store(store / "store", replay_id,
                                                  f"{STORE_MOUNT}/store")
                 comparison = conclude(tracker, run, replay_id, code, spec.checks, relay=relay)
+                changed = inputs_changed(tracker, run.run_id, replay_id, context)
         except BaseException as exc:
             fail_replay(tracker, replay_id, exc, tail)
             raise
     resources = context.resources.to_dict() if context.resources else None
     result = ReplayResult(original_run_id=run.run_id, replay_run_id=replay_id, image=spec.image,
                           exit_code=code, comparison=comparison, warnings=list(context.warnings),
-                          relay=relay, resources=resources,
+                          relay=relay, resources=resources, inputs_changed=changed,
                           explanations=_explained(spec, context, engine, tracker, replay_id,
                                                   code == 0 and bool(comparison and
                                                                      comparison.reproduced)))
@@ -202,6 +206,23 @@ def _explained(spec: ReplaySpec, context: Context, engine: EngineLike, tracker: 
     from envlock.operations.explain import explain_replay, replay_facts
 
     return explain_replay(tracker, [replay_id], replay_facts(spec, context, engine))
+
+
+def inputs_changed(tracker: TrackerLike, run_id: str, replay_id: str,
+                   context: Context) -> list[str]:
+    """The changed referenced inputs, and the MLflow datasets whose digest the replay
+    computed differently (by name); tagged ``envlock.inputs_changed`` on the replay run."""
+    changed = list(context.inputs_changed)
+    datasets = getattr(tracker, "datasets", None)
+    if datasets is not None:
+        before = {d["name"]: d["digest"] for d in datasets(run_id)}
+        after = {d["name"]: d["digest"] for d in datasets(replay_id)}
+        changed += [f"MLflow dataset {name}: digest {before[name]} (original) → "
+                    f"{after[name]} (replay)" for name in sorted(before.keys() & after.keys())
+                    if before[name] != after[name]]
+    if changed:
+        tracker.set_tags(replay_id, {"envlock.inputs_changed": "; ".join(changed)[:5000]})
+    return changed
 
 
 class Tail:

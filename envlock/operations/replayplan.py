@@ -23,6 +23,7 @@ from envlock.model.replayspec import (
     Checks,
     ContainerFlags,
     GpuRequest,
+    Mount,
     ReplaySpec,
     parse_gpus,
     parse_mounts,
@@ -56,6 +57,7 @@ class ReplayRequest:
     strict: bool = False  # --strict: every metric gates, timing ones too
     track: bool = True
     force: bool = False  # run even when the GPU/driver pre-flight fails
+    allow_changed_inputs: bool = False  # run although referenced inputs differ
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class Context:
     resources: sizing.Resources | None = None
     warnings: tuple[str, ...] = ()
     force: bool = False
+    #: Referenced inputs this host has not as the run read them (--allow-changed-inputs).
+    inputs_changed: tuple[str, ...] = ()
 
 
 def with_config(flags: ContainerFlags, config: Config) -> ContainerFlags:
@@ -130,15 +134,18 @@ def local(request: ReplayRequest, *, tracker: TrackerLike, config: Config,
     for kind, texts in (("warning", warnings), ("note", given.notes)):
         for text in texts:
             (notify or _ignore)(kind, text)
+    restored = _inputs(lock, run, request, notify)
     spec = ReplaySpec(
         run_id=request.run_id, image=run.tags["envlock.image"], command=flags.command,
         env={**BASE_ENV, **given.env, **extra_env}, mounts=parsed["mounts"],
+        inputs=tuple(Mount(src, dst, read_only=True) for src, dst in restored.mounts),
         shm_size=given.shm_size, cpus=given.cpus, memory=given.mem_limit, gpus=gpus,
         network=parsed["network"], timeout=parsed["timeout"], checks=checks(request, config),
         track=request.track)
     return spec, Context(run=run, locked=locked, original_command=lock.runtime.get("command"),
                          host=host, host_gpu=host_gpu, resources=given, warnings=warnings,
-                         force=request.force)
+                         force=request.force,
+                         inputs_changed=tuple(c.describe() for c in restored.changed))
 
 
 def kubernetes(request: ReplayRequest, *, tracker: TrackerLike, config: Config
@@ -156,6 +163,10 @@ def kubernetes(request: ReplayRequest, *, tracker: TrackerLike, config: Config
                          "drop them, or replay with --on local")
     env = parse_env(flags.env)
     lock, run = captured(tracker, request.run_id, image=True)
+    if lock.inputs:
+        raise ReplayError(f"run {request.run_id} read {len(lock.inputs)} pinned input(s) "
+                          f"({', '.join(i.path for i in lock.inputs[:3])}): replaying them "
+                          "on Kubernetes is not supported yet", "replay it with --on local")
     image = run.tags["envlock.image"]
     if "@sha256:" not in image:
         raise ReplayError(f"image {image} of run {request.run_id} is not pinned in a registry",
@@ -173,6 +184,24 @@ def kubernetes(request: ReplayRequest, *, tracker: TrackerLike, config: Config
         timeout=parsed["timeout"], checks=checks(request, config))
     return spec, Context(run=run, locked={"frameworks": lock.frameworks, "gpu": lock.gpu},
                          original_command=original, resources=given, force=request.force)
+
+
+def _inputs(lock: Any, run: Any, request: ReplayRequest,
+            notify: Callable[[str, str], None] | None) -> Any:
+    """The run's inputs for this host: referenced ones checked, copied ones pulled."""
+    from pathlib import Path
+
+    from envlock.operations import inputs
+
+    if not lock.inputs:
+        return inputs.Restored()
+    root = Path(lock.project_root) if lock.project_root and Path(
+        lock.project_root).is_dir() else Path.cwd()
+    restored = inputs.restore(lock.inputs, run.tags.get(inputs.TAG), project=root,
+                              workdir=WORKDIR, allow_changed=request.allow_changed_inputs)
+    for change in restored.changed:
+        (notify or _ignore)("warning", f"input {change.describe()} (--allow-changed-inputs)")
+    return restored
 
 
 def _ignore(kind: str, text: str) -> None:

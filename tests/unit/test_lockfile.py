@@ -25,7 +25,7 @@ def test_document_order_is_stable_and_readable():
     doc = lockfile.to_document(make_lock())
     assert list(doc)[:4] == ["schema_version", "generator", "env_digest", "lock_digest"]
     assert list(doc)[4:] == ["python", "os", "frameworks", "gpu", "host", "git", "code",
-                             "runtime", "index", "packages", "shadowed"]
+                             "runtime", "index", "packages", "shadowed", "inputs"]
 
 
 def test_env_digest_ignores_git_gpu_host_and_knobs():
@@ -110,7 +110,7 @@ def test_migration_from_an_older_schema_runs(tmp_path, monkeypatch):
 def _v1_document() -> dict:
     """A lock as schema 1 wrote it: no host, no code, its digest over that document."""
     doc = lockfile.to_document(make_lock())
-    del doc["host"], doc["code"], doc["lock_digest"]
+    del doc["host"], doc["code"], doc["lock_digest"], doc["inputs"]
     doc["schema_version"] = 1
     doc["lock_digest"] = lockfile._digest(doc)
     return doc
@@ -120,7 +120,7 @@ def test_a_schema_1_lock_migrates_with_host_and_code_unknown(tmp_path):
     path = tmp_path / "v1.yaml"
     path.write_text(yaml.safe_dump(_v1_document()))
     lock = lockfile.load(path)
-    assert lock.schema_version == lockfile.SCHEMA_VERSION == 2
+    assert lock.schema_version == lockfile.SCHEMA_VERSION == 3
     assert lock.host is None and lock.code is None
     assert lock.env_digest == make_lock().env_digest  # the environment is the same one
     assert lockfile.loads(lockfile.dumps(lock)) == lock  # written back as schema 2

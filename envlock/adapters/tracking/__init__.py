@@ -136,6 +136,14 @@ class Tracker:
                        tags=dict(run.data.tags), params=dict(run.data.params),
                        metrics=dict(run.data.metrics), start_time=run.info.start_time)
 
+    def datasets(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's MLflow dataset inputs: name, digest, source type and source."""
+        run = self._call("reading run", self.client.get_run, run_id)
+        found = getattr(getattr(run, "inputs", None), "dataset_inputs", None) or []
+        return [{"name": d.dataset.name, "digest": d.dataset.digest,
+                 "source_type": d.dataset.source_type, "source": d.dataset.source}
+                for d in found]
+
     def latest_run(self) -> RunData:
         """The most recent top-level run of the active experiment (MLFLOW_EXPERIMENT_NAME/
         ID or 0): after a search, its parent run, not the last candidate's child run."""

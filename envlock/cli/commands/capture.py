@@ -40,6 +40,10 @@ ProjectOpt = Annotated[Path, typer.Option(
     "--project", help="The experiment's directory (a git repository, or any directory: "
     "then its files are packed by content).")]
 NoBuildOpt = Annotated[bool, typer.Option("--no-build", help="Record the lock only.")]
+InputOpt = Annotated[list[str] | None, typer.Option(
+    "--input", help="A file or directory the run read (data, weights; repeatable; besides "
+    "[tool.envlock] inputs): pinned by sha256, copied to the registry up to "
+    "inputs_copy_max (1g), else referenced.")]
 NoPushOpt = Annotated[bool, typer.Option("--no-push", help="Build locally, do not push.")]
 
 
@@ -58,6 +62,7 @@ def capture_command(
     code_max_size: CodeMaxSizeOpt = None,
     builder: BuilderOpt = "auto",
     allow_file: AllowFileOpt = None,
+    input: InputOpt = None,
     audit: AuditOpt = False,
     advisories: AdvisoriesOpt = None,
     osv_url: OsvUrlOpt = None,
@@ -80,7 +85,8 @@ def capture_command(
                              registry=registry, base_image=base_image, build=not no_build,
                              push=not no_push, env_allow=env_allow or (),
                              code_max_size=code_max_size, builder=builder, auth=auth,
-                             allow_files=tuple(allow_file or ()))
+                             allow_files=tuple(allow_file or ()),
+                             inputs=tuple(input or ()))
     with Reporter("envlock capture") as reporter:
         result = capture(request, engine=engine, reporter=reporter,
                          audit=lambda lock: run_gate(
@@ -90,7 +96,8 @@ def capture_command(
         out.warn(warning)
     human = (f"captured run {result.run_id} ({result.picked})\n"
              f"lockfile {result.lockfile}\nenv_digest {result.env_digest}\n"
-             f"{'image ' + result.image if result.image else 'no image (--no-build)'}")
+             f"{'image ' + result.image if result.image else 'no image (--no-build)'}"
+             f"{_inputs_table(result)}")
     raise typer.Exit(out.emit(result.to_dict(), human))
 
 
@@ -112,6 +119,17 @@ def _connect(build: bool, project: Path, registry: str | None, username: str | N
 
     return build_setup(config.load(project).get("registry", registry), username,
                        password_stdin, builder)
+
+
+def _inputs_table(result: CaptureResult) -> str:
+    from envlock.model.inputs import human_size
+
+    pinned = (result.inputs or {}).get("inputs") or []
+    if not pinned:
+        return ""
+    rows = [f"  {i['carry']:<9} {human_size(i['size']):>10}  {i['path']}" for i in pinned]
+    pushed = (result.inputs or {}).get("pushed_bytes", 0)
+    return (f"\ninputs ({len(pinned)}; {human_size(pushed)} pushed):\n" + "\n".join(rows))
 
 
 def _warnings(result: CaptureResult) -> list[str]:

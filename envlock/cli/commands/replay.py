@@ -117,6 +117,7 @@ def _here(request: Any, settings: Any, login: tuple[str | None, bool], as_json: 
         out.warn(warning)
     lines = [f"replay of {request.run_id}: exit {result.exit_code}"
              + (f", replay run {result.replay_run_id}" if result.replay_run_id else "")]
+    lines += [f"input changed: {text}" for text in result.inputs_changed]
     if result.relay:
         lines.append(result.relay.summary())
     if result.comparison:
@@ -213,14 +214,20 @@ def lineage_command(
     result: dict[str, Any] = {
         "run_id": run.run_id, "env_digest": tags.get("envlock.env_digest"),
         "image": tags.get("envlock.image"),
+        "inputs": {"pinned": tags.get("envlock.inputs_pinned"),
+                   "artifact": tags.get("envlock.inputs")},
               "replays": [{"run_id": r.run_id, "status": r.status,
                            "verdict": r.tags.get("envlock.verdict"),
                            "exit_code": r.tags.get("envlock.exit_code"),
                            "failure": r.tags.get("envlock.failure"),
+                           "inputs_changed": r.tags.get("envlock.inputs_changed"),
                            **_job_of(r.tags)} for r in replays]}
     lines = [f"run {run.run_id} ({run.name})",
              f"  env_digest  {result['env_digest'] or '- (not captured)'}",
              f"  image       {result['image'] or '-'}",
+             *([f"  inputs      {tags['envlock.inputs_pinned']}"
+                f"{' at ' + tags['envlock.inputs'] if tags.get('envlock.inputs') else ''}"]
+               if tags.get("envlock.inputs_pinned") else []),
              f"  replays     {len(replays)}"]
     for replay in result["replays"]:
         replay["runs"] = [{"original_run_id": c.tags.get("envlock.replay_of"),
@@ -231,6 +238,8 @@ def lineage_command(
             job += f"; conclude: envlock verify --replay {replay['run_id']}"
         lines.append(f"    {replay['run_id']}  {replay['status']:<9} "
                      f"{replay['verdict'] or replay['failure'] or '-'}{job}")
+        if replay.get("inputs_changed"):
+            lines.append(f"      inputs changed: {replay['inputs_changed']}")
         lines += [f"      {c['original_run_id'] or '(unmatched)'} -> {c['replay_run_id']}  "
                   f"{c['name']}" for c in replay["runs"]]
     raise typer.Exit(out.emit(result, "\n".join(lines)))

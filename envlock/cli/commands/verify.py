@@ -119,6 +119,7 @@ def _report(result: Any, junit: Path | None, markdown: Path | None) -> int:
                  report.verify_markdown(run_id, reproduced, facts, comparison))
     human = (f"{'REPRODUCED' if reproduced else 'NOT REPRODUCED'}: run {run_id} "
              f"(replay {result.replay_run_id}, exit {result.exit_code})")
+    human += "".join(f"\ninput changed: {text}" for text in result.inputs_changed)
     if result.relay:
         human += "\n" + result.relay.summary()
     if comparison:
