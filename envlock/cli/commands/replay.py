@@ -15,14 +15,20 @@ from envlock.cli.options import (
 )
 from envlock.cli.replayopts import (
     OUTPUT,
+    AccountOpt,
     DryRunOpt,
     EnvFromSecretOpt,
     ImagePullSecretOpt,
     NamespaceOpt,
     NodeSelectorOpt,
     OnOpt,
+    PartitionOpt,
     ReplayFlags,
+    RuntimeOpt,
+    SbatchOpt,
+    SlurmFlags,
     Target,
+    TimeLimitOpt,
     TolerationOpt,
     only_with,
     replay_options,
@@ -48,6 +54,11 @@ def replay_command(
     image_pull_secret: ImagePullSecretOpt = None,
     env_from_secret: EnvFromSecretOpt = None,
     dry_run: DryRunOpt = False,
+    partition: PartitionOpt = None,
+    account: AccountOpt = None,
+    time_limit: TimeLimitOpt = None,
+    runtime: RuntimeOpt = None,
+    sbatch_option: SbatchOpt = None,
     registry_username: RegistryUserOpt = None,
     registry_password_stdin: PasswordStdinOpt = False,
     require_signed: RequireSignedOpt = False,
@@ -55,7 +66,7 @@ def replay_command(
 ) -> None:
     """Re-run a captured experiment from its pinned image and compare its metrics.
 
-    Pulls the image by digest, checks the host's GPUs and driver, runs it hardened, logs a replay run linked to the original: every run the experiment makes (child runs of a search too) is relayed with its params, metric histories, tags, datasets, artifacts and models, then compared with the original's tree (metrics, params; artifacts with --compare-artifacts). Exits with the experiment's exit code (124 when --timeout stopped it). With --on kubernetes the image runs as a Job on the current cluster (pre-flight on its nodes' GPU labels); its MLflow logs straight into the replay run, so the tracking store must be a server the cluster can reach."""  # noqa: E501 - one paragraph, wrapped by the terminal
+    Pulls the image by digest, checks the host's GPUs and driver, runs it hardened, logs a replay run linked to the original: every run the experiment makes (child runs of a search too) is relayed with its params, metric histories, tags, datasets, artifacts and models, then compared with the original's tree (metrics, params; artifacts with --compare-artifacts). Exits with the experiment's exit code (124 when --timeout stopped it). With --on kubernetes the image runs as a Job on the current cluster (pre-flight on its nodes' GPU labels); its MLflow logs straight into the replay run, so the tracking store must be a server the cluster can reach. With --on slurm it runs as a batch job (Podman or Charliecloud on the node) and its MLflow store, in the job's folder on the shared filesystem, is relayed as for a local replay; the job id, node, partition and exit reason are tagged on the replay run."""  # noqa: E501 - one paragraph, wrapped by the terminal
     from envlock import config
     from envlock.cli import output as out
     from envlock.operations import replayplan
@@ -64,14 +75,25 @@ def replay_command(
     request = flags.request(run_id, track=not no_track, force=force)
     settings = config.load()
     replayplan.checked(request, settings)  # bad values fail before anything runs
+    slurm = SlurmFlags(partition, account, time_limit, runtime, tuple(sbatch_option or ()))
     only_with(on, {"--namespace": namespace != "default", "--node-selector": node_selector,
                    "--toleration": toleration, "--image-pull-secret": image_pull_secret,
-                   "--env-from-secret": env_from_secret, "--dry-run": dry_run}
-              if on is Target.local else
+                   "--env-from-secret": env_from_secret,
+                   "--dry-run": dry_run and on is Target.local}
+              if on is not Target.kubernetes else
               {"--mount": request.container.mounts, "--no-track": no_track,
                "--network": request.container.network not in (None, "none")})
+    if on is not Target.slurm:
+        only_with(on, slurm.flags(), only="slurm")
     check_signed(run_id, require_signed)  # signature + provenance first (issue #27)
     login = (registry_username, registry_password_stdin)
+    if on is Target.slurm:
+        from envlock.cli import slurmrun
+
+        only_with(on, {"--detach": detach, "--registry-password-stdin": registry_password_stdin},
+                  only="local or kubernetes")
+        raise typer.Exit(slurmrun.replay(request, settings, slurm, dry_run=dry_run,
+                                         as_json=as_json))
     if on is Target.kubernetes:
         from envlock.operations.kube import KubeOptions
 

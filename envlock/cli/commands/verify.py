@@ -17,10 +17,17 @@ from envlock.cli.options import (
 from envlock.cli.replayopts import (
     KUBERNETES,
     OUTPUT,
+    AccountOpt,
     NamespaceOpt,
     OnOpt,
+    PartitionOpt,
     ReplayFlags,
+    RuntimeOpt,
+    SbatchOpt,
+    SlurmFlags,
     Target,
+    TimeLimitOpt,
+    only_with,
     replay_options,
 )
 from envlock.operations.connect import engine_for_run, open_tracker
@@ -29,8 +36,9 @@ from envlock.operations.connect import engine_for_run, open_tracker
 @replay_options
 def verify_command(
     flags: ReplayFlags,
-    run_id: Annotated[str | None, typer.Argument(
-        help="The captured MLflow run to verify.", show_default=False)] = None,
+    run_ids: Annotated[list[str] | None, typer.Argument(
+        help="The captured MLflow run to verify (several: a sweep, with --on slurm).",
+        show_default=False, metavar="RUN_ID...")] = None,
     replay_run: Annotated[str | None, typer.Option(
         "--replay", help="Conclude this replay run of `replay --on kubernetes --detach` "
         "instead: wait for its Job, compare, tag the verdict, write the reports.",
@@ -47,16 +55,22 @@ def verify_command(
         "(with --on kubernetes) and write one report.", rich_help_panel=KUBERNETES)] = None,
     last: Annotated[int, typer.Option("--last", help="Sweep: how many of the newest "
                                       "captured runs.", rich_help_panel=KUBERNETES)] = 5,
-    parallel: Annotated[int, typer.Option("--parallel", help="Sweep: Jobs at a time.",
+    parallel: Annotated[int, typer.Option("--parallel", help="Sweep: Jobs at a time (Slurm: "
+                                          "the job array's %N).",
                                           rich_help_panel=KUBERNETES)] = 2,
     on: OnOpt = Target.local,
     namespace: NamespaceOpt = "default",
+    partition: PartitionOpt = None,
+    account: AccountOpt = None,
+    time_limit: TimeLimitOpt = None,
+    runtime: RuntimeOpt = None,
+    sbatch_option: SbatchOpt = None,
     require_signed: RequireSignedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay a run and compare its metrics: exit 0 reproduced, 1 not, 2 bad input, 124 timed out.
 
-    The whole run tree is compared (child runs, params; artifacts with --compare-artifacts); a relay that could not carry everything is not reproduced. Reports: JUnit XML (the run, the relay, each metric, the params, each child run and artifact) and Markdown. The container options are replay's, and so are their [tool.envlock] keys."""  # noqa: E501 - paragraphs, wrapped by the terminal
+    The whole run tree is compared (child runs, params; artifacts with --compare-artifacts); a relay that could not carry everything is not reproduced. Reports: JUnit XML (the run, the relay, each metric, the params, each child run and artifact) and Markdown. The container options are replay's, and so are their [tool.envlock] keys. With --on slurm, several RUN_IDs (or --experiment) are one Slurm job array, --parallel tasks at a time, results shown as tasks end; a task the cluster failed (preempted, node failure, time limit) is retried once and then reported as a cluster failure (exit 2), never as not reproduced."""  # noqa: E501 - paragraphs, wrapped by the terminal
     from envlock import config
     from envlock.cli import output as out
     from envlock.errors import UsageError
@@ -64,9 +78,19 @@ def verify_command(
     from envlock.operations.replay import replay_here
 
     out.begin("verify", as_json)
+    run_id = run_ids[0] if run_ids else None
+    slurm = SlurmFlags(partition, account, time_limit, runtime, tuple(sbatch_option or ()))
+    if on is not Target.slurm:
+        only_with(on, {**slurm.flags(), "several RUN_IDs": len(run_ids or ()) > 1},
+                  only="slurm")
     request = flags.request(run_id or "")
     settings = config.load()
     replayplan.checked(request, settings)  # bad values fail before anything runs
+    if on is Target.slurm and not replay_run:
+        for each in run_ids or ():
+            check_signed(each, require_signed)
+        raise typer.Exit(_on_slurm(run_ids or [], experiment, last, request, settings, slurm,
+                                   parallel=parallel, reports=(junit, markdown)))
     tracker = open_tracker()
     if experiment:
         from envlock.operations.kube import KubeOptions
@@ -85,6 +109,34 @@ def verify_command(
         result = replay_here(request, engine=engine, tracker=tracker, config=settings,
                              notify=out.notify, output=out.passthrough(True))
     raise typer.Exit(_report(result, junit, markdown))
+
+
+def _on_slurm(run_ids: list[str], experiment: str | None, last: int, request: Any,
+              settings: Any, slurm: SlurmFlags, *, parallel: int,
+              reports: tuple[Path | None, Path | None]) -> int:
+    """--on slurm: one run as one batch job, reported as a local replay is; several (or
+    --experiment's last ones) as one job array."""
+    from dataclasses import replace
+
+    from envlock.cli import slurmrun
+    from envlock.errors import UsageError
+
+    if experiment:
+        if run_ids:
+            raise UsageError("give RUN_IDs or --experiment, not both")
+        runs = open_tracker().last_captured(experiment, last)
+        run_ids = [r.run_id for r in runs]
+        if not run_ids:
+            raise UsageError(f"experiment {experiment!r} has no captured run with a pinned "
+                             "image", "capture runs with envlock capture --registry …")
+    if not run_ids:
+        raise UsageError("verify --on slurm needs RUN_IDs (or --experiment)",
+                         "envlock verify RUN_ID... --on slurm")
+    if len(run_ids) == 1 and not experiment:
+        result = slurmrun.single(replace(request, run_id=run_ids[0]), settings, slurm)
+        return _report(result, *reports)
+    return slurmrun.sweep(run_ids, request, settings, slurm, parallel=parallel,
+                          reports=reports)
 
 
 def _report(result: Any, junit: Path | None, markdown: Path | None) -> int:
