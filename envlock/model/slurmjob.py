@@ -440,8 +440,9 @@ def outcome(state: JobState, status: str | None) -> Outcome:
         return Outcome("preflight failed", None, line.partition(": ")[2])
     if line == "cancelled" or state.state == "CANCELLED":
         return Outcome("cancelled", None, state.reason_text)
-    return Outcome("cluster failure" if state.state == "OUT_OF_MEMORY" else "exit",
-                   state.exit_code, state.reason_text or "no status written")
+    if state.state == "OUT_OF_MEMORY":
+        return Outcome("out of memory", None, "the job ran out of its memory (--memory)")
+    return Outcome("exit", state.exit_code, state.reason_text or "no status written")
 
 
 def array_indices(indices: Sequence[int]) -> str:

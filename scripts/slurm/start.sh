@@ -2,6 +2,7 @@
 # Start a one-node Slurm (Debian's slurm-wlm 22.05: munged, slurmctld, slurmd on this machine)
 # with Podman and Charliecloud for the jobs. Idempotent, as root on Debian; verified on the
 # project's test machine: packages about 20 s the first time, then the node idle in about 3 s.
+# No crun: podman would prefer it, and it fails on these hybrid-cgroup machines (runc works).
 # Writes /etc/slurm/slurm.conf and cgroup.conf only when they are absent or its own (marked);
 # all state, logs and pids under $SLURM_DIR. stop.sh undoes it. Progress on stderr.
 #   SLURM_DIR        (default /var/tmp/envlock-slurm)
@@ -15,12 +16,12 @@ log() { echo "slurm: $*" >&2; }
 mkdir -p "$S"
 exec 9>"$S.lock"; flock -w 600 9 || { log "another start.sh held $S.lock for 10 min"; exit 1; }
 need=
-for c in slurmctld slurmd sbatch munged podman ch-run crun; do command -v "$c" >/dev/null || need=1; done
+for c in slurmctld slurmd sbatch munged podman ch-run; do command -v "$c" >/dev/null || need=1; done
 if [ -n "$need" ]; then
-  log "installing slurmctld slurmd slurm-client munge podman charliecloud crun"
+  log "installing slurmctld slurmd slurm-client munge podman charliecloud"
   # apt's own lock, waited for: another engineer's or CI's apt-get may be running
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q \
-    slurmctld slurmd slurm-client munge podman charliecloud crun >"${S}.apt.log" 2>&1 \
+    slurmctld slurmd slurm-client munge podman charliecloud >"${S}.apt.log" 2>&1 \
     || { tail -20 "${S}.apt.log" >&2; exit 1; }
 fi
 ours() { [ -f "$S/$1.pid" ] && tr '\0' ' ' <"/proc/$(cat "$S/$1.pid")/cmdline" 2>/dev/null | grep -q -- "$1"; }
