@@ -70,7 +70,8 @@ def submit(script: str, array: Sequence[int] | None = None) -> str:
 def refused(stderr: str) -> SlurmError:
     """sbatch's refusal as one line, with what to do."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    message = re.sub(r"^sbatch: error: ", "", lines[-1] if lines else "no message")
+    message = re.sub(r"^sbatch: error: (Batch job submission failed: )?", "",
+                     lines[-1] if lines else "no message")
     hint = next((hint for word, hint in _REFUSALS if word in message.lower()),
                 "see sbatch's message; --dry-run prints the job script")
     return SlurmError(f"Slurm refused the job: {message}", hint)
@@ -124,11 +125,10 @@ def _from_sacct(job: str) -> dict[int, JobState]:
         parts = line.split("|")
         if len(parts) < 6:
             continue
-        head, _, index = parts[0].partition("_")
+        index = parts[0].partition("_")[2]
         state = job_state(parts[1], parts[2], parts[3], parts[4], parts[5])
         for i in _indices(index.strip("[]") or "0"):
             found[i] = state
-        del head
     return found
 
 

@@ -195,6 +195,33 @@ class SlurmFlags:
                 "--sbatch-option": self.sbatch_options}
 
 
+#: SlurmFlags field -> its option (the parameter has the field's name).
+SLURM_OPTIONS: Mapping[str, Any] = {"partition": PartitionOpt, "account": AccountOpt,
+                                    "time_limit": TimeLimitOpt, "runtime": RuntimeOpt,
+                                    "sbatch_options": SbatchOpt}
+
+
+def slurm_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the Slurm options, received as one ``slurm: SlurmFlags`` argument
+    (placed where ``slurm`` is in its signature)."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    added = [inspect.Parameter(name, keyword, annotation=annotation, default=None)
+             for name, annotation in SLURM_OPTIONS.items()]
+    parameters = []
+    for own in inspect.signature(command, eval_str=True).parameters.values():
+        parameters += added if own.name == "slurm" else [own.replace(kind=keyword)]
+
+    @functools.wraps(command)
+    def with_options(**kwargs: Any) -> None:
+        given = {name: kwargs.pop(name) for name in SLURM_OPTIONS}
+        given["sbatch_options"] = tuple(given["sbatch_options"] or ())
+        command(slurm=SlurmFlags(**given), **kwargs)
+
+    with_options.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    with_options.__annotations__ = {p.name: p.annotation for p in parameters}
+    return with_options
+
+
 def only_with(on: Target, flags: Mapping[str, Any], only: str | None = None) -> None:
     """Refuse the options given that work only with the other target (``only``)."""
     from envlock.errors import UsageError

@@ -7,12 +7,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from envlock.cli.replayopts import SlurmFlags
+from envlock.cli.replayopts import SlurmFlags, Target, only_with
 from envlock.operations.connect import open_tracker
 
 
-def replay(request: Any, config: Any, slurm: SlurmFlags, *, dry_run: bool,
-           as_json: bool) -> int:
+def only_on_slurm(on: Target, slurm: SlurmFlags, detach: bool = False, password: bool = False,
+                  dry_run: bool = False, run_ids: list[str] | None = None) -> str | None:
+    """The Slurm options (and several runs) only with --on slurm; --detach and a registry
+    password not; --dry-run not on this host. The first of ``run_ids``."""
+    if on is Target.local and dry_run:
+        only_with(on, {"--dry-run": dry_run}, only="kubernetes or --on slurm")
+    if on is not Target.slurm:
+        only_with(on, {**slurm.flags(), "several RUN_IDs": len(run_ids or ()) > 1},
+                  only="slurm")
+    else:
+        only_with(on, {"--detach": detach, "--registry-password-stdin": password},
+                  only="local or kubernetes")
+    return run_ids[0] if run_ids else None
+
+
+def replay(request: Any, config: Any, slurm: SlurmFlags, dry_run: bool, as_json: bool) -> int:
     """One replay as a batch job; exit code the experiment's (124: --timeout)."""
     from envlock.cli import output as out
     from envlock.cli.render import comparison_table

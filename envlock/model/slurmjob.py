@@ -306,7 +306,8 @@ chmod 777 "$TASK_DIR/mlruns"; rm -f "$TASK_DIR/status"
 exec >"$TASK_DIR/output.log" 2>&1
 hostname -s >"$TASK_DIR/node"
 status() { echo "$*" >"$TASK_DIR/status"; }
-echo "envlock: job ${SLURM_JOB_ID} task $TASK on $(hostname -s), partition ${SLURM_JOB_PARTITION:-?}"
+echo "envlock: job ${SLURM_JOB_ID} task $TASK on $(hostname -s)," \
+  "partition ${SLURM_JOB_PARTITION:-?}"
 if [ "$GPUS" -gt 0 ]; then
   if ! driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>&1 | head -1) \
       || [ -z "$driver" ]; then
@@ -327,7 +328,8 @@ if ! out=$("${PULL[@]}" 2>&1); then
 fi
 container="envlock-${SLURM_JOB_ID}-$TASK"
 stop() {
-  [ "$RUNTIME" = podman ] && podman rm --force --volumes --time 5 "$container" >/dev/null 2>&1
+  # at once: Slurm sends SIGKILL KillWait seconds after this SIGTERM
+  [ "$RUNTIME" = podman ] && podman rm --force --volumes --time 0 "$container" >/dev/null 2>&1
   [ -n "${child:-}" ] && kill "$child" 2>/dev/null
   status "cancelled"; exit 143
 }

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from envlock.cli import slurmrun
 from envlock.cli.options import (
     JsonOpt,
     PasswordStdinOpt,
@@ -15,28 +16,27 @@ from envlock.cli.options import (
 )
 from envlock.cli.replayopts import (
     OUTPUT,
-    AccountOpt,
     DryRunOpt,
     EnvFromSecretOpt,
     ImagePullSecretOpt,
     NamespaceOpt,
     NodeSelectorOpt,
     OnOpt,
-    PartitionOpt,
     ReplayFlags,
-    RuntimeOpt,
-    SbatchOpt,
     SlurmFlags,
     Target,
-    TimeLimitOpt,
     TolerationOpt,
     only_with,
     replay_options,
+    slurm_options,
 )
 from envlock.operations.connect import engine_for_run, open_tracker, read_credentials
 
+NO_SLURM = SlurmFlags()
+
 
 @replay_options
+@slurm_options
 def replay_command(
     flags: ReplayFlags,
     run_id: Annotated[str, typer.Argument(help="The captured MLflow run to replay.")],
@@ -54,11 +54,7 @@ def replay_command(
     image_pull_secret: ImagePullSecretOpt = None,
     env_from_secret: EnvFromSecretOpt = None,
     dry_run: DryRunOpt = False,
-    partition: PartitionOpt = None,
-    account: AccountOpt = None,
-    time_limit: TimeLimitOpt = None,
-    runtime: RuntimeOpt = None,
-    sbatch_option: SbatchOpt = None,
+    slurm: SlurmFlags = NO_SLURM,
     registry_username: RegistryUserOpt = None,
     registry_password_stdin: PasswordStdinOpt = False,
     require_signed: RequireSignedOpt = False,
@@ -75,25 +71,17 @@ def replay_command(
     request = flags.request(run_id, track=not no_track, force=force)
     settings = config.load()
     replayplan.checked(request, settings)  # bad values fail before anything runs
-    slurm = SlurmFlags(partition, account, time_limit, runtime, tuple(sbatch_option or ()))
     only_with(on, {"--namespace": namespace != "default", "--node-selector": node_selector,
                    "--toleration": toleration, "--image-pull-secret": image_pull_secret,
-                   "--env-from-secret": env_from_secret,
-                   "--dry-run": dry_run and on is Target.local}
+                   "--env-from-secret": env_from_secret}
               if on is not Target.kubernetes else
               {"--mount": request.container.mounts, "--no-track": no_track,
                "--network": request.container.network not in (None, "none")})
-    if on is not Target.slurm:
-        only_with(on, slurm.flags(), only="slurm")
+    slurmrun.only_on_slurm(on, slurm, detach, registry_password_stdin, dry_run)
     check_signed(run_id, require_signed)  # signature + provenance first (issue #27)
     login = (registry_username, registry_password_stdin)
     if on is Target.slurm:
-        from envlock.cli import slurmrun
-
-        only_with(on, {"--detach": detach, "--registry-password-stdin": registry_password_stdin},
-                  only="local or kubernetes")
-        raise typer.Exit(slurmrun.replay(request, settings, slurm, dry_run=dry_run,
-                                         as_json=as_json))
+        raise typer.Exit(slurmrun.replay(request, settings, slurm, dry_run, as_json))
     if on is Target.kubernetes:
         from envlock.operations.kube import KubeOptions
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from envlock.cli import slurmrun
 from envlock.cli.options import (
     JsonOpt,
     PasswordStdinOpt,
@@ -17,28 +18,29 @@ from envlock.cli.options import (
 from envlock.cli.replayopts import (
     KUBERNETES,
     OUTPUT,
-    AccountOpt,
     NamespaceOpt,
     OnOpt,
-    PartitionOpt,
     ReplayFlags,
-    RuntimeOpt,
-    SbatchOpt,
     SlurmFlags,
     Target,
-    TimeLimitOpt,
-    only_with,
     replay_options,
+    slurm_options,
 )
 from envlock.operations.connect import engine_for_run, open_tracker
 
+RunIdsArg = Annotated[list[str] | None, typer.Argument(
+    help="The captured MLflow run to verify (several: a sweep, with --on slurm).",
+    show_default=False, metavar="RUN_ID...")]
+ParallelOpt = Annotated[int, typer.Option("--parallel", help="Sweep: Jobs at a time (Slurm: "
+                                          "the job array's %N).", rich_help_panel=KUBERNETES)]
+NO_SLURM = SlurmFlags()
+
 
 @replay_options
+@slurm_options
 def verify_command(
     flags: ReplayFlags,
-    run_ids: Annotated[list[str] | None, typer.Argument(
-        help="The captured MLflow run to verify (several: a sweep, with --on slurm).",
-        show_default=False, metavar="RUN_ID...")] = None,
+    run_ids: RunIdsArg = None,
     replay_run: Annotated[str | None, typer.Option(
         "--replay", help="Conclude this replay run of `replay --on kubernetes --detach` "
         "instead: wait for its Job, compare, tag the verdict, write the reports.",
@@ -55,16 +57,10 @@ def verify_command(
         "(with --on kubernetes) and write one report.", rich_help_panel=KUBERNETES)] = None,
     last: Annotated[int, typer.Option("--last", help="Sweep: how many of the newest "
                                       "captured runs.", rich_help_panel=KUBERNETES)] = 5,
-    parallel: Annotated[int, typer.Option("--parallel", help="Sweep: Jobs at a time (Slurm: "
-                                          "the job array's %N).",
-                                          rich_help_panel=KUBERNETES)] = 2,
+    parallel: ParallelOpt = 2,
     on: OnOpt = Target.local,
     namespace: NamespaceOpt = "default",
-    partition: PartitionOpt = None,
-    account: AccountOpt = None,
-    time_limit: TimeLimitOpt = None,
-    runtime: RuntimeOpt = None,
-    sbatch_option: SbatchOpt = None,
+    slurm: SlurmFlags = NO_SLURM,
     require_signed: RequireSignedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -78,19 +74,12 @@ def verify_command(
     from envlock.operations.replay import replay_here
 
     out.begin("verify", as_json)
-    run_id = run_ids[0] if run_ids else None
-    slurm = SlurmFlags(partition, account, time_limit, runtime, tuple(sbatch_option or ()))
-    if on is not Target.slurm:
-        only_with(on, {**slurm.flags(), "several RUN_IDs": len(run_ids or ()) > 1},
-                  only="slurm")
+    run_id = slurmrun.only_on_slurm(on, slurm, run_ids=run_ids)
     request = flags.request(run_id or "")
-    settings = config.load()
-    replayplan.checked(request, settings)  # bad values fail before anything runs
+    replayplan.checked(request, settings := config.load())  # bad values fail before anything runs
     if on is Target.slurm and not replay_run:
-        for each in run_ids or ():
-            check_signed(each, require_signed)
-        raise typer.Exit(_on_slurm(run_ids or [], experiment, last, request, settings, slurm,
-                                   parallel=parallel, reports=(junit, markdown)))
+        raise typer.Exit(_on_slurm(run_ids or [], request, settings, slurm, (experiment, last,
+                                   parallel), (junit, markdown), require_signed))
     tracker = open_tracker()
     if experiment:
         from envlock.operations.kube import KubeOptions
@@ -111,16 +100,16 @@ def verify_command(
     raise typer.Exit(_report(result, junit, markdown))
 
 
-def _on_slurm(run_ids: list[str], experiment: str | None, last: int, request: Any,
-              settings: Any, slurm: SlurmFlags, *, parallel: int,
-              reports: tuple[Path | None, Path | None]) -> int:
+def _on_slurm(run_ids: list[str], request: Any, settings: Any, slurm: SlurmFlags,
+              sweep: tuple[str | None, int, int], reports: tuple[Path | None, Path | None],
+              require_signed: bool) -> int:
     """--on slurm: one run as one batch job, reported as a local replay is; several (or
-    --experiment's last ones) as one job array."""
+    ``sweep``'s --experiment, --last) as one job array, --parallel at a time."""
     from dataclasses import replace
 
-    from envlock.cli import slurmrun
     from envlock.errors import UsageError
 
+    experiment, last, parallel = sweep
     if experiment:
         if run_ids:
             raise UsageError("give RUN_IDs or --experiment, not both")
@@ -132,6 +121,8 @@ def _on_slurm(run_ids: list[str], experiment: str | None, last: int, request: An
     if not run_ids:
         raise UsageError("verify --on slurm needs RUN_IDs (or --experiment)",
                          "envlock verify RUN_ID... --on slurm")
+    for each in run_ids:
+        check_signed(each, require_signed)
     if len(run_ids) == 1 and not experiment:
         result = slurmrun.single(replace(request, run_id=run_ids[0]), settings, slurm)
         return _report(result, *reports)
