@@ -276,9 +276,10 @@ def podman_argv(spec: ReplaySpec, task_dir: str, settings: SlurmSettings
 
 def charliecloud_argv(spec: ReplaySpec, task_dir: str, settings: SlurmSettings
                       ) -> tuple[list[str], list[str]]:
-    """``ch-image pull`` and ``ch-run`` of ``spec``: unprivileged, the image's own
-    filesystem read-only with a writable overlay (``--write-fake``), only the spec's
-    environment (``--unset-env='*'``)."""
+    """``ch-image pull`` and ``ch-run`` of ``spec``: unprivileged, the image read-only (the
+    storage's copy is shared by every job), only the spec's environment
+    (``--unset-env='*'``), its values taken literally (``--env-no-expand``). Charliecloud
+    0.31 (Debian 12) talks HTTPS to registries only."""
     if spec.network not in ("none", "host"):
         raise UsageError(f"--network {spec.network} does not work with Charliecloud",
                          "Charliecloud containers share the node's network: use --network "
@@ -288,7 +289,7 @@ def charliecloud_argv(spec: ReplaySpec, task_dir: str, settings: SlurmSettings
                          "pass --command")
     tls = ["--tls-no-verify"] if is_insecure(spec.image, settings) else []
     name = "envlock-" + spec.image.rpartition("@sha256:")[2][:16]
-    run = ["ch-run", "--unset-env=*", "--write-fake", f"--cd={spec.workdir}",
+    run = ["ch-run", "--unset-env=*", "--env-no-expand", f"--cd={spec.workdir}",
            f"--bind={task_dir}/mlruns:{STORE_MOUNT}",
            *(f"--bind={m.source}:{m.target}" for m in spec.mounts),
            *(f"--set-env={key}={value}" for key, value in _env(spec).items()),

@@ -124,7 +124,7 @@ def test_charliecloud_pulls_and_runs_with_only_the_specs_environment():
     script = batch_script(job(spec(network="none"), runtime="charliecloud"))
     pull, run = arrays(script, "PULL")[0], arrays(script, "RUN")[0]
     assert pull[:3] == ["ch-image", "pull", "--tls-no-verify"] and IMAGE in pull
-    assert run[:3] == ["ch-run", "--unset-env=*", "--write-fake"]
+    assert run[:3] == ["ch-run", "--unset-env=*", "--env-no-expand"]
     assert run[-4:] == ["--", "/bin/sh", "-c", EVIL]
     with pytest.raises(UsageError, match="Charliecloud"):
         batch_script(job(spec(network="bridge"), runtime="charliecloud"))
