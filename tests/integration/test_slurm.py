@@ -19,6 +19,7 @@ import subprocess
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +53,10 @@ def storage(tmp_path_factory):
     yield conf
     subprocess.run(["podman", "rm", "--all", "--force"], capture_output=True, timeout=120,
                    env={**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)})
+    # podman's overlay driver keeps its layer folder mounted on itself: undo that, then delete
+    mounts = Path("/proc/self/mounts").read_text().split("\n")
+    for target in sorted({m.split()[1] for m in mounts if f" {root}/" in m}, reverse=True):
+        subprocess.run(["umount", "-l", target], capture_output=True, timeout=60)
     shutil.rmtree(root, ignore_errors=True)
 
 
