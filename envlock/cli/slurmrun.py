@@ -89,7 +89,7 @@ def sweep(run_ids: list[str], request: Any, config: Any, slurm: SlurmFlags, *, p
              for i in items]
     ok = sum(1 for i in items if i.reproduced)
     title = f"envlock verify --on slurm ({len(items)} runs)"
-    rows = [(i.run_id, i.verdict, i.result.replay_run_id if i.result else "-", _detail(i))
+    rows = [(i.run_id, i.verdict, (i.result.replay_run_id if i.result else None) or "-", _detail(i))
             for i in items]
     report.write(*reports, "envlock.verify", cases, report.markdown(
         title, ok == len(items), f"{ok}/{len(items)} reproduced", {"runs": len(items)},
