@@ -74,6 +74,10 @@ KEYS: dict[str, Key] = {
     "memory": Key(str, None, "replay memory limit, e.g. 16g"),
     "gpus": Key(str, None, "replay GPUs: all, none, N or device=0,1"),
     "timeout": Key(str, None, "stop a replay after this long: seconds, 30m, 2h"),
+    # replay/verify --on slurm (envlock.model.slurmjob.SlurmSettings; a flag wins per key)
+    "slurm": Key(dict, None, "Slurm jobs: partition, account, time_limit, runtime (podman | "
+                 "charliecloud), sbatch_options, insecure_registries, job_dir (shared by "
+                 "the nodes), pending_limit, gpu_option (gres | gpus)", {}),
 }
 
 #: Settings that may be written as a number (TOML/YAML), read as their text.
@@ -249,6 +253,9 @@ def validate(raw: Mapping[str, Any], path: Path | str) -> dict[str, Any]:
         if spec is None:
             raise ConfigError(f"{path}: unknown setting {name!r}",
                               f"known settings: {', '.join(KEYS)}")
+        if key == "slurm":
+            values[key] = _check_slurm(value, path)
+            continue
         if spec.kind is list and isinstance(value, str):
             value = [value]
         if key in _NUMBERS and isinstance(value, int | float) and not isinstance(value, bool):
@@ -305,6 +312,20 @@ def _check_replay(values: Mapping[str, Any], path: Path | str) -> None:
                 check(values[key])
             except EnvlockError as exc:
                 raise ConfigError(f"{path}: {key}: {exc.message}", exc.hint) from exc
+
+
+def _check_slurm(value: Any, path: Path | str) -> dict[str, Any]:
+    """The ``slurm`` table, checked as its flags are; kept as written."""
+    from envlock.model.slurmjob import parse_settings
+
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: slurm must be a table", "e.g. [tool.envlock.slurm] "
+                          "partition = \"gpu\"")
+    try:
+        parse_settings(value, f"{path}: slurm")
+    except EnvlockError as exc:
+        raise ConfigError(exc.message, exc.hint) from exc
+    return dict(value)
 
 
 _KIND_NAMES: dict[type, str] = {str: "a string", list: "a list of strings",

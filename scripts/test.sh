@@ -26,4 +26,8 @@ k8s_dir=${K8S_DIR:-/var/tmp/envlock-k8s}; mkdir -p "$k8s_dir"
 # leave dpkg half-done); a later build.sh waits for it and then finds its binaries.
 setsid bash scripts/k8s/build.sh </dev/null >"$k8s_dir/build.log" 2>&1 &
 echo "test.sh: building Kubernetes in the background (log: $k8s_dir/build.log)" >&2
+# The one-node Slurm (scripts/slurm/start.sh: Debian's packages the first time, then about a
+# second), started now in the background; tests/slurm.py runs start.sh again, which waits on
+# the same lock and finds the node up.
+setsid bash scripts/slurm/start.sh </dev/null >"${SLURM_DIR:-/var/tmp/envlock-slurm}.log" 2>&1 &
 exec .venv/bin/python -m pytest "$@"

@@ -29,6 +29,7 @@ CONTAINER = r"Container (flag > \[tool.envlock] > lock/default)"
 COMPARISON = "Comparison"
 OUTPUT = "Output"
 KUBERNETES = "Kubernetes"
+SLURM = r"Slurm (flag > \[tool.envlock.slurm])"
 
 
 def _option(flag: str, help: str, panel: str = CONTAINER, kind: Any = str | None) -> Any:
@@ -155,6 +156,7 @@ def replay_options(command: Callable[..., None]) -> Callable[..., None]:
 class Target(str, Enum):
     local = "local"
     kubernetes = "kubernetes"
+    slurm = "slurm"
 
 
 TOLERATION_HELP = ("Tolerate a node taint (repeatable): KEY=VALUE:EFFECT, KEY:EFFECT (any "
@@ -162,8 +164,9 @@ TOLERATION_HELP = ("Tolerate a node taint (repeatable): KEY=VALUE:EFFECT, KEY:EF
                    "PreferNoSchedule or NoExecute.")
 
 OnOpt = Annotated[Target, typer.Option(
-    "--on", help="Where to run it: this host's engine, or Jobs on the current Kubernetes "
-    "cluster.", rich_help_panel=KUBERNETES)]
+    "--on", help="Where to run it: this host's engine, Jobs on the current Kubernetes "
+    "cluster, or batch jobs on the Slurm cluster this machine submits to.",
+    rich_help_panel=KUBERNETES)]
 NamespaceOpt = Annotated[str, typer.Option("--namespace", help="The Jobs' namespace.",
                                            rich_help_panel=KUBERNETES)]
 NodeSelectorOpt = Annotated[list[str] | None, typer.Option(
@@ -177,15 +180,75 @@ ImagePullSecretOpt = Annotated[str | None, typer.Option(
 EnvFromSecretOpt = Annotated[list[str] | None, typer.Option(
     "--env-from-secret", help="A Secret whose keys become environment variables (tokens, "
     "passwords; repeatable).", rich_help_panel=KUBERNETES)]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the Job as YAML; create "
-                                         "and submit nothing.", rich_help_panel=KUBERNETES)]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the Job as YAML (Slurm: the "
+                                         "batch script); create and submit nothing.",
+                                         rich_help_panel=KUBERNETES)]
+PartitionOpt = Annotated[str | None, typer.Option(
+    "--partition", help="The Slurm partition to submit to.", rich_help_panel=SLURM)]
+AccountOpt = Annotated[str | None, typer.Option(
+    "--account", help="The Slurm account to charge.", rich_help_panel=SLURM)]
+TimeLimitOpt = Annotated[str | None, typer.Option(
+    "--time-limit", help="The job's Slurm time limit (30, 2:00:00, 1-00:00:00). Default: "
+    "--timeout plus 10 minutes, else the partition's.", rich_help_panel=SLURM)]
+RuntimeOpt = Annotated[str | None, typer.Option(
+    "--runtime", help="The container runtime on the nodes: podman (the default) or "
+    "charliecloud.", rich_help_panel=SLURM)]
+SbatchOpt = Annotated[list[str] | None, typer.Option(
+    "--sbatch-option", help="Another sbatch option, --name=value (repeatable; replaces the "
+    "config's).", rich_help_panel=SLURM)]
 
 
-def only_with(on: Target, flags: Mapping[str, Any]) -> None:
-    """Refuse the options given that work only with the other target."""
+@dataclass(frozen=True)
+class SlurmFlags:
+    """The Slurm options as given (None: not given; the config's then)."""
+
+    partition: str | None = None
+    account: str | None = None
+    time_limit: str | None = None
+    runtime: str | None = None
+    sbatch_options: tuple[str, ...] = ()
+
+    def given(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if value not in (None, ())}
+
+    def flags(self) -> dict[str, Any]:
+        return {"--partition": self.partition, "--account": self.account,
+                "--time-limit": self.time_limit, "--runtime": self.runtime,
+                "--sbatch-option": self.sbatch_options}
+
+
+#: SlurmFlags field -> its option (the parameter has the field's name).
+SLURM_OPTIONS: Mapping[str, Any] = {"partition": PartitionOpt, "account": AccountOpt,
+                                    "time_limit": TimeLimitOpt, "runtime": RuntimeOpt,
+                                    "sbatch_options": SbatchOpt}
+
+
+def slurm_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the Slurm options, received as one ``slurm: SlurmFlags`` argument
+    (placed where ``slurm`` is in its signature)."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    added = [inspect.Parameter(name, keyword, annotation=annotation, default=None)
+             for name, annotation in SLURM_OPTIONS.items()]
+    parameters = []
+    for own in inspect.signature(command, eval_str=True).parameters.values():
+        parameters += added if own.name == "slurm" else [own.replace(kind=keyword)]
+
+    @functools.wraps(command)
+    def with_options(**kwargs: Any) -> None:
+        given = {name: kwargs.pop(name) for name in SLURM_OPTIONS}
+        given["sbatch_options"] = tuple(given["sbatch_options"] or ())
+        command(slurm=SlurmFlags(**given), **kwargs)
+
+    with_options.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    with_options.__annotations__ = {p.name: p.annotation for p in parameters}
+    return with_options
+
+
+def only_with(on: Target, flags: Mapping[str, Any], only: str | None = None) -> None:
+    """Refuse the options given that work only with the other target (``only``)."""
     from envlock.errors import UsageError
 
-    other = "local" if on is Target.kubernetes else "kubernetes"
+    other = only or ("local" if on is Target.kubernetes else "kubernetes")
     for flag, given in flags.items():
         if given:
             raise UsageError(f"{flag} works only with --on {other}",

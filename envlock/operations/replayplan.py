@@ -4,8 +4,8 @@ Each container setting comes from, highest first: its flag, the project's ``[too
 (``envlock.config``), then the run's lock or the built-in default (``/dev/shm`` as large as
 on the original host, GPUs when the run had them and this host has them, the captured
 command, ``--network none``). The result is checked once and decided once — for this
-host's engine (:func:`local`) or for a Kubernetes Job (:func:`kubernetes`) — and each
-runtime only renders it.
+host's engine (:func:`local`), for a Kubernetes Job (:func:`kubernetes`) or a Slurm job
+(:func:`slurm`) — and each runtime only renders it.
 """
 
 from __future__ import annotations
@@ -202,6 +202,44 @@ def _inputs(lock: Any, run: Any, request: ReplayRequest,
     for change in restored.changed:
         (notify or _ignore)("warning", f"input {change.describe()} (--allow-changed-inputs)")
     return restored
+
+
+def slurm(request: ReplayRequest, *, tracker: TrackerLike, config: Config
+          ) -> tuple[ReplaySpec, Context]:
+    """The spec of a replay as a Slurm job (:mod:`envlock.operations.slurm`). Like a Job,
+    the node is not known before scheduling (resources: only what the flags say; GPUs a
+    number, default as many as the run had) and the image is pulled by digest from its
+    registry; unlike a pod, the container keeps ``--network`` and ``--mount`` (paths of
+    the filesystem the nodes share). The command is always explicit (Charliecloud reads no
+    image CMD): the flag's, else the captured one."""
+    from envlock.model.kubejob import parse_env, parse_gpu_count
+
+    flags = with_config(request.container, config)
+    parsed = _checked(flags)
+    env = parse_env(flags.env)  # the script is plain text on a shared filesystem
+    lock, run = captured(tracker, request.run_id, image=True)
+    if lock.inputs:
+        raise UsageError(f"run {request.run_id} has pinned inputs, which a Slurm replay does "
+                         "not carry yet", "replay it with --on local")
+    image = run.tags["envlock.image"]
+    if "@sha256:" not in image:
+        raise ReplayError(f"image {image} of run {request.run_id} is not pinned in a registry",
+                          "the nodes pull images: capture with a --registry they can reach")
+    command = flags.command or lock.runtime.get("command")
+    if not command:
+        raise UsageError(f"run {request.run_id} recorded no command", "pass --command")
+    given = sizing.decide(lock.host, None, **parsed["limits"],
+                          recorded_env=lock.runtime.get("env"), given_env=env)
+    count = parse_gpu_count(flags.gpus, len(lock.gpu.get("devices") or []))
+    spec = ReplaySpec(
+        run_id=request.run_id, image=image, command=command,
+        env={**BASE_ENV, **given.env, **env}, mounts=parsed["mounts"],
+        shm_size=given.shm_size, cpus=given.cpus, memory=given.mem_limit,
+        gpus=GpuRequest(count=count) if count else None, network=parsed["network"],
+        timeout=parsed["timeout"], checks=checks(request, config), track=request.track)
+    return spec, Context(run=run, locked={"frameworks": lock.frameworks, "gpu": lock.gpu},
+                         original_command=lock.runtime.get("command"), resources=given,
+                         force=request.force)
 
 
 def _ignore(kind: str, text: str) -> None:

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from envlock.cli import slurmrun
 from envlock.cli.options import (
     JsonOpt,
     PasswordStdinOpt,
@@ -22,16 +23,21 @@ from envlock.cli.replayopts import (
     NodeSelectorOpt,
     OnOpt,
     ReplayFlags,
+    SlurmFlags,
     Target,
     TolerationOpt,
     only_with,
     replay_options,
+    slurm_options,
 )
 from envlock.operations.connect import engine_for_run, open_tracker, read_credentials
 from envlock.operations.repeat import check_repeat
 
+NO_SLURM = SlurmFlags()
+
 
 @replay_options
+@slurm_options
 def replay_command(
     flags: ReplayFlags,
     run_id: Annotated[str, typer.Argument(help="The captured MLflow run to replay.")],
@@ -49,6 +55,7 @@ def replay_command(
     image_pull_secret: ImagePullSecretOpt = None,
     env_from_secret: EnvFromSecretOpt = None,
     dry_run: DryRunOpt = False,
+    slurm: SlurmFlags = NO_SLURM,
     registry_username: RegistryUserOpt = None,
     registry_password_stdin: PasswordStdinOpt = False,
     require_signed: RequireSignedOpt = False,
@@ -56,7 +63,7 @@ def replay_command(
 ) -> None:
     """Re-run a captured experiment from its pinned image and compare its metrics.
 
-    Pulls the image by digest, checks the host's GPUs and driver, runs it hardened, logs a replay run linked to the original: every run the experiment makes (child runs of a search too) is relayed with its params, metric histories, tags, datasets, artifacts and models, then compared with the original's tree (metrics, params; artifacts with --compare-artifacts). Exits with the experiment's exit code (124 when --timeout stopped it). With --on kubernetes the image runs as a Job on the current cluster (pre-flight on its nodes' GPU labels); its MLflow logs straight into the replay run, so the tracking store must be a server the cluster can reach."""  # noqa: E501 - one paragraph, wrapped by the terminal
+    Pulls the image by digest, checks the host's GPUs and driver, runs it hardened, logs a replay run linked to the original: every run the experiment makes (child runs of a search too) is relayed with its params, metric histories, tags, datasets, artifacts and models, then compared with the original's tree (metrics, params; artifacts with --compare-artifacts). Exits with the experiment's exit code (124 when --timeout stopped it). With --on kubernetes the image runs as a Job on the current cluster (pre-flight on its nodes' GPU labels); its MLflow logs straight into the replay run, so the tracking store must be a server the cluster can reach. With --on slurm it runs as a batch job (Podman or Charliecloud on the node) and its MLflow store, in the job's folder on the shared filesystem, is relayed as for a local replay; the job id, node, partition and exit reason are tagged on the replay run."""  # noqa: E501 - one paragraph, wrapped by the terminal
     from envlock import config
     from envlock.cli import output as out
     from envlock.operations import replayplan
@@ -68,13 +75,16 @@ def replay_command(
     replayplan.checked(request, settings)  # bad values fail before anything runs
     only_with(on, {"--namespace": namespace != "default", "--node-selector": node_selector,
                    "--toleration": toleration, "--image-pull-secret": image_pull_secret,
-                   "--env-from-secret": env_from_secret, "--dry-run": dry_run}
-              if on is Target.local else
+                   "--env-from-secret": env_from_secret}
+              if on is not Target.kubernetes else
               {"--mount": request.container.mounts, "--no-track": no_track,
                "--repeat": times > 1,
                "--network": request.container.network not in (None, "none")})
+    slurmrun.only_on_slurm(on, slurm, detach, registry_password_stdin, dry_run)
     check_signed(run_id, require_signed)  # signature + provenance first (issue #27)
     login = (registry_username, registry_password_stdin)
+    if on is Target.slurm:
+        raise typer.Exit(slurmrun.replay(request, settings, slurm, dry_run, as_json))
     if on is Target.kubernetes:
         from envlock.operations.kube import KubeOptions
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from envlock.cli import slurmrun
 from envlock.cli.options import (
     JsonOpt,
     PasswordStdinOpt,
@@ -20,17 +21,26 @@ from envlock.cli.replayopts import (
     NamespaceOpt,
     OnOpt,
     ReplayFlags,
+    SlurmFlags,
     Target,
     replay_options,
+    slurm_options,
 )
 from envlock.operations.connect import engine_for_run, open_tracker
 
+RunIdsArg = Annotated[list[str] | None, typer.Argument(
+    help="The captured MLflow run to verify (several: a sweep, with --on slurm).",
+    show_default=False, metavar="RUN_ID...")]
+ParallelOpt = Annotated[int, typer.Option("--parallel", help="Sweep: Jobs at a time (Slurm: "
+                                          "the job array's %N).", rich_help_panel=KUBERNETES)]
+NO_SLURM = SlurmFlags()
+
 
 @replay_options
+@slurm_options
 def verify_command(
     flags: ReplayFlags,
-    run_id: Annotated[str | None, typer.Argument(
-        help="The captured MLflow run to verify.", show_default=False)] = None,
+    run_ids: RunIdsArg = None,
     replay_run: Annotated[str | None, typer.Option(
         "--replay", help="Conclude this replay run of `replay --on kubernetes --detach` "
         "instead: wait for its Job, compare, tag the verdict, write the reports.",
@@ -47,26 +57,29 @@ def verify_command(
         "(with --on kubernetes) and write one report.", rich_help_panel=KUBERNETES)] = None,
     last: Annotated[int, typer.Option("--last", help="Sweep: how many of the newest "
                                       "captured runs.", rich_help_panel=KUBERNETES)] = 5,
-    parallel: Annotated[int, typer.Option("--parallel", help="Sweep: Jobs at a time.",
-                                          rich_help_panel=KUBERNETES)] = 2,
+    parallel: ParallelOpt = 2,
     on: OnOpt = Target.local,
     namespace: NamespaceOpt = "default",
+    slurm: SlurmFlags = NO_SLURM,
     require_signed: RequireSignedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay a run and compare its metrics: exit 0 reproduced, 1 not, 2 bad input, 124 timed out.
 
-    The whole run tree is compared (child runs, params; artifacts with --compare-artifacts); a relay that could not carry everything is not reproduced. Reports: JUnit XML (the run, the relay, each metric, the params, each child run and artifact) and Markdown. The container options are replay's, and so are their [tool.envlock] keys."""  # noqa: E501 - paragraphs, wrapped by the terminal
+    The whole run tree is compared (child runs, params; artifacts with --compare-artifacts); a relay that could not carry everything is not reproduced. Reports: JUnit XML (the run, the relay, each metric, the params, each child run and artifact) and Markdown. The container options are replay's, and so are their [tool.envlock] keys. With --on slurm, several RUN_IDs (or --experiment) are one Slurm job array, --parallel tasks at a time, results shown as tasks end; a task the cluster failed (preempted, node failure, time limit) is retried once and then reported as a cluster failure (exit 2), never as not reproduced."""  # noqa: E501 - paragraphs, wrapped by the terminal
     from envlock import config
     from envlock.cli import output as out
     from envlock.errors import UsageError
     from envlock.operations import replayplan
 
     out.begin("verify", as_json)
+    run_id = slurmrun.only_on_slurm(on, slurm, run_ids=run_ids)
     request = flags.request(run_id or "")
     times = _repeat_here(flags.repeat, bool(experiment or replay_run) or on is not Target.local)
-    settings = config.load()
-    replayplan.checked(request, settings)  # bad values fail before anything runs
+    replayplan.checked(request, settings := config.load())  # bad values fail before anything runs
+    if on is Target.slurm and not replay_run:
+        raise typer.Exit(_on_slurm(run_ids or [], request, settings, slurm, (experiment, last,
+                                   parallel), (junit, markdown), require_signed))
     tracker = open_tracker()
     if experiment:
         from envlock.operations.kube import KubeOptions
@@ -99,6 +112,36 @@ def _here(request: Any, times: int, engine: Any, tracker: Any, settings: Any,
             notify=out.notify, output=out.passthrough(True)), *reports)
     return _report(replay_here(request, engine=engine, tracker=tracker, config=settings,
                                notify=out.notify, output=out.passthrough(True)), *reports)
+
+
+def _on_slurm(run_ids: list[str], request: Any, settings: Any, slurm: SlurmFlags,
+              sweep: tuple[str | None, int, int], reports: tuple[Path | None, Path | None],
+              require_signed: bool) -> int:
+    """--on slurm: one run as one batch job, reported as a local replay is; several (or
+    ``sweep``'s --experiment, --last) as one job array, --parallel at a time."""
+    from dataclasses import replace
+
+    from envlock.errors import UsageError
+
+    experiment, last, parallel = sweep
+    if experiment:
+        if run_ids:
+            raise UsageError("give RUN_IDs or --experiment, not both")
+        runs = open_tracker().last_captured(experiment, last)
+        run_ids = [r.run_id for r in runs]
+        if not run_ids:
+            raise UsageError(f"experiment {experiment!r} has no captured run with a pinned "
+                             "image", "capture runs with envlock capture --registry …")
+    if not run_ids:
+        raise UsageError("verify --on slurm needs RUN_IDs (or --experiment)",
+                         "envlock verify RUN_ID... --on slurm")
+    for each in run_ids:
+        check_signed(each, require_signed)
+    if len(run_ids) == 1 and not experiment:
+        result = slurmrun.single(replace(request, run_id=run_ids[0]), settings, slurm)
+        return _report(result, *reports)
+    return slurmrun.sweep(run_ids, request, settings, slurm, parallel=parallel,
+                          reports=reports)
 
 
 def _report(result: Any, junit: Path | None, markdown: Path | None) -> int:
