@@ -1,8 +1,11 @@
 """Provision every locked package as a wheel on the host, so images build offline.
 
 Order of sources for each package: envlock's wheel cache; the package index (one
-``pip download`` for all of them, for the image's exact Python and platform, the
-PyTorch index added for ``+cuXXX`` builds); a VCS, archive or directory source
+``pip install --dry-run --report`` resolves every wheel's URL and sha256 for the image's
+exact Python and platform, the PyTorch index added for ``+cuXXX`` builds; then the
+wheels are fetched in parallel into the host's content-addressed cache,
+``adapters.download``, hash-checked while they stream; ``pip download`` for what the
+report does not name); a VCS, archive or directory source
 built with ``pip wheel``; and when the source is gone, the installed files packed
 into a wheel as they are. A wheel is only accepted when the files it installs hash
 to the lock's ``files_digest``: the wrong CUDA build or a tampered wheel is caught
@@ -14,16 +17,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 import shutil
 import sys
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from envlock.adapters import proc
 from envlock.errors import EnvlockError
@@ -31,7 +37,8 @@ from envlock.model.lockfile import Lock, Package
 from envlock.snapshot._probe import INSTALLER_FILES, content_path, record_rows
 from envlock.snapshot.rebuilt import wheel_files_digest
 
-CACHE = Path(os.environ.get("ENVLOCK_CACHE", Path.home() / ".cache" / "envlock")) / "wheels"
+#: Parallel downloads at most (each one connection).
+DOWNLOADS = int(os.environ.get("ENVLOCK_DOWNLOADS") or 8)
 _WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-.*\.whl$")
 
 
@@ -60,6 +67,7 @@ class Provided:
     wheel: Path
     how: str  # cache | index | built | archive | repacked | editable
     note: str | None = None
+    downloaded: int = 0  # bytes that came over the network for it
 
 
 Log = Callable[[str], None]
@@ -246,10 +254,10 @@ class _Job:
                            f"(files_digest {str(actual)[:19]}… ≠ {expected[:19]}…)")
         final = self.wheelhouse / wheel.name
         if wheel != final:
-            shutil.copy2(wheel, final)
+            place(wheel, final)
         if how not in ("cache", "editable") and expected:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(wheel, self.cache_dir / wheel.name)
+            place(wheel, self.cache_dir / wheel.name)
         return Provided(self.pkg.name, self.pkg.version, final, how, note)
 
     def from_cache(self) -> Provided | str | None:
@@ -310,6 +318,17 @@ class _Job:
         return result
 
 
+def place(source: Path, target: Path) -> None:
+    """``source`` at ``target`` in one step (a reader never sees half a wheel): a hard link
+    when both are on one file system (no gigabytes copied), else a copy."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
 def _editable_in_project(pkg: Package, root: str | None) -> bool:
     path = pkg.source.path or ""
     return pkg.source.kind == "editable" and bool(root) and (
@@ -320,7 +339,9 @@ def provision(lock: Lock, wheelhouse: Path, *, cache: Path | None = None,
               use_cache: bool = True, log: Log = _quiet) -> list[Provided]:
     """Fill ``wheelhouse`` with one verified wheel per locked package, a requirements.txt
     and ``tools/pip.whl`` (the installer, not installed into the image)."""
-    cache = cache or CACHE
+    from envlock.adapters.download import cache_root
+
+    cache = cache or cache_root()
     wheelhouse.mkdir(parents=True, exist_ok=True)
     root = lock.project_root
     jobs = [_Job(p, wheelhouse, cache, root, log) for p in lock.packages]
@@ -364,7 +385,9 @@ def index_wheels(lock: Lock, packages: list[Package], dest: Path, *, use_cache: 
     """A verified wheel of each index package in ``packages`` (envlock's cache, else the
     index), checked against the lock's ``files_digest`` as provision() checks them; and
     why each one that could not be had failed."""
-    jobs = [_Job(p, dest, CACHE, lock.project_root, log) for p in packages]
+    from envlock.adapters.download import cache_root
+
+    jobs = [_Job(p, dest, cache_root(), lock.project_root, log) for p in packages]
     done: dict[str, Provided] = {}
     reasons: dict[str, str] = {}
 
@@ -386,6 +409,73 @@ def index_wheels(lock: Lock, packages: list[Package], dest: Path, *, use_cache: 
 
 
 def _download(lock: Lock, jobs: list[_Job], dest: Path,
+              settle: Callable[[_Job, Any], None], log: Log = _quiet) -> None:
+    """Each wheel's URL and sha256 from pip's report (one resolution, nothing downloaded),
+    then the wheels fetched in parallel into the host's shared cache, each one checked
+    as it arrives; what the report does not name goes through ``pip download``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted = _resolve(lock, jobs, dest / "report.json", log)
+    if wanted:
+        _fetch_parallel([(j, wanted[j.pkg.name]) for j in jobs if j.pkg.name in wanted],
+                        settle, log)
+    rest = [j for j in jobs if j.pkg.name not in wanted]
+    if rest:
+        _pip_download_jobs(lock, rest, dest / "pip", settle, log)
+
+
+def _resolve(lock: Lock, jobs: list[_Job], report: Path, log: Log) -> dict[str, Any]:
+    """Package name -> ``download.Wanted`` for each wheel pip's report names with a
+    sha256; empty when pip could not resolve them all (``pip download`` then names each
+    one it cannot get)."""
+    from packaging.utils import canonicalize_name
+
+    from envlock.adapters.download import Wanted
+
+    ok, message = pip_report(lock, [j.pkg for j in jobs], report, log)
+    if not ok:
+        log(f"pip could not resolve every wheel at once ({message}): one at a time")
+        return {}
+    names = {canonicalize_name(j.pkg.name): j.pkg.name for j in jobs}
+    found: dict[str, Any] = {}
+    for item in json.loads(report.read_text()).get("install") or []:
+        info = item.get("download_info") or {}
+        url = str(info.get("url") or "")
+        digest = ((info.get("archive_info") or {}).get("hashes") or {}).get("sha256")
+        name = names.get(canonicalize_name(str((item.get("metadata") or {}).get("name"))))
+        if name and digest and url.endswith(".whl"):
+            filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+            found[name] = Wanted(url=url, sha256=digest, filename=filename)
+    return found
+
+
+def _fetch_parallel(pairs: list[tuple[_Job, Any]], settle: Callable[[_Job, Any], None],
+                    log: Log) -> None:
+    """The wheels fetched by a bounded pool of threads (``$ENVLOCK_DOWNLOADS``, default
+    8), each accepted (checked against the lock) as soon as it is in the cache."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from envlock.adapters.download import DownloadError, WheelCache
+
+    cache = WheelCache(pairs[0][0].cache, connections=DOWNLOADS)
+    with ThreadPoolExecutor(max(1, min(DOWNLOADS, len(pairs))),
+                            thread_name_prefix="envlock-download") as pool:
+        futures = {pool.submit(cache.fetch, want): job for job, want in pairs}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                fetched = future.result()
+            except DownloadError as exc:
+                settle(job, f"download failed: {exc.message}")
+                continue
+            how = "cache" if fetched.reused else "index"
+            log(f"{fetched.path.name}: " + ("in the wheel cache" if fetched.reused else
+                                            f"{fetched.downloaded} bytes downloaded"))
+            outcome = job.accept(fetched.path, how)
+            settle(job, replace(outcome, downloaded=fetched.downloaded)
+                   if isinstance(outcome, Provided) else outcome)
+
+
+def _pip_download_jobs(lock: Lock, jobs: list[_Job], dest: Path,
               settle: Callable[[_Job, Any], None], log: Log = _quiet) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     ok, message = pip_download(lock, [j.pkg for j in jobs], dest, log)
