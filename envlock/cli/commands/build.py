@@ -114,6 +114,7 @@ def build_command(
                            builder=builder, allow_files=tuple(allow_file or ()), auth=auth)
     with Reporter("envlock build") as reporter:
         result = build(source.lock, options, engine, reporter)
+        reporter.step(f"built: {result.summary}")
     raise typer.Exit(_emit(result, source, from_run, env_only))
 
 

@@ -33,6 +33,8 @@ class Environment:
     recipe: render.Recipe
     provisioned: dict[str, str] = field(default_factory=dict)  # package -> how
     fidelity: dict[str, Any] | None = None  # the staged tree's proof; None when reused
+    #: wheel bytes: downloaded_bytes (over the network), reused_bytes (the wheel cache)
+    transfer: dict[str, int] = field(default_factory=dict)
 
 
 def environment(job: Job, recipe_for: Callable[[str], render.Recipe]) -> Environment:
@@ -58,8 +60,16 @@ def environment(job: Job, recipe_for: Callable[[str], render.Recipe]) -> Environ
             facts = base_facts(base_image, job.store.root)
             check_python(facts, base_image.pinned, lock)
         recipe = recipe_for(base_image.pinned)
-        env, provisioned, fidelity = build_env(job, recipe, base_image, facts)
-    return Environment(env, None, base_image.pinned, recipe, provisioned, fidelity)
+        env, provided, fidelity = build_env(job, recipe, base_image, facts)
+    return Environment(env, None, base_image.pinned, recipe, {p.name: p.how for p in provided},
+                       fidelity, transfer(provided))
+
+
+def transfer(provided: list[Any]) -> dict[str, int]:
+    """Bytes of wheels downloaded for this build, and of those the wheel cache held."""
+    reused = sum(item.wheel.stat().st_size for item in provided
+                 if item.how == "cache" and item.wheel.exists())
+    return {"downloaded_bytes": sum(p.downloaded for p in provided), "reused_bytes": reused}
 
 
 def open_base(reference: str, options: BuildOptions, registries: Any) -> Any:
@@ -134,7 +144,7 @@ def reuse_env(store: Any, recipe: render.Recipe, lock: Lock, registry: Any,
 
 
 def build_env(job: Job, recipe: render.Recipe, base_image: Any, facts: Any
-              ) -> tuple[Any, dict[str, str], Any]:
+              ) -> tuple[Any, list[Any], Any]:
     """Provision, stage, byte-compile (beside the installs), then write the layer while
     the fidelity probe checks the same staged tree in another process."""
     from envlock.operations.build import assemble
@@ -160,7 +170,7 @@ def build_env(job: Job, recipe: render.Recipe, base_image: Any, facts: Any
                          created_by=f"envlock: {len(lock.packages)} locked packages "
                                     f"({lock.env_digest})")
     assemble.remember(job.store, env)
-    return env, {p.name: p.how for p in provided}, fidelity
+    return env, provided, fidelity
 
 
 def _provision(job: Job, wheelhouse: Path) -> Any:
