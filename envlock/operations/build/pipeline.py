@@ -45,6 +45,10 @@ class BuildOptions:
     #: Which sinks take the images (``sinks.choose``): auto: the Docker engine too when
     #: one answers; docker: require the engine; oci: never touch an engine (daemonless).
     builder: str = "auto"
+    #: Prove the environment inside the Docker engine after loading it, as before issue
+    #: #25 (``--builder docker`` does too; so does ``$ENVLOCK_PROVE_IN_ENGINE=1``); else
+    #: the proof runs in the image's file system under an OCI runtime, with no engine.
+    prove_in_engine: bool = False
 
 
 @dataclass
