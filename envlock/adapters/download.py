@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import threading
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 from envlock.adapters.locking import exclusive
 from envlock.errors import EnvlockError
+from envlock.model.wheelpick import Candidate
 
 _CHUNK = 1 << 20
 #: Network reads: what was read before a connection dropped is kept up to the last one.
@@ -100,6 +102,31 @@ class WheelCache:
             os.replace(part, final)
         return Fetched(final, count, False)
 
+    def index_files(self, index_url: str, project: str) -> list[Candidate]:
+        """The files a simple index lists for ``project`` (PEP 691 JSON, else PEP 503
+        HTML), each with the sha256 the index gives; [] when it lists none (404)."""
+        from urllib.parse import urljoin
+
+        from packaging.utils import canonicalize_name
+
+        page = index_url.rstrip("/") + f"/{canonicalize_name(project)}/"
+        try:
+            response = self._session().get(page, timeout=(10, self.timeout), headers={
+                "Accept": f"{_JSON}, text/html;q=0.1"})
+        except OSError as exc:  # requests' errors are OSErrors
+            raise DownloadError(f"{_safe(page)} did not answer ({type(exc).__name__})",
+                                "check the network and the index URL") from exc
+        if response.status_code == 404:
+            return []
+        if response.status_code >= 400:
+            raise DownloadError(f"{_safe(page)} answered HTTP {response.status_code}",
+                                "check the index URL and its credentials")
+        if response.headers.get("Content-Type", "").startswith(_JSON):
+            return [Candidate(f["filename"], urljoin(response.url, f["url"]),
+                              (f.get("hashes") or {}).get("sha256"))
+                    for f in response.json().get("files") or []]
+        return _html_files(response.text, response.url)
+
     def _session(self) -> Any:
         """One ``requests`` session per thread (its connection pool is per host)."""
         session = getattr(self._local, "session", None)
@@ -113,6 +140,37 @@ class WheelCache:
             session.mount("https://", adapter)
             self._local.session = session
         return session
+
+
+_JSON = "application/vnd.pypi.simple.v1+json"
+_ANCHOR = re.compile(r"<a\s[^>]*?href=\"([^\"]+)\"[^>]*>([^<]*)</a>", re.IGNORECASE)
+
+
+def _html_files(text: str, base: str) -> list[Candidate]:
+    """PEP 503 anchors: the file name is the text, the sha256 the URL's fragment."""
+    from html import unescape
+    from urllib.parse import urldefrag, urljoin
+
+    found = []
+    for href, name in _ANCHOR.findall(text):
+        url, fragment = urldefrag(urljoin(base, unescape(href)))
+        sha = fragment.split("=", 1)[1] if fragment.startswith("sha256=") else None
+        found.append(Candidate(unescape(name).strip(), url, sha))
+    return found
+
+
+def local_files(folder: Path, project: str, version: str) -> list[Candidate]:
+    """The wheels of ``project`` ``version`` in a find-links folder, each hashed."""
+    from packaging.utils import canonicalize_name
+
+    escaped = re.sub(r"[-_.]+", "_", canonicalize_name(project))
+    found = []
+    for wheel in sorted(folder.glob("*.whl")):
+        head = wheel.name.split("-")
+        if len(head) > 2 and re.sub(r"[-_.]+", "_", head[0]).lower() == escaped and \
+                head[1].replace("_", "-") == version.replace("_", "-"):
+            found.append(Candidate(wheel.name, wheel.as_uri(), _sha256(wheel)))
+    return found
 
 
 def _copy_local(source: Path, part: Path) -> tuple[int, str]:

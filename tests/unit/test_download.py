@@ -216,25 +216,26 @@ def test_provision_fetches_index_wheels_in_parallel_into_the_shared_cache(
     wanted = [_serve(server, w.name, w.read_bytes()) for w in wheels]
     packages = [Package(name=f"pkg{i}", version="1.0", source=Source(kind="index"),
                         files_digest=wheel_files_digest(w)) for i, w in enumerate(wheels)]
-    report = {"install": [{"metadata": {"name": f"pkg{i}"},
-                           "download_info": {"url": w.url, "archive_info": {
-                               "hashes": {"sha256": w.sha256}}}}
-                          for i, w in enumerate(wanted)]}
-
-    def fake_report(lock, pkgs, path, log=None):
-        path.write_text(json.dumps(report))
-        return True, ""
-
-    monkeypatch.setattr(provision, "pip_report", fake_report)
+    host, port = server.server_address[:2]
+    for index, want in enumerate(wanted):  # a PEP 503 page per project (no JSON here)
+        server.files[f"/simple/pkg{index}/"] = (
+            f'<html><body><a href="../../files/{want.filename}#sha256={want.sha256}">'
+            f'{want.filename}</a><a href="/files/pkg{index}-0.9.tar.gz">pkg{index}-0.9.tar.gz'
+            f'</a></body></html>').encode()
+    monkeypatch.setattr(provision, "index_sources",
+                        lambda lock, pkgs, log=None: ([f"http://{host}:{port}/simple"], []))
     monkeypatch.setattr(provision, "_add_installer", lambda wheelhouse: None)
     lock = SimpleNamespace(packages=packages, project_root=None, index={},
-                           python={"version": "3.11.7"})
+                           python={"version": "3.11.7",
+                                   "platform_tag": "manylinux_2_17_x86_64"})
     first = provision.provision(lock, tmp_path / "house1")
     assert [(p.how, p.downloaded) for p in first] == \
         [("index", w.stat().st_size) for w in wheels]
     assert all(p.wheel.read_bytes() == w.read_bytes() for p, w in zip(first, wheels, strict=True))
+    assert sorted(path for path, _ in server.requests) == sorted(
+        [f"/simple/pkg{i}/" for i in range(4)] + [f"/files/{w.filename}" for w in wanted])
     server.requests.clear()
     second = provision.provision(lock, tmp_path / "house2")  # another project, same wheels
     assert [(p.how, p.downloaded) for p in second] == [("cache", 0)] * 4
-    assert server.requests == []
+    assert server.requests == []  # found by files_digest: not even the index is asked
     os.stat(second[0].wheel)  # a link into the cache, or a copy, but there

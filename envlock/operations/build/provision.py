@@ -1,11 +1,12 @@
 """Provision every locked package as a wheel on the host, so images build offline.
 
-Order of sources for each package: envlock's wheel cache; the package index (one
-``pip install --dry-run --report`` resolves every wheel's URL and sha256 for the image's
-exact Python and platform, the PyTorch index added for ``+cuXXX`` builds; then the
-wheels are fetched in parallel into the host's content-addressed cache,
-``adapters.download``, hash-checked while they stream; ``pip download`` for what the
-report does not name); a VCS, archive or directory source
+Order of sources for each package: envlock's wheel cache; the package index (each
+wheel's URL and sha256 read from the index's listing — PEP 691/503, the host's pip
+configuration, the PyTorch index added for ``+cuXXX`` builds, find-links folders —
+and picked for the image's exact Python and platform as pip would, ``model.wheelpick``;
+then the wheels are fetched in parallel into the host's content-addressed cache,
+``adapters.download``, hash-checked while they stream; ``pip download`` for what no
+listing names); a VCS, archive or directory source
 built with ``pip wheel``; and when the source is gone, the installed files packed
 into a wheel as they are. A wheel is only accepted when the files it installs hash
 to the lock's ``files_digest``: the wrong CUDA build or a tampered wheel is caught
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -33,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 from envlock.adapters import proc
 from envlock.errors import EnvlockError
+from envlock.model import wheelpick
 from envlock.model.lockfile import Lock, Package
 from envlock.snapshot._probe import INSTALLER_FILES, content_path, record_rows
 from envlock.snapshot.rebuilt import wheel_files_digest
@@ -410,11 +411,11 @@ def index_wheels(lock: Lock, packages: list[Package], dest: Path, *, use_cache: 
 
 def _download(lock: Lock, jobs: list[_Job], dest: Path,
               settle: Callable[[_Job, Any], None], log: Log = _quiet) -> None:
-    """Each wheel's URL and sha256 from pip's report (one resolution, nothing downloaded),
-    then the wheels fetched in parallel into the host's shared cache, each one checked
-    as it arrives; what the report does not name goes through ``pip download``."""
+    """Each wheel's URL and sha256 from the indexes' listings (nothing downloaded), then
+    the wheels fetched in parallel into the host's shared cache, each one checked as it
+    arrives; what no listing names goes through ``pip download``."""
     dest.mkdir(parents=True, exist_ok=True)
-    wanted = _resolve(lock, jobs, dest / "report.json", log)
+    wanted = _resolve(lock, jobs, log)
     if wanted:
         _fetch_parallel([(j, wanted[j.pkg.name]) for j in jobs if j.pkg.name in wanted],
                         settle, log)
@@ -423,29 +424,64 @@ def _download(lock: Lock, jobs: list[_Job], dest: Path,
         _pip_download_jobs(lock, rest, dest / "pip", settle, log)
 
 
-def _resolve(lock: Lock, jobs: list[_Job], report: Path, log: Log) -> dict[str, Any]:
-    """Package name -> ``download.Wanted`` for each wheel pip's report names with a
-    sha256; empty when pip could not resolve them all (``pip download`` then names each
-    one it cannot get)."""
-    from packaging.utils import canonicalize_name
+def _resolve(lock: Lock, jobs: list[_Job], log: Log) -> dict[str, Any]:
+    """Package name -> ``download.Wanted``: each wheel's URL and sha256 from the indexes'
+    listings and the find-links folders, picked as pip would for the image
+    (``model.wheelpick``); the packages are looked up in parallel and nothing is
+    downloaded. A package none of them lists is left to ``pip download``."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    from envlock.adapters.download import Wanted
+    from envlock.adapters.download import WheelCache
 
-    ok, message = pip_report(lock, [j.pkg for j in jobs], report, log)
-    if not ok:
-        log(f"pip could not resolve every wheel at once ({message}): one at a time")
-        return {}
-    names = {canonicalize_name(j.pkg.name): j.pkg.name for j in jobs}
-    found: dict[str, Any] = {}
-    for item in json.loads(report.read_text()).get("install") or []:
-        info = item.get("download_info") or {}
-        url = str(info.get("url") or "")
-        digest = ((info.get("archive_info") or {}).get("hashes") or {}).get("sha256")
-        name = names.get(canonicalize_name(str((item.get("metadata") or {}).get("name"))))
-        if name and digest and url.endswith(".whl"):
-            filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-            found[name] = Wanted(url=url, sha256=digest, filename=filename)
-    return found
+    indexes, folders = index_sources(lock, [j.pkg for j in jobs], log)
+    ranks = wheelpick.supported_tags(lock.python["version"], platform_tags(lock))
+    cache = WheelCache(jobs[0].cache, connections=DOWNLOADS)
+    with ThreadPoolExecutor(max(1, min(DOWNLOADS, len(jobs))),
+                            thread_name_prefix="envlock-resolve") as pool:
+        found = pool.map(lambda job: _pick(cache, job.pkg, indexes, folders, ranks, log),
+                         jobs)
+        return {job.pkg.name: wanted for job, wanted in zip(jobs, found, strict=True)
+                if wanted is not None}
+
+
+def _pick(cache: Any, pkg: Package, indexes: list[str], folders: list[Path],
+          ranks: dict[str, int], log: Log) -> Any:
+    from envlock.adapters.download import DownloadError, Wanted, local_files
+
+    candidates = [c for folder in folders for c in local_files(folder, pkg.name, pkg.version)]
+    for index in indexes:
+        try:
+            candidates += cache.index_files(index, pkg.name)
+        except DownloadError as exc:
+            log(f"{pkg.name}: {exc.message}")
+    best = wheelpick.best_wheel(candidates, pkg.name, pkg.version, ranks)
+    return Wanted(url=best.url, sha256=str(best.sha256), filename=best.filename) \
+        if best else None
+
+
+def index_sources(lock: Lock, packages: list[Package], log: Log = _quiet
+                  ) -> tuple[list[str], list[Path]]:
+    """The HTTP indexes to look wheels up in (this host's pip configuration, credentials
+    kept, then the lock's extra indexes and the PyTorch index of ``+cuXXX`` builds), and
+    the local find-links folders (this host's, then the lock's)."""
+    from envlock.snapshot.index import PYPI, configured
+
+    host = configured(os.environ, sys.prefix)
+    no_index = host["no_index"] or bool(lock.index.get("no_index"))
+    urls = [] if no_index else [host["index_url"] or PYPI, *host["extra_index_urls"],
+                                *(lock.index.get("extra_index_urls") or [])]
+    urls += [p.source.url for p in packages if not no_index and p.source.url and
+             p.source.url.startswith("https://download.pytorch.org/")]
+    indexes = [u for u in dict.fromkeys(urls) if u.startswith(("http://", "https://"))]
+    for url in [u for u in indexes if u != (host["index_url"] or PYPI)]:
+        if not reachable(url):
+            log(f"index {url} is unreachable from this host: skipped")
+            indexes.remove(url)
+    links = [*host["find_links"], *(lock.index.get("find_links") or [])]
+    folders = [Path(unquote(urlsplit(link).path)) if link.startswith("file:") else Path(link)
+               for link in dict.fromkeys(links) if "://" not in link or
+               link.startswith("file:")]
+    return indexes, [f for f in folders if f.is_dir()]
 
 
 def _fetch_parallel(pairs: list[tuple[_Job, Any]], settle: Callable[[_Job, Any], None],
