@@ -38,8 +38,12 @@ from envlock.model.lockfile import Lock, Package
 from envlock.snapshot._probe import INSTALLER_FILES, content_path, record_rows
 from envlock.snapshot.rebuilt import wheel_files_digest
 
-#: Parallel downloads at most (each one connection).
-DOWNLOADS = int(os.environ.get("ENVLOCK_DOWNLOADS") or 8)
+
+def downloads() -> int:
+    """Parallel downloads at most, each one connection: ``$ENVLOCK_DOWNLOADS`` (1–64),
+    else 8."""
+    value = os.environ.get("ENVLOCK_DOWNLOADS", "").strip()
+    return min(64, max(1, int(value))) if value.isdigit() else 8
 _WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-.*\.whl$")
 
 
@@ -435,8 +439,8 @@ def _resolve(lock: Lock, jobs: list[_Job], log: Log) -> dict[str, Any]:
 
     indexes, folders = index_sources(lock, [j.pkg for j in jobs], log)
     ranks = wheelpick.supported_tags(lock.python["version"], platform_tags(lock))
-    cache = WheelCache(jobs[0].cache, connections=DOWNLOADS)
-    with ThreadPoolExecutor(max(1, min(DOWNLOADS, len(jobs))),
+    cache = WheelCache(jobs[0].cache, connections=downloads())
+    with ThreadPoolExecutor(max(1, min(downloads(), len(jobs))),
                             thread_name_prefix="envlock-resolve") as pool:
         found = pool.map(lambda job: _pick(cache, job.pkg, indexes, folders, ranks, log),
                          jobs)
@@ -492,8 +496,8 @@ def _fetch_parallel(pairs: list[tuple[_Job, Any]], settle: Callable[[_Job, Any],
 
     from envlock.adapters.download import DownloadError, WheelCache
 
-    cache = WheelCache(pairs[0][0].cache, connections=DOWNLOADS)
-    with ThreadPoolExecutor(max(1, min(DOWNLOADS, len(pairs))),
+    cache = WheelCache(pairs[0][0].cache, connections=downloads())
+    with ThreadPoolExecutor(max(1, min(downloads(), len(pairs))),
                             thread_name_prefix="envlock-download") as pool:
         futures = {pool.submit(cache.fetch, want): job for job, want in pairs}
         for future in as_completed(futures):
