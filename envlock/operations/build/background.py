@@ -33,7 +33,7 @@ def start(built: Built, options: BuildOptions, target: Any) -> Path:
                                                           built.image.digest],
            "env_reused": built.env_reused, "target": target.name if target else None,
            "registry": options.registry, "auth": options.auth}
-    log = built.store.root / "load.log"
+    log: Path = built.store.root / "load.log"
     with log.open("ab") as handle:
         proc.background([sys.executable, "-m", "envlock.operations.build.background"],
                         handle, stdin=json.dumps(job).encode())
