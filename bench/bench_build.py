@@ -36,6 +36,12 @@ c. code-only change (edit ``train.py``, re-lock, new run ID), with both builders
    command wall time and the ``timings`` breakdown; target < 1 s for the build itself
    (the sum of the timed spans, push included).
 
+g. (``bench_downloads.py``) the parallel wheel downloader against the serial ``pip
+download`` provisioning used before, on the same ~250 MB of PyPI wheels in one run
+(``--downloads-only`` runs this section alone). Every build result also carries the
+phase breakdown (``timings``) and ``transfer`` (image, downloaded, reused, pushed bytes),
+the figures of the summary line a build ends with.
+
 Then, once: e. the image size of the Docker-engine builder's code image against base +
 site-packages + code; d. registry growth for ``--runs`` runs sharing the small
 environment (daemonless builder).
@@ -61,6 +67,7 @@ import urllib.request
 from pathlib import Path
 
 import benchlib
+from bench_downloads import report_downloads, section_downloads
 from benchlib import BenchError, infra_env, log, run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -698,10 +705,16 @@ def main() -> int:
     ap.add_argument("--baseline-envlock", metavar="PATH",
                     help="another envlock (e.g. main's) whose daemonless cold build joins the "
                          "rotation of a, for before/after figures")
+    ap.add_argument("--download-rounds", type=int, default=3,
+                    help="rounds of g (parallel downloader vs pip download), default 3")
+    ap.add_argument("--downloads-only", action="store_true",
+                    help="run only g: no engine, registry or builds needed")
     args = ap.parse_args()
     t_start = time.perf_counter()
     wd: Path = args.workdir
     wd.mkdir(parents=True, exist_ok=True)
+    if args.downloads_only:
+        return downloads_only(wd, args)
 
     infra = infra_env()
     env = dict(os.environ)
@@ -739,6 +752,8 @@ def main() -> int:
     names = ["small"] if args.quick else ["torch", "small"]
     for name in names:
         results["envs"][name] = run_env(ctx, el, name, args.rounds, attempt)
+    results["g"] = attempt("g", section_downloads,
+                           {"workdir": wd, "env": env, "stamp": stamp}, args.download_rounds)
     main_env = results["envs"][names[0]]
     if main_env.get("_last_docker"):
         results["e"] = attempt("e", section_e, ctx, main_env["_last_docker"],
@@ -764,6 +779,17 @@ def main() -> int:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"JSON written to {args.json}")
     return 0 if not results["errors"] else 1
+
+
+def downloads_only(wd: Path, args: argparse.Namespace) -> int:
+    """Section g alone: the parallel downloader against ``pip download`` (no engine)."""
+    d = section_downloads({"workdir": wd, "env": dict(os.environ),
+                           "stamp": time.strftime("%Y%m%d%H%M%S")}, args.download_rounds)
+    report_downloads(d)
+    if args.json:
+        args.json.write_text(json.dumps({"g": d}, indent=2) + "\n")
+        print(f"JSON written to {args.json}")
+    return 0
 
 
 def _mb(n: int | None) -> str:
@@ -867,6 +893,8 @@ def report(r: dict) -> dict:
     for name, e in r["envs"].items():
         report_env(name, e, rows)
     print()
+    if r.get("g"):
+        report_downloads(r["g"])
     d = r.get("d")
     if d:
         print(f"d  {d['runs']} runs on one env: {d['total_s']:.1f}s (build mean "

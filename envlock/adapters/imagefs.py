@@ -4,16 +4,21 @@
 from an index), its config and its layers. ``read_files`` reads chosen files out of the
 layers, applying each layer's whiteouts as a container runtime would, so that the
 daemonless builder can learn a base image's interpreter and users, and the SBOM its OS
-packages, without running anything.
+packages, without running anything. ``extract_rootfs`` unpacks a whole image (the base)
+once per digest, for the environment's proof under an OCI runtime.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 import tarfile
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from envlock.adapters.engine.errors import RegistryError
@@ -273,3 +278,76 @@ def resolve_link(files: dict[str, bytes | Link], path: str, limit: int = 16) -> 
 
 __all__ = ["Link", "RegistryError", "RemoteImage", "open_image", "read_files",
            "resolve_link"]
+
+
+def extract_rootfs(image: RemoteImage, cache: Path, mount_points: Iterable[str] = ()) -> Path:
+    """The image's root file system extracted under ``cache/rootfs/<digest hex>`` (once per
+    image digest, shared by every build on the host: extracted into a temporary folder
+    and renamed into place under a host-wide lock), with empty ``mount_points`` made for
+    what a runtime binds over it. Layers are applied in order, whiteouts included."""
+    from envlock.adapters.locking import exclusive
+
+    hexdigest = image.digest.split(":", 1)[1]
+    final = cache / "rootfs" / hexdigest
+    if final.is_dir():
+        return final
+    with exclusive(f"rootfs-{hexdigest}.lock"):
+        if final.is_dir():
+            return final
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{hexdigest[:12]}-", dir=final.parent))
+        try:
+            for descriptor in image.layers:
+                _apply_layer(image, descriptor["digest"], tmp)
+            for point in mount_points:
+                _make_dirs(tmp, point.strip("/"))
+            os.chmod(tmp, 0o755)  # "/" as an image has it (mkdtemp made it 0700)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return final
+
+
+def _apply_layer(image: RemoteImage, digest: str, root: Path) -> None:
+    """One layer over ``root``: whiteouts remove, the rest is extracted with owners."""
+    stream = layer_stream(image.registry.blob(image.reference.repository, digest))
+    with tarfile.open(fileobj=stream, mode="r|*") as layer:
+        for member in layer:
+            name = member.name.lstrip("./").rstrip("/") if member.name != "." else ""
+            parent, _, base = name.rpartition("/")
+            if base == ".wh..wh..opq":
+                for child in (root / parent).iterdir() if (root / parent).is_dir() else ():
+                    _remove(child)
+                continue
+            if base.startswith(".wh."):
+                _remove(root / parent / base[4:])
+                continue
+            if not name or ".." in name.split("/"):
+                continue
+            target = root / name
+            if (target.is_symlink() or target.exists()) and not (member.isdir() and
+                                                                  target.is_dir()):
+                _remove(target)
+            if hasattr(tarfile, "tar_filter"):  # refuses names outside root, clears setuid
+                layer.extract(member, root, set_attrs=True, numeric_owner=True,
+                              filter="tar")
+            else:  # pragma: no cover - Python before 3.10.12
+                layer.extract(member, root, set_attrs=True, numeric_owner=True)
+
+
+def _make_dirs(root: Path, relative: str) -> None:
+    """``relative`` under ``root``, each new folder 0755 whatever the umask."""
+    current = root
+    for part in relative.split("/"):
+        current = current / part
+        if not current.is_dir():
+            current.mkdir()
+            os.chmod(current, 0o755)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

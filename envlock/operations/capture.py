@@ -201,6 +201,8 @@ def capture(request: CaptureRequest, *, tracker: TrackerLike | None = None,
         exc.hint = (f"the lockfile is kept at {local}; retry with "
                     f"`envlock capture --run-id {run.run_id}` once the store is reachable")
         raise
+    if reporter is not None and result.built:  # the capture's one summary line (issue #25)
+        reporter.step(f"captured: {result.built['summary']}")
     return result
 
 

@@ -53,6 +53,16 @@ def read_pip_config(files: list[Path]) -> dict[str, str]:
 
 
 def index_section(environ: Mapping[str, str], prefix: str | None) -> dict[str, Any]:
+    raw = configured(environ, prefix)
+    return {"index_url": strip_url_credentials(raw["index_url"]),
+            "extra_index_urls": [strip_url_credentials(u) for u in raw["extra_index_urls"]],
+            "find_links": [strip_url_credentials(u) for u in raw["find_links"]],
+            "no_index": raw["no_index"]}
+
+
+def configured(environ: Mapping[str, str], prefix: str | None) -> dict[str, Any]:
+    """The indexes and find-links pip (and uv) are configured with here, credentials
+    kept (for fetching from them, never for recording)."""
     config = read_pip_config(pip_config_files(environ, prefix))
     index_url = (environ.get("PIP_INDEX_URL") or environ.get("UV_INDEX_URL")
                  or environ.get("UV_DEFAULT_INDEX") or config.get("index-url") or PYPI)
@@ -60,9 +70,7 @@ def index_section(environ: Mapping[str, str], prefix: str | None) -> dict[str, A
     extra += _split(environ.get("UV_EXTRA_INDEX_URL")) + _split(environ.get("UV_INDEX"))
     links = _split(environ.get("PIP_FIND_LINKS") or config.get("find-links"))
     return {
-        "index_url": strip_url_credentials(index_url),
-        "extra_index_urls": [strip_url_credentials(u) for u in extra],
-        "find_links": [strip_url_credentials(u) for u in links],
+        "index_url": index_url, "extra_index_urls": extra, "find_links": links,
         "no_index": (environ.get("PIP_NO_INDEX") or config.get("no-index", "")).lower()
         in {"1", "true", "yes", "on"},
     }

@@ -13,6 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from envlock.model import lockfile
@@ -503,7 +504,9 @@ def test_credentials_from_stdin_push_and_pull_without_a_login_step(first, infra,
     assert infra.auth_password not in result.stdout + result.stderr
     # Pull: from another host (an empty store, the image gone from the engine), the next
     # build reuses the environment from the authenticated registry instead of rebuilding it.
-    docker_client.images.remove(res["env_image"], force=True)
+    # (The engine loads a pushed image in the background: it may not be there yet.)
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        docker_client.images.remove(res["env_image"], force=True)
     again, payload = build(first[0], infra, "--run-id", "stdin-2", *creds, "--registry",
                            f"{infra.auth_registry}/{repo}", registry=False,
                            env={**no_config, "ENVLOCK_CACHE": str(tmp_path / "other-host")},

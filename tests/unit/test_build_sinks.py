@@ -27,7 +27,7 @@ def kinds(options: BuildOptions, engine: object | None, registry: object | None)
 
 
 @pytest.mark.parametrize(("builder", "engine", "registry", "push", "expected"), [
-    ("auto", ENGINE, REGISTRY, True, [EngineSink, RegistrySink]),
+    ("auto", ENGINE, REGISTRY, True, [RegistrySink, EngineSink]),  # loads after the push
     ("auto", None, REGISTRY, True, [RegistrySink]),
     ("auto", ENGINE, None, True, [EngineSink]),
     ("auto", None, None, True, [StoreSink]),

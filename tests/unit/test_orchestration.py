@@ -54,9 +54,20 @@ def offline(tmp_path, monkeypatch):
 
     monkeypatch.setattr("envlock.operations.build.provision.provision", provision)
     monkeypatch.setenv("ENVLOCK_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setenv("ENVLOCK_OCI_RUNTIME", "none")  # the fake base is no file system
+    monkeypatch.delenv("ENVLOCK_PROVE_IN_ENGINE", raising=False)
     monkeypatch.delenv("ENVLOCK_BASE_IMAGE", raising=False)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     return made
+
+
+@pytest.fixture(autouse=True)
+def background_loads(monkeypatch) -> list:
+    """The images handed to a background engine load (no process is started)."""
+    started: list = []
+    monkeypatch.setattr("envlock.operations.build.background.start",
+                        lambda built, options, target: started.append(built) or Path("log"))
+    return started
 
 
 def project(root: Path, train: str = "print('train')\n") -> Lock:
@@ -165,10 +176,23 @@ def test_an_environment_image_in_the_registry_is_reused_not_rebuilt(tmp_path, en
     lock = project(tmp_path / "p")
     first = built(lock, tmp_path / "p", None, registry, registry=REGISTRY, builder="oci")
     monkeypatch.setenv("ENVLOCK_CACHE", str(tmp_path / "another-host"))  # an empty store
-    result = built(lock, tmp_path / "p", engine, registry, registry=REGISTRY)
+    result = built(lock, tmp_path / "p", engine, registry, registry=REGISTRY,
+                   builder="docker")
     assert result.env_reused == "registry" and len(offline) == 1
     assert result.env_image_id == first.env_image_id and result.pinned == first.pinned
     assert engine.called("pull") == [(f"{REGISTRY}@{_env_digest(registry, first)}", None)]
+
+
+def test_with_a_push_the_engine_load_leaves_the_builds_path(tmp_path, engine, registry,
+                                                           background_loads, monkeypatch):
+    lock = project(tmp_path / "p")
+    result = built(lock, tmp_path / "p", engine, registry, registry=REGISTRY)
+    assert result.pushed and engine.calls == []  # nothing loaded, pulled or run in it
+    assert [b.image.image_id for b in background_loads] == [result.image_id]
+    monkeypatch.setenv("ENVLOCK_PROVE_IN_ENGINE", "1")  # the flag: loaded and proven first
+    monkeypatch.setenv("ENVLOCK_CACHE", str(tmp_path / "another-host"))
+    again = built(lock, tmp_path / "p", engine, registry, registry=REGISTRY)
+    assert again.builder == "docker" and engine.called("load") and len(background_loads) == 1
 
 
 def test_with_a_signing_key_the_pushed_image_gets_a_verifiable_provenance(

@@ -197,3 +197,20 @@ def test_the_code_layer_leaves_out_flagged_files_and_keeps_allowed_ones(tmp_path
     assert {e["path"] for e in layer.secret_scan["withheld"]} == {"terraform.tfvars", "train.py"}
     for value in (AWS_ID, AWS_SECRET, HF):
         assert value.encode() not in layer.tar
+
+
+def test_a_text_found_clean_is_not_matched_again_and_an_edited_one_is(tmp_path, monkeypatch):
+    from envlock.snapshot import secrets
+
+    monkeypatch.setenv("ENVLOCK_CACHE", str(tmp_path / "cache"))
+    secrets._saved.cache_clear()
+    secrets._patterns.cache_clear()
+    assert not secrets._suspect("print('training')\n")
+    secrets._saved.cache_clear()
+    secrets._patterns.cache_clear()
+    with monkeypatch.context() as patched:  # a new process: the clean text costs no regex
+        patched.setattr(secrets, "_patterns", lambda: pytest.fail("patterns compiled"))
+        assert not secrets._suspect("print('training')\n")
+    assert secrets._suspect(f"print('training')\ntoken = '{GITHUB}'\n")
+    secrets._saved.cache_clear()
+    secrets._patterns.cache_clear()

@@ -93,8 +93,7 @@ def build_command(
     from envlock import config
     from envlock.cli import output as out
     from envlock.operations import connect, targets
-    from envlock.operations.build import BuildOptions, build
-    from envlock.progress import Reporter
+    from envlock.operations.build import BuildOptions
 
     out.begin("build", as_json)
     targets.one_source(lock_path, from_run)
@@ -112,9 +111,18 @@ def build_command(
                            no_cache=no_cache, verify=verify, env_only=env_only,
                            extra_deny=tuple(cfg.get("deny")), created=source.created,
                            builder=builder, allow_files=tuple(allow_file or ()), auth=auth)
+    raise typer.Exit(_emit(_built(source.lock, options, engine), source, from_run, env_only))
+
+
+def _built(lock: Any, options: Any, engine: Any) -> Any:
+    """The build, its progress on stderr, ending with the one summary line."""
+    from envlock.operations.build import build
+    from envlock.progress import Reporter
+
     with Reporter("envlock build") as reporter:
-        result = build(source.lock, options, engine, reporter)
-    raise typer.Exit(_emit(result, source, from_run, env_only))
+        result = build(lock, options, engine, reporter)
+        reporter.step(f"built: {result.summary}")
+    return result
 
 
 def _dry_run(source: BuildSource, registry: str | None, base_image: str | None,

@@ -3,6 +3,7 @@ base, the provisioned wheels and the staged, verified environment layer."""
 
 from __future__ import annotations
 
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ class Environment:
     recipe: render.Recipe
     provisioned: dict[str, str] = field(default_factory=dict)  # package -> how
     fidelity: dict[str, Any] | None = None  # the staged tree's proof; None when reused
+    #: wheel bytes: downloaded_bytes (over the network), reused_bytes (the wheel cache)
+    transfer: dict[str, int] = field(default_factory=dict)
 
 
 def environment(job: Job, recipe_for: Callable[[str], render.Recipe]) -> Environment:
@@ -58,8 +61,16 @@ def environment(job: Job, recipe_for: Callable[[str], render.Recipe]) -> Environ
             facts = base_facts(base_image, job.store.root)
             check_python(facts, base_image.pinned, lock)
         recipe = recipe_for(base_image.pinned)
-        env, provisioned, fidelity = build_env(job, recipe, base_image, facts)
-    return Environment(env, None, base_image.pinned, recipe, provisioned, fidelity)
+        env, provided, fidelity = build_env(job, recipe, base_image, facts)
+    return Environment(env, None, base_image.pinned, recipe, {p.name: p.how for p in provided},
+                       fidelity, transfer(provided))
+
+
+def transfer(provided: list[Any]) -> dict[str, int]:
+    """Bytes of wheels downloaded for this build, and of those the wheel cache held."""
+    reused = sum(item.wheel.stat().st_size for item in provided
+                 if item.how == "cache" and item.wheel.exists())
+    return {"downloaded_bytes": sum(p.downloaded for p in provided), "reused_bytes": reused}
 
 
 def open_base(reference: str, options: BuildOptions, registries: Any) -> Any:
@@ -134,24 +145,29 @@ def reuse_env(store: Any, recipe: render.Recipe, lock: Lock, registry: Any,
 
 
 def build_env(job: Job, recipe: render.Recipe, base_image: Any, facts: Any
-              ) -> tuple[Any, dict[str, str], Any]:
+              ) -> tuple[Any, list[Any], Any]:
     """Provision, stage, byte-compile (beside the installs), then write the layer while
-    the fidelity probe checks the same staged tree in another process."""
+    the fidelity probe checks the same staged tree in another process (in the base's
+    file system, extracted meanwhile, when an OCI runtime is here)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from envlock.operations.build import assemble
 
     lock = job.lock
     scratch: list[Path] = []
     done = False
-    try:
-        scratch.append(Path(tempfile.mkdtemp(prefix="envlock-build-")))
-        provided = _provision(job, scratch[0] / "wheelhouse")
-        python, members, root = _stage(job, recipe, facts, [p.wheel for p in provided],
-                                       scratch)
-        fidelity, layer = _verified_layer(job, root, facts, members)
-        done = True
-    finally:
-        for path in scratch:
-            _discard(path, background=done)
+    with ThreadPoolExecutor(1, thread_name_prefix="envlock-rootfs") as pool:
+        rootfs = pool.submit(_base_rootfs, job, base_image)
+        try:
+            scratch.append(Path(tempfile.mkdtemp(prefix="envlock-build-")))
+            provided = _provision(job, scratch[0] / "wheelhouse")
+            python, members, root = _stage(job, recipe, facts, [p.wheel for p in provided],
+                                           scratch)
+            fidelity, layer = _verified_layer(job, root, facts, members, rootfs.result())
+            done = True
+        finally:
+            for path in scratch:
+                _discard(path, background=done)
     changes = recipe.env_changes if python else \
         (*recipe.env_changes, 'LABEL "envlock.bytecode"="none"')
     parent = assemble.from_base(base_image, recipe.base)
@@ -160,7 +176,26 @@ def build_env(job: Job, recipe: render.Recipe, base_image: Any, facts: Any
                          created_by=f"envlock: {len(lock.packages)} locked packages "
                                     f"({lock.env_digest})")
     assemble.remember(job.store, env)
-    return env, {p.name: p.how for p in provided}, fidelity
+    return env, provided, fidelity
+
+
+def _base_rootfs(job: Job, base_image: Any) -> Path | None:
+    """The base's file system for the daemon-free proof (extracted once per base digest);
+    None when it is not wanted, there is no OCI runtime, or it cannot be had (the staged
+    tree is then probed by envlock's own interpreter, and an engine proves the image)."""
+    from envlock.adapters import ociruntime
+
+    if not job.options.verify or ociruntime.runtime() is None:
+        return None
+    from envlock.adapters.imagefs import extract_rootfs
+
+    try:
+        return extract_rootfs(base_image, job.store.root.parent,
+                              [render.VENV, render.WORKDIR, "proc", "dev", "tmp"])
+    except (OSError, RegistryError, tarfile.TarError) as exc:
+        job.report.detail(f"the base's file system could not be extracted ({exc}): "
+                          "the staged tree is probed by envlock's interpreter instead")
+        return None
 
 
 def _provision(job: Job, wheelhouse: Path) -> Any:
@@ -202,9 +237,11 @@ def _stage(job: Job, recipe: render.Recipe, facts: Any, wheels: list[Path],
     return python, members, root
 
 
-def _verified_layer(job: Job, root: Path, facts: Any, members: Any) -> tuple[Any, Any]:
+def _verified_layer(job: Job, root: Path, facts: Any, members: Any, rootfs: Path | None
+                    ) -> tuple[Any, Any]:
     """The environment layer, written while the fidelity probe (another process) checks
-    the staged tree it is written from; the probe's verdict comes first."""
+    the staged tree it is written from — in the base's file system under an OCI runtime
+    when ``rootfs`` is given; the probe's verdict comes first."""
     from concurrent.futures import ThreadPoolExecutor
 
     from envlock.operations.build import assemble, stage
@@ -214,9 +251,12 @@ def _verified_layer(job: Job, root: Path, facts: Any, members: Any) -> tuple[Any
         probing = None
         if job.options.verify:
             report.step("verifying the staged environment against the lock (versions, "
-                        "files, RECORD hashes) while the environment layer is written")
+                        "files, RECORD hashes" + (", in the image's file system with an OCI "
+                                                  "runtime" if rootfs else "") +
+                        ") while the environment layer is written")
             started = time.monotonic()
-            probing = pool.submit(stage.probe_staged, lock, root)
+            probing = pool.submit(stage.probe_in_rootfs, lock, root, rootfs) if rootfs \
+                else pool.submit(stage.probe_staged, lock, root)
             probing.add_done_callback(
                 lambda _: timer.times.__setitem__("verify", round(time.monotonic() -
                                                                   started, 3)))
@@ -228,7 +268,8 @@ def _verified_layer(job: Job, root: Path, facts: Any, members: Any) -> tuple[Any
                     w, root, facts, members))
         finally:
             raw = probing.result() if probing is not None else None
-    fidelity = check_probe(raw, lock, "staged environment") if raw is not None else None
+    where = stage.ROOTFS_PROOF if rootfs else "staged environment"
+    fidelity = check_probe(raw, lock, where) if raw is not None else None
     return fidelity, layer
 
 

@@ -45,6 +45,10 @@ class BuildOptions:
     #: Which sinks take the images (``sinks.choose``): auto: the Docker engine too when
     #: one answers; docker: require the engine; oci: never touch an engine (daemonless).
     builder: str = "auto"
+    #: Prove the environment inside the Docker engine after loading it, as before issue
+    #: #25 (``--builder docker`` does too; so does ``$ENVLOCK_PROVE_IN_ENGINE=1``); else
+    #: the proof runs in the image's file system under an OCI runtime, with no engine.
+    prove_in_engine: bool = False
 
 
 @dataclass
@@ -72,10 +76,20 @@ class BuildResult:
     secrets_withheld: list[dict[str, Any]] = field(default_factory=list)
     #: The signed provenance attached beside the image (issue #27); None: no signing key.
     provenance: dict[str, Any] | None = None
+    #: image_bytes, downloaded_bytes, reused_bytes (wheel cache), pushed_bytes
+    transfer: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> str:
+        """One line: each phase's time, the image's size, bytes downloaded, reused, pushed."""
+        from envlock.model.buildsummary import summary_line
+
+        return summary_line(self.timings, self.transfer)
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         out.pop("recipe")
+        out["summary"] = self.summary
         return out
 
 
@@ -144,6 +158,9 @@ def build(lock: Lock, options: BuildOptions, engine: EngineLike | None,
     # signed provenance and SBOM beside a pushed image when a signing key is set (issue #27)
     result.provenance = provenance.attest_build(lock, result, options, registries, job.report)
     result.timings = job.timer.times
+    result.transfer = {"image_bytes": sum(int(d.get("size", 0)) for d in image.layers),
+                       **env.transfer,
+                       "pushed_bytes": int(result.push_stats.get("bytes_pushed", 0))}
     return result
 
 

@@ -1,8 +1,12 @@
 """Provision every locked package as a wheel on the host, so images build offline.
 
-Order of sources for each package: envlock's wheel cache; the package index (one
-``pip download`` for all of them, for the image's exact Python and platform, the
-PyTorch index added for ``+cuXXX`` builds); a VCS, archive or directory source
+Order of sources for each package: envlock's wheel cache; the package index (each
+wheel's URL and sha256 read from the index's listing — PEP 691/503, the host's pip
+configuration, the PyTorch index added for ``+cuXXX`` builds, find-links folders —
+and picked for the image's exact Python and platform as pip would, ``model.wheelpick``;
+then the wheels are fetched in parallel into the host's content-addressed cache,
+``adapters.download``, hash-checked while they stream; ``pip download`` for what no
+listing names); a VCS, archive or directory source
 built with ``pip wheel``; and when the source is gone, the installed files packed
 into a wheel as they are. A wheel is only accepted when the files it installs hash
 to the lock's ``files_digest``: the wrong CUDA build or a tampered wheel is caught
@@ -19,19 +23,27 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from envlock.adapters import proc
 from envlock.errors import EnvlockError
+from envlock.model import wheelpick
 from envlock.model.lockfile import Lock, Package
 from envlock.snapshot._probe import INSTALLER_FILES, content_path, record_rows
 from envlock.snapshot.rebuilt import wheel_files_digest
 
-CACHE = Path(os.environ.get("ENVLOCK_CACHE", Path.home() / ".cache" / "envlock")) / "wheels"
+
+def downloads() -> int:
+    """Parallel downloads at most, each one connection: ``$ENVLOCK_DOWNLOADS`` (1–64),
+    else 8."""
+    value = os.environ.get("ENVLOCK_DOWNLOADS", "").strip()
+    return min(64, max(1, int(value))) if value.isdigit() else 8
 _WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-.*\.whl$")
 
 
@@ -60,6 +72,7 @@ class Provided:
     wheel: Path
     how: str  # cache | index | built | archive | repacked | editable
     note: str | None = None
+    downloaded: int = 0  # bytes that came over the network for it
 
 
 Log = Callable[[str], None]
@@ -246,10 +259,10 @@ class _Job:
                            f"(files_digest {str(actual)[:19]}… ≠ {expected[:19]}…)")
         final = self.wheelhouse / wheel.name
         if wheel != final:
-            shutil.copy2(wheel, final)
+            place(wheel, final)
         if how not in ("cache", "editable") and expected:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(wheel, self.cache_dir / wheel.name)
+            place(wheel, self.cache_dir / wheel.name)
         return Provided(self.pkg.name, self.pkg.version, final, how, note)
 
     def from_cache(self) -> Provided | str | None:
@@ -310,6 +323,17 @@ class _Job:
         return result
 
 
+def place(source: Path, target: Path) -> None:
+    """``source`` at ``target`` in one step (a reader never sees half a wheel): a hard link
+    when both are on one file system (no gigabytes copied), else a copy."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
 def _editable_in_project(pkg: Package, root: str | None) -> bool:
     path = pkg.source.path or ""
     return pkg.source.kind == "editable" and bool(root) and (
@@ -320,7 +344,9 @@ def provision(lock: Lock, wheelhouse: Path, *, cache: Path | None = None,
               use_cache: bool = True, log: Log = _quiet) -> list[Provided]:
     """Fill ``wheelhouse`` with one verified wheel per locked package, a requirements.txt
     and ``tools/pip.whl`` (the installer, not installed into the image)."""
-    cache = cache or CACHE
+    from envlock.adapters.download import cache_root
+
+    cache = cache or cache_root()
     wheelhouse.mkdir(parents=True, exist_ok=True)
     root = lock.project_root
     jobs = [_Job(p, wheelhouse, cache, root, log) for p in lock.packages]
@@ -364,7 +390,9 @@ def index_wheels(lock: Lock, packages: list[Package], dest: Path, *, use_cache: 
     """A verified wheel of each index package in ``packages`` (envlock's cache, else the
     index), checked against the lock's ``files_digest`` as provision() checks them; and
     why each one that could not be had failed."""
-    jobs = [_Job(p, dest, CACHE, lock.project_root, log) for p in packages]
+    from envlock.adapters.download import cache_root
+
+    jobs = [_Job(p, dest, cache_root(), lock.project_root, log) for p in packages]
     done: dict[str, Provided] = {}
     reasons: dict[str, str] = {}
 
@@ -386,6 +414,108 @@ def index_wheels(lock: Lock, packages: list[Package], dest: Path, *, use_cache: 
 
 
 def _download(lock: Lock, jobs: list[_Job], dest: Path,
+              settle: Callable[[_Job, Any], None], log: Log = _quiet) -> None:
+    """Each wheel's URL and sha256 from the indexes' listings (nothing downloaded), then
+    the wheels fetched in parallel into the host's shared cache, each one checked as it
+    arrives; what no listing names goes through ``pip download``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted = _resolve(lock, jobs, log)
+    if wanted:
+        _fetch_parallel([(j, wanted[j.pkg.name]) for j in jobs if j.pkg.name in wanted],
+                        settle, log)
+    rest = [j for j in jobs if j.pkg.name not in wanted]
+    if rest:
+        _pip_download_jobs(lock, rest, dest / "pip", settle, log)
+
+
+def _resolve(lock: Lock, jobs: list[_Job], log: Log) -> dict[str, Any]:
+    """Package name -> ``download.Wanted``: each wheel's URL and sha256 from the indexes'
+    listings and the find-links folders, picked as pip would for the image
+    (``model.wheelpick``); the packages are looked up in parallel and nothing is
+    downloaded. A package none of them lists is left to ``pip download``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from envlock.adapters.download import WheelCache
+
+    indexes, folders = index_sources(lock, [j.pkg for j in jobs], log)
+    ranks = wheelpick.supported_tags(lock.python["version"], platform_tags(lock))
+    cache = WheelCache(jobs[0].cache, connections=downloads())
+    with ThreadPoolExecutor(max(1, min(downloads(), len(jobs))),
+                            thread_name_prefix="envlock-resolve") as pool:
+        found = pool.map(lambda job: _pick(cache, job.pkg, indexes, folders, ranks, log),
+                         jobs)
+        return {job.pkg.name: wanted for job, wanted in zip(jobs, found, strict=True)
+                if wanted is not None}
+
+
+def _pick(cache: Any, pkg: Package, indexes: list[str], folders: list[Path],
+          ranks: dict[str, int], log: Log) -> Any:
+    from envlock.adapters.download import DownloadError, Wanted, local_files
+
+    candidates = [c for folder in folders for c in local_files(folder, pkg.name, pkg.version)]
+    for index in indexes:
+        try:
+            candidates += cache.index_files(index, pkg.name)
+        except DownloadError as exc:
+            log(f"{pkg.name}: {exc.message}")
+    best = wheelpick.best_wheel(candidates, pkg.name, pkg.version, ranks)
+    return Wanted(url=best.url, sha256=str(best.sha256), filename=best.filename) \
+        if best else None
+
+
+def index_sources(lock: Lock, packages: list[Package], log: Log = _quiet
+                  ) -> tuple[list[str], list[Path]]:
+    """The HTTP indexes to look wheels up in (this host's pip configuration, credentials
+    kept, then the lock's extra indexes and the PyTorch index of ``+cuXXX`` builds), and
+    the local find-links folders (this host's, then the lock's)."""
+    from envlock.snapshot.index import PYPI, configured
+
+    host = configured(os.environ, sys.prefix)
+    no_index = host["no_index"] or bool(lock.index.get("no_index"))
+    urls = [] if no_index else [host["index_url"] or PYPI, *host["extra_index_urls"],
+                                *(lock.index.get("extra_index_urls") or [])]
+    urls += [p.source.url for p in packages if not no_index and p.source.url and
+             p.source.url.startswith("https://download.pytorch.org/")]
+    indexes = [u for u in dict.fromkeys(urls) if u.startswith(("http://", "https://"))]
+    for url in [u for u in indexes if u != (host["index_url"] or PYPI)]:
+        if not reachable(url):
+            log(f"index {url} is unreachable from this host: skipped")
+            indexes.remove(url)
+    links = [*host["find_links"], *(lock.index.get("find_links") or [])]
+    folders = [Path(unquote(urlsplit(link).path)) if link.startswith("file:") else Path(link)
+               for link in dict.fromkeys(links) if "://" not in link or
+               link.startswith("file:")]
+    return indexes, [f for f in folders if f.is_dir()]
+
+
+def _fetch_parallel(pairs: list[tuple[_Job, Any]], settle: Callable[[_Job, Any], None],
+                    log: Log) -> None:
+    """The wheels fetched by a bounded pool of threads (``$ENVLOCK_DOWNLOADS``, default
+    8), each accepted (checked against the lock) as soon as it is in the cache."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from envlock.adapters.download import DownloadError, WheelCache
+
+    cache = WheelCache(pairs[0][0].cache, connections=downloads())
+    with ThreadPoolExecutor(max(1, min(downloads(), len(pairs))),
+                            thread_name_prefix="envlock-download") as pool:
+        futures = {pool.submit(cache.fetch, want): job for job, want in pairs}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                fetched = future.result()
+            except DownloadError as exc:
+                settle(job, f"download failed: {exc.message}")
+                continue
+            how = "cache" if fetched.reused else "index"
+            log(f"{fetched.path.name}: " + ("in the wheel cache" if fetched.reused else
+                                            f"{fetched.downloaded} bytes downloaded"))
+            outcome = job.accept(fetched.path, how)
+            settle(job, replace(outcome, downloaded=fetched.downloaded)
+                   if isinstance(outcome, Provided) else outcome)
+
+
+def _pip_download_jobs(lock: Lock, jobs: list[_Job], dest: Path,
               settle: Callable[[_Job, Any], None], log: Log = _quiet) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     ok, message = pip_download(lock, [j.pkg for j in jobs], dest, log)

@@ -3,8 +3,11 @@
 Every build assembles its images in envlock's local OCI store (``adapters.ocistore``);
 the sinks then deliver them:
 
-* :class:`EngineSink` loads them into a Docker engine and proves the environment
-  inside it (``--builder docker``, or ``auto`` when an engine answers);
+* :class:`EngineSink` loads them into a Docker engine (``--builder docker``, or ``auto``
+  when an engine answers). With ``auto`` and a push the load runs after the push in a
+  process of its own (``background``), off the build's path. The environment is proven
+  inside the engine with ``--builder docker`` or ``$ENVLOCK_PROVE_IN_ENGINE=1``, or when
+  the build could not prove it in the image's file system with an OCI runtime;
 * :class:`RegistrySink` pushes the very bytes assembled through the registry client
   (with ``--registry``, unless ``--no-push``);
 * :class:`StoreSink` leaves them in the local store when no other sink takes them.
@@ -69,13 +72,25 @@ class EngineSink:
     engine: EngineLike
     options: BuildOptions
     target: Any  # oci.Reference of --registry, or None
+    prove: bool = True  # prove in the engine even when the build proved it without one
+    background: bool = False  # load in a process of its own (after the push)
 
     def deliver(self, built: Built, result: BuildResult) -> None:
+        if self.background:
+            from envlock.operations.build import background
+
+            log = background.start(built, self.options, self.target)
+            built.report.step(f"loading {built.recipe.env_image} into the engine in the "
+                              f"background (log: {log})")
+            return
         result.builder = "docker"
         with built.timer("load"):
-            self._load_env(built)
-            self._load_code(built)
-        if result.fidelity is not None and self.options.verify:
+            self.load(built)
+        from envlock.operations.build.stage import ROOTFS_PROOF
+
+        proven = (result.fidelity or {}).get("where") == ROOTFS_PROOF
+        if result.fidelity is not None and self.options.verify and \
+                (self.prove or not proven):
             from envlock.operations.build.fidelity import verify_fidelity
 
             with built.timer("verify_image"):
@@ -84,6 +99,11 @@ class EngineSink:
                 result.fidelity = {**verify_fidelity(self.engine, built.env.image_id,
                                                      built.lock),
                                    "staged": result.fidelity}
+
+    def load(self, built: Built) -> None:
+        """The environment image, then the code image, in the engine under their names."""
+        self._load_env(built)
+        self._load_code(built)
 
     def _load_env(self, built: Built) -> None:
         """The base (or, for an environment reused from the registry, the environment)
@@ -172,13 +192,21 @@ def check_builder(builder: str, engine: EngineLike | None) -> None:
 def choose(options: BuildOptions, engine: EngineLike | None, target: Any, registry: Any,
            connect: Any = None) -> list[Sink]:
     """The sinks ``--builder``, ``--registry`` and ``--no-push`` ask for, in delivery
-    order: the engine first (it proves the image before anything is pushed), then the
-    registry; the local store alone when neither takes the images."""
+    order: an engine that proves the image first (before anything is pushed), then the
+    registry, then an engine that only loads (in the background); the local store alone
+    when neither takes the images."""
+    import os
+
+    prove = options.builder == "docker" or options.prove_in_engine or \
+        os.environ.get("ENVLOCK_PROVE_IN_ENGINE", "").strip() in ("1", "true", "yes")
+    pushing = target is not None and registry is not None and options.push
     sinks: list[Sink] = []
-    if engine is not None and options.builder != "oci":
-        sinks.append(EngineSink(engine, options, target))
-    if target is not None and registry is not None and options.push:
+    if engine is not None and options.builder != "oci" and (prove or not pushing):
+        sinks.append(EngineSink(engine, options, target, prove=prove))
+    if pushing:
         sinks.append(RegistrySink(target, registry, connect))
+    if engine is not None and options.builder != "oci" and pushing and not prove:
+        sinks.append(EngineSink(engine, options, target, prove=False, background=True))
     return sinks or [StoreSink()]
 
 

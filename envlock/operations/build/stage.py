@@ -405,6 +405,30 @@ def probe_staged(lock: Lock, root: Path) -> dict[str, Any]:
     return raw
 
 
+#: Where the daemon-free proof ran, as the fidelity result names it.
+ROOTFS_PROOF = "image's file system (OCI runtime, no engine)"
+
+
+def probe_in_rootfs(lock: Lock, root: Path, rootfs: Path) -> dict[str, Any]:
+    """The stdlib probe (``--deep``) run by an OCI runtime in the image as it will be: the
+    base's extracted file system with the staged venv bound read-only where the layer
+    puts it, the image's own interpreter, no network, no capabilities: what the engine
+    proved after ``docker load``, without loading anything. It runs as the staged files'
+    owner (root, without capabilities): under a umask of 077 they are that user's alone
+    on the host, while the layer gives them their canonical modes."""
+    from envlock.adapters import ociruntime
+    from envlock.snapshot.interpreter import PROBE_SOURCE
+
+    venv = render.VENV.strip("/")
+    code, out, err = ociruntime.run(
+        rootfs, [f"{render.VENV}/bin/python", "-c", PROBE_SOURCE.read_text(), "--deep"],
+        binds=[(root / venv, render.VENV)], user=(os.getuid(), os.getgid()))
+    if code != 0:
+        raise StageError(f"the fidelity probe failed in the image's file system (exit "
+                         f"{code}): " + err.decode(errors="replace").strip()[-300:])
+    return dict(json.loads(out))
+
+
 def fill_environment(writer: LayerWriter, root: Path, facts: BaseFacts,
                      members: dict[str, Member] | None = None) -> None:
     """The environment layer's entries: the venv, ``/workspace`` (the user's) and the
