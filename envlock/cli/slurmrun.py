@@ -105,9 +105,9 @@ def sweep(run_ids: list[str], request: Any, config: Any, slurm: SlurmFlags, *, p
 
 def _detail(item: Any) -> str:
     if item.cluster_failure:
-        return item.cluster_failure
+        return str(item.cluster_failure)
     if item.error:
-        return item.error
+        return str(item.error)
     result = item.result
     where = f"job {result.job} on {result.node}, exit {result.exit_code}"
     if item.reproduced or not result.comparison:

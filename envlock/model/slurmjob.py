@@ -157,8 +157,9 @@ def min_driver(locked: Mapping[str, Any]) -> str | None:
     if not cuda:
         return None
     data = table()
-    return data["minor_version_floor"].get(str(cuda).split(".")[0]) or \
+    floor = data["minor_version_floor"].get(str(cuda).split(".")[0]) or \
         data["min_driver"].get(major_minor(str(cuda)))
+    return str(floor) if floor else None
 
 
 # ------------------------------------------------------------------ the script
