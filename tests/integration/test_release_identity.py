@@ -28,9 +28,10 @@ import pytest
 from tests.conftest import ROOT
 
 #: The release the current tree must match byte for byte.
-#: Since 0d84c37 (#24) the lock names distribution-rebuilt packages (Debian's pip and
-#: setuptools in a python3 -m venv) by their origin: a deliberate change to its bytes.
-RELEASE = "d94b690547e93a4768d0ba477fdcddb8701402d1"
+#: Deliberate changes to the lock's bytes: since 0d84c37 (#24) it names distribution-rebuilt
+#: packages (Debian's pip and setuptools in a python3 -m venv) by their origin; since the
+#: inputs merge (707ff4e, #22) it is schema 3 with an ``inputs`` section.
+RELEASE = "a6f64cb238c85310ef2e2a792899674c019776e2"
 EPOCH = "1700000000"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 REPO = f"tests/identity-{uuid.uuid4().hex[:8]}"
