@@ -86,14 +86,9 @@ def replay_command(
     if on is Target.slurm:
         raise typer.Exit(slurmrun.replay(request, settings, slurm, dry_run, as_json))
     if on is Target.kubernetes:
-        from envlock.operations.kube import KubeOptions
-
         _no_login_for_dry_run(dry_run, registry_password_stdin)
-        options = KubeOptions(namespace=namespace, node_selector=tuple(node_selector or ()),
-                              tolerations=tuple(toleration or ()),
-                              image_pull_secret=image_pull_secret,
-                              env_from_secrets=tuple(env_from_secret or ()),
-                              registry_credentials=read_credentials(*login))
+        options = _kube_options(namespace, node_selector, toleration, image_pull_secret,
+                                env_from_secret, login)
         raise typer.Exit(_on_kubernetes(request, options, settings, dry_run=dry_run,
                                         detach=detach, as_json=as_json))
     if detach:
@@ -102,6 +97,17 @@ def replay_command(
     if times > 1:
         raise typer.Exit(_repeated(request, times, settings, login, as_json))
     raise typer.Exit(_here(request, settings, login, as_json))
+
+
+def _kube_options(namespace: str, node_selector: list[str] | None,
+                  toleration: list[str] | None, image_pull_secret: str | None,
+                  env_from_secret: list[str] | None, login: tuple[str | None, bool]) -> Any:
+    from envlock.operations.kube import KubeOptions
+
+    return KubeOptions(namespace=namespace, node_selector=tuple(node_selector or ()),
+                       tolerations=tuple(toleration or ()), image_pull_secret=image_pull_secret,
+                       env_from_secrets=tuple(env_from_secret or ()),
+                       registry_credentials=read_credentials(*login))
 
 
 def _no_login_for_dry_run(dry_run: bool, password_stdin: bool) -> None:
