@@ -75,7 +75,9 @@ def replay_facts(spec: ReplaySpec, context: Context, engine: EngineLike,
                  replay_env={k: v for k, v in spec.env.items() if k not in BASE_ENV},
                  original_command=context.original_command, replay_command=spec.command,
                  run_tags=context.run.tags, image_labels=info.labels if info else None,
-                 repeat=repeat, numerics=tuple(DEFAULT_ALLOW))
+                 repeat=repeat, numerics=tuple(DEFAULT_ALLOW),
+                 inputs=tuple((change, "as recorded", "changed")
+                              for change in context.inputs_changed))
 
 
 def explain_replay(tracker: TrackerLike, replay_ids: list[str], facts: Facts

@@ -170,12 +170,13 @@ def replay(spec: ReplaySpec, *, engine: EngineLike, tracker: TrackerLike, contex
             fail_replay(tracker, replay_id, exc, tail)
             raise
     resources = context.resources.to_dict() if context.resources else None
+    reproduced = code == 0 and bool(comparison and comparison.reproduced)
+    explained = _explained(spec, replace(context, inputs_changed=tuple(changed)), engine,
+                           tracker, replay_id, reproduced)  # changed inputs rank first
     result = ReplayResult(original_run_id=run.run_id, replay_run_id=replay_id, image=spec.image,
                           exit_code=code, comparison=comparison, warnings=list(context.warnings),
                           relay=relay, resources=resources, inputs_changed=changed,
-                          explanations=_explained(spec, context, engine, tracker, replay_id,
-                                                  code == 0 and bool(comparison and
-                                                                     comparison.reproduced)))
+                          explanations=explained)
     if report and replay_id and comparison is not None:
         result.warnings += log_report(tracker, run.run_id, [replay_id], spec.checks.policy)
     return result
