@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from envlock.model import sizes
+
 KINDS = ("file", "directory", "mlflow-dataset", "hub-model", "remote")
 CARRIES = ("copy", "reference")
 #: Copy inputs up to this many bytes in total (``inputs_copy_max`` in [tool.envlock]).
@@ -145,13 +147,7 @@ def decide_carry(inputs: Iterable[Input], copy_max: int = DEFAULT_COPY_MAX,
     return tuple(out), warnings
 
 
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover - the loop always returns
+human_size = sizes.human  # the project's one way to print bytes
 
 
 def is_output(mtime_ns: int, started_ns: int | None) -> bool:
