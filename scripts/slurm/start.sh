@@ -5,6 +5,8 @@
 # No crun: podman would prefer it, and it fails on these hybrid-cgroup machines (runc works).
 # Writes /etc/slurm/slurm.conf and cgroup.conf only when they are absent or its own (marked);
 # all state, logs and pids under $SLURM_DIR. stop.sh undoes it. Progress on stderr.
+# The daemons are started with the lock's fd 9 closed: inherited, it would hold the lock
+# for their lifetime and every later start.sh would wait out its flock.
 #   SLURM_DIR        (default /var/tmp/envlock-slurm)
 #   SLURM_PARTITION  the one partition (default debug)
 set -euo pipefail
@@ -37,7 +39,7 @@ if [ ! -s /etc/munge/munge.key ]; then
 fi
 chown munge:munge /etc/munge /etc/munge/munge.key /run/munge /var/log/munge /var/lib/munge
 chmod 400 /etc/munge/munge.key; chmod 700 /etc/munge
-runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid
+runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid 9>&-
 cp /run/munge/munged.pid "$S/munged.pid"
 host=$(hostname -s)
 mem=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
@@ -81,9 +83,9 @@ CONF
 # Slurm 22.05 has no CgroupPlugin=disabled: v1 with nothing constrained, or slurmd fails
 printf '%s\nCgroupPlugin=cgroup/v1\nConstrainCores=no\nConstrainRAMSpace=no\nConstrainDevices=no\n' \
   "$MARK" > /etc/slurm/cgroup.conf
-setsid slurmctld -i >>"$S/logs/slurmctld.out" 2>&1 </dev/null
+setsid slurmctld -i >>"$S/logs/slurmctld.out" 2>&1 </dev/null 9>&-
 for _ in $(seq 1 100); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.1; done
-setsid slurmd >>"$S/logs/slurmd.out" 2>&1 </dev/null
+setsid slurmd >>"$S/logs/slurmd.out" 2>&1 </dev/null 9>&-
 for _ in $(seq 1 300); do
   state=$(sinfo -h -n "$host" -o %T 2>/dev/null || true)
   [ "$state" = idle ] && break
