@@ -17,6 +17,7 @@ from typing import Any
 
 from envlock import __version__
 from envlock.errors import UsageError
+from envlock.model import runrecord
 from envlock.model.lockfile import Lock
 from envlock.model.uvrun import replay_command
 
@@ -124,9 +125,9 @@ def choose_base(lock: Lock, override: str | None = None) -> str:
 def _labels_common(lock: Lock, base: str) -> dict[str, str]:
     name, _, digest = base.partition("@")
     return {
-        "envlock.version": __version__,
-        "envlock.env_digest": lock.env_digest,
-        "envlock.python": lock.python["version"],
+        runrecord.VERSION: __version__,
+        runrecord.ENV_DIGEST: lock.env_digest,
+        runrecord.PYTHON: lock.python["version"],
         "org.opencontainers.image.base.name": name,
         "org.opencontainers.image.base.digest": digest,
     }
@@ -164,15 +165,15 @@ def render(lock: Lock, base: str, repository: str, code_tag: str, *, run_id: str
     common = _labels_common(lock, base)
     # How the environment's byte-code was made (the builder says "none" when it had no
     # interpreter of the lock's version); the code image inherits it.
-    env_labels = {**common, "envlock.bytecode": f"cpython-{lock.python['version']}"}
+    env_labels = {**common, runrecord.LABEL_BYTECODE: f"cpython-{lock.python['version']}"}
     git = lock.git or {}
     code_labels = {
         **common,
-        "envlock.lock_digest": lock.lock_digest,
-        "envlock.run_id": run_id or "",
-        "envlock.code_digest": code_digest or "",
-        "envlock.git_commit": git.get("commit") or "",
-        "envlock.dirty": "true" if git.get("dirty") else "false",
+        runrecord.LOCK_DIGEST: lock.lock_digest,
+        runrecord.LABEL_RUN_ID: run_id or "",
+        runrecord.LABEL_CODE_DIGEST: code_digest or "",
+        runrecord.GIT_COMMIT: git.get("commit") or "",
+        runrecord.DIRTY: "true" if git.get("dirty") else "false",
         "org.opencontainers.image.source": git.get("remote_url") or "",
         "org.opencontainers.image.revision": git.get("commit") or "",
         "org.opencontainers.image.created": created or "",
@@ -211,7 +212,7 @@ USER root
 COPY wheelhouse/ {WHEELHOUSE}/
 RUN {recipe.install_command}
 {env_body}
-# environment image: {recipe.env_image}  ({recipe.env_labels['envlock.env_digest']})
+# environment image: {recipe.env_image}  ({recipe.env_labels[runrecord.ENV_DIGEST]})
 
 FROM env AS code
 COPY --chown={USER_ID}:{USER_ID} code/ {WORKDIR}/

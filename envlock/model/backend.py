@@ -13,8 +13,10 @@ server would. Runs that logged to a local store replay unchanged (their client d
 
 from __future__ import annotations
 
+from envlock.model import runrecord
+
 #: The run tag that records the backend kind at capture.
-TAG = "envlock.tracking_backend"
+TAG = runrecord.TRACKING_BACKEND
 SERVER, SQLITE, FILE, OTHER = "server", "sqlite", "file", "other"
 
 

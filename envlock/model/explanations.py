@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from envlock.model import runrecord
 from envlock.model.resources import THREAD_VARS
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def other_image(facts: Facts) -> Iterable[Explanation]:
     if labels is None:
         return
     evidence = [f"{key}: run {facts.run_tags.get(key)}, image {labels.get(key)}"
-                for key in ("envlock.env_digest", "envlock.lock_digest")
+                for key in (runrecord.ENV_DIGEST, runrecord.LOCK_DIGEST)
                 if labels.get(key) and facts.run_tags.get(key)
                 and labels.get(key) != facts.run_tags.get(key)]
     if evidence:

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from envlock.model import runrecord
+
 if TYPE_CHECKING:
     from envlock.model.compare import Comparison
     from envlock.model.diff import Change
     from envlock.model.runtree import RunNode
 
-ARTIFACT = "report.html"  # envlock/report.html on each replay run
+ARTIFACT = runrecord.REPORT_ARTIFACT  # envlock/report.html on each replay run
 MAX_ROOT_PLOTS = 16  # root metrics drawn (the rest are in the table)
 MAX_CHILD_PLOTS = 8  # metric names drawn over the child runs
 

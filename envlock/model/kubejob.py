@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from envlock.errors import EnvlockError, UsageError
 from envlock.image.render import WORKDIR
+from envlock.model import runrecord
 from envlock.model.compat import Verdict, preflight
 from envlock.model.redact import is_secret_name
 from envlock.model.replayspec import LOOPBACK, ReplaySpec
@@ -25,7 +26,7 @@ from envlock.model.replayspec import LOOPBACK, ReplaySpec
 CONTAINER = "experiment"
 DRY_RUN_REPLAY_ID = "<created at submit>"
 GPU_RESOURCE = "nvidia.com/gpu"
-LABEL_PREFIX = "envlock.dev"
+LABEL_PREFIX = runrecord.KUBE_PREFIX
 TTL_SECONDS = 24 * 3600  # finished Jobs (and their logs) stay a day, then are removed
 WORKSPACE_COPY = "/envlock/workspace"  # where the init container fills the workspace volume
 # every entry of the image's workspace, times and modes kept (owners cannot be, as uid 1000)

@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from envlock.model import runrecord
 from envlock.model.diff import Change
 from envlock.model.lockfile import Lock
 
-ARTIFACT = "replay-host.yaml"
+ARTIFACT = runrecord.REPLAY_HOST_ARTIFACT
 SCHEMA = "envlock.replay-host/1"
-TAG = "envlock.replay_host."
+TAG = runrecord.REPLAY_HOST_PREFIX
 
 #: What is compared with the original's lock, per section (dotted paths).
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -133,7 +134,7 @@ def _devices(value: Any) -> Any:
 def host_diff(lock: Lock, snap: Mapping[str, Any], *, original_run_id: str,
               replay_run_id: str, replay_tags: Mapping[str, str]) -> HostDiff:
     return HostDiff(original_run_id=original_run_id, replay_run_id=replay_run_id,
-                    replay_of=replay_tags.get("envlock.replay_of"),
-                    verdict=replay_tags.get("envlock.verdict"),
+                    replay_of=replay_tags.get(runrecord.REPLAY_OF),
+                    verdict=replay_tags.get(runrecord.VERDICT),
                     changes=host_changes(lock, snap), engine=snap.get("engine"),
                     resources=snap.get("resources"))

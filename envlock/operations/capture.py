@@ -20,7 +20,7 @@ from typing import Any
 from envlock import __version__
 from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.errors import EnvlockError
-from envlock.model import backend, lockfile, uvlock
+from envlock.model import backend, lockfile, runrecord, uvlock
 from envlock.model.lockfile import Lock
 from envlock.operations import sbom
 
@@ -54,35 +54,35 @@ def lineage_tags(lock: Lock, image: str | None, base: str | None,
     torch = lock.frameworks.get("torch") or {}
     git = lock.git or {}
     tags = {
-        "envlock.env_digest": lock.env_digest,
-        "envlock.lock_digest": lock.lock_digest,
-        "envlock.python": lock.python["version"],
-        "envlock.torch": torch.get("version") or "none",
-        "envlock.cuda": torch.get("cuda") or "none",
-        "envlock.driver": lock.gpu.get("driver_version") or "none",
-        "envlock.git_commit": git.get("commit") or "none",
-        "envlock.code_kind": "git" if lock.git else "directory" if lock.code else "none",
-        "envlock.dirty": "true" if git.get("dirty") else "false",
-        "envlock.command": lock.runtime.get("command") or "",
-        "envlock.version": __version__,
+        runrecord.ENV_DIGEST: lock.env_digest,
+        runrecord.LOCK_DIGEST: lock.lock_digest,
+        runrecord.PYTHON: lock.python["version"],
+        runrecord.TORCH: torch.get("version") or "none",
+        runrecord.CUDA: torch.get("cuda") or "none",
+        runrecord.DRIVER: lock.gpu.get("driver_version") or "none",
+        runrecord.GIT_COMMIT: git.get("commit") or "none",
+        runrecord.CODE_KIND: "git" if lock.git else "directory" if lock.code else "none",
+        runrecord.DIRTY: "true" if git.get("dirty") else "false",
+        runrecord.COMMAND: lock.runtime.get("command") or "",
+        runrecord.VERSION: __version__,
     }
     if lock.inputs:
         copied = sum(1 for i in lock.inputs if i.carry == "copy")
-        tags["envlock.inputs_pinned"] = (f"{len(lock.inputs)} ({copied} copy, "
+        tags[runrecord.INPUTS_PINNED] = (f"{len(lock.inputs)} ({copied} copy, "
                                          f"{len(lock.inputs) - copied} reference)")
     if base:
-        tags["envlock.base_image"] = base
+        tags[runrecord.BASE_IMAGE] = base
     if env_image_id:  # reproducible: `build --from-run --no-cache` compares against it
-        tags["envlock.env_image_id"] = env_image_id
+        tags[runrecord.ENV_IMAGE_ID] = env_image_id
     if image:
-        tags["envlock.image"] = image
+        tags[runrecord.IMAGE] = image
     return tags
 
 
 def artifact_files(lock: Lock, recipe: str | None, directory: Path) -> list[Path]:
     """The lockfile, the build recipe, the git diff and the untracked list (outside git:
     ``files.txt``, every packed file with its sha256), as files."""
-    files = [lockfile.write(lock, directory / "envlock.lock.yaml")]
+    files = [lockfile.write(lock, directory / runrecord.LOCK_ARTIFACT)]
     if recipe:
         (directory / "Dockerfile").write_text(recipe)
         files.append(directory / "Dockerfile")
@@ -105,7 +105,7 @@ def artifact_files(lock: Lock, recipe: str | None, directory: Path) -> list[Path
 
 def _keep(lock: Lock, project: str | Path, name: str) -> Path:
     return lockfile.write(lock, Path(project).absolute() / LOCAL_DIR / name /
-                          "envlock.lock.yaml")
+                          runrecord.LOCK_ARTIFACT)
 
 
 def _discard(local: Path, project: Path) -> None:
@@ -176,8 +176,8 @@ def capture(request: CaptureRequest, *, tracker: TrackerLike | None = None,
     if audit is not None:
         audit(lock)
     tracker, run, picked, local = _resolve(request, lock, tracker)
-    if request.command is None and run.tags.get("envlock.autolog.command"):
-        lock = lock.with_command(run.tags["envlock.autolog.command"])
+    if request.command is None and run.tags.get(runrecord.AUTOLOG_COMMAND):
+        lock = lock.with_command(run.tags[runrecord.AUTOLOG_COMMAND])
     pinned = _pin_inputs(request, cfg, lock, run, tracker)
     lock = replace(lock, inputs=pinned.inputs)
     local = _keep(lock, project, run.run_id)
@@ -303,11 +303,11 @@ def _record(tracker: TrackerLike, run_id: str, lock: Lock, recipe: str | None,
         artifact_files(lock, recipe, Path(tmp))
         (Path(tmp) / sbom.ARTIFACT).write_bytes(attached.document)
         tracker.log_artifacts(run_id, Path(tmp))
-    image_tag = result.tags.pop("envlock.image", None)
+    image_tag = result.tags.pop(runrecord.IMAGE, None)
     tracker.set_tags(run_id, result.tags)
     if image_tag:
-        tracker.set_tags(run_id, {"envlock.image": image_tag})
-        result.tags["envlock.image"] = image_tag
+        tracker.set_tags(run_id, {runrecord.IMAGE: image_tag})
+        result.tags[runrecord.IMAGE] = image_tag
 
 
 def _sbom(lock: Lock, run: Any, result: CaptureResult, base: str | None, reporter: Any,
@@ -319,6 +319,6 @@ def _sbom(lock: Lock, run: Any, result: CaptureResult, base: str | None, reporte
     attached = sbom.for_capture(lock, run.run_id, run.started, result.image, base, auth,
                                 registries)
     if attached.referrer:
-        result.tags["envlock.sbom"] = attached.referrer
+        result.tags[runrecord.SBOM] = attached.referrer
     result.sbom = attached.to_dict()
     return attached

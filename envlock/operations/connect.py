@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from envlock.model import runrecord
+
 if TYPE_CHECKING:
     from envlock.adapters.tracking import Tracker
 
@@ -71,7 +73,7 @@ def engine_for_run(tracker: Any, run_id: str, username: str | None,
     when credentials were given."""
     registry = None
     if username:
-        registry = tracker.run(run_id).tags.get("envlock.image") or ""
+        registry = tracker.run(run_id).tags.get(runrecord.IMAGE) or ""
         if "@sha256:" not in registry:
             from envlock.errors import UsageError
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from envlock.adapters.protocols import EngineLike, TrackerLike
+from envlock.model import runrecord
 from envlock.model.artifactdiff import MAX_BYTES, explain, is_text
 from envlock.model.checkpoints import is_checkpoint
 from envlock.model.compare import ArtifactRow
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from envlock.operations.replayplan import Context
 
 EXPLANATIONS = "explanations.json"  # envlock/explanations.json on a replay run
-EXPLANATION_TAG = "envlock.explanation"  # the most likely one, in one line
+EXPLANATION_TAG = runrecord.EXPLANATION  # the most likely one, in one line
 
 #: At most this many differing files are read (each at most MAX_BYTES, both sides).
 MAX_FILES = 50

@@ -27,9 +27,10 @@ from typing import Any
 from envlock.errors import EnvlockError, UsageError
 from envlock.image import oci
 from envlock.model import inputs as model
+from envlock.model import runrecord
 from envlock.model.inputs import Input
 
-TAG = "envlock.inputs"
+TAG = runrecord.INPUTS
 ARTIFACT_TYPE = "application/vnd.envlock.inputs.v1+json"
 BLOB_MEDIA = "application/octet-stream"
 EMPTY_CONFIG = b"{}"

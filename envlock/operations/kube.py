@@ -25,6 +25,7 @@ from envlock.adapters.kube import (
 )
 from envlock.adapters.protocols import TrackerLike
 from envlock.errors import EnvlockError, UsageError
+from envlock.model import runrecord
 from envlock.model.compat import Verdict
 from envlock.model.kubejob import (
     JobSpec,
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["FAILURE_TAG", "JOB_TAG", "KubeOptions", "KubeReplayResult", "Plan", "SweepItem",
            "conclude_replay", "plan", "pull_secret", "replay_on_kubernetes", "submit", "sweep"]
 
-JOB_TAG = "envlock.kubernetes.job"  # NAMESPACE/NAME of a replay run's Job
+JOB_TAG = runrecord.KUBERNETES_JOB  # NAMESPACE/NAME of a replay run's Job
 
 
 @dataclass(frozen=True)
@@ -166,8 +167,8 @@ def submit(spec: ReplaySpec, context: Context, *, tracker: TrackerLike, options:
     run = draft.run
     secret = pull_secret(api, draft.spec, options)
     replay_id = tracker.create_run(run.experiment_id, f"replay of {run.name or run.run_id}", {
-        "envlock.replay_of": run.run_id, "envlock.image": draft.spec.image,
-        "envlock.replayed_on": "kubernetes"})
+        runrecord.REPLAY_OF: run.run_id, runrecord.IMAGE: draft.spec.image,
+        runrecord.REPLAYED_ON: "kubernetes"})
     job = replace(draft.spec, replay_run_id=replay_id, name=job_name(run.run_id, replay_id),
                   image_pull_secret=secret, experiment_id=str(run.experiment_id))
     try:
@@ -204,11 +205,11 @@ def conclude_replay(replay_id: str, *, tracker: TrackerLike, checks: Checks | No
     trees and tag the verdict: what ``replay --on kubernetes`` does after submitting, and
     what ``verify --replay`` does for a ``--detach``-ed one."""
     replay = tracker.run(replay_id)
-    job, original = replay.tags.get(JOB_TAG), replay.tags.get("envlock.replay_of")
+    job, original = replay.tags.get(JOB_TAG), replay.tags.get(runrecord.REPLAY_OF)
     if not job or not original:
         raise UsageError(f"run {replay_id} is not a replay Job envlock submitted",
                          "pass the replay run id that `replay --on kubernetes --detach` printed")
-    done = replay.tags.get("envlock.verdict") or replay.tags.get(FAILURE_TAG)
+    done = replay.tags.get(runrecord.VERDICT) or replay.tags.get(FAILURE_TAG)
     if done:
         raise UsageError(f"replay run {replay_id} is concluded already: {done}",
                          f"see envlock lineage {original}")
@@ -221,7 +222,7 @@ def conclude_replay(replay_id: str, *, tracker: TrackerLike, checks: Checks | No
         fail_replay(tracker, replay_id, exc, tail, tag_reason=True)
         raise
     return KubeReplayResult(original_run_id=original, replay_run_id=replay_id,
-                            image=replay.tags.get("envlock.image", ""), exit_code=code,
+                            image=replay.tags.get(runrecord.IMAGE, ""), exit_code=code,
                             comparison=comparison, job=job)
 
 

@@ -28,6 +28,7 @@ from envlock import __version__
 from envlock.errors import EnvlockError, UsageError
 from envlock.image import oci
 from envlock.model import provenance as model
+from envlock.model import runrecord
 from envlock.model.lockfile import Lock
 from envlock.model.provenance import Expected, ProvenanceError
 from envlock.model.redact import strip_url_credentials
@@ -360,8 +361,8 @@ def verify_image(image: str, public: Any, expected: Expected, auth: Auth | None 
 
 def expected_for(lock: Lock, run: Any, image: str) -> Expected:
     """What the provenance of a run's image must name (an imported run: its original)."""
-    run_ids = (run.run_id, *([run.tags["envlock.imported_from"]]
-                             if run.tags.get("envlock.imported_from") else []))
+    run_ids = (run.run_id, *([run.tags[runrecord.IMPORTED_FROM]]
+                             if run.tags.get(runrecord.IMPORTED_FROM) else []))
     return Expected(image.rpartition("@")[2], lock.lock_digest, lock.env_digest, run_ids)
 
 
@@ -383,7 +384,7 @@ def check_run(run_id: str, require: bool = False, tracker: Any = None
 
         tracker = open_tracker()
     lock, run = captured(tracker, run_id, image=True)
-    image = run.tags["envlock.image"]
+    image = run.tags[runrecord.IMAGE]
     try:
         return verify_image(image, public, expected_for(lock, run, image)), None
     except Unsigned as exc:

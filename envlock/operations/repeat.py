@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.errors import UsageError
+from envlock.model import runrecord
 from envlock.model.repeat import Repeat, classify
 
 if TYPE_CHECKING:
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
     from envlock.operations.replay import ReplayResult
     from envlock.operations.replayplan import ReplayRequest
 
-REPEAT_TAG = "envlock.repeat"
-REPEAT_ARTIFACT = "repeat.json"
+REPEAT_TAG = runrecord.REPEAT
+REPEAT_ARTIFACT = runrecord.REPEAT_ARTIFACT
 MAX_REPEAT = 50
 
 
@@ -113,6 +114,6 @@ def concluded(results: list[ReplayResult], tracker: TrackerLike, policy: Any
                          "replay_run_ids": ids}, indent=1, sort_keys=True)
     for replay_id in ids:
         tracker.set_tags(replay_id, {REPEAT_TAG: found.verdict[:5000],
-                                     "envlock.repeat.replays": ",".join(ids)[:5000]})
+                                     runrecord.REPEAT_REPLAYS: ",".join(ids)[:5000]})
         tracker.log_text(replay_id, REPEAT_ARTIFACT, record)
     return RepeatResult(results, found)

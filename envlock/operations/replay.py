@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.errors import EnvlockError, Interrupted, ReplayTimeout
-from envlock.model import backend
+from envlock.model import backend, runrecord
 from envlock.model.compare import Comparison, compare_artifacts, compare_tree
 from envlock.model.replayspec import Checks, Mount, ReplaySpec, docker_args
 from envlock.model.runtree import RelayReport
@@ -36,7 +36,7 @@ __all__ = ["STORE_MOUNT", "FAILURE_TAG", "ReplayError", "ReplayResult", "Tail", 
            "conclude", "fail_replay", "ensure_image", "to_stdout", "replay_here", "detach"]
 
 STORE_MOUNT = "/envlock/mlruns"
-FAILURE_TAG = "envlock.failure"  # why a replay run failed around the experiment
+FAILURE_TAG = runrecord.FAILURE  # why a replay run failed around the experiment
 TIMED_OUT = "timed out"  # the verdict of a replay stopped by its --timeout
 
 
@@ -120,7 +120,7 @@ def with_server_naming(spec: ReplaySpec, run: Any, uri: str, directory: Path) ->
     read-only into the image's site-packages."""
     from envlock.image.render import VENV
 
-    version = run.tags.get("envlock.python")
+    version = run.tags.get(runrecord.PYTHON)
     if not version or not backend.server_named(run.tags, uri):
         return spec
     mounts = []
@@ -151,8 +151,8 @@ def replay(spec: ReplaySpec, *, engine: EngineLike, tracker: TrackerLike, contex
         store.mkdir(mode=0o777)
         store.chmod(0o777)  # written by the container's non-root user
         replay_id = tracker.create_run(run.experiment_id, f"replay of {run.name or run.run_id}",
-                                       {"envlock.replay_of": run.run_id,
-                                        "envlock.image": spec.image}) if spec.track else None
+                                       {runrecord.REPLAY_OF: run.run_id,
+                                        runrecord.IMAGE: spec.image}) if spec.track else None
         relay = comparison = None
         try:
             if replay_id:
@@ -222,7 +222,7 @@ def inputs_changed(tracker: TrackerLike, run_id: str, replay_id: str,
                     f"{after[name]} (replay)" for name in sorted(before.keys() & after.keys())
                     if before[name] != after[name]]
     if changed:
-        tracker.set_tags(replay_id, {"envlock.inputs_changed": "; ".join(changed)[:5000]})
+        tracker.set_tags(replay_id, {runrecord.INPUTS_CHANGED: "; ".join(changed)[:5000]})
     return changed
 
 
@@ -265,7 +265,7 @@ def fail_replay(tracker: TrackerLike, replay_id: str | None, exc: BaseException,
         reason = exc.message if isinstance(exc, EnvlockError) else type(exc).__name__
         tags[FAILURE_TAG] = reason[:5000]
     if isinstance(exc, ReplayTimeout):
-        tags["envlock.verdict"] = TIMED_OUT
+        tags[runrecord.VERDICT] = TIMED_OUT
     with contextlib.suppress(Exception):  # the original error matters more
         if tags:
             tracker.set_tags(replay_id, tags)
@@ -285,7 +285,7 @@ def conclude(tracker: TrackerLike, run: Any, replay_id: str, code: int, checks: 
                                              for r in comparison.runs
                                              if r.original_id and r.replay_id]
     for _name, original_id, replay_child in pairs[1:]:  # original -> replay, every run
-        tracker.set_tags(str(replay_child), {"envlock.replay_of": str(original_id)})
+        tracker.set_tags(str(replay_child), {runrecord.REPLAY_OF: str(original_id)})
     if checks.artifacts:
         digests = tracker.artifact_digests_of([str(i) for _n, a, b in pairs for i in (a, b)])
         from envlock.operations.explain import explain_artifacts
@@ -301,10 +301,10 @@ def conclude(tracker: TrackerLike, run: Any, replay_id: str, code: int, checks: 
     record = {"relay": relay.to_dict() if relay else None, "exit_code": code,
               "verdict": verdict, "comparison": comparison.to_dict()}
     tracker.log_text(replay_id, "replay.json", json.dumps(record, indent=1, sort_keys=True))
-    tags = {"envlock.exit_code": str(code), "envlock.verdict": verdict[:5000],
-            "envlock.replay_runs": str(1 + sum(1 for r in comparison.runs if r.replay_id))}
+    tags = {runrecord.EXIT_CODE: str(code), runrecord.VERDICT: verdict[:5000],
+            runrecord.REPLAY_RUNS: str(1 + sum(1 for r in comparison.runs if r.replay_id))}
     if relay:
-        tags["envlock.relay"] = relay.summary()
+        tags[runrecord.RELAY] = relay.summary()
     tracker.set_tags(replay_id, tags)
     tracker.finish(replay_id, code == 0)
     return comparison

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from envlock.adapters.protocols import TrackerLike
 from envlock.errors import EnvlockError, UsageError
 from envlock.image.render import WORKDIR
-from envlock.model import compat
+from envlock.model import compat, runrecord
 from envlock.model import resources as sizing
 from envlock.model.replayspec import (
     Checks,
@@ -136,7 +136,7 @@ def local(request: ReplayRequest, *, tracker: TrackerLike, config: Config,
             (notify or _ignore)(kind, text)
     restored = _inputs(lock, run, request, notify)
     spec = ReplaySpec(
-        run_id=request.run_id, image=run.tags["envlock.image"], command=flags.command,
+        run_id=request.run_id, image=run.tags[runrecord.IMAGE], command=flags.command,
         env={**BASE_ENV, **given.env, **extra_env}, mounts=parsed["mounts"],
         inputs=tuple(Mount(src, dst, read_only=True) for src, dst in restored.mounts),
         shm_size=given.shm_size, cpus=given.cpus, memory=given.mem_limit, gpus=gpus,
@@ -167,7 +167,7 @@ def kubernetes(request: ReplayRequest, *, tracker: TrackerLike, config: Config
         raise ReplayError(f"run {request.run_id} read {len(lock.inputs)} pinned input(s) "
                           f"({', '.join(i.path for i in lock.inputs[:3])}): replaying them "
                           "on Kubernetes is not supported yet", "replay it with --on local")
-    image = run.tags["envlock.image"]
+    image = run.tags[runrecord.IMAGE]
     if "@sha256:" not in image:
         raise ReplayError(f"image {image} of run {request.run_id} is not pinned in a registry",
                           "a cluster pulls images: capture with a --registry it can reach")
@@ -221,7 +221,7 @@ def slurm(request: ReplayRequest, *, tracker: TrackerLike, config: Config
     if lock.inputs:
         raise UsageError(f"run {request.run_id} has pinned inputs, which a Slurm replay does "
                          "not carry yet", "replay it with --on local")
-    image = run.tags["envlock.image"]
+    image = run.tags[runrecord.IMAGE]
     if "@sha256:" not in image:
         raise ReplayError(f"image {image} of run {request.run_id} is not pinned in a registry",
                           "the nodes pull images: capture with a --registry they can reach")

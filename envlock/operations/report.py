@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from envlock.adapters.protocols import TrackerLike
 from envlock.errors import EnvlockError, UsageError
+from envlock.model import runrecord
 from envlock.model.htmlreport import ARTIFACT, ReportData, render
 
 if TYPE_CHECKING:
@@ -28,10 +29,10 @@ def plotting_available() -> bool:
 def replay_of(tracker: TrackerLike, run_id: str) -> tuple[str, str]:
     """(original, replay) for a replay run, or an original run and its newest replay."""
     run = tracker.run(run_id)
-    original = run.tags.get("envlock.replay_of")
+    original = run.tags.get(runrecord.REPLAY_OF)
     if original:
         return original, run.run_id
-    replays = sorted(tracker.runs_tagged(run.experiment_id, "envlock.replay_of", run.run_id),
+    replays = sorted(tracker.runs_tagged(run.experiment_id, runrecord.REPLAY_OF, run.run_id),
                      key=lambda r: (r.start_time or 0, r.run_id))
     if not replays:
         raise UsageError(f"run {run_id} has no replay to report on",
@@ -47,10 +48,10 @@ def gather(tracker: TrackerLike, original_id: str, replay_id: str,
     original, replay = tracker.run_tree(original_id), tracker.run_tree(replay_id)
     tags = tracker.run(replay_id).tags
     comparison = compare_tree(original, replay, policy)
-    verdict = tags.get("envlock.verdict") or "no verdict (still running?)"
-    facts = {"image": tags.get("envlock.image"), "exit code": tags.get("envlock.exit_code"),
-             "replay host": tags.get("envlock.replay_host.cpu"),
-             "replay GPU": tags.get("envlock.replay_host.gpu")}
+    verdict = tags.get(runrecord.VERDICT) or "no verdict (still running?)"
+    facts = {"image": tags.get(runrecord.IMAGE), "exit code": tags.get(runrecord.EXIT_CODE),
+             "replay host": tags.get(runrecord.REPLAY_HOST_PREFIX + "cpu"),
+             "replay GPU": tags.get(runrecord.REPLAY_HOST_PREFIX + "gpu")}
     return ReportData(original_run_id=original_id, replay_run_id=replay_id, verdict=verdict,
                       comparison=comparison, original=original, replay=replay,
                       explanations=_json(tracker, replay_id, "explanations.json") or (),

@@ -26,12 +26,12 @@ from typing import Any
 
 from envlock.errors import EnvlockError, UsageError
 from envlock.image import oci
-from envlock.model import ospkgs
+from envlock.model import ospkgs, runrecord
 from envlock.model.lockfile import Lock
 from envlock.model.sbom import SbomInput, created_at
 from envlock.model.sbomdoc import MEDIA_TYPES, render
 
-ARTIFACT = "sbom.cdx.json"  # under the run's envlock/ artifacts
+ARTIFACT = runrecord.SBOM_ARTIFACT  # under the run's envlock/ artifacts
 ARTIFACT_TYPE = MEDIA_TYPES["cyclonedx-json"]
 EMPTY_CONFIG = b"{}"
 EMPTY_MEDIA = "application/vnd.oci.empty.v1+json"
@@ -191,8 +191,8 @@ def for_target(target: str, fmt: str, *, image: str | None = None, base: str | N
         base = base or config.load(Path(".")).base_image_for(lock.python["version"], None)
         return build(lock, fmt, Subject(image=image, base=base), auth=auth)
     lock, run = targets.load_run(target)
-    return build(lock, fmt, Subject(image=image or run.tags.get("envlock.image"),
-                                    base=base or run.tags.get("envlock.base_image"),
+    return build(lock, fmt, Subject(image=image or run.tags.get(runrecord.IMAGE),
+                                    base=base or run.tags.get(runrecord.BASE_IMAGE),
                                     run_id=run.run_id, started=run.started), auth=auth)
 
 

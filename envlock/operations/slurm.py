@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from envlock.adapters import slurm as cluster
 from envlock.adapters.protocols import TrackerLike
 from envlock.errors import EnvlockError, ReplayTimeout, UsageError
+from envlock.model import runrecord
 from envlock.model.replayspec import ReplaySpec
 from envlock.model.slurmjob import (
     STORE_MOUNT,
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["SlurmReplayResult", "SweepItem", "plan_script", "replay_on_slurm",
            "settings_from", "sweep"]
 
-TAG = "envlock.slurm."  # job_id, task, node, partition, exit_reason
+TAG = runrecord.SLURM_PREFIX  # job_id, task, node, partition, exit_reason
 POLL = 0.5  # seconds between looks at the queue (scontrol answers in milliseconds)
 CANCEL_WAIT = 30.0
 
@@ -108,8 +109,8 @@ def _start(pending: Sequence[Pending], tracker: TrackerLike) -> None:
         if item.spec.track:
             item.replay_id = tracker.create_run(
                 run.experiment_id, f"replay of {run.name or run.run_id}",
-                {"envlock.replay_of": run.run_id, "envlock.image": item.spec.image,
-                 "envlock.replayed_on": "slurm"})
+                {runrecord.REPLAY_OF: run.run_id, runrecord.IMAGE: item.spec.image,
+                 runrecord.REPLAYED_ON: "slurm"})
 
 
 def _submit(job: SlurmJob, folder: Path, array: Sequence[int] | None = None) -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from envlock.adapters.protocols import TrackerLike
 from envlock.errors import EnvlockError
-from envlock.model import lockfile
+from envlock.model import lockfile, runrecord
 from envlock.model.lockfile import Lock
 
 if TYPE_CHECKING:
@@ -43,8 +43,8 @@ def captured(tracker: TrackerLike, run_id: str, *, image: bool = False
     from envlock.errors import UsageError
 
     run = tracker.run(run_id)
-    if "envlock.lock_digest" not in run.tags or (image and not run.tags.get("envlock.image")):
-        what = "image" if image and "envlock.lock_digest" in run.tags else "lock"
+    if runrecord.LOCK_DIGEST not in run.tags or (image and not run.tags.get(runrecord.IMAGE)):
+        what = "image" if image and runrecord.LOCK_DIGEST in run.tags else "lock"
         raise UsageError(f"run {run_id} has no envlock {what}",
                          f"capture it first: envlock capture --run-id {run_id}")
     with tempfile.TemporaryDirectory(prefix="envlock-run-") as tmp:
@@ -65,7 +65,7 @@ def load_replay_host(target: str | Path) -> tuple[dict[str, Any], RunData] | Non
         return None
     tracker = open_tracker()
     run = tracker.run(str(target))
-    if "envlock.replay_of" not in run.tags:
+    if runrecord.REPLAY_OF not in run.tags:
         return None
     with tempfile.TemporaryDirectory(prefix="envlock-run-") as tmp:
         try:
@@ -93,7 +93,7 @@ class BuildSource:
                  ) -> tuple[str | None, str | None]:
         """(registry, base image): the flag, else the config; a run's recorded base last."""
         base = cfg.base_image_for(self.lock.python["version"], base_image)
-        return cfg.get("registry", registry), base or self.recorded.get("envlock.base_image")
+        return cfg.get("registry", registry), base or self.recorded.get(runrecord.BASE_IMAGE)
 
 
 def one_source(lock_path: Path | None, from_run: str | None) -> None:

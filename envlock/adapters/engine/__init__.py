@@ -16,9 +16,10 @@ from envlock.adapters.engine.errors import (
     translated,
     unavailable,
 )
+from envlock.model import runrecord
 
 #: Marks envlock's build containers; ``docker commit`` copies it into the image's labels.
-STAGING_LABEL = "envlock.staging"
+STAGING_LABEL = runrecord.LABEL_STAGING
 
 
 @dataclass(frozen=True)

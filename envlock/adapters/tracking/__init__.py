@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envlock.errors import EnvlockError
+from envlock.model import runrecord
 
 if TYPE_CHECKING:
     from envlock.model.runtree import RelayReport, RunNode
 
 TAG_PREFIX = "envlock."
-ARTIFACT_DIR = "envlock"
+ARTIFACT_DIR = runrecord.ARTIFACT_DIR
 
 
 class TrackingError(EnvlockError):
@@ -267,7 +268,7 @@ class Tracker:
                            [experiment.experiment_id],
                            filter_string="tags.`envlock.image` LIKE '%@sha256:%'",
                            order_by=["attributes.start_time DESC"], max_results=1000)
-        runs = [r for r in found if "envlock.replay_of" not in r.data.tags
+        runs = [r for r in found if runrecord.REPLAY_OF not in r.data.tags
                 and "mlflow.parentRunId" not in r.data.tags]
         return [self.run(r.info.run_id) for r in runs[:last]]
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from envlock.model import runrecord
 from envlock.model.runtree import PARENT_TAG, RelayReport
 
 #: What :meth:`Relay.attempt` returns for a call that failed (MLflow calls return None).
@@ -147,7 +148,7 @@ class Relay:
             return
         created = self.attempt(f"creating run {name}", self.client.create_run,
                                self.experiment_id, start_time=inner.info.start_time,
-                               tags={PARENT_TAG: parent[0], "envlock.replay_root": self.replay_id},
+                               tags={PARENT_TAG: parent[0], runrecord.REPLAY_ROOT: self.replay_id},
                                run_name=name or None)
         if created is not FAILED:
             self.report.mapping[inner.info.run_id] = (created.info.run_id, name)

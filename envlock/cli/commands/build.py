@@ -23,6 +23,7 @@ from envlock.cli.options import (
     gate_options,
     run_gate,
 )
+from envlock.model import runrecord
 
 if TYPE_CHECKING:
     from envlock.model.lockfile import Lock
@@ -172,11 +173,11 @@ def _against_run(run_id: str, tags: dict[str, str], result: Any, payload: dict[s
     """Is the rebuild the very image(s) the run recorded? Lines for people, and
     ``env_image_matches_run`` / ``image_matches_run`` (None: nothing recorded) in ``payload``."""
     verified = bool(result.fidelity and result.fidelity.get("ok"))
-    pairs = [("env_image", "environment image", tags.get("envlock.env_image_id"),
+    pairs = [("env_image", "environment image", tags.get(runrecord.ENV_IMAGE_ID),
               result.env_image_id,
               "its files match the lock, so another Docker engine or envlock version wrote "
               "them differently" if verified else "not verified against the lock (--no-verify)")]
-    pin = tags.get("envlock.image") or ""
+    pin = tags.get(runrecord.IMAGE) or ""
     if not env_only:  # a registry pin or a local image id: compare the digests
         pairs.append(("image", "image", pin.rpartition("@")[2] or None,
                       result.pinned.rpartition("@")[2],

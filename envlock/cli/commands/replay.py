@@ -30,6 +30,7 @@ from envlock.cli.replayopts import (
     replay_options,
     slurm_options,
 )
+from envlock.model import runrecord
 from envlock.operations.connect import engine_for_run, open_tracker, read_credentials
 from envlock.operations.repeat import check_repeat
 
@@ -228,25 +229,25 @@ def lineage_command(
     replays = tracker.replays_of(run)
     tags = run.envlock_tags()
     result: dict[str, Any] = {
-        "run_id": run.run_id, "env_digest": tags.get("envlock.env_digest"),
-        "image": tags.get("envlock.image"),
-        "inputs": {"pinned": tags.get("envlock.inputs_pinned"),
-                   "artifact": tags.get("envlock.inputs")},
+        "run_id": run.run_id, "env_digest": tags.get(runrecord.ENV_DIGEST),
+        "image": tags.get(runrecord.IMAGE),
+        "inputs": {"pinned": tags.get(runrecord.INPUTS_PINNED),
+                   "artifact": tags.get(runrecord.INPUTS)},
               "replays": [{"run_id": r.run_id, "status": r.status,
-                           "verdict": r.tags.get("envlock.verdict"),
-                           "exit_code": r.tags.get("envlock.exit_code"),
-                           "failure": r.tags.get("envlock.failure"),
-                           "inputs_changed": r.tags.get("envlock.inputs_changed"),
+                           "verdict": r.tags.get(runrecord.VERDICT),
+                           "exit_code": r.tags.get(runrecord.EXIT_CODE),
+                           "failure": r.tags.get(runrecord.FAILURE),
+                           "inputs_changed": r.tags.get(runrecord.INPUTS_CHANGED),
                            **_job_of(r.tags)} for r in replays]}
     lines = [f"run {run.run_id} ({run.name})",
              f"  env_digest  {result['env_digest'] or '- (not captured)'}",
              f"  image       {result['image'] or '-'}",
-             *([f"  inputs      {tags['envlock.inputs_pinned']}"
-                f"{' at ' + tags['envlock.inputs'] if tags.get('envlock.inputs') else ''}"]
-               if tags.get("envlock.inputs_pinned") else []),
+             *([f"  inputs      {tags[runrecord.INPUTS_PINNED]}"
+                f"{' at ' + tags[runrecord.INPUTS] if tags.get(runrecord.INPUTS) else ''}"]
+               if tags.get(runrecord.INPUTS_PINNED) else []),
              f"  replays     {len(replays)}"]
     for replay in result["replays"]:
-        replay["runs"] = [{"original_run_id": c.tags.get("envlock.replay_of"),
+        replay["runs"] = [{"original_run_id": c.tags.get(runrecord.REPLAY_OF),
                            "replay_run_id": c.run_id, "name": c.name}
                           for c in tracker.replay_children(replay["run_id"])]
         job = f"  job {replay['job']} ({replay['job_state']})" if replay.get("job") else ""
@@ -263,10 +264,10 @@ def lineage_command(
 
 def _job_of(tags: dict[str, str]) -> dict[str, str]:
     """A Kubernetes replay's Job and, while it has no verdict, the Job's state now."""
-    job = tags.get("envlock.kubernetes.job")
+    job = tags.get(runrecord.KUBERNETES_JOB)
     if not job:
         return {}
-    if tags.get("envlock.verdict") or tags.get("envlock.failure"):
+    if tags.get(runrecord.VERDICT) or tags.get(runrecord.FAILURE):
         return {"job": job, "job_state": "concluded"}
     from envlock.errors import EnvlockError
 

@@ -26,6 +26,7 @@ from envlock.cli.replayopts import (
     replay_options,
     slurm_options,
 )
+from envlock.model import runrecord
 from envlock.operations.connect import engine_for_run, open_tracker
 
 RunIdsArg = Annotated[list[str] | None, typer.Argument(
@@ -207,7 +208,7 @@ def _conclude(replay_run: str, run_id: str | None, tracker: Any, checks: Any) ->
     from envlock.errors import UsageError
     from envlock.operations import kube
 
-    original = tracker.run(replay_run).tags.get("envlock.replay_of")
+    original = tracker.run(replay_run).tags.get(runrecord.REPLAY_OF)
     if run_id and run_id != original:
         raise UsageError(f"replay run {replay_run} replays {original}, not {run_id}",
                          "drop RUN_ID with --replay")

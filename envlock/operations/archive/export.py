@@ -16,6 +16,7 @@ from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.adapters.registry import Chunks, Registry
 from envlock.errors import EnvlockError, UsageError
 from envlock.image import oci
+from envlock.model import runrecord
 from envlock.operations import provenance
 from envlock.operations.archive.format import (
     _CHUNK,
@@ -43,7 +44,7 @@ def export(run_id: str, output: str | Path, *, tracker: TrackerLike,
     report = reporter or Silent()
     started = time.monotonic()
     run = tracker.run(run_id)
-    reference = run.tags.get("envlock.image")
+    reference = run.tags.get(runrecord.IMAGE)
     if not reference:
         raise UsageError(f"run {run_id} has no envlock image",
                          f"capture it first: envlock capture --run-id {run_id}")

@@ -12,6 +12,7 @@ from typing import Any
 from envlock import __version__
 from envlock.errors import EnvlockError
 from envlock.image import oci
+from envlock.model import runrecord
 from envlock.model.redact import is_secret_name, scrub_text, strip_url_credentials
 
 SCHEMA = "envlock.archive/1"
@@ -23,8 +24,8 @@ RUN_JSON = f"{META_DIR}/run.json"
 DOCUMENTS = ("oci-layout", "index.json", "manifest.json", RUN_JSON, MANIFEST)
 #: Tags of the original run that are not copied: MLflow sets the name itself, a parent
 #: run does not exist in the new store, and envlock.image is set last, to the new image.
-NOT_COPIED = ("mlflow.runName", "mlflow.parentRunId", "mlflow.rootRunId", "envlock.image")
-IMPORTED_FROM = "envlock.imported_from"
+NOT_COPIED = ("mlflow.runName", "mlflow.parentRunId", "mlflow.rootRunId", runrecord.IMAGE)
+IMPORTED_FROM = runrecord.IMPORTED_FROM
 _SMALL = 4 << 20  # blobs kept in memory while verifying (configs, manifests)
 _CHUNK = 1 << 20
 
@@ -107,8 +108,8 @@ def portable_record(record: dict[str, Any], tracking_uri: str) -> dict[str, Any]
 
 def tags_to_copy(record: dict[str, Any]) -> dict[str, str]:
     return {k: v for k, v in record["tags"].items()
-            if k not in NOT_COPIED and not k.startswith("envlock.imported_")
-            and k != "envlock.archive_sha256"}
+            if k not in NOT_COPIED and not k.startswith(runrecord.IMPORTED_PREFIX)
+            and k != runrecord.ARCHIVE_SHA256}
 
 
 def build_manifest(files: dict[str, tuple[str, int]], image: ImageRecord,

@@ -13,6 +13,7 @@ from envlock.adapters.protocols import EngineLike, TrackerLike
 from envlock.adapters.registry import Registry, Sized
 from envlock.errors import UsageError
 from envlock.image import oci
+from envlock.model import runrecord
 from envlock.model.redact import strip_url_credentials
 from envlock.operations import provenance
 from envlock.operations.archive.format import (
@@ -140,22 +141,22 @@ def _recreate_run(tracker: TrackerLike, contents: Contents, result: ImportResult
     record = contents.run
     result.experiment_id = tracker.experiment_named(result.experiment)
     previous = tracker.runs_tagged(result.experiment_id, IMPORTED_FROM, record["run_id"])
-    complete = [r for r in previous if r.tags.get("envlock.image")]
+    complete = [r for r in previous if r.tags.get(runrecord.IMAGE)]
     if complete:
         run = complete[0]
         result.run_id, result.reused = run.run_id, True
-        if run.tags.get("envlock.archive_sha256") != contents.sha256:
+        if run.tags.get(runrecord.ARCHIVE_SHA256) != contents.sha256:
             result.warnings.append(f"run {record['run_id']} was imported before (as "
                                    f"{run.run_id}) from another archive; kept that run")
-        if run.tags["envlock.image"] != result.image:
-            tracker.set_tags(run.run_id, {"envlock.image": result.image})
+        if run.tags[runrecord.IMAGE] != result.image:
+            tracker.set_tags(run.run_id, {runrecord.IMAGE: result.image})
         report.step(f"run {record['run_id']} was imported before: run {run.run_id}")
         return
     for stale in previous:  # an import interrupted before envlock.image was set
         tracker.delete_run(stale.run_id)
     lineage = {IMPORTED_FROM: record["run_id"],
-               "envlock.imported_from_uri": record.get("source_tracking_uri") or "",
-               "envlock.archive_sha256": contents.sha256}
+               runrecord.IMPORTED_FROM_URI: record.get("source_tracking_uri") or "",
+               runrecord.ARCHIVE_SHA256: contents.sha256}
     report.step(f"re-creating run {record['run_id']} in {result.tracking_uri}")
     run_id = tracker.create_run_at(result.experiment_id, record.get("run_name") or "",
                                    lineage, record.get("start_time"))
@@ -166,7 +167,7 @@ def _recreate_run(tracker: TrackerLike, contents: Contents, result: ImportResult
         _upload_artifacts(tracker, contents, run_id)
         if record.get("status") and record["status"] != "RUNNING":
             tracker.finish_at(run_id, record["status"], record.get("end_time"))
-        tracker.set_tags(run_id, {"envlock.image": result.image})
+        tracker.set_tags(run_id, {runrecord.IMAGE: result.image})
     except BaseException:
         with contextlib.suppress(Exception):  # the run is incomplete: do not leave it
             tracker.delete_run(run_id)

@@ -17,6 +17,7 @@ from envlock.adapters.engine.errors import RegistryError
 from envlock.adapters.locking import exclusive
 from envlock.errors import UsageError
 from envlock.image import render
+from envlock.model import runrecord
 from envlock.model.lockfile import Lock
 from envlock.operations.build.fidelity import check_probe
 
@@ -120,7 +121,7 @@ def reuse_env(store: Any, recipe: render.Recipe, lock: Lock, registry: Any,
 
     digest = store.lookup(recipe.env_image)
     env = assemble.stored(store, recipe.env_image, digest) if digest else None
-    if env is not None and env.labels.get("envlock.env_digest") == lock.env_digest and \
+    if env is not None and env.labels.get(runrecord.ENV_DIGEST) == lock.env_digest and \
             same_base(env.labels, base_ref):
         return env, "local"
     if registry is None:
@@ -135,7 +136,7 @@ def reuse_env(store: Any, recipe: render.Recipe, lock: Lock, registry: Any,
                              config_bytes=found.config_bytes,
                              remote={d["digest"]: (target.registry, target.repository)
                                      for d in found.layers})
-    if env.labels.get("envlock.env_digest") != lock.env_digest or \
+    if env.labels.get(runrecord.ENV_DIGEST) != lock.env_digest or \
             found.media_type != oci.OCI_MANIFEST or not same_base(env.labels, base_ref):
         return None, None
     store.put(found.config_bytes)
@@ -169,7 +170,7 @@ def build_env(job: Job, recipe: render.Recipe, base_image: Any, facts: Any
             for path in scratch:
                 _discard(path, background=done)
     changes = recipe.env_changes if python else \
-        (*recipe.env_changes, 'LABEL "envlock.bytecode"="none"')
+        (*recipe.env_changes, f'LABEL "{runrecord.LABEL_BYTECODE}"="none"')
     parent = assemble.from_base(base_image, recipe.base)
     env = assemble.child(parent, layer, changes, recipe.env_image, job.store,
                          created=render.CREATED,

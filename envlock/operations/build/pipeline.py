@@ -12,6 +12,7 @@ from typing import Any
 from envlock.adapters.protocols import EngineLike
 from envlock.errors import UsageError
 from envlock.image import render
+from envlock.model import runrecord
 from envlock.model.lockfile import Lock
 from envlock.operations import provenance
 from envlock.operations.build import sinks
@@ -221,8 +222,8 @@ def _code_image(job: Job, env: Environment, code: Any, created: str) -> tuple[An
     store, recipe, report = job.store, env.recipe, job.report
     digest = store.lookup(recipe.code_image)
     existing = assemble.stored(store, recipe.code_image, digest) if digest else None
-    if existing is not None and existing.labels.get("envlock.code_digest") == code.digest \
-            and existing.labels.get("envlock.lock_digest") == job.lock.lock_digest \
+    if existing is not None and existing.labels.get(runrecord.LABEL_CODE_DIGEST) == code.digest \
+            and existing.labels.get(runrecord.LOCK_DIGEST) == job.lock.lock_digest \
             and existing.config.get("created") == created \
             and existing.layers[:-1] == env.image.layers:
         report.step(f"code image {recipe.code_image} reused (same lock and code)")
