@@ -3,6 +3,7 @@ for annotations only)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from envlock.cli.output import table
@@ -32,7 +33,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def gpu_line(gpu: dict[str, Any]) -> str:
+def gpu_line(gpu: Mapping[str, Any]) -> str:
     if not gpu.get("driver_version"):
         return f"none ({gpu.get('reason', 'no NVIDIA driver')})"
     names: dict[str, int] = {}
@@ -44,7 +45,7 @@ def gpu_line(gpu: dict[str, Any]) -> str:
     return f"{devices}; driver {gpu['driver_version']}, CUDA driver API {cuda}"
 
 
-def host_line(host: dict[str, Any] | None) -> str:
+def host_line(host: Mapping[str, Any] | None) -> str:
     """``AMD EPYC (x86_64, x86-64-v4; avx2, avx512f), 2/2 cores; memory 23.5 GiB; /dev/shm
     23.5 GiB``; ``unknown`` for a lock that did not record it."""
     from envlock.model.resources import format_size
@@ -75,7 +76,7 @@ def torch_line(frameworks: dict[str, Any]) -> str:
     return f"{torch['version']} (CPU build)"
 
 
-def git_line(git: dict[str, Any] | None) -> str:
+def git_line(git: Mapping[str, Any] | None) -> str:
     if not git:
         return "not a git repository"
     commit = git["commit"][:12] if git.get("commit") else "no commit yet"
@@ -87,7 +88,7 @@ def git_line(git: dict[str, Any] | None) -> str:
             f"{changes.get('unstaged', 0)} unstaged, {changes.get('untracked', 0)} untracked)")
 
 
-def code_line(code: dict[str, Any]) -> str:
+def code_line(code: Mapping[str, Any]) -> str:
     """A project outside git: how many files were packed, their size, what was withheld."""
     from envlock.snapshot.directory import human_size
 
@@ -121,7 +122,7 @@ def lock_summary(lock: Lock, title: str) -> str:
         ("Host", host_line(lock.host)),
         ("OS", f"{os_.get('pretty_name') or os_['system']}, kernel {os_.get('kernel')}, "
                f"{_fmt(os_['libc'].get('family'))} {_fmt(os_['libc'].get('version'))}, "
-               f"{os_['arch']}{', in ' + os_['container'] if os_.get('container') else ''}"),
+               f"{os_['arch']}{', in ' + str(os_['container']) if os_.get('container') else ''}"),
         ("Git", git_line(lock.git)),
         *([("Code", code_line(lock.code))] if lock.code else []),
         ("Command", lock.runtime.get("command") or "-"),

@@ -6,6 +6,7 @@ as data (``envlock/data/cuda_compat.yaml``, derived from recorded sources).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -100,7 +101,7 @@ def preflight(locked: dict[str, Any], host_gpu: dict[str, Any], use_gpus: bool) 
     return Verdict(ok=not problems, problems=tuple(problems), warnings=tuple(warnings))
 
 
-def cpu_warnings(locked_host: dict[str, Any] | None, host: dict[str, Any] | None
+def cpu_warnings(locked_host: Mapping[str, Any] | None, host: Mapping[str, Any] | None
                  ) -> tuple[str, ...]:
     """Warnings (never refusals) when this host's CPU would run other math kernels than the
     original's: another architecture or ISA level, or numerics-relevant flags missing

@@ -8,6 +8,7 @@ from typing import Any
 from envlock.model.inputs import InputsDiff
 from envlock.model.inputs import diff as diff_inputs
 from envlock.model.lockfile import Lock, Package
+from envlock.model.locksections import CodeSection
 
 #: Categories in display order, and the fields compared in each (dotted paths).
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -138,14 +139,14 @@ def _package_changes(old: tuple[Package, ...], new: tuple[Package, ...]) -> list
     return out
 
 
-def _code_entries(code: dict[str, Any]) -> dict[str, str]:
+def _code_entries(code: CodeSection) -> dict[str, str]:
     """path -> what identifies its content: ``sha256 mode`` for files, ``-> target`` for links."""
     entries = {f["path"]: f"{f['sha256']} {f.get('mode', '644')}" for f in code.get("files") or []}
     entries.update({s["path"]: f"-> {s['target']}" for s in code.get("symlinks") or []})
     return entries
 
 
-def _code_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Change]:
+def _code_changes(old: CodeSection | None, new: CodeSection | None) -> list[Change]:
     """One change per file added, removed or changed; the directory's location is not code."""
     if old is None or new is None:
         return [Change(CODE, "directory", bool(old), bool(new))] if old != new else []

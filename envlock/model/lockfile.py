@@ -28,12 +28,24 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from envlock import __version__
 from envlock.errors import LockfileError
+from envlock.model import locksections
 from envlock.model.atomic import atomic_file
 from envlock.model.inputs import Input, from_section, to_section
+from envlock.model.locksections import (
+    CodeSection,
+    Frameworks,
+    GitSection,
+    GpuSection,
+    HostSection,
+    IndexSection,
+    OsSection,
+    PythonSection,
+    RuntimeSection,
+)
 
 SCHEMA_VERSION = 3
 DEFAULT_LOCKFILE = "envlock.lock.yaml"
@@ -53,16 +65,7 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v
                                                                      2: _v2_to_v3}
 
 #: Required keys of each mapping section (types checked on load).
-SECTION_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "python": {"implementation": str, "version": str, "executable": str, "venv": bool,
-               "platform_tag": str, "arch": str},
-    "os": {"system": str, "distro": (str, type(None)), "distro_version": (str, type(None)),
-           "kernel": (str, type(None)), "libc": dict, "arch": str, "container": (str, type(None))},
-    "frameworks": {},
-    "gpu": {"driver_version": (str, type(None)), "devices": list},
-    "runtime": {"env": dict, "command": (str, type(None))},
-    "index": {},
-}
+SECTION_KEYS = locksections.REQUIRED_KEYS
 
 
 @dataclass(frozen=True)
@@ -161,19 +164,19 @@ class Shadowed:
 
 @dataclass(frozen=True)
 class Lock:
-    python: dict[str, Any]
-    os: dict[str, Any]
+    python: PythonSection
+    os: OsSection
     packages: tuple[Package, ...]
-    frameworks: dict[str, Any] = field(default_factory=dict)
-    gpu: dict[str, Any] = field(default_factory=lambda: {"driver_version": None, "devices": []})
-    git: dict[str, Any] | None = None
-    runtime: dict[str, Any] = field(default_factory=lambda: {"env": {}, "command": None})
-    index: dict[str, Any] = field(default_factory=dict)
+    frameworks: Frameworks = field(default_factory=dict)
+    gpu: GpuSection = field(default_factory=lambda: GpuSection(driver_version=None, devices=[]))
+    git: GitSection | None = None
+    runtime: RuntimeSection = field(default_factory=lambda: RuntimeSection(env={}, command=None))
+    index: IndexSection = field(default_factory=lambda: IndexSection())
     shadowed: tuple[Shadowed, ...] = ()
     #: The machine it ran on (cpu, memory, shm); None when unknown (a schema-1 lock).
-    host: dict[str, Any] | None = None
+    host: HostSection | None = None
     #: A project outside git: its packed files with their sha256 (None: git or no code).
-    code: dict[str, Any] | None = None
+    code: CodeSection | None = None
     #: What the run read (data, weights), sorted by path; () for an older lock.
     inputs: tuple[Input, ...] = ()
     schema_version: int = SCHEMA_VERSION
@@ -404,14 +407,16 @@ def from_document(doc: dict[str, Any], source: str = "<lockfile>") -> Lock:
         if doc.get(name) is not None and not isinstance(doc[name], dict):
             raise LockfileError(source, f"field `{name}` must be a mapping or null",
                                 "regenerate it with `envlock lock`")
+    if doc.get("code") is not None:
+        _section(doc, "code", source)
     return Lock(
-        python=_section(doc, "python", source),
-        os=_section(doc, "os", source),
+        python=cast(PythonSection, _section(doc, "python", source)),
+        os=cast(OsSection, _section(doc, "os", source)),
         frameworks=_section(doc, "frameworks", source),
-        gpu=_section(doc, "gpu", source),
-        git=git,
-        runtime=_section(doc, "runtime", source),
-        index=_section(doc, "index", source),
+        gpu=cast(GpuSection, _section(doc, "gpu", source)),
+        git=cast("GitSection | None", git),
+        runtime=cast(RuntimeSection, _section(doc, "runtime", source)),
+        index=cast(IndexSection, _section(doc, "index", source)),
         packages=tuple(_package(p, i, source) for i, p in enumerate(raw_packages)),
         shadowed=tuple(Shadowed(**s) for s in shadowed),
         host=doc.get("host"),

@@ -87,9 +87,8 @@ def artifact_files(lock: Lock, recipe: str | None, directory: Path) -> list[Path
         (directory / "Dockerfile").write_text(recipe)
         files.append(directory / "Dockerfile")
     git = lock.git or {}
-    if git.get("diff"):
-        diff = git["diff"].encode() if git.get("diff_encoding") != "base64" \
-            else base64.b64decode(git["diff"])
+    if text := git.get("diff"):
+        diff = text.encode() if git.get("diff_encoding") != "base64" else base64.b64decode(text)
         (directory / "git.diff").write_bytes(diff)
         files.append(directory / "git.diff")
     untracked = "".join(f"{u.get('sha256', 'symlink')}  {u['path']}\n"

@@ -27,6 +27,7 @@ from envlock.image.layer import normalized_mode
 from envlock.image.render import USER_ID, WORKDIR
 from envlock.model.ignore import ignore_patterns, ignored
 from envlock.model.lockfile import Lock
+from envlock.model.locksections import CodeSection
 from envlock.model.redact import is_secret_file
 
 
@@ -86,9 +87,8 @@ def materialize(lock: Lock, code_dir: Path, dest: Path) -> None:
             target = dest / sub["path"]
             target.mkdir(parents=True, exist_ok=True)
             _extract(_git(sub_root, "archive", "--format=tar", sub["commit"]), target)
-    if git.get("diff"):
-        patch = git["diff"].encode() if git.get("diff_encoding") != "base64" \
-            else base64.b64decode(git["diff"])
+    if diff := git.get("diff"):
+        patch = diff.encode() if git.get("diff_encoding") != "base64" else base64.b64decode(diff)
         _apply(dest, patch)
     for item in git.get("untracked") or []:
         _copy_untracked(root, dest, item)
@@ -130,7 +130,7 @@ def _copy_untracked(root: Path, dest: Path, item: dict[str, object]) -> None:
     target.chmod(source.stat().st_mode & 0o777)
 
 
-def _materialize_directory(code: dict[str, Any], source: Path, dest: Path) -> None:
+def _materialize_directory(code: CodeSection, source: Path, dest: Path) -> None:
     for item in code.get("files") or []:
         _copy_verified(source, dest, item)
     for link in code.get("symlinks") or []:

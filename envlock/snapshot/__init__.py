@@ -13,13 +13,21 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from envlock.errors import UsageError
 from envlock.snapshot.interpreter import start_probe
 
 if TYPE_CHECKING:
     from envlock.model.lockfile import Lock, Package
+    from envlock.model.locksections import (
+        CodeSection,
+        GitSection,
+        HostSection,
+        IndexSection,
+        OsSection,
+        PythonSection,
+    )
     from envlock.snapshot.directory import Rules
 
 
@@ -110,18 +118,18 @@ def take(request: Request) -> tuple[Lock, dict[str, Any]]:
     if toolkit:
         gpu_section["cuda_toolkit"] = toolkit
     lock = Lock(
-        python=system.python_section(py),
-        os=system.os_section(raw["os"], py, env),
+        python=cast("PythonSection", system.python_section(py)),
+        os=cast("OsSection", system.os_section(raw["os"], py, env)),
         packages=tuple(pkgs),
         frameworks=fw,
         gpu=gpu_section,
-        git=git_section,
-        code=code_section,
+        git=cast("GitSection | None", git_section),
+        code=cast("CodeSection | None", code_section),
         runtime={"env": runtime.runtime_env(env, env_allow), "command": redact_command(command),
                  "withheld_env": runtime.secret_names(env, env_allow)},
-        index=_index(env, py.get("prefix"), project, pkgs),
+        index=cast("IndexSection", _index(env, py.get("prefix"), project, pkgs)),
         shadowed=tuple(resolved.shadowed),
-        host=_host(),
+        host=cast("HostSection | None", _host()),
     )
     return lock, raw
 

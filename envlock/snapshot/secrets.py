@@ -34,7 +34,7 @@ import fnmatch
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -170,7 +170,7 @@ def _named(found: list[tuple[str, int]], config: bool) -> list[tuple[str, int]]:
             if kind not in CONFIG_ONLY or (config and line not in specific)]
 
 
-def recorded_allow(section: dict[str, Any] | None) -> tuple[str, ...]:
+def recorded_allow(section: Mapping[str, Any] | None) -> tuple[str, ...]:
     """The files a lock's git/code section kept with ``--allow-file``: a later probe or
     pack of the same code keeps them too."""
     scan = (section or {}).get("secret_scan") or {}
