@@ -152,7 +152,7 @@ JSON_LIKE = st.recursive(
     max_leaves=20)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(JSON_LIKE)
 def test_dumps_writes_what_json_writes(value):
     assert _probe.dumps(value) == json.dumps(value, separators=(",", ":"))

@@ -20,8 +20,22 @@ from envlock.errors import EXIT_USAGE
 
 
 @pytest.fixture(scope="module")
-def tracker(tmp_path_factory):
-    return Tracker(f"sqlite:///{tmp_path_factory.mktemp('store')}/mlflow.db")
+def head_store(tmp_path_factory):
+    """A real store made by envlock's MLflow in another process (MLflow caches a store per
+    URI in its process: made elsewhere, it is opened afresh here)."""
+    store = tmp_path_factory.mktemp("head") / "mlflow.db"
+    subprocess.run([sys.executable, "-c", "import sys; from mlflow.tracking import MlflowClient;"
+                    " MlflowClient(sys.argv[1]).search_experiments()", f"sqlite:///{store}"],
+                   check=True, capture_output=True, timeout=120)
+    return store
+
+
+@pytest.fixture(scope="module")
+def tracker(tmp_path_factory, head_store):
+    """A store at the head revision (a copy of ``head_store``: no migrations to run again)."""
+    store = tmp_path_factory.mktemp("store") / "mlflow.db"
+    store.write_bytes(head_store.read_bytes())
+    return Tracker(f"sqlite:///{store}")
 
 
 @pytest.mark.parametrize("run_id", ["0" * 32, "bad id!"])
@@ -37,17 +51,6 @@ def test_another_invalid_value_is_not_reported_as_a_missing_run(tracker):
     assert not isinstance(caught.value, UnknownRun)
     assert "exceeds the maximum length" in caught.value.message
     assert caught.value.hint == "the store refused the request as it was made"
-
-
-@pytest.fixture(scope="module")
-def head_store(tmp_path_factory):
-    """A real store made by envlock's MLflow in another process (MLflow caches a store per
-    URI in its process: made elsewhere, it is opened afresh here)."""
-    store = tmp_path_factory.mktemp("head") / "mlflow.db"
-    subprocess.run([sys.executable, "-c", "import sys; from mlflow.tracking import MlflowClient;"
-                    " MlflowClient(sys.argv[1]).search_experiments()", f"sqlite:///{store}"],
-                   check=True, capture_output=True, timeout=120)
-    return store
 
 
 def store_at(head_store, tmp_path, revision):

@@ -13,7 +13,7 @@ DOCS = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
                     | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=20)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.text(max_size=12), DOCS, max_size=5))
 def test_any_document_round_trips(doc):
     assert yaml.safe_load(dump(doc)) == doc
