@@ -90,12 +90,12 @@ def run_lock(args: LockArgs) -> int:
                     probe_gpu=not args.no_gpu, exclude=(args.output,),
                     code_rules=cfg.code_rules(args.code_max_size,
                                               tuple(args.allow_file or ())))
-    path = lockfile.write(lock, args.output)
+    path, document = lockfile.save(lock, args.output)
     for warning in lock_warnings(lock):
         out.warn(warning)
-    env_digest = lock.env_digest
+    env_digest = document["env_digest"]
     result = {"lockfile": str(path), "env_digest": env_digest,
-              "lock_digest": lock.lock_digest, "packages": len(lock.packages),
+              "lock_digest": document["lock_digest"], "packages": len(lock.packages),
               "python": lock.python["version"], "dirty": bool(lock.git and lock.git["dirty"])}
     torch = lock.frameworks.get("torch")
     human = (f"Locked {len(lock.packages)} packages (Python {lock.python['version']}"

@@ -279,12 +279,21 @@ def dumps(lock: Lock) -> str:
 
 def write(lock: Lock, path: str | Path) -> Path:
     """Write atomically: a temp file in the same directory, fsync, then rename over."""
+    return save(lock, path)[0]
+
+
+def save(lock: Lock, path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """:func:`write`, also returning the document written (its ``env_digest`` and
+    ``lock_digest`` without computing them again)."""
+    from envlock.model import yamlout
+
     target = Path(path)
-    data = dumps(lock).encode()
+    document = to_document(lock)
+    data = (HEADER + yamlout.dump(document)).encode()
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(target, 0o644) as handle:
         handle.write(data)
-    return target
+    return target, document
 
 
 # ---------------------------------------------------------------- loading
