@@ -28,12 +28,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envlock import __version__
 from envlock.errors import LockfileError
 from envlock.model.atomic import atomic_file
-from envlock.model.inputs import Input, from_section, to_section
+
+if TYPE_CHECKING:  # imported where used: a lock with no inputs (every `envlock lock`) needs none
+    from envlock.model.inputs import Input
 
 SCHEMA_VERSION = 3
 DEFAULT_LOCKFILE = "envlock.lock.yaml"
@@ -251,7 +253,7 @@ def _body(lock: Lock) -> dict[str, Any]:
         "index": lock.index,
         "packages": [p.to_dict() for p in lock.packages],
         "shadowed": [s.to_dict() for s in lock.shadowed],
-        "inputs": to_section(lock.inputs),
+        "inputs": _inputs_section(lock.inputs),
     }
 
 
@@ -392,7 +394,17 @@ def _package(raw: Any, index: int, source: str) -> Package:
     )
 
 
+def _inputs_section(inputs: tuple[Input, ...]) -> list[Any]:
+    if not inputs:
+        return []
+    from envlock.model.inputs import to_section
+
+    return to_section(inputs)
+
+
 def _inputs(raw: Any, source: str) -> tuple[Input, ...]:
+    from envlock.model.inputs import from_section
+
     try:
         return from_section(raw)
     except (KeyError, TypeError, ValueError) as exc:
