@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from envlock.model.lockfile import Lock
@@ -54,7 +54,7 @@ def parse(argv: Sequence[str]) -> LockArgs | None:
     """The options of ``argv`` (``["lock", ...]``), or None when typer must read it."""
     if list(argv[:1]) != ["lock"] or "ENVLOCK_DEBUG" in os.environ:
         return None
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     rest = list(argv[1:])
     while rest:
         arg = rest.pop(0)
@@ -72,8 +72,8 @@ def parse(argv: Sequence[str]) -> LockArgs | None:
         if not inline:
             return None
         value = Path(inline) if kind == "path" else inline
-        values[field] = [*values.get(field, []), value] if kind == "list" else value  # type: ignore[list-item]
-    return LockArgs(**values)  # type: ignore[arg-type]
+        values[field] = [*values.get(field, []), value] if kind == "list" else value
+    return LockArgs(**values)
 
 
 def run_lock(args: LockArgs) -> int:

@@ -183,10 +183,10 @@ def _run_cli(argv: list[str]) -> None:
     try:
         code = run_lock(plain)
     except BrokenPipeError:  # what click does when stdout's reader went away
-        from click.utils import PacifyFlushWrapper
+        import click.utils
 
-        sys.stdout = PacifyFlushWrapper(sys.stdout)  # type: ignore[assignment]
-        sys.stderr = PacifyFlushWrapper(sys.stderr)  # type: ignore[assignment]
+        pacify: Any = getattr(click.utils, "PacifyFlushWrapper")  # noqa: B009 - untyped
+        sys.stdout, sys.stderr = pacify(sys.stdout), pacify(sys.stderr)
         sys.exit(1)
     sys.exit(code)
 
