@@ -49,13 +49,11 @@ def _option(argv: list[str], *names: str) -> str | None:
 if __name__ in ("__main__", "envlock.cli.main") and os.environ.get("ENVLOCK_NO_PREFETCH") != "1":
     _prefetch_probe(sys.argv[1:])
 
-from collections.abc import Iterable, Sequence  # noqa: E402
-from importlib import import_module  # noqa: E402
-from typing import Annotated  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
-import typer  # noqa: E402
-
-from envlock import __version__  # noqa: E402
+if TYPE_CHECKING:
+    import typer
 
 #: Modules under ``envlock.cli.commands``, in ``envlock --help`` order.
 MODULES = ("lock", "show", "diff", "check", "audit", "build", "capture", "replay", "verify",
@@ -63,47 +61,6 @@ MODULES = ("lock", "show", "diff", "check", "audit", "build", "capture", "replay
 #: The module that registers each command.
 COMMANDS = {**{name: name for name in MODULES[:-1]}, "lineage": "replay", "export": "archive",
             "import": "archive"}
-
-HELP = """Lock, containerize and replay the exact environment of an ML experiment.
-
-Exit codes: 0 ok, 1 check failed (drift / differences), 2 bad input or environment error,
-130/143 interrupted by SIGINT/SIGTERM.
-"""
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"envlock {__version__}")
-        raise typer.Exit()
-
-
-def main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Log subprocesses and show "
-                                        "tracebacks.", envvar="ENVLOCK_DEBUG")] = False,
-) -> None:
-    if debug:
-        import logging
-
-        os.environ["ENVLOCK_DEBUG"] = "1"
-        logging.basicConfig(level=logging.DEBUG, format="envlock: %(name)s: %(message)s")
-
-
-def make_app(modules: Iterable[str] = MODULES) -> typer.Typer:
-    """The CLI with the commands of ``modules`` (names from :data:`MODULES`) registered."""
-    from envlock.cli import helptext
-
-    cli = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
-                      pretty_exceptions_enable=False, pretty_exceptions_show_locals=False,
-                      context_settings={"help_option_names": ["-h", "--help"]},
-                      cls=helptext.Group)
-    cli.callback()(main)
-    for name in modules:
-        import_module(f"envlock.cli.commands.{name}").register(cli)
-    for info in cli.registered_commands:  # one --help treatment for every command
-        if info.cls in (None, typer.core.TyperCommand):
-            info.cls = helptext.Command
-    return cli
 
 
 def modules_to_register(argv: Sequence[str]) -> Sequence[str]:
@@ -128,12 +85,19 @@ def command_module(argv: Sequence[str]) -> str | None:
 _APP: typer.Typer | None = None
 
 
-def __getattr__(name: str) -> typer.Typer:
-    """``app``: the whole CLI, built on first use (``run`` builds a leaner one)."""
+def __getattr__(name: str) -> Any:
+    """``app``: the whole CLI, built on first use (``run`` builds a leaner one); and
+    ``make_app``, ``main``, ``HELP`` from ``envlock.cli.app`` (typer is imported then)."""
     global _APP
+    if name in ("make_app", "main", "HELP"):
+        from envlock.cli import app
+
+        return getattr(app, name)
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     if _APP is None:
+        from envlock.cli.app import make_app
+
         _APP = make_app()
     return _APP
 
@@ -174,9 +138,7 @@ def _dispatch() -> None:
 
     _raise_on_signals()  # SIGTERM unwinds through the same cleanups as Ctrl-C
     try:
-        # Typer inspects the signature of every registered command on each start (~30 ms
-        # for all of them): register only what the command line needs.
-        make_app(modules_to_register(sys.argv[1:]))()
+        _run_cli(sys.argv[1:])
     except EnvlockError as exc:
         from envlock.cli.output import emit_error
 
@@ -198,6 +160,35 @@ def _dispatch() -> None:
             raise
         emit_error("OSError", f"{exc} (rerun with --debug for details)", EXIT_USAGE)
         sys.exit(EXIT_USAGE)
+
+
+def _run_cli(argv: list[str]) -> None:
+    """A plain ``envlock lock`` without typer (``cli.lockrun``: importing typer and click
+    and building the command is a third of its start-up); any other command line through
+    typer, with only the command modules it needs (typer inspects the signature of every
+    registered command on each start: ~30 ms for all of them)."""
+    plain = None
+    if argv[:1] == ["lock"] and not any(k.startswith("_") and k.endswith("_COMPLETE")
+                                        for k in os.environ):
+        from envlock.cli.lockrun import parse
+
+        plain = parse(argv)
+    if plain is None:
+        from envlock.cli.app import make_app
+
+        make_app(modules_to_register(argv))()
+        return
+    from envlock.cli.lockrun import run_lock
+
+    try:
+        code = run_lock(plain)
+    except BrokenPipeError:  # what click does when stdout's reader went away
+        import click.utils
+
+        pacify: Any = getattr(click.utils, "PacifyFlushWrapper")  # noqa: B009 - untyped
+        sys.stdout, sys.stderr = pacify(sys.stdout), pacify(sys.stderr)
+        sys.exit(1)
+    sys.exit(code)
 
 
 def _raise_on_signals() -> None:

@@ -28,13 +28,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from envlock import __version__
 from envlock.errors import LockfileError
 from envlock.model import locksections
 from envlock.model.atomic import atomic_file
-from envlock.model.inputs import Input, from_section, to_section
 from envlock.model.locksections import (
     CodeSection,
     Frameworks,
@@ -46,6 +45,9 @@ from envlock.model.locksections import (
     PythonSection,
     RuntimeSection,
 )
+
+if TYPE_CHECKING:  # imported where used: a lock with no inputs (every `envlock lock`) needs none
+    from envlock.model.inputs import Input
 
 SCHEMA_VERSION = 3
 DEFAULT_LOCKFILE = "envlock.lock.yaml"
@@ -254,7 +256,7 @@ def _body(lock: Lock) -> dict[str, Any]:
         "index": lock.index,
         "packages": [p.to_dict() for p in lock.packages],
         "shadowed": [s.to_dict() for s in lock.shadowed],
-        "inputs": to_section(lock.inputs),
+        "inputs": _inputs_section(lock.inputs),
     }
 
 
@@ -282,12 +284,21 @@ def dumps(lock: Lock) -> str:
 
 def write(lock: Lock, path: str | Path) -> Path:
     """Write atomically: a temp file in the same directory, fsync, then rename over."""
+    return save(lock, path)[0]
+
+
+def save(lock: Lock, path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """:func:`write`, also returning the document written (its ``env_digest`` and
+    ``lock_digest`` without computing them again)."""
+    from envlock.model import yamlout
+
     target = Path(path)
-    data = dumps(lock).encode()
+    document = to_document(lock)
+    data = (HEADER + yamlout.dump(document)).encode()
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(target, 0o644) as handle:
         handle.write(data)
-    return target
+    return target, document
 
 
 # ---------------------------------------------------------------- loading
@@ -386,7 +397,17 @@ def _package(raw: Any, index: int, source: str) -> Package:
     )
 
 
+def _inputs_section(inputs: tuple[Input, ...]) -> list[Any]:
+    if not inputs:
+        return []
+    from envlock.model.inputs import to_section
+
+    return to_section(inputs)
+
+
 def _inputs(raw: Any, source: str) -> tuple[Input, ...]:
+    from envlock.model.inputs import from_section
+
     try:
         return from_section(raw)
     except (KeyError, TypeError, ValueError) as exc:
