@@ -297,8 +297,11 @@ def _carry_interpreter(lock: Lock, request: CaptureRequest, cfg: Any, reporter: 
     base_ref = render.choose_base(lock, cfg.base_image_for(lock.python["version"],
                                                            request.base_image))
     options = BuildOptions(registry=cfg.get("registry", request.registry), auth=request.auth)
-    image = open_base(base_ref, options, registries)
-    facts = base_facts(image, Store().root)
+    try:
+        image = open_base(base_ref, options, registries)
+        facts = base_facts(image, Store().root)
+    except EnvlockError:  # the build names the unreadable base, after the lock is kept
+        return lock
     return interpreter.plan(lock, facts.python, image.pinned, reporter or Silent())
 
 
