@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 #: uv's managed interpreters: ~/.local/share/uv/python/cpython-3.12.8-linux-x86_64-gnu
-_UV_NAME = re.compile(r"/uv/python/cpython-\d+\.\d+\.\d+[^/]*$")
+#: (and the minor version's link to it, cpython-3.12-linux-x86_64-gnu)
+_UV_NAME = re.compile(r"/uv/python/cpython-\d+\.\d+(\.\d+)?[^/]*$")
 #: pyenv's: ~/.pyenv/versions/3.11.7
 _PYENV_NAME = re.compile(r"/\.pyenv/versions/\d+\.\d+\.\d+$")
 

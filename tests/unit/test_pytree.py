@@ -19,6 +19,8 @@ from tests.factories import make_lock
 @pytest.mark.parametrize(("prefix", "has_json", "kind"), [
     ("/root/.local/share/uv/python/cpython-3.12.8-linux-x86_64-gnu", False,
      "python-build-standalone"),
+    ("/root/.local/share/uv/python/cpython-3.12-linux-x86_64-gnu", False,
+     "python-build-standalone"),
     ("/opt/python/install", True, "python-build-standalone"),
     ("/root/.pyenv/versions/3.11.7", False, "pyenv"),
     ("/usr", False, None),
@@ -138,3 +140,15 @@ def _facts():
 
     return BaseFacts(digest="sha256:" + "0" * 64, python="3.11.2", interpreter="/usr/bin/python3",
                      executable="/usr/bin/python3.11", passwd="", group="")
+
+
+def test_a_uv_minor_version_link_carries_the_tree_it_points_at(tmp_path):
+    """uv links cpython-3.12-… to cpython-3.12.8-…; the venv may name the link."""
+    store = tmp_path / "uv" / "python"
+    real = store / "cpython-3.11.7-linux-x86_64-gnu"
+    (real / "bin").mkdir(parents=True)
+    (real / "lib" / "python3.11").mkdir(parents=True)
+    (store / "cpython-3.11-linux-x86_64-gnu").symlink_to(real.name)
+    lock = make_lock(python={**make_lock().python, "sys_path": [
+        f"{store}/cpython-3.11-linux-x86_64-gnu/lib/python3.11"]})
+    assert interpreter.candidate(lock) == (str(real), "python-build-standalone")

@@ -28,14 +28,17 @@ HINT = ("run the experiment with an interpreter of that version that envlock can
 
 
 def candidate(lock: Lock) -> tuple[str, str] | None:
-    """(prefix, kind) of the lock's interpreter when it is a tree envlock can carry."""
+    """(prefix, kind) of the lock's interpreter when it is a tree envlock can carry; the
+    prefix with its links resolved (the image's venv is made to point at it)."""
     if lock.python.get("implementation") != "cpython":
         return None
     prefix = pytree.base_prefix(lock.python)
     if not prefix or not os.path.isdir(os.path.join(prefix, "bin")):
         return None
-    kind = pytree.kind_of(prefix, os.path.isfile(os.path.join(prefix, "PYTHON.json")))
-    return (prefix, kind) if kind else None
+    real = os.path.realpath(prefix)  # uv's cpython-3.12-… links to cpython-3.12.8-…
+    has_json = os.path.isfile(os.path.join(real, "PYTHON.json"))
+    kind = pytree.kind_of(prefix, has_json) or pytree.kind_of(real, has_json)
+    return (real, kind) if kind else None
 
 
 def carried(lock: Lock) -> dict[str, Any] | None:
