@@ -152,3 +152,41 @@ def test_a_uv_minor_version_link_carries_the_tree_it_points_at(tmp_path):
     lock = make_lock(python={**make_lock().python, "sys_path": [
         f"{store}/cpython-3.11-linux-x86_64-gnu/lib/python3.11"]})
     assert interpreter.candidate(lock) == (str(real), "python-build-standalone")
+
+
+def _carried_lock(prefix: str):
+    return make_lock(python={**make_lock().python, "carried": {
+        "kind": "pyenv", "prefix": prefix, "digest": "sha256:" + "c" * 64, "files": 2}})
+
+
+@pytest.mark.parametrize(("output", "refused"), [
+    (LDD, True),  # the interpreter needs libcrypt.so.2, which the base lacks
+    (LDD.replace("\tlibcrypt.so.2 => not found\n", ""), False),  # only _tkinter: named
+])
+def test_the_base_lacking_the_interpreters_libraries_is_refused(monkeypatch, tmp_path,
+                                                                output, refused):
+    from envlock.adapters import ociruntime
+    from envlock.errors import UsageError
+
+    calls = []
+    monkeypatch.setattr(ociruntime, "run", lambda rootfs, args, binds: calls.append(
+        (args, binds)) or (0, output.encode(), b""))
+    steps: list[str] = []
+
+    class Report(Silent):
+        def step(self, message: str) -> None:
+            steps.append(message)
+
+    entries = [pytree.Entry("bin/python3.11", "file", sha256="a" * 64, executable=True),
+               pytree.Entry("lib/python3.11/os.py", "file", sha256="b" * 64)]
+    lock = _carried_lock("/p")
+    if refused:
+        with pytest.raises(UsageError, match="lacks libraries the carried Python 3.11.7 "
+                                             "needs: libcrypt.so.2"):
+            interpreter.check_libraries(tmp_path, lock, entries, Report())
+    else:
+        interpreter.check_libraries(tmp_path, lock, entries, Report())
+        assert steps == ["the carried interpreter's modules that cannot load in this base "
+                         "(their libraries are missing there): _tkinter (libtk8.6.so "
+                         "libtcl8.6.so)"]
+    assert calls[0][0][-1] == "/p/bin/python3.11" and calls[0][1] == [(Path("/p"), "/p")]
