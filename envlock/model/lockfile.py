@@ -225,8 +225,8 @@ def env_identity(lock: Lock) -> dict[str, Any]:
     """Exactly the facts an environment image depends on."""
     py = lock.python
     project_root = lock.project_root
-    python = {"implementation": py["implementation"], "version": py["version"],
-              "arch": py["arch"]}
+    python: dict[str, Any] = {"implementation": py["implementation"],
+                              "version": py["version"], "arch": py["arch"]}
     carried = py.get("carried")
     if isinstance(carried, dict):  # the interpreter is a layer of the image (pytree)
         python["carried"] = {"prefix": carried.get("prefix"), "digest": carried.get("digest")}

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,7 @@ class Entry:
         return f"{self.kind}\0{self.path}\0{detail}\n"
 
 
-def base_prefix(python: dict[str, Any]) -> str | None:
+def base_prefix(python: Mapping[str, Any]) -> str | None:
     """The interpreter's own prefix, from the lock's ``sys_path`` (the standard library's
     ``PREFIX/lib/pythonX.Y``); None when it cannot be told."""
     major_minor = ".".join(str(python.get("version", "")).split(".")[:2])

@@ -21,6 +21,7 @@ from typing import Any
 from envlock.errors import UsageError
 from envlock.model import pytree
 from envlock.model.lockfile import Lock
+from envlock.model.locksections import CarriedInterpreter
 
 #: What a lock without a carried interpreter's refusal suggests.
 HINT = ("run the experiment with an interpreter of that version that envlock can carry "
@@ -56,8 +57,9 @@ def plan(lock: Lock, base_python: str | None, base: str, report: Any) -> Lock:
         return lock
     prefix, kind = found
     entries = walk(prefix, wanted)
-    record = {"kind": kind, "prefix": prefix, "digest": pytree.tree_digest(entries),
-              "files": sum(e.kind == "file" for e in entries)}
+    record: CarriedInterpreter = {"kind": kind, "prefix": prefix,
+                                  "digest": pytree.tree_digest(entries),
+                                  "files": sum(e.kind == "file" for e in entries)}
     report.step(f"carrying Python {wanted} ({kind}, {prefix}) into the image as a layer "
                 f"of its own: base {base} has "
                 f"{'Python ' + base_python if base_python else 'no Python of a known version'}")
