@@ -10,6 +10,7 @@ once per digest, for the environment's proof under an OCI runtime.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -290,10 +291,10 @@ def extract_rootfs(image: RemoteImage, cache: Path, mount_points: Iterable[str] 
     hexdigest = image.digest.split(":", 1)[1]
     final = cache / "rootfs" / hexdigest
     if final.is_dir():
-        return final
+        return _with_mount_points(final, mount_points)
     with exclusive(f"rootfs-{hexdigest}.lock"):
         if final.is_dir():
-            return final
+            return _with_mount_points(final, mount_points)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{hexdigest[:12]}-", dir=final.parent))
         try:
@@ -334,6 +335,16 @@ def _apply_layer(image: RemoteImage, digest: str, root: Path) -> None:
                               filter="tar")
             else:  # pragma: no cover - Python before 3.10.12
                 layer.extract(member, root, set_attrs=True, numeric_owner=True)
+
+
+def _with_mount_points(root: Path, mount_points: Iterable[str]) -> Path:
+    """An extracted file system with the mount points a later build binds over it too
+    (a carried interpreter's prefix): made as at extraction, racing builds tolerated."""
+    for point in mount_points:
+        if not (root / point.strip("/")).is_dir():
+            with contextlib.suppress(FileExistsError):
+                _make_dirs(root, point.strip("/"))
+    return root
 
 
 def _make_dirs(root: Path, relative: str) -> None:

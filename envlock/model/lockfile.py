@@ -227,9 +227,13 @@ def env_identity(lock: Lock) -> dict[str, Any]:
     """Exactly the facts an environment image depends on."""
     py = lock.python
     project_root = lock.project_root
+    python: dict[str, Any] = {"implementation": py["implementation"],
+                              "version": py["version"], "arch": py["arch"]}
+    carried = py.get("carried")
+    if isinstance(carried, dict):  # the interpreter is a layer of the image (pytree)
+        python["carried"] = {"prefix": carried.get("prefix"), "digest": carried.get("digest")}
     return {
-        "python": {"implementation": py["implementation"], "version": py["version"],
-                   "arch": py["arch"]},
+        "python": python,
         "platform": {"system": lock.os["system"], "libc": lock.os["libc"].get("family")},
         "packages": [p.env_key(project_root) for p in lock.packages],
     }

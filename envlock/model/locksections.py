@@ -10,6 +10,13 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 
+class CarriedInterpreter(TypedDict):
+    kind: str  # python-build-standalone, pyenv
+    prefix: str  # /root/.pyenv/versions/3.11.7
+    digest: str  # sha256:… of the carried tree (model.pytree.tree_digest)
+    files: int
+
+
 class PythonSection(TypedDict, total=False):
     implementation: str  # CPython, PyPy
     version: str  # 3.11.7
@@ -21,6 +28,8 @@ class PythonSection(TypedDict, total=False):
     platform_tag: str  # manylinux_2_36_x86_64
     arch: str
     sys_path: list[str]
+    #: The interpreter carried into the image as a layer (model.pytree); absent otherwise.
+    carried: CarriedInterpreter
 
 
 class Libc(TypedDict, total=False):

@@ -172,6 +172,8 @@ def capture(request: CaptureRequest, *, tracker: TrackerLike | None = None,
     cfg = config.load(Path(project))
     cfg.apply_tracking_uri()
     lock = _snapshot(request, cfg)
+    if request.build:
+        lock = _carry_interpreter(lock, request, cfg, reporter, registries)
     if audit is not None:
         audit(lock)
     tracker, run, picked, local = _resolve(request, lock, tracker)
@@ -277,6 +279,30 @@ def _resolve(request: CaptureRequest, lock: Lock, tracker: TrackerLike | None
                     else f"{retry} once the store is reachable")
         raise
     return tracker, run, picked, local
+
+
+def _carry_interpreter(lock: Lock, request: CaptureRequest, cfg: Any, reporter: Any,
+                       registries: Any) -> Lock:
+    """The lock with its interpreter recorded as carried into the image when the base
+    lacks its exact version and it is a tree envlock can carry (uv's, pyenv's)."""
+    from envlock.adapters.ocistore import Store
+    from envlock.image import render
+    from envlock.operations.build import BuildOptions, interpreter
+    from envlock.operations.build.environment import open_base
+    from envlock.operations.build.stage import base_facts
+    from envlock.progress import Silent
+
+    if interpreter.candidate(lock) is None:
+        return lock
+    base_ref = render.choose_base(lock, cfg.base_image_for(lock.python["version"],
+                                                           request.base_image))
+    options = BuildOptions(registry=cfg.get("registry", request.registry), auth=request.auth)
+    try:
+        image = open_base(base_ref, options, registries)
+        facts = base_facts(image, Store().root)
+    except EnvlockError:  # the build names the unreadable base, after the lock is kept
+        return lock
+    return interpreter.plan(lock, facts.python, image.pinned, reporter or Silent())
 
 
 def _build(lock: Lock, run: Any, request: CaptureRequest, cfg: Any,

@@ -19,6 +19,7 @@ from envlock.errors import UsageError
 from envlock.image import render
 from envlock.model import runrecord
 from envlock.model.lockfile import Lock
+from envlock.operations.build import interpreter
 from envlock.operations.build.fidelity import check_probe
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ def environment(job: Job, recipe_for: Callable[[str], render.Recipe]) -> Environ
             from envlock.operations.build.stage import base_facts, check_python
 
             facts = base_facts(base_image, job.store.root)
+            if interpreter.carried(lock):
+                facts = interpreter.with_interpreter(facts, lock)
             check_python(facts, base_image.pinned, lock)
         recipe = recipe_for(base_image.pinned)
         env, provided, fidelity = build_env(job, recipe, base_image, facts)
@@ -164,6 +167,7 @@ def build_env(job: Job, recipe: render.Recipe, base_image: Any, facts: Any
             provided = _provision(job, scratch[0] / "wheelhouse")
             python, members, root = _stage(job, recipe, facts, [p.wheel for p in provided],
                                            scratch)
+            carried = _carried_layer(job, rootfs)
             fidelity, layer = _verified_layer(job, root, facts, members, rootfs.result())
             done = True
         finally:
@@ -172,12 +176,31 @@ def build_env(job: Job, recipe: render.Recipe, base_image: Any, facts: Any
     changes = recipe.env_changes if python else \
         (*recipe.env_changes, f'LABEL "{runrecord.LABEL_BYTECODE}"="none"')
     parent = assemble.from_base(base_image, recipe.base)
+    if carried is not None:
+        record = interpreter.carried(lock) or {}
+        parent = assemble.child(parent, carried, [], recipe.env_image, job.store,
+                                created=render.CREATED,
+                                created_by=f"envlock: Python {lock.python['version']} "
+                                           f"carried from {record['prefix']} "
+                                           f"({record['digest']})")
     env = assemble.child(parent, layer, changes, recipe.env_image, job.store,
                          created=render.CREATED,
                          created_by=f"envlock: {len(lock.packages)} locked packages "
                                     f"({lock.env_digest})")
     assemble.remember(job.store, env)
     return env, provided, fidelity
+
+
+def _carried_layer(job: Job, rootfs: Any) -> Any:
+    """The lock's carried interpreter, checked against the lock and (``ldd`` in the base's
+    file system) against the base, as its layer; None when the lock carries none."""
+    if interpreter.carried(job.lock) is None:
+        return None
+    with job.timer("interpreter"):
+        entries = interpreter.verified(job.lock)
+        interpreter.check_libraries(rootfs.result(), job.lock, entries, job.report)
+        job.report.step(f"writing the carried interpreter's layer ({len(entries)} entries)")
+        return interpreter.layer(job.store, job.lock, entries)
 
 
 def _base_rootfs(job: Job, base_image: Any) -> Path | None:
@@ -190,9 +213,11 @@ def _base_rootfs(job: Job, base_image: Any) -> Path | None:
         return None
     from envlock.adapters.imagefs import extract_rootfs
 
+    record = interpreter.carried(job.lock)
     try:
         return extract_rootfs(base_image, job.store.root.parent,
-                              [render.VENV, render.WORKDIR, "proc", "dev", "tmp"])
+                              [render.VENV, render.WORKDIR, "proc", "dev", "tmp",
+                               *([record["prefix"]] if record else [])])
     except (OSError, RegistryError, tarfile.TarError) as exc:
         job.report.detail(f"the base's file system could not be extracted ({exc}): "
                           "the staged tree is probed by envlock's interpreter instead")
@@ -256,7 +281,9 @@ def _verified_layer(job: Job, root: Path, facts: Any, members: Any, rootfs: Path
                                                   "runtime" if rootfs else "") +
                         ") while the environment layer is written")
             started = time.monotonic()
-            probing = pool.submit(stage.probe_in_rootfs, lock, root, rootfs) if rootfs \
+            record = interpreter.carried(lock)
+            binds = [(Path(record["prefix"]), record["prefix"])] if record else []
+            probing = pool.submit(stage.probe_in_rootfs, lock, root, rootfs, binds) if rootfs \
                 else pool.submit(stage.probe_staged, lock, root)
             probing.add_done_callback(
                 lambda _: timer.times.__setitem__("verify", round(time.monotonic() -

@@ -116,8 +116,11 @@ def check_python(facts: BaseFacts, base: str, lock: Lock) -> None:
     if facts.python != wanted:
         found = f"Python {facts.python}" if facts.python else \
             "a Python whose version could not be read"
+        from envlock.operations.build.interpreter import HINT
+
         raise UsageError(f"base image {base} has {found}, the lock needs {wanted}",
-                         f"pass --base-image with Python {wanted} (e.g. python:{wanted}-slim)")
+                         f"pass --base-image with Python {wanted} (e.g. python:{wanted}-slim)"
+                         f", or {HINT}")
 
 
 # ---------------------------------------------------------------- the staged tree
@@ -409,20 +412,22 @@ def probe_staged(lock: Lock, root: Path) -> dict[str, Any]:
 ROOTFS_PROOF = "image's file system (OCI runtime, no engine)"
 
 
-def probe_in_rootfs(lock: Lock, root: Path, rootfs: Path) -> dict[str, Any]:
+def probe_in_rootfs(lock: Lock, root: Path, rootfs: Path,
+                    binds: list[tuple[Path, str]] | None = None) -> dict[str, Any]:
     """The stdlib probe (``--deep``) run by an OCI runtime in the image as it will be: the
     base's extracted file system with the staged venv bound read-only where the layer
     puts it, the image's own interpreter, no network, no capabilities: what the engine
     proved after ``docker load``, without loading anything. It runs as the staged files'
     owner (root, without capabilities): under a umask of 077 they are that user's alone
-    on the host, while the layer gives them their canonical modes."""
+    on the host, while the layer gives them their canonical modes. ``binds``: more trees
+    bound read-only (a carried interpreter, at its prefix)."""
     from envlock.adapters import ociruntime
     from envlock.snapshot.interpreter import PROBE_SOURCE
 
     venv = render.VENV.strip("/")
     code, out, err = ociruntime.run(
         rootfs, [f"{render.VENV}/bin/python", "-c", PROBE_SOURCE.read_text(), "--deep"],
-        binds=[(root / venv, render.VENV)], user=(os.getuid(), os.getgid()))
+        binds=[(root / venv, render.VENV), *(binds or [])], user=(os.getuid(), os.getgid()))
     if code != 0:
         raise StageError(f"the fidelity probe failed in the image's file system (exit "
                          f"{code}): " + err.decode(errors="replace").strip()[-300:])
