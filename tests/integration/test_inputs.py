@@ -12,7 +12,9 @@ changes its replay stops before running (exit 2), naming the file.
 from __future__ import annotations
 
 import json
+import os
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -66,10 +68,10 @@ def setup(tmp_path_factory, experiment_venv, infra, created_images):
     cache = str(base / "cache")
     command = f"python train.py --data {extra}"
 
-    def capture(run_id: str, **env: str) -> dict:
+    def capture(run_id: str, *args: str, **env: str) -> dict:
         result = exp.envlock("capture", "--run-id", run_id, "--python", str(exp.python),
                              "--command", command, "--base-image", infra.base_image,
-                             "--registry", f"{infra.registry}/{REPO}", "--json",
+                             "--registry", f"{infra.registry}/{REPO}", "--json", *args,
                              ENVLOCK_CACHE=cache, **env)
         assert result.returncode == 0, result.stderr[-3000:]
         payload = json.loads(result.stdout)["result"]
@@ -81,7 +83,7 @@ def setup(tmp_path_factory, experiment_venv, infra, created_images):
     run_b = exp.train("--data", str(extra))
     captured_b = capture(run_b, ENVLOCK_INPUTS_COPY_MAX="100")
     return {"exp": exp, "extra": extra, "cache": cache, "a": (run_a, captured_a),
-            "b": (run_b, captured_b)}
+            "b": (run_b, captured_b), "capture": capture}
 
 
 def test_capture_pins_declared_and_command_line_inputs_and_warns_of_unpinned_data(setup):
@@ -146,3 +148,112 @@ def test_replay_restores_copied_inputs_after_the_host_data_changed_and_was_delet
         extra.write_text(original)
         (exp.root / "data" / "train.csv").write_text("1\n2\n3\n")
         (exp.root / "data" / "ds.csv").write_text("x\n" * 100)
+
+
+AUTOLOGGED = """import os
+
+import envlock
+import mlflow
+
+envlock.autolog(build=False)
+config = open("conf.yaml").read()  # tracked code: not an input
+rows = open("data/train.csv").read().split()  # git-ignored, never declared
+extra = open(os.environ["EXTRA"], "rb").read()  # outside the project, not on the command line
+with mlflow.start_run() as run:
+    with open("ckpt.bin", "wb") as out:
+        out.write(b"weights")
+    open("ckpt.bin", "rb").read()  # written by the run, then read: an output
+    mlflow.log_metric("rows", len(rows))
+print(run.info.run_id)
+"""
+
+
+def test_autolog_pins_the_files_the_run_read_and_not_what_it_wrote(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    root = init_repo(tmp_path / "auto", {"train.py": AUTOLOGGED, "conf.yaml": "lr: 1\n",
+                                        ".gitignore": "data/\nmlflow.db\n.envlock/\n"})
+    (root / "data").mkdir()
+    (root / "data" / "train.csv").write_text("1\n2\n")
+    extra = tmp_path / "shared" / "extra.bin"
+    extra.parent.mkdir()
+    extra.write_bytes(b"\x00" * 64)
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    out = subprocess.run([sys.executable, "train.py"], cwd=root, capture_output=True, text=True,
+                         env={**os.environ, "MLFLOW_TRACKING_URI": store, "EXTRA": str(extra),
+                              "ENVLOCK_CACHE": str(tmp_path / "cache")}, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_id = out.stdout.strip().splitlines()[-1]
+    client = MlflowClient(store)
+    assert client.get_run(run_id).data.tags["envlock.inputs_read"] == "2"
+    record = json.loads(Path(client.download_artifacts(
+        run_id, "envlock/inputs-read.json", str(tmp_path))).read_text())
+    assert record["read"] == [str(root / "data" / "train.csv"), str(extra)]
+    assert record["outputs"] == [str(root / "ckpt.bin")]
+    lock = yaml.safe_load((root / ".envlock" / "runs" / run_id / "envlock.lock.yaml").read_text())
+    pinned = {i["path"]: (i["sources"], i["size"], i["carry"]) for i in lock["inputs"]}
+    assert pinned == {"data/train.csv": (["read"], 4, "reference"),
+                      str(extra): (["read"], 64, "reference")}
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """A real S3 API on 127.0.0.1 (moto's server), a versioned bucket, and the environment
+    that points boto3 (in envlock's processes too) at it."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import boto3
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H",
+                               "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    try:
+        for _ in range(100):
+            try:
+                client.create_bucket(Bucket="data")
+                break
+            except Exception:  # noqa: BLE001  not listening yet
+                time.sleep(0.2)
+        client.put_bucket_versioning(Bucket="data",
+                                     VersioningConfiguration={"Status": "Enabled"})
+        yield client, env
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_an_s3_input_is_pinned_by_etag_and_version_and_a_changed_one_stops_the_replay(
+        setup, s3):
+    client, env = s3
+    first = client.put_object(Bucket="data", Key="train.csv", Body=b"1\n2\n")
+    run_id = setup["exp"].train("--data", str(setup["extra"]))
+    payload = setup["capture"](run_id, "--input", "s3://data/train.csv", **env)
+    pinned = {i["path"]: i for i in payload["inputs"]["inputs"]}
+    assert pinned["s3://data/train.csv"]["carry"] == "reference"
+    assert pinned["s3://data/train.csv"]["size"] == 4
+    import yaml
+
+    lock = yaml.safe_load((setup["exp"].root / ".envlock" / "runs" / run_id
+                           / "envlock.lock.yaml").read_text())
+    (remote,) = [i["remote"] for i in lock["inputs"] if i["kind"] == "remote"]
+    assert remote == {"etag": first["ETag"].strip('"'), "version_id": first["VersionId"]}
+
+    client.put_object(Bucket="data", Key="train.csv", Body=b"1\n2\n3\n")
+    refused = setup["exp"].envlock("replay", run_id, ENVLOCK_CACHE=setup["cache"], **env)
+    assert refused.returncode == 2, refused.stderr
+    assert "s3://data/train.csv: changed (size 4 → 6, etag " in refused.stderr
+    assert "trained" not in refused.stderr

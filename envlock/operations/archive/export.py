@@ -28,6 +28,7 @@ from envlock.operations.archive.format import (
     build_manifest,
     portable_record,
 )
+from envlock.operations.archive.inputs import export_inputs
 from envlock.operations.archive.streams import _atomic, _Writer
 from envlock.progress import Reporter, Silent
 
@@ -61,6 +62,7 @@ def export(run_id: str, output: str | Path, *, tracker: TrackerLike,
             image = source.write(reference, warnings)
             # --- provenance hook (issue #27): the image's attestations travel along ---
             warnings += provenance.export_attestations(writer.add_bytes, reference, credentials)
+            export_inputs(writer, run.tags, credentials, report)  # issue #22: replays offline
             for rel, local in files.items():
                 with local.open("rb") as data:
                     writer.add_stream(f"{META_DIR}/{rel}", local.stat().st_size, data, None)
