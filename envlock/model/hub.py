@@ -20,6 +20,7 @@ from dataclasses import dataclass
 _PATH = re.compile(r"^(?P<root>.*)/(?P<folder>(?P<type>models|datasets|spaces)--(?P<name>[^/]+))"
                    r"/snapshots/(?P<commit>[0-9a-f]{40})(?:/(?P<file>.+))?$")
 _TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
+_FOLDER = re.compile(r"/(?:models|datasets|spaces)--[^/]+/(?:snapshots|blobs|refs)/")
 
 
 @dataclass(frozen=True)
@@ -67,3 +68,8 @@ def parse(path: str) -> HubEntry | None:
     return HubEntry(root=found["root"], folder=found["folder"],
                     repo_type=_TYPES[found["type"]],
                     repo_id=found["name"].replace("--", "/"), commit=found["commit"])
+
+
+def in_cache(path: str) -> bool:
+    """Whether a path lies in a hub cache's repository folder (a snapshot, a blob, a ref)."""
+    return _FOLDER.search(path) is not None

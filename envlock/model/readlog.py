@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from envlock.model import hub
+
 ARTIFACT = "inputs-read.json"  # under the run's envlock/ artifacts
 TAG = "envlock.inputs_read"  # how many files the run read (the artifact exists)
 
@@ -29,8 +31,6 @@ SYSTEM_PREFIXES = ("/proc/", "/dev/", "/sys/", "/run/", "/etc/", "/usr/", "/bin/
 SKIP_PARTS = frozenset({"site-packages", "dist-packages", "__pycache__", ".git", ".cache",
                         "mlruns", "mlartifacts", ".envlock", ".venv", ".mypy_cache",
                         ".pytest_cache", ".ipynb_checkpoints", ".config"})
-#: Caches whose files are inputs all the same: the run's pretrained weights.
-HUB_PARTS = ("/huggingface/hub/", "/torch/hub/")
 
 
 def opened_for_reading(flags: int) -> bool:
@@ -50,8 +50,10 @@ class Exclusions:
     def keep(self, path: str) -> bool:
         """Whether an absolute ``path`` the run read may be an input."""
         path = posixpath.normpath(path)
-        if any(part in path + "/" for part in HUB_PARTS):
-            return True
+        if hub.in_cache(path):  # a snapshot's file stands for the snapshot; refs, blobs not
+            return hub.parse(path) is not None
+        if "/torch/hub/" in path:
+            return True  # torch.hub's downloaded weights
         if SKIP_PARTS & set(path.split("/")[:-1]) or path.endswith((".pyc", ".py")):
             return False
         if any(path.startswith(p) for p in self._blocked()):

@@ -11,6 +11,7 @@ changes its replay stops before running (exit 2), naming the file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -159,6 +160,12 @@ envlock.autolog(build=False)
 config = open("conf.yaml").read()  # tracked code: not an input
 rows = open("data/train.csv").read().split()  # git-ignored, never declared
 extra = open(os.environ["EXTRA"], "rb").read()  # outside the project, not on the command line
+# a pretrained model from the hub cache, offline; safetensors mmaps it (not seen by the hook)
+from huggingface_hub import hf_hub_download
+from safetensors.numpy import load_file
+
+weights = load_file(hf_hub_download("org/tiny", "model.safetensors", local_files_only=True))
+config = open(hf_hub_download("org/tiny", "config.json", local_files_only=True)).read()
 with mlflow.start_run() as run:
     with open("ckpt.bin", "wb") as out:
         out.write(b"weights")
@@ -182,22 +189,58 @@ def test_autolog_pins_the_files_the_run_read_and_not_what_it_wrote(tmp_path):
     extra = tmp_path / "shared" / "extra.bin"
     extra.parent.mkdir()
     extra.write_bytes(b"\x00" * 64)
+    model = write_hub_model(tmp_path / "hub")
     store = f"sqlite:///{tmp_path}/mlflow.db"
     out = subprocess.run([sys.executable, "train.py"], cwd=root, capture_output=True, text=True,
                          env={**os.environ, "MLFLOW_TRACKING_URI": store, "EXTRA": str(extra),
-                              "ENVLOCK_CACHE": str(tmp_path / "cache")}, timeout=300)
+                              "ENVLOCK_CACHE": str(tmp_path / "cache"),
+                              "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"},
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     run_id = out.stdout.strip().splitlines()[-1]
     client = MlflowClient(store)
-    assert client.get_run(run_id).data.tags["envlock.inputs_read"] == "2"
+    assert client.get_run(run_id).data.tags["envlock.inputs_read"] == "3"
     record = json.loads(Path(client.download_artifacts(
         run_id, "envlock/inputs-read.json", str(tmp_path))).read_text())
-    assert record["read"] == [str(root / "data" / "train.csv"), str(extra)]
+    assert record["read"] == [str(root / "data" / "train.csv"), str(extra),
+                              str(model["folder"] / "snapshots" / COMMIT / "config.json")]
     assert record["outputs"] == [str(root / "ckpt.bin")]
     lock = yaml.safe_load((root / ".envlock" / "runs" / run_id / "envlock.lock.yaml").read_text())
-    pinned = {i["path"]: (i["sources"], i["size"], i["carry"]) for i in lock["inputs"]}
-    assert pinned == {"data/train.csv": (["read"], 4, "reference"),
-                      str(extra): (["read"], 64, "reference")}
+    pinned = {i["path"]: i for i in lock["inputs"]}
+    assert {p: (i["sources"], i["size"], i["carry"]) for p, i in pinned.items()
+            if p != str(model["folder"])} == {"data/train.csv": (["read"], 4, "reference"),
+                                              str(extra): (["read"], 64, "reference")}
+    hub = pinned[str(model["folder"])]
+    assert (hub["kind"], hub["hub"]) == ("hub-model", {"repo": "org/tiny", "type": "model",
+                                                       "revision": COMMIT, "refs": "main"})
+    assert {f["path"]: f["sha256"] for f in hub["files"]} == {
+        f"snapshots/{COMMIT}/{name}": hashlib.sha256(body).hexdigest()
+        for name, body in model["files"].items()} | {
+        "refs/main": hashlib.sha256(COMMIT.encode()).hexdigest()}
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def write_hub_model(cache: Path) -> dict:
+    """A tiny model in the Hugging Face hub cache's layout: blobs named by their sha256,
+    a snapshot of relative links to them, refs/main naming the snapshot's commit."""
+    import numpy
+    from safetensors.numpy import save
+
+    folder = cache / "models--org--tiny"
+    files = {"config.json": b'{"hidden_size": 2}',
+             "model.safetensors": save({"w": numpy.arange(4, dtype=numpy.float32)})}
+    snapshot = folder / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    (folder / "blobs").mkdir()
+    for name, body in files.items():
+        blob = folder / "blobs" / hashlib.sha256(body).hexdigest()
+        blob.write_bytes(body)
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text(COMMIT)
+    return {"folder": folder, "files": files}
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from envlock.model import readlog
 from envlock.model.readlog import Exclusions
 from envlock.snapshot.readlog import Recorder
 
+HUB = f"/home/u/.cache/huggingface/hub/models--org--tiny/snapshots/{'a' * 40}/config.json"
 EXCLUDED = Exclusions(prefixes=("/opt/venv", "/home/u/.cache/envlock", "/tmp"),
                       project="/home/u/proj", tracked=frozenset({"conf/model.yaml"}))
 
@@ -22,9 +23,11 @@ def test_reads_outside_the_environment_and_the_tracked_code_may_be_inputs():
         "/sys/fs/cgroup/cpu.max", "/etc/hosts", "/tmp/tmpab12/scratch.npy",
         "/home/u/proj/mlruns/0/meta.yaml", "/home/u/proj/.envlock/runs/x/envlock.lock.yaml",
         "/home/u/.cache/pip/wheel.json", "/home/u/proj/helper.py",
-        "/home/u/.cache/huggingface/hub/models--org--tiny/snapshots/abc/config.json",
+        HUB, "/home/u/.cache/huggingface/token", "/d/models--org--tiny/refs/main",
+        "/d/models--org--tiny/blobs/" + "0" * 64, "/home/u/.cache/huggingface/hub/version.txt",
+        "/home/u/.cache/torch/hub/checkpoints/resnet18.pth",
     ], EXCLUDED)
-    assert kept == ["/home/u/.cache/huggingface/hub/models--org--tiny/snapshots/abc/config.json",
+    assert kept == [HUB, "/home/u/.cache/torch/hub/checkpoints/resnet18.pth",
                     "/home/u/proj/data/train.csv", "/mnt/shared/extra.csv"]
 
 
