@@ -62,7 +62,8 @@ def export(run_id: str, output: str | Path, *, tracker: TrackerLike,
             image = source.write(reference, warnings)
             # --- provenance hook (issue #27): the image's attestations travel along ---
             warnings += provenance.export_attestations(writer.add_bytes, reference, credentials)
-            export_inputs(writer, run.tags, credentials, report)  # issue #22: replays offline
+            export_inputs(writer, run.tags, files.get("envlock.lock.yaml"), credentials,
+                          report)  # issue #22: an archive replays with no registry
             for rel, local in files.items():
                 with local.open("rb") as data:
                     writer.add_stream(f"{META_DIR}/{rel}", local.stat().st_size, data, None)

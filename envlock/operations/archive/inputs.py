@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from envlock.errors import EnvlockError
 from envlock.image import oci
 from envlock.operations.archive.format import ArchiveError, Contents
 
@@ -29,35 +28,38 @@ def blob_name(digest: str) -> str:
     return f"{PREFIX}sha256/{digest.split(':', 1)[1]}"
 
 
-def export_inputs(writer: Any, tags: dict[str, str], credentials: tuple[str, str] | None,
-                  report: Any) -> int:
-    """Write the run's copied inputs (see the module docs); returns how many blobs."""
-    from envlock.adapters.registry import Chunks, Registry
-    from envlock.operations.inputs import TAG, blob_root
+def export_inputs(writer: Any, tags: dict[str, str], lockfile: Path | None,
+                  credentials: tuple[str, str] | None, report: Any) -> int:
+    """Write the run's copied inputs (see the module docs); returns how many blobs. The
+    artifact is rebuilt from the lock (the same bytes capture pushed, checked against the
+    tag's digest); each blob comes from this host's cache, else from the registry."""
+    from envlock.model.lockfile import load
+    from envlock.operations.inputs import TAG, artifact_manifest, blob_root
 
     reference = tags.get(TAG)
-    if not reference:
+    if not reference or lockfile is None:
         return 0
     ref = oci.parse_reference(reference)
-    registry = Registry(ref.registry, credentials)
-    try:
-        data, _media = registry.manifest(ref.repository, str(ref.digest))
-    except EnvlockError as exc:
-        raise ArchiveError(f"the run's inputs {reference} cannot be read: {exc.message}",
-                           "export where their registry is reachable") from exc
+    blobs = [b for i in load(lockfile).inputs if i.carry == "copy" for b in i.blobs()]
+    data = artifact_manifest(blobs)
     if oci.sha256_digest(data) != ref.digest:
-        raise ArchiveError(f"registry {ref.registry} returned another manifest for {reference}")
-    layers = json.loads(data).get("layers") or []
+        raise ArchiveError(f"the run's inputs {reference} are not the copies its lock names",
+                           "capture the run again")
+    layers = json.loads(data)["layers"]
     report.step(f"copying {len(layers)} input blob(s)")
+    from envlock.adapters.registry import Chunks, Registry
+
+    registry = None
     for layer in layers:
         digest, size = layer["digest"], int(layer["size"])
         cached = blob_root() / digest.split(":", 1)[1]
         if cached.is_file():
             with cached.open("rb") as handle:
                 writer.add_stream(blob_name(digest), size, handle, digest)
-        else:
-            writer.add_stream(blob_name(digest), size,
-                              Chunks(registry.blob(ref.repository, digest)), digest)
+            continue
+        registry = registry or Registry(ref.registry, credentials)
+        writer.add_stream(blob_name(digest), size,
+                          Chunks(registry.blob(ref.repository, digest)), digest)
     writer.add_bytes(ARTIFACT, data)
     return len(layers)
 
