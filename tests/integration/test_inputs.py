@@ -202,8 +202,8 @@ def test_autolog_pins_the_files_the_run_read_and_not_what_it_wrote(tmp_path):
     assert client.get_run(run_id).data.tags["envlock.inputs_read"] == "3"
     record = json.loads(Path(client.download_artifacts(
         run_id, "envlock/inputs-read.json", str(tmp_path))).read_text())
-    assert record["read"] == [str(root / "data" / "train.csv"), str(extra),
-                              str(model["folder"] / "snapshots" / COMMIT / "config.json")]
+    assert record["read"] == sorted([str(root / "data" / "train.csv"), str(extra),
+                                     str(model["folder"] / "snapshots" / COMMIT / "config.json")])
     assert record["outputs"] == [str(root / "ckpt.bin")]
     lock = yaml.safe_load((root / ".envlock" / "runs" / run_id / "envlock.lock.yaml").read_text())
     pinned = {i["path"]: i for i in lock["inputs"]}
