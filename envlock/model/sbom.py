@@ -329,6 +329,9 @@ def _input_item(item: Any, parent: str) -> Item:
     file; of a directory, its manifest), size and carry."""
     props = [("envlock:input_kind", item.kind), ("envlock:size", str(item.size)),
              ("envlock:carry", item.carry)]
+    if item.remote:
+        props += [("envlock:etag", str(item.remote.get("etag"))),
+                  ("envlock:version_id", str(item.remote.get("version_id")))]
     if item.hub:
         props += [("envlock:hub_repo", str(item.hub.get("repo"))),
                   ("envlock:hub_revision", str(item.hub.get("revision")))]

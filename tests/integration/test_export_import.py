@@ -82,9 +82,9 @@ def store_b(tmp_path_factory) -> str:
 def pushed(exp_a, infra, created_images):
     """A run of examples/minimal captured in store A, its image pushed to the registry,
     with one input outside the project copied beside it (issue #22)."""
-    run_id = exp_a.train()
-    weights = exp_a.root.parent / "weights.bin"
+    weights = exp_a.root.parent / "weights.bin"  # before the run: after, it is an output
     weights.write_bytes(b"w" * 1000)
+    run_id = exp_a.train()
     return run_id, exp_a.capture(run_id, infra, created_images, "--registry",
                                  f"{infra.registry}/{REPO}", "--input", str(weights))
 

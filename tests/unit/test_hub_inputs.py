@@ -139,3 +139,33 @@ def test_an_s3_url_on_the_command_line_is_an_input(tmp_path):
 
     assert command_paths("python train.py --data s3://b/train.csv --lr 0.1", tmp_path,
                          set()) == ["s3://b/train.csv"]
+
+
+def test_hub_models_and_s3_objects_survive_the_lockfile_and_validate_in_the_sbom():
+    import dataclasses
+    import json
+
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    from envlock.model import inputs as model
+    from envlock.model import lockfile
+    from envlock.model.inputs import Entry
+    from envlock.model.sbom import SbomInput
+    from envlock.model.sbomdoc import render
+    from tests.factories import make_lock
+
+    weights = model.directory("/h/models--org--tiny", [Entry("refs/main", 40, "c" * 64)],
+                              ("read",), {"repo": "org/tiny", "type": "model",
+                                          "revision": COMMIT})
+    lock = dataclasses.replace(make_lock(), inputs=(
+        weights, model.remote("s3://b/k", 4, '"e1"', "v1", ("declared",))))
+    again = lockfile.loads(lockfile.dumps(lock))
+    assert again.inputs == lock.inputs and again.inputs[0].kind == "hub-model"
+    document = render(SbomInput(lock=lock), "cyclonedx-json")
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(document.decode()) is None
+    data = {c["name"]: c for c in json.loads(document)["components"] if c["type"] == "data"}
+    props = {p["name"]: p["value"] for p in data["/h/models--org--tiny"]["properties"]}
+    assert props["envlock:hub_revision"] == COMMIT
+    assert "hashes" not in data["s3://b/k"]  # referenced by ETag, its bytes never read
+    assert {p["name"]: p["value"] for p in data["s3://b/k"]["properties"]}["envlock:etag"] == "e1"
