@@ -22,6 +22,8 @@ from typing import Any
 from envlock.model import sizes
 
 KINDS = ("file", "directory", "mlflow-dataset", "hub-model", "remote")
+#: Kinds made of several files, recorded as a manifest.
+TREES = ("directory", "hub-model")
 CARRIES = ("copy", "reference")
 #: Copy inputs up to this many bytes in total (``inputs_copy_max`` in [tool.envlock]).
 DEFAULT_COPY_MAX = 1 << 30
@@ -55,10 +57,18 @@ class Input:
     files: tuple[Entry, ...] = ()
     sources: tuple[str, ...] = ()
     dataset: Mapping[str, str] | None = None
+    #: A hub model's repository, type, revision (commit) and refs (:mod:`envlock.model.hub`).
+    hub: Mapping[str, str] | None = None
+    #: A remote object's identity (kind remote, ``s3://``): its ETag and VersionId.
+    remote: Mapping[str, str] | None = None
 
     @property
     def absolute(self) -> bool:
         return self.path.startswith("/")
+
+    @property
+    def is_tree(self) -> bool:
+        return self.kind in TREES
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "kind": self.kind, "size": self.size,
@@ -66,7 +76,11 @@ class Input:
                                "sources": list(self.sources)}
         if self.dataset:
             out["dataset"] = dict(sorted(self.dataset.items()))
-        if self.kind == "directory":
+        if self.hub:
+            out["hub"] = dict(sorted(self.hub.items()))
+        if self.remote is not None:
+            out["remote"] = dict(sorted(self.remote.items()))
+        if self.is_tree:
             out["files"] = [f.to_dict() for f in self.files]
         return out
 
@@ -76,11 +90,12 @@ class Input:
                    sha256=str(raw["sha256"]), carry=str(raw.get("carry", "reference")),
                    files=tuple(Entry(str(f["path"]), int(f["size"]), str(f["sha256"]))
                                for f in raw.get("files") or ()),
-                   sources=tuple(raw.get("sources") or ()), dataset=raw.get("dataset"))
+                   sources=tuple(raw.get("sources") or ()), dataset=raw.get("dataset"),
+                   hub=raw.get("hub"), remote=raw.get("remote"))
 
     def blobs(self) -> list[tuple[str, int, str]]:
         """(path as the run saw it, size, sha256) of each file it is made of."""
-        if self.kind == "directory":
+        if self.is_tree:
             return [(posixpath.join(self.path, f.path), f.size, f.sha256) for f in self.files]
         return [(self.path, self.size, self.sha256)]
 
@@ -98,10 +113,13 @@ def manifest_digest(entries: Iterable[Entry]) -> str:
     return digest.hexdigest()
 
 
-def directory(path: str, entries: Iterable[Entry], sources: tuple[str, ...] = ()) -> Input:
+def directory(path: str, entries: Iterable[Entry], sources: tuple[str, ...] = (),
+              hub: Mapping[str, str] | None = None) -> Input:
+    """A directory input; with ``hub``, a hub cache's repository folder (kind hub-model)."""
     files = manifest(entries)
-    return Input(path=path, kind="directory", size=sum(f.size for f in files),
-                 sha256=manifest_digest(files), files=files, sources=sources)
+    return Input(path=path, kind="hub-model" if hub else "directory",
+                 size=sum(f.size for f in files), sha256=manifest_digest(files), files=files,
+                 sources=sources, hub=hub)
 
 
 # ------------------------------------------------------------------ merging and the carry
@@ -118,7 +136,7 @@ def merge(inputs: Iterable[Input]) -> tuple[Input, ...]:
         sources = tuple(sorted({*seen.sources, *item.sources}))
         by_path[item.path] = replace(seen, sources=sources,
                                      dataset=seen.dataset or item.dataset)
-    dirs = [p for p, i in by_path.items() if i.kind == "directory"]
+    dirs = [p for p, i in by_path.items() if i.is_tree]
     kept = {p: i for p, i in by_path.items()
             if not any(p != d and p.startswith(d.rstrip("/") + "/") for d in dirs)}
     return tuple(kept[p] for p in sorted(kept))
@@ -131,6 +149,9 @@ def decide_carry(inputs: Iterable[Input], copy_max: int = DEFAULT_COPY_MAX,
     registry (``can_copy`` false) every input is referenced."""
     out, warnings, total = [], [], 0
     for item in inputs:
+        if item.kind == "remote":  # verified where it lives, never copied
+            out.append(replace(item, carry="reference"))
+            continue
         if can_copy and total + item.size <= copy_max:
             total += item.size
             out.append(replace(item, carry="copy"))
@@ -141,8 +162,9 @@ def decide_carry(inputs: Iterable[Input], copy_max: int = DEFAULT_COPY_MAX,
         warnings.append(f"input {item.path} ({human_size(item.size)}) is referenced, not "
                         f"copied: copies are capped at {human_size(copy_max)} in total; "
                         f"a replay needs the same bytes at that path ({CONFIG_HINT})")
-    if not can_copy and out:
-        warnings.append(f"{len(out)} input(s) are referenced only (hashes recorded): no "
+    local = [i for i in out if i.kind != "remote"]
+    if not can_copy and local:
+        warnings.append(f"{len(local)} input(s) are referenced only (hashes recorded): no "
                         "registry to copy them to; capture with --registry to carry them")
     return tuple(out), warnings
 
@@ -225,7 +247,10 @@ def _file_changes(old: tuple[Entry, ...], new: tuple[Entry, ...]) -> tuple[Chang
 
 def change(old: Input, new: Input) -> Change | None:
     """How ``new`` differs from ``old`` (the same path), None when it has the same bytes.
-    MLflow datasets also differ by the digest MLflow computed."""
+    MLflow datasets also differ by the digest MLflow computed, remote objects by their
+    ETag and VersionId."""
+    if old.remote is not None or new.remote is not None:
+        return _remote_change(old, new)
     digests = ((old.dataset or {}).get("digest"), (new.dataset or {}).get("digest"))
     if old.sha256 == new.sha256 and old.size == new.size and (
             None in digests or digests[0] == digests[1]):
@@ -233,8 +258,43 @@ def change(old: Input, new: Input) -> Change | None:
     detail = _detail(old.size, old.sha256, new.size, new.sha256)
     if None not in digests and digests[0] != digests[1]:
         detail += (", " if detail else "") + f"MLflow dataset digest {digests[0]} → {digests[1]}"
-    files = _file_changes(old.files, new.files) if "directory" in (old.kind, new.kind) else ()
+    files = _file_changes(old.files, new.files) if old.is_tree or new.is_tree else ()
     return Change(old.path, "changed", detail, files)
+
+
+def _remote_change(old: Input, new: Input) -> Change | None:
+    before, after = dict(old.remote or {}), dict(new.remote or {})
+    parts = [f"{key} {before.get(key) or '-'} → {after.get(key) or '-'}"
+             for key in ("etag", "version_id") if before.get(key) != after.get(key)]
+    if old.size != new.size:
+        parts.insert(0, f"size {old.size} → {new.size}")
+    return Change(old.path, "changed", ", ".join(parts)) if parts else None
+
+
+# ------------------------------------------------------------------ remote objects
+
+REMOTE_SCHEMES = ("s3://",)
+
+
+def is_remote(path: str) -> bool:
+    return path.startswith(REMOTE_SCHEMES)
+
+
+def s3_location(url: str) -> tuple[str, str]:
+    """(bucket, key) of ``s3://BUCKET/KEY``; ValueError when it names no object."""
+    bucket, _, key = url[len("s3://"):].partition("/")
+    if not url.startswith("s3://") or not bucket or not key or key.endswith("/"):
+        raise ValueError(f"{url} names no S3 object (s3://BUCKET/KEY)")
+    return bucket, key
+
+
+def remote(url: str, size: int, etag: str, version_id: str | None,
+           sources: tuple[str, ...] = ()) -> Input:
+    """A remote object, referenced by its identity: ETag (quotes dropped) and VersionId
+    (empty in an unversioned bucket). Its bytes are not read: sha256 stays empty."""
+    return Input(path=url, kind="remote", size=size, sha256="", carry="reference",
+                 sources=sources, remote={"etag": etag.strip('"'),
+                                          "version_id": version_id or ""})
 
 
 def diff(old: Iterable[Input], new: Iterable[Input]) -> InputsDiff:

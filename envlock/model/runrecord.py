@@ -23,6 +23,7 @@ VERSION = "envlock.version"  # the envlock release that captured it
 TRACKING_BACKEND = "envlock.tracking_backend"  # local store or server (model/backend.py)
 INPUTS = "envlock.inputs"  # the copied inputs' OCI artifact, pinned by digest
 INPUTS_PINNED = "envlock.inputs_pinned"  # "N (c copy, r reference)"
+INPUTS_READ = "envlock.inputs_read"  # how many files the run read under envlock.autolog()
 BASE_IMAGE = "envlock.base_image"  # the base, pinned by digest
 ENV_IMAGE_ID = "envlock.env_image_id"  # the shared environment image
 IMAGE = "envlock.image"  # the run's image by digest: set only once it exists in the registry
@@ -57,6 +58,7 @@ SBOM_ARTIFACT = "sbom.cdx.json"  # the image's CycloneDX SBOM
 REPLAY_HOST_ARTIFACT = "replay-host.yaml"  # the replaying host's snapshot
 REPORT_ARTIFACT = "report.html"  # `envlock report`'s page
 REPEAT_ARTIFACT = "repeat.json"  # every replay of a --repeat, per metric
+INPUTS_READ_ARTIFACT = "inputs-read.json"  # the files a run read and wrote (envlock.autolog())
 
 # ---- labels on envlock's images ------------------------------------------------------
 # (and the tags of the same names: version, env_digest, python, lock_digest, git_commit, dirty)

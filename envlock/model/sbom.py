@@ -329,7 +329,13 @@ def _input_item(item: Any, parent: str) -> Item:
     file; of a directory, its manifest), size and carry."""
     props = [("envlock:input_kind", item.kind), ("envlock:size", str(item.size)),
              ("envlock:carry", item.carry)]
-    if item.kind == "directory":
+    if item.remote:
+        props += [("envlock:etag", str(item.remote.get("etag"))),
+                  ("envlock:version_id", str(item.remote.get("version_id")))]
+    if item.hub:
+        props += [("envlock:hub_repo", str(item.hub.get("repo"))),
+                  ("envlock:hub_revision", str(item.hub.get("revision")))]
+    if item.is_tree:
         props += [("envlock:files", str(len(item.files))),
                   ("envlock:sha256_of", "manifest of (path, size, sha256)")]
     if item.dataset:

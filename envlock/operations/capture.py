@@ -144,6 +144,8 @@ class CaptureRequest:
     allow_files: tuple[str, ...] = ()
     #: Files and directories the run read (``--input``), besides the config's ``inputs``.
     inputs: tuple[str, ...] = ()
+    #: What ``envlock.autolog``'s audit hook saw the run read (``inputs-read.json``).
+    reads: dict[str, Any] | None = None
 
 
 #: capture()'s keywords that are not part of the request: what it works with.
@@ -214,10 +216,12 @@ def _pin_inputs(request: CaptureRequest, cfg: Any, lock: Lock, run: Any,
 
     can_copy = request.build and request.push and bool(cfg.get("registry", request.registry))
     datasets = getattr(tracker, "datasets", None)
+    read, outputs = inputs.reads(request.reads, run, tracker)
     sources = inputs.Sources(
         declared=request.inputs, configured=cfg.get("inputs"),
         command=lock.runtime.get("command"), allow=request.allow_files,
-        datasets=datasets(run.run_id) if datasets else (), started_ms=run.start_time)
+        datasets=datasets(run.run_id) if datasets else (), started_ms=run.start_time,
+        read=read, read_outputs=outputs)
     return inputs.pin(Path(request.project).absolute(), sources,
                       _copy_max(cfg.get("inputs_copy_max")), can_copy)
 

@@ -73,6 +73,10 @@ class Sources:
     datasets: Sequence[dict[str, Any]] = ()
     started_ms: int | None = None
     allow: tuple[str, ...] = ()
+    #: Files the run read (envlock.autolog's audit hook), and those it wrote then read.
+    read: Sequence[str] = ()
+    read_outputs: Sequence[str] = ()
+    s3: Any = None  # an envlock.adapters.s3.S3 (default: boto3's own configuration)
 
 
 def pin(project: Path, sources: Sources, copy_max: int, can_copy: bool) -> Pinned:
@@ -85,11 +89,14 @@ def pin(project: Path, sources: Sources, copy_max: int, can_copy: bool) -> Pinne
              *[(p, "config") for p in sources.configured],
              *[(p, "command") for p in found_inputs.command_paths(sources.command, project,
                                                                   tracked)],
-             *[(p, "mlflow") for p, _facts in datasets]]
+             *[(p, "mlflow") for p, _facts in datasets],
+             *[(p, "read") for p in sources.read]]
     scope = found_inputs.Scope(project, sources.started_ms * 1_000_000
                                if sources.started_ms else None, sources.allow)
     cache = found_inputs.load_cache()
-    found = found_inputs.collect(paths, scope, cache)
+    found = found_inputs.collect([p for p in paths if not model.is_remote(p[0])], scope, cache)
+    found.inputs += remote_inputs([p for p in paths if model.is_remote(p[0])], sources.s3)
+    found.outputs += [found_inputs.seen_as(Path(p), project) for p in sources.read_outputs]
     found_inputs.save_cache(cache)
     found_inputs.with_datasets(found, datasets, project)
     if found.missing:
@@ -115,6 +122,48 @@ def _left_out(found: Any, project: Path, ignored: list[str],
                    f"(declare it: envlock capture --input {unpinned[0]}, or inputs = "
                    f"[\"{unpinned[0]}\"] in [tool.envlock])")
     return out
+
+
+def remote_inputs(paths: Sequence[tuple[str, str]], s3: Any = None) -> list[Input]:
+    """``s3://`` inputs by reference: size, ETag and VersionId from a HEAD request."""
+    if not paths:
+        return []
+    out = []
+    for url, source in paths:
+        found = _head(url, s3)
+        if found is None:
+            raise UsageError(f"input {url}: no such S3 object",
+                             "fix the URL in --input, inputs = [...] or the command line")
+        out.append(model.remote(url, found["size"], found["etag"], found["version_id"],
+                                (source,)))
+    return out
+
+
+def _head(url: str, s3: Any) -> dict[str, Any] | None:
+    from envlock.adapters.s3 import S3
+
+    try:
+        bucket, key = model.s3_location(url)
+    except ValueError as exc:
+        raise UsageError(f"input {exc}", "name one object: s3://BUCKET/KEY") from exc
+    return (s3 or S3()).head(bucket, key)
+
+
+def reads(record: dict[str, Any] | None, run: Any, tracker: Any) -> tuple[list[str], list[str]]:
+    """(inputs, outputs) the run was seen reading: ``record`` (envlock.autolog's, logged
+    here on the run as ``envlock/inputs-read.json``), else the one a run logged earlier
+    (tag ``envlock.inputs_read``), else none."""
+    from envlock.model import readlog
+
+    if record is not None:
+        tracker.log_text(run.run_id, readlog.ARTIFACT, json.dumps(record, indent=1))
+        tracker.set_tags(run.run_id, {readlog.TAG: str(len(record.get("read") or ()))})
+        return readlog.read_paths(record), [str(p) for p in record.get("outputs") or ()]
+    fetch = getattr(tracker, "artifact_bytes", None)
+    if readlog.TAG not in run.tags or fetch is None:
+        return [], []
+    raw = fetch(run.run_id, f"envlock/{readlog.ARTIFACT}", 64 << 20)
+    return readlog.read_paths(json.loads(raw) if raw else None), []
 
 
 # ------------------------------------------------------------------ the registry
@@ -205,7 +254,7 @@ def restore(inputs: Sequence[Input], artifact: str | None, *, project: Path, wor
                           "(the verdict then names them)")
     missing = {c.path for c in changed if c.what == "missing"}
     mounts = [(str(_host_path(i.path, project)), model.container_path(i.path, workdir))
-              for i in referenced if i.path not in missing]
+              for i in referenced if i.path not in missing and i.kind != "remote"]
     if copied:
         if not artifact:
             raise InputsError(f"the run's copied inputs ({', '.join(i.path for i in copied)}) "
@@ -229,9 +278,19 @@ def check(referenced: Sequence[Input], project: Path) -> list[model.Change]:
         return []
     cache = found_inputs.load_cache()
     now: dict[str, Input | None] = {}
+    s3 = None
     for item in referenced:
+        if item.kind == "remote":
+            from envlock.adapters.s3 import S3
+
+            s3 = s3 or S3()
+            head = _head(item.path, s3)
+            now[item.path] = None if head is None else model.remote(
+                item.path, head["size"], head["etag"], head["version_id"])
+            continue
         path = _host_path(item.path, project)
-        now[item.path] = found_inputs.current(path, item.path, cache) if path.exists() else None
+        now[item.path] = (found_inputs.current(path, item.path, cache, item.hub)
+                          if path.exists() else None)
     # not saved: the cache holds only files capture scanned for secrets before hashing
     return model.verify(referenced, now)
 
@@ -293,7 +352,7 @@ def _download(registry: Any, repository: str, sha: str, size: int, target: Path)
 def materialize(item: Input, blobs: dict[str, Path]) -> Path:
     """A file input: its cached blob. A directory input: a tree of links to the blobs at
     ``$ENVLOCK_CACHE/inputs/trees/<manifest sha256>`` (made once)."""
-    if item.kind != "directory":
+    if not item.is_tree:
         return blobs[item.sha256]
     root = blob_root().parent.parent / "trees" / item.sha256
     if root.is_dir():

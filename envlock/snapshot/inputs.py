@@ -17,12 +17,13 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from envlock.errors import UsageError
+from envlock.model import hub
 from envlock.model import inputs as model
 from envlock.model.inputs import Entry, Input, StatCache
 
@@ -138,6 +139,9 @@ def collect(paths: Iterable[tuple[str, str]], scope: Scope, cache: StatCache) ->
 
 def _one(path: Path, source: str, scope: Scope, cache: StatCache, found: Found
          ) -> Input | None:
+    snapshot = hub.parse(path.absolute().as_posix())
+    if snapshot is not None:
+        return _hub(snapshot, source, scope, cache, found)
     name = seen_as(path, scope.project)
     if path.is_dir():
         entries = [e for full, rel in sorted(_walk(str(path)), key=lambda x: x[1])
@@ -148,6 +152,37 @@ def _one(path: Path, source: str, scope: Scope, cache: StatCache, found: Found
         return None
     return Input(path=name, kind="file", size=entry.size, sha256=entry.sha256,
                  sources=(source,))
+
+
+def _hub(entry: hub.HubEntry, source: str, scope: Scope, cache: StatCache, found: Found
+         ) -> Input | None:
+    """A hub cache's snapshot: its repository folder with the snapshot's files and the
+    refs that name its commit (:mod:`envlock.model.hub`), kind hub-model."""
+    refs = hub_refs(Path(entry.path))
+    name = seen_as(Path(entry.path), scope.project)
+    entries = [e for full, rel in _hub_files(entry, refs)
+               if (e := _entry(full, rel, _join(name, rel), scope, cache, found))]
+    return model.directory(name, entries, (source,), entry.facts(refs)) if entries else None
+
+
+def _hub_files(entry: hub.HubEntry, refs: dict[str, str]) -> list[tuple[str, str]]:
+    """(full path, path in the repository folder) of a snapshot's files and its refs."""
+    folder = Path(entry.path)
+    files = list(_walk(str(folder / entry.snapshot), entry.snapshot + "/")) if (
+        folder / entry.snapshot).is_dir() else []
+    files += [(str(folder / "refs" / r), f"refs/{r}") for r in refs]
+    return sorted((f for f in files if entry.carried(f[1], refs)), key=lambda x: x[1])
+
+
+def hub_refs(folder: Path) -> dict[str, str]:
+    """A hub repository folder's refs: branch (or tag) -> commit."""
+    out = {}
+    refs = folder / "refs"
+    for ref in sorted(refs.rglob("*")) if refs.is_dir() else ():
+        if ref.is_file():
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                out[ref.relative_to(refs).as_posix()] = ref.read_text().strip()
+    return out
 
 
 def _join(name: str, rel: str) -> str:
@@ -232,6 +267,9 @@ def command_paths(command: str | None, project: Path, tracked: set[str]) -> list
     out = []
     for arg in argv[1:]:
         value = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
+        if model.is_remote(value):
+            out.append(value)  # an object store's: looked at by reference, not here
+            continue
         if not value or value.startswith("-") or "/" not in value and "." not in value:
             continue
         path = Path(value).expanduser()
@@ -359,9 +397,16 @@ def _files_under(project: Path, folder: str, limit: int = 5000) -> list[str]:
     return out
 
 
-def current(path: Path, name: str, cache: StatCache) -> Input:
+def current(path: Path, name: str, cache: StatCache,
+            facts: Mapping[str, str] | None = None) -> Input:
     """What is at ``path`` now (``name``: the path as the run saw it), hashed through the
-    cache; nothing is skipped (it is compared, not pinned)."""
+    cache; nothing is skipped (it is compared, not pinned). ``facts``: a hub model's (only
+    its snapshot's files and refs are compared)."""
+    entry = hub.parse(f"{path}/snapshots/{facts.get('revision')}") if facts else None
+    if entry is not None:
+        files = _hub_files(entry, hub_refs(path))
+        return model.directory(name, [Entry(rel, *hashed(Path(full), cache))
+                                      for full, rel in files], hub=facts)
     if path.is_dir():
         entries = [Entry(rel, *hashed(Path(full), cache))
                    for full, rel in sorted(_walk(str(path)), key=lambda x: x[1])]

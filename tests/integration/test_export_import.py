@@ -80,10 +80,13 @@ def store_b(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def pushed(exp_a, infra, created_images):
-    """A run of examples/minimal captured in store A, its image pushed to the registry."""
+    """A run of examples/minimal captured in store A, its image pushed to the registry,
+    with one input outside the project copied beside it (issue #22)."""
+    weights = exp_a.root.parent / "weights.bin"  # before the run: after, it is an output
+    weights.write_bytes(b"w" * 1000)
     run_id = exp_a.train()
     return run_id, exp_a.capture(run_id, infra, created_images, "--registry",
-                                 f"{infra.registry}/{REPO}")
+                                 f"{infra.registry}/{REPO}", "--input", str(weights))
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +113,9 @@ def test_export_copies_the_pinned_image_and_the_run(exp_a, pushed, exported):
         listing = json.load(tar.extractfile("envlock/MANIFEST.json"))
     assert {"oci-layout", "index.json", "manifest.json", "envlock/envlock.lock.yaml",
             "envlock/Dockerfile", "envlock/untracked.txt", "envlock/run.json",
-            "envlock/MANIFEST.json", f"blobs/sha256/{digest.split(':')[1]}"} <= names
+            "envlock/MANIFEST.json", f"blobs/sha256/{digest.split(':')[1]}",
+            "inputs/manifest.json",
+            "inputs/sha256/" + __import__("hashlib").sha256(b"w" * 1000).hexdigest()} <= names
     assert index["manifests"][0]["digest"] == digest
     assert docker[0]["RepoTags"] == [f"{repository}:{run_id}"]
     assert listing["schema"] == "envlock.archive/1"
@@ -163,8 +168,9 @@ def test_import_into_another_repository_keeps_the_digest_and_replays(
     digest = result["image"]["manifest_digest"]
     forget_image(docker_client, payload["built"]["image_id"])
     target = f"{infra.registry}/{REPO}-imported"
+    cache = {"ENVLOCK_CACHE": str(tmp_path / "cache")}  # another host's: no input cached
     imported = in_store(store_b, "import", str(path), "--registry", target, "--json",
-                        cwd=tmp_path)
+                        cwd=tmp_path, **cache)
     assert imported.returncode == 0, imported.stderr[-3000:]
     out = json.loads(imported.stdout)["result"]
     assert out["image"] == f"{target}@{digest}" and out["reused"] is False
@@ -183,8 +189,13 @@ def test_import_into_another_repository_keeps_the_digest_and_replays(
     assert history == [(m.value, m.step, m.timestamp)
                        for m in client(exp_a.store).get_metric_history(run_id, "loss")]
     for key, value in old.data.tags.items():
-        if key != "envlock.image":
+        if key not in ("envlock.image", "envlock.inputs"):
             assert new.data.tags[key] == value, key
+    # the copied input travelled in the archive: cached here, pushed beside the image
+    assert new.data.tags["envlock.inputs"].startswith(f"{target}@sha256:")
+    blob = __import__("hashlib").sha256(b"w" * 1000).hexdigest()
+    assert (tmp_path / "cache" / "inputs" / "blobs" / "sha256" / blob).read_bytes() == \
+        b"w" * 1000
     assert new.data.tags["envlock.image"] == out["image"]
     assert new.data.tags["envlock.imported_from"] == run_id
     assert new.data.tags["envlock.imported_from_uri"] == exp_a.store
@@ -193,7 +204,7 @@ def test_import_into_another_repository_keeps_the_digest_and_replays(
     assert {"envlock/envlock.lock.yaml", "envlock/Dockerfile", "envlock/untracked.txt"} <= \
         artifacts
 
-    replayed = in_store(store_b, "replay", out["run_id"], "--json", cwd=tmp_path)
+    replayed = in_store(store_b, "replay", out["run_id"], "--json", cwd=tmp_path, **cache)
     assert replayed.returncode == 0, replayed.stderr[-3000:]
     comparison = json.loads(replayed.stdout)["result"]["comparison"]
     assert comparison["reproduced"] is True

@@ -11,8 +11,11 @@ changes its replay stops before running (exit 2), naming the file.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -66,10 +69,10 @@ def setup(tmp_path_factory, experiment_venv, infra, created_images):
     cache = str(base / "cache")
     command = f"python train.py --data {extra}"
 
-    def capture(run_id: str, **env: str) -> dict:
+    def capture(run_id: str, *args: str, **env: str) -> dict:
         result = exp.envlock("capture", "--run-id", run_id, "--python", str(exp.python),
                              "--command", command, "--base-image", infra.base_image,
-                             "--registry", f"{infra.registry}/{REPO}", "--json",
+                             "--registry", f"{infra.registry}/{REPO}", "--json", *args,
                              ENVLOCK_CACHE=cache, **env)
         assert result.returncode == 0, result.stderr[-3000:]
         payload = json.loads(result.stdout)["result"]
@@ -81,7 +84,7 @@ def setup(tmp_path_factory, experiment_venv, infra, created_images):
     run_b = exp.train("--data", str(extra))
     captured_b = capture(run_b, ENVLOCK_INPUTS_COPY_MAX="100")
     return {"exp": exp, "extra": extra, "cache": cache, "a": (run_a, captured_a),
-            "b": (run_b, captured_b)}
+            "b": (run_b, captured_b), "capture": capture}
 
 
 def test_capture_pins_declared_and_command_line_inputs_and_warns_of_unpinned_data(setup):
@@ -146,3 +149,154 @@ def test_replay_restores_copied_inputs_after_the_host_data_changed_and_was_delet
         extra.write_text(original)
         (exp.root / "data" / "train.csv").write_text("1\n2\n3\n")
         (exp.root / "data" / "ds.csv").write_text("x\n" * 100)
+
+
+AUTOLOGGED = """import os
+
+import envlock
+import mlflow
+
+envlock.autolog(build=False)
+config = open("conf.yaml").read()  # tracked code: not an input
+rows = open("data/train.csv").read().split()  # git-ignored, never declared
+extra = open(os.environ["EXTRA"], "rb").read()  # outside the project, not on the command line
+# a pretrained model from the hub cache, offline; safetensors mmaps it (not seen by the hook)
+from huggingface_hub import hf_hub_download
+from safetensors.numpy import load_file
+
+weights = load_file(hf_hub_download("org/tiny", "model.safetensors", local_files_only=True))
+config = open(hf_hub_download("org/tiny", "config.json", local_files_only=True)).read()
+with mlflow.start_run() as run:
+    with open("ckpt.bin", "wb") as out:
+        out.write(b"weights")
+    open("ckpt.bin", "rb").read()  # written by the run, then read: an output
+    mlflow.log_metric("rows", len(rows))
+print(run.info.run_id)
+"""
+
+
+def test_autolog_pins_the_files_the_run_read_and_not_what_it_wrote(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    root = init_repo(tmp_path / "auto", {"train.py": AUTOLOGGED, "conf.yaml": "lr: 1\n",
+                                        ".gitignore": "data/\nmlflow.db\n.envlock/\n"})
+    (root / "data").mkdir()
+    (root / "data" / "train.csv").write_text("1\n2\n")
+    extra = tmp_path / "shared" / "extra.bin"
+    extra.parent.mkdir()
+    extra.write_bytes(b"\x00" * 64)
+    model = write_hub_model(tmp_path / "hub")
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    out = subprocess.run([sys.executable, "train.py"], cwd=root, capture_output=True, text=True,
+                         env={**os.environ, "MLFLOW_TRACKING_URI": store, "EXTRA": str(extra),
+                              "ENVLOCK_CACHE": str(tmp_path / "cache"),
+                              "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"},
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_id = out.stdout.strip().splitlines()[-1]
+    client = MlflowClient(store)
+    assert client.get_run(run_id).data.tags["envlock.inputs_read"] == "3"
+    record = json.loads(Path(client.download_artifacts(
+        run_id, "envlock/inputs-read.json", str(tmp_path))).read_text())
+    assert record["read"] == sorted([str(root / "data" / "train.csv"), str(extra),
+                                     str(model["folder"] / "snapshots" / COMMIT / "config.json")])
+    assert record["outputs"] == [str(root / "ckpt.bin")]
+    lock = yaml.safe_load((root / ".envlock" / "runs" / run_id / "envlock.lock.yaml").read_text())
+    pinned = {i["path"]: i for i in lock["inputs"]}
+    assert {p: (i["sources"], i["size"], i["carry"]) for p, i in pinned.items()
+            if p != str(model["folder"])} == {"data/train.csv": (["read"], 4, "reference"),
+                                              str(extra): (["read"], 64, "reference")}
+    hub = pinned[str(model["folder"])]
+    assert (hub["kind"], hub["hub"]) == ("hub-model", {"repo": "org/tiny", "type": "model",
+                                                       "revision": COMMIT, "refs": "main"})
+    assert {f["path"]: f["sha256"] for f in hub["files"]} == {
+        f"snapshots/{COMMIT}/{name}": hashlib.sha256(body).hexdigest()
+        for name, body in model["files"].items()} | {
+        "refs/main": hashlib.sha256(COMMIT.encode()).hexdigest()}
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def write_hub_model(cache: Path) -> dict:
+    """A tiny model in the Hugging Face hub cache's layout: blobs named by their sha256,
+    a snapshot of relative links to them, refs/main naming the snapshot's commit."""
+    import numpy
+    from safetensors.numpy import save
+
+    folder = cache / "models--org--tiny"
+    files = {"config.json": b'{"hidden_size": 2}',
+             "model.safetensors": save({"w": numpy.arange(4, dtype=numpy.float32)})}
+    snapshot = folder / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    (folder / "blobs").mkdir()
+    for name, body in files.items():
+        blob = folder / "blobs" / hashlib.sha256(body).hexdigest()
+        blob.write_bytes(body)
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text(COMMIT)
+    return {"folder": folder, "files": files}
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """A real S3 API on 127.0.0.1 (moto's server), a versioned bucket, and the environment
+    that points boto3 (in envlock's processes too) at it."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import boto3
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H",
+                               "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    try:
+        for _ in range(100):
+            try:
+                client.create_bucket(Bucket="data")
+                break
+            except Exception:  # noqa: BLE001  not listening yet
+                time.sleep(0.2)
+        client.put_bucket_versioning(Bucket="data",
+                                     VersioningConfiguration={"Status": "Enabled"})
+        yield client, env
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_an_s3_input_is_pinned_by_etag_and_version_and_a_changed_one_stops_the_replay(
+        setup, s3):
+    client, env = s3
+    first = client.put_object(Bucket="data", Key="train.csv", Body=b"1\n2\n")
+    run_id = setup["exp"].train("--data", str(setup["extra"]))
+    payload = setup["capture"](run_id, "--input", "s3://data/train.csv", **env)
+    pinned = {i["path"]: i for i in payload["inputs"]["inputs"]}
+    assert pinned["s3://data/train.csv"]["carry"] == "reference"
+    assert pinned["s3://data/train.csv"]["size"] == 4
+    import yaml
+
+    lock = yaml.safe_load((setup["exp"].root / ".envlock" / "runs" / run_id
+                           / "envlock.lock.yaml").read_text())
+    (remote,) = [i["remote"] for i in lock["inputs"] if i["kind"] == "remote"]
+    assert remote == {"etag": first["ETag"].strip('"'), "version_id": first["VersionId"]}
+
+    client.put_object(Bucket="data", Key="train.csv", Body=b"1\n2\n3\n")
+    refused = setup["exp"].envlock("replay", run_id, ENVLOCK_CACHE=setup["cache"], **env)
+    assert refused.returncode == 2, refused.stderr
+    assert "s3://data/train.csv: changed (size 4 → 6, etag " in refused.stderr
+    assert "trained" not in refused.stderr

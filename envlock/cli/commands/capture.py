@@ -43,7 +43,8 @@ NoBuildOpt = Annotated[bool, typer.Option("--no-build", help="Record the lock on
 InputOpt = Annotated[list[str] | None, typer.Option(
     "--input", help="A file or directory the run read (data, weights; repeatable; besides "
     "[tool.envlock] inputs): pinned by sha256, copied to the registry up to "
-    "inputs_copy_max (1g), else referenced.")]
+    "inputs_copy_max (1g), else referenced. A path in a Hugging Face hub snapshot pins "
+    "that snapshot; s3://BUCKET/KEY is referenced by its ETag and VersionId.")]
 NoPushOpt = Annotated[bool, typer.Option("--no-push", help="Build locally, do not push.")]
 
 

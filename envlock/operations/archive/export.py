@@ -29,6 +29,7 @@ from envlock.operations.archive.format import (
     build_manifest,
     portable_record,
 )
+from envlock.operations.archive.inputs import export_inputs
 from envlock.operations.archive.streams import _atomic, _Writer
 from envlock.progress import Reporter, Silent
 
@@ -62,6 +63,8 @@ def export(run_id: str, output: str | Path, *, tracker: TrackerLike,
             image = source.write(reference, warnings)
             # --- provenance hook (issue #27): the image's attestations travel along ---
             warnings += provenance.export_attestations(writer.add_bytes, reference, credentials)
+            export_inputs(writer, run.tags, files.get("envlock.lock.yaml"), credentials,
+                          report)  # issue #22: an archive replays with no registry
             for rel, local in files.items():
                 with local.open("rb") as data:
                     writer.add_stream(f"{META_DIR}/{rel}", local.stat().st_size, data, None)

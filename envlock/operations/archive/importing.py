@@ -23,7 +23,9 @@ from envlock.operations.archive.format import (
     ImportResult,
     tags_to_copy,
 )
+from envlock.operations.archive.inputs import import_inputs
 from envlock.operations.archive.verify import verify
+from envlock.operations.inputs import TAG as INPUTS_TAG
 from envlock.progress import Reporter, Silent
 
 # ---------------------------------------------------------------- import
@@ -62,9 +64,11 @@ def import_archive(path: str | Path, *, registry: str | None = None,
         result.image = _load(contents, engine, report)
     # --- provenance hook (issue #27): the attestations go beside the pushed image ---
     result.warnings += provenance.attach_imported(result.image, attested, credentials)
+    pinned_inputs = import_inputs(contents, target, credentials)  # issue #22
     timings["image"] = round(time.monotonic() - mark, 2)
     mark = time.monotonic()
-    _recreate_run(tracker, contents, result, report)
+    _recreate_run(tracker, contents, result, report,
+                  {INPUTS_TAG: pinned_inputs} if pinned_inputs else {})
     timings["run"] = round(time.monotonic() - mark, 2)
     return result
 
@@ -135,9 +139,10 @@ def _load(contents: Contents, engine: EngineLike | None, report: Reporter) -> st
 
 
 def _recreate_run(tracker: TrackerLike, contents: Contents, result: ImportResult,
-                  report: Reporter) -> None:
+                  report: Reporter, pinned: dict[str, str]) -> None:
     """The run in this store: reused if this run was imported before, else created with its
-    params, metric histories, tags and artifacts; ``envlock.image`` is set last."""
+    params, metric histories, tags and artifacts; ``pinned`` (where its inputs are now)
+    and ``envlock.image`` are set last."""
     record = contents.run
     result.experiment_id = tracker.experiment_named(result.experiment)
     previous = tracker.runs_tagged(result.experiment_id, IMPORTED_FROM, record["run_id"])
@@ -148,8 +153,8 @@ def _recreate_run(tracker: TrackerLike, contents: Contents, result: ImportResult
         if run.tags.get(runrecord.ARCHIVE_SHA256) != contents.sha256:
             result.warnings.append(f"run {record['run_id']} was imported before (as "
                                    f"{run.run_id}) from another archive; kept that run")
-        if run.tags[runrecord.IMAGE] != result.image:
-            tracker.set_tags(run.run_id, {runrecord.IMAGE: result.image})
+        if run.tags[runrecord.IMAGE] != result.image or pinned:
+            tracker.set_tags(run.run_id, {**pinned, runrecord.IMAGE: result.image})
         report.step(f"run {record['run_id']} was imported before: run {run.run_id}")
         return
     for stale in previous:  # an import interrupted before envlock.image was set
@@ -167,7 +172,7 @@ def _recreate_run(tracker: TrackerLike, contents: Contents, result: ImportResult
         _upload_artifacts(tracker, contents, run_id)
         if record.get("status") and record["status"] != "RUNNING":
             tracker.finish_at(run_id, record["status"], record.get("end_time"))
-        tracker.set_tags(run_id, {runrecord.IMAGE: result.image})
+        tracker.set_tags(run_id, {**pinned, runrecord.IMAGE: result.image})
     except BaseException:
         with contextlib.suppress(Exception):  # the run is incomplete: do not leave it
             tracker.delete_run(run_id)

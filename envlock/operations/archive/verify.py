@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 from envlock.errors import UsageError
+from envlock.operations.archive import inputs
 from envlock.operations.archive.format import (
     _CHUNK,
     _SMALL,
@@ -31,12 +32,14 @@ def verify(path: str | Path) -> Contents:
     members, small, digest = _scan(archive)
     try:
         image, manifest, run = check_contents(members, small)
+        contents = Contents(path=archive, sha256=digest, members=members, image=image,
+                            manifest=manifest, run=run)
+        inputs.check(contents)
     except ArchiveError as exc:
         exc.message = f"{archive}: {exc.message}"
         exc.hint = exc.hint or "the archive is damaged or was modified; export it again"
         raise
-    return Contents(path=archive, sha256=digest, members=members, image=image,
-                    manifest=manifest, run=run)
+    return contents
 
 
 def _scan(archive: Path) -> tuple[dict[str, Member], dict[str, bytes], str]:
