@@ -11,31 +11,28 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import uuid
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT, init_repo
-from tests.integration.conftest import Experiment, same_mlflow, system_venv
-
-REPO = f"tests/shapes-{uuid.uuid4().hex[:8]}"
+from tests.integration.conftest import SEARCH_REPO, Experiment
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory, infra, created_images):
+def study(tmp_path_factory, infra, created_images, search_venv):
     """tests/experiments/optuna_search.py trained on the host and captured (no run id:
-    capture must pick the study's parent run, not the last trial)."""
+    capture must pick the study's parent run, not the last trial). The venv and its
+    environment image are the session's searches' (conftest's ``search_venv``)."""
     work = tmp_path_factory.mktemp("optuna")
     root = init_repo(work / "study", {
         "train.py": (ROOT / "tests" / "experiments" / "optuna_search.py").read_text(),
-        ".gitignore": "mlflow.db\n.envlock/\n.venv/\nmlruns/\n"})
-    exp = Experiment(root=root, python=system_venv(root / ".venv", *same_mlflow(
-        "mlflow-skinny"), "sqlalchemy", "alembic", "optuna"), store=f"sqlite:///{work}/o.db")
+        ".gitignore": "mlflow.db\n.envlock/\nmlruns/\n"})
+    exp = Experiment(root=root, python=search_venv, store=f"sqlite:///{work}/o.db")
     exp.train()
     result = exp.envlock("capture", "--python", str(exp.python), "--command",
                          "python train.py", "--base-image", infra.base_image, "--registry",
-                         f"{infra.registry}/{REPO}", "--json")
+                         f"{infra.registry}/{SEARCH_REPO}", "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     payload = json.loads(result.stdout)["result"]
     created_images.update({payload["built"]["image"], payload["built"]["env_image"]})
