@@ -27,7 +27,7 @@ import stat
 import tarfile
 import zlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,7 +303,14 @@ class LayerWriter:
         info.uname = info.gname = ""
         self.entries[info.name] = (info, source, member)
 
-    def close(self) -> Layer:
+    def content_size(self) -> int:
+        """The bytes of the files added so far: what :meth:`close` writes, headers aside."""
+        return sum(info.size for info, _source, _member in self.entries.values()
+                   if info.isfile())
+
+    def close(self, on_bytes: Callable[[int], None] | None = None) -> Layer:
+        """Write the entries; ``on_bytes(n)`` after each file's ``n`` content bytes (the
+        progress of a layer of a gigabyte)."""
         try:
             sink = self.sink
             for name in sorted(self.entries):
@@ -318,6 +325,8 @@ class LayerWriter:
                     sink.write(source)
                 if sink.offset % tarfile.BLOCKSIZE:
                     sink.write(_NUL[sink.offset % tarfile.BLOCKSIZE:])
+                if on_bytes is not None and info.size:
+                    on_bytes(info.size)
             sink.write(_NUL * 2)
             if sink.offset % _RECORD:
                 sink.write(bytes(_RECORD - sink.offset % _RECORD))

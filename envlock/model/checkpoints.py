@@ -20,6 +20,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 SAFETENSORS = (".safetensors",)
+#: top-level keys of a PyTorch Lightning checkpoint that hold training-loop and callback
+#: state, not weights: a tensor below them (a ModelCheckpoint's best score, its
+#: ``best_k_models`` keyed by absolute path) is metadata
+STATE = ("callbacks", "loops", "hyper_parameters", "datamodule_hyper_parameters")
 TORCH = (".pt", ".pth", ".ckpt")
 MAX_BYTES = 256 << 20  # larger checkpoints: by sha256 only
 _SHOWN = 6  # names shown in a reason
@@ -140,10 +144,11 @@ def max_delta(a: Any, b: Any) -> float | None:
 def compare_states(a: Mapping[str, Any], b: Mapping[str, Any],
                    same: Callable[[Any, Any], bool] = same_tensor) -> str:
     """One line: the tensors by name (identical, differing with their largest |Δ|, only
-    on one side), then the metadata keys that differ."""
-    tensors = sorted(k for k in a.keys() | b.keys() if _is_tensor(a.get(k, b.get(k))))
-    meta = sorted(k for k in a.keys() | b.keys() if k not in tensors and
-                  _plain(a.get(k)) != _plain(b.get(k)))
+    on one side), then the metadata keys that differ. Tensors of a Lightning
+    checkpoint's callback and loop state (:data:`STATE`) count as metadata."""
+    keys = a.keys() | b.keys()
+    tensors = sorted(k for k in keys if _is_weight(k, a.get(k, b.get(k))))
+    meta = sorted(k for k in keys if k not in tensors and not _same_meta(a, b, k, same))
     only = [k for k in tensors if (k in a) != (k in b)]
     differ = [k for k in tensors if k in a and k in b and not same(a[k], b[k])]
     parts = []
@@ -158,10 +163,40 @@ def compare_states(a: Mapping[str, Any], b: Mapping[str, Any],
         parts.append(f"identical weights ({len(tensors)} tensors)")
     if meta:
         lead = "only metadata differs" if not differ and not only else "metadata differs"
-        parts.append(f"{lead}: {_names(meta)}")
+        parts.append(f"{lead}: {_names(_labels(meta))}")
     elif not differ and not only:
         parts.append("the same metadata; only the file's encoding differs")
     return "; ".join(parts)
+
+
+def _is_weight(key: str, value: Any) -> bool:
+    return _is_tensor(value) and key.split(".", 1)[0] not in STATE
+
+
+def _same_meta(a: Mapping[str, Any], b: Mapping[str, Any], key: str,
+               same: Callable[[Any, Any], bool]) -> bool:
+    x, y = a.get(key), b.get(key)
+    if _is_tensor(x) and _is_tensor(y):
+        return bool(same(x, y))
+    return bool(_plain(x) == _plain(y))
+
+
+def _labels(keys: list[str]) -> list[str]:
+    """Metadata keys as a person reads them: a Lightning callback's state key
+    ``ModelCheckpoint{'monitor': …}`` shortened to ``ModelCheckpoint{…}``, and a dict keyed
+    by absolute paths (``best_k_models``) named once, by the dict; in order, no repeats."""
+    out: list[str] = []
+    for key in keys:
+        parts = []
+        for part in key.split("."):
+            if part.startswith("/"):
+                parts.append("<absolute path>")
+                break
+            parts.append(part.split("{", 1)[0] + "{…}" if "{" in part else part)
+        label = ".".join(parts)
+        if label not in out:
+            out.append(label)
+    return out
 
 
 def _plain(value: Any) -> Any:

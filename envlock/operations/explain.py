@@ -62,14 +62,16 @@ def _reason(tracker: TrackerLike, ids: tuple[str, str], path: str) -> str:
     return how(path, original, replay)
 
 
-def replay_facts(spec: ReplaySpec, context: Context, engine: EngineLike,
+def replay_facts(spec: ReplaySpec, context: Context, engine: EngineLike | None,
                  repeat: Repeat | None = None) -> Facts:
-    """What the original recorded (its lock, its tags) beside what this replay had."""
+    """What the original recorded (its lock, its tags) beside what this replay had. No
+    ``engine`` (a Kubernetes Job): the image's labels are not read, and the replay's host
+    is what ``context`` knows of it (nothing, before the Job is scheduled)."""
     from envlock.operations.replayplan import BASE_ENV
     from envlock.snapshot.runtime import DEFAULT_ALLOW
 
     locked: Any = context.locked
-    info = engine.image(spec.image)
+    info = engine.image(spec.image) if engine is not None else None
     return Facts(original_host=locked.get("host"), replay_host=context.host,
                  original_gpu=locked.get("gpu"), replay_gpu=context.host_gpu,
                  recorded_env=(locked.get("runtime") or {}).get("env") or {},

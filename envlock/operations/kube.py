@@ -27,6 +27,7 @@ from envlock.adapters.protocols import TrackerLike
 from envlock.errors import EnvlockError, UsageError
 from envlock.model import runrecord
 from envlock.model.compat import Verdict
+from envlock.model.explanations import Facts
 from envlock.model.kubejob import (
     JobSpec,
     check_name,
@@ -185,25 +186,29 @@ def replay_on_kubernetes(spec: ReplaySpec, context: Context, *, tracker: Tracker
                          output: Callable[[bytes], None] | None = None) -> KubeReplayResult:
     """Submit the replay Job of ``spec``, follow it to its end, compare the run trees by
     ``spec.checks``, tag the verdict."""
+    from envlock.operations.explain import replay_facts
+
     _check_tracking(tracker.uri)  # before the cluster is even looked for
     api = api or load_client()
     replay_id, job, verdict = submit(spec, context, tracker=tracker, options=options, api=api)
     try:
         result = conclude_replay(replay_id, tracker=tracker, checks=spec.checks, api=api,
-                                 output=output)
+                                 output=output, facts=replay_facts(spec, context, None))
     except BaseException:
         delete_job(job.namespace, job.name, api)  # interrupted or failed: not left behind
         raise
-    result.warnings = [*verdict.warnings, *verdict.problems]  # problems: forced
+    result.warnings = [*verdict.warnings, *verdict.problems, *result.warnings]  # forced
     return result
 
 
 def conclude_replay(replay_id: str, *, tracker: TrackerLike, checks: Checks | None = None,
-                    api: Any = None, output: Callable[[bytes], None] | None = None
-                    ) -> KubeReplayResult:
+                    api: Any = None, output: Callable[[bytes], None] | None = None,
+                    facts: Facts | None = None) -> KubeReplayResult:
     """Follow a submitted replay Job (running or done) to its end, then compare the run
     trees and tag the verdict: what ``replay --on kubernetes`` does after submitting, and
-    what ``verify --replay`` does for a ``--detach``-ed one."""
+    what ``verify --replay`` does for a ``--detach``-ed one. Then, as a local replay does,
+    the ranked explanations when it did not reproduce (from ``facts``: the original's and
+    the Job's, when the caller has them) and ``envlock/report.html`` on the replay run."""
     replay = tracker.run(replay_id)
     job, original = replay.tags.get(JOB_TAG), replay.tags.get(runrecord.REPLAY_OF)
     if not job or not original:
@@ -221,9 +226,27 @@ def conclude_replay(replay_id: str, *, tracker: TrackerLike, checks: Checks | No
     except BaseException as exc:
         fail_replay(tracker, replay_id, exc, tail, tag_reason=True)
         raise
-    return KubeReplayResult(original_run_id=original, replay_run_id=replay_id,
-                            image=replay.tags.get(runrecord.IMAGE, ""), exit_code=code,
-                            comparison=comparison, job=job)
+    result = KubeReplayResult(original_run_id=original, replay_run_id=replay_id,
+                              image=replay.tags.get(runrecord.IMAGE, ""), exit_code=code,
+                              comparison=comparison, job=job)
+    return _explained(result, tracker, facts, (checks or Checks()).policy)
+
+
+def _explained(result: KubeReplayResult, tracker: TrackerLike, facts: Facts | None,
+               policy: Any) -> KubeReplayResult:
+    """What a local replay adds to its verdict: the explanations (recorded on the replay
+    run, which the report reads), then the HTML report."""
+    from envlock.operations.explain import explain_replay
+    from envlock.operations.replay import log_report
+
+    replay_id = str(result.replay_run_id)
+    reproduced = result.exit_code == 0 and bool(result.comparison
+                                                and result.comparison.reproduced)
+    if facts is not None and not reproduced:
+        result.explanations = explain_replay(tracker, [replay_id], facts)
+    if result.comparison is not None:
+        result.warnings += log_report(tracker, result.original_run_id, [replay_id], policy)
+    return result
 
 
 # ------------------------------------------------------------------ a verification sweep

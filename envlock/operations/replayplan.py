@@ -182,8 +182,10 @@ def kubernetes(request: ReplayRequest, *, tracker: TrackerLike, config: Config
         env={**BASE_ENV, **given.env, **env}, shm_size=given.shm_size, cpus=given.cpus,
         memory=given.mem_limit, gpus=GpuRequest(count=count) if count else None,
         timeout=parsed["timeout"], checks=checks(request, config))
-    return spec, Context(run=run, locked={"frameworks": lock.frameworks, "gpu": lock.gpu},
-                         original_command=original, resources=given, force=request.force)
+    locked = {"frameworks": lock.frameworks, "gpu": lock.gpu,
+              "host": lock.host, "runtime": lock.runtime}  # host, runtime: explanations
+    return spec, Context(run=run, locked=locked, original_command=original, resources=given,
+                         force=request.force)
 
 
 def _inputs(lock: Any, run: Any, request: ReplayRequest,

@@ -311,6 +311,20 @@ def torch_venv(tmp_path_factory) -> Path:
                        *same_mlflow("mlflow-skinny"))
 
 
+#: The registry repository of every capture from ``search_venv``: one environment image.
+SEARCH_REPO = f"tests/search-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def search_venv(tmp_path_factory) -> Path:
+    """Full MLflow with scikit-learn, matplotlib and Optuna, outside any project, shared
+    by the session's searches (an autologged grid search, one with a training curve, an
+    Optuna study): one install of a few hundred MB instead of one per test module, and
+    their captures (to ``SEARCH_REPO``) one environment image, built by the first."""
+    return system_venv(tmp_path_factory.mktemp("searchvenv") / "venv",
+                       *same_mlflow("mlflow"), "scikit-learn", "matplotlib", "optuna")
+
+
 def same_mlflow(*names: str) -> list[str]:
     """``NAME==VERSION`` of the MLflow these tests read the experiments' stores with: a
     store written by a newer MLflow has a schema an older client refuses to open (mlflow

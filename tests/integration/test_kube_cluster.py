@@ -214,6 +214,28 @@ def test_the_preflight_reads_gpu_labels_from_the_real_node(gpu_node, cluster, re
                                       1, {"pool": "elsewhere"}).warnings  # selector: skipped
 
 
+def test_a_job_that_does_not_reproduce_is_explained_and_reported(captured, cluster,
+                                                                 tmp_path):
+    """As a local replay: the ranked explanations (printed, in --json, recorded on the
+    replay run) and envlock/report.html on the replay run."""
+    exp, run_id = captured
+    command = "python train.py --seed 1"
+    replayed = replay_on_kubernetes(exp, run_id, "--command", command)
+    assert replayed.returncode == 0, replayed.stderr[-3000:]  # the experiment itself ran
+    result = json.loads(replayed.stdout)["result"]
+    assert result["comparison"]["reproduced"] is False
+    why = result["explanations"][0]
+    assert why["kind"] == "command", result["explanations"]
+    assert why["evidence"] == ["original: python train.py", f"replay: {command}"]
+    client = mlflow_client(exp.store)
+    replay_id = result["replay_run_id"]
+    assert client.get_run(replay_id).data.tags["envlock.explanation"] == why["title"]
+    page = Path(client.download_artifacts(replay_id, "envlock/report.html", str(tmp_path)))
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and replay_id in text and command in text
+    assert "<svg" in text  # the loss history plotted, original against replay
+
+
 def test_a_detached_replay_is_concluded_later_by_verify(captured, cluster, tmp_path):
     exp, run_id = captured
     submitted = exp.envlock("replay", run_id, "--on", "kubernetes", "--detach", "--json")

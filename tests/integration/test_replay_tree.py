@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT, init_repo
-from tests.integration.conftest import Experiment, same_mlflow, system_venv
+from tests.integration.conftest import SEARCH_REPO, Experiment, system_venv
 
 REPO = f"tests/tree-{uuid.uuid4().hex[:8]}"
 EXPERIMENTS = ROOT / "tests" / "experiments"
@@ -39,15 +39,18 @@ def children(store: str, run_id: str) -> list:
 
 
 @pytest.fixture(scope="module")
-def search(tmp_path_factory, infra, created_images):
+def search(tmp_path_factory, infra, created_images, search_venv):
     """The search, trained on the host and captured (`envlock capture` with no run id:
     it must pick the search's parent, not the last candidate's child run)."""
-    exp = make(tmp_path_factory.mktemp("search"), "search", "search_autolog.py",
-               *same_mlflow("mlflow"), "scikit-learn", "matplotlib")
+    work = tmp_path_factory.mktemp("search")
+    root = init_repo(work / "search", {
+        "train.py": (EXPERIMENTS / "search_autolog.py").read_text(),
+        ".gitignore": "mlflow.db\n.envlock/\n.venv/\nmlruns/\n"})
+    exp = Experiment(root=root, python=search_venv, store=f"sqlite:///{work}/search.db")
     exp.train()
     result = exp.envlock("capture", "--python", str(exp.python), "--command",
                          "python train.py", "--base-image", infra.base_image, "--registry",
-                         f"{infra.registry}/{REPO}-search", "--json")
+                         f"{infra.registry}/{SEARCH_REPO}", "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     payload = json.loads(result.stdout)["result"]
     created_images.update({payload["built"]["image"], payload["built"]["env_image"]})

@@ -7,34 +7,30 @@ compared."""
 from __future__ import annotations
 
 import json
-import uuid
 import xml.etree.ElementTree as ET
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT, init_repo
-from tests.integration.conftest import Experiment, same_mlflow, system_venv
+from tests.integration.conftest import SEARCH_REPO, Experiment
 
-REPO = f"tests/verdicts-{uuid.uuid4().hex[:8]}"
 #: what scikit-learn's search logs per candidate that is wall clock
 TIMING = {"mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time"}
 
 
 @pytest.fixture(scope="module")
-def search(tmp_path_factory, infra, created_images):
+def search(tmp_path_factory, infra, created_images, search_venv):
     """tests/experiments/search_history.py trained on the host and captured."""
     work = tmp_path_factory.mktemp("verdicts")
     root = init_repo(work / "search", {
         "train.py": (ROOT / "tests" / "experiments" / "search_history.py").read_text(),
         ".gitignore": "mlflow.db\n.envlock/\n.venv/\nmlruns/\n"})
-    exp = Experiment(root=root, python=system_venv(root / ".venv", *same_mlflow("mlflow"),
-                                                   "scikit-learn"),
-                     store=f"sqlite:///{work}/search.db")
+    exp = Experiment(root=root, python=search_venv, store=f"sqlite:///{work}/search.db")
     exp.train()
     result = exp.envlock("capture", "--python", str(exp.python), "--command",
                          "python train.py", "--base-image", infra.base_image, "--registry",
-                         f"{infra.registry}/{REPO}", "--json")
+                         f"{infra.registry}/{SEARCH_REPO}", "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     payload = json.loads(result.stdout)["result"]
     created_images.update({payload["built"]["image"], payload["built"]["env_image"]})

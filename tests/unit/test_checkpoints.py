@@ -66,6 +66,34 @@ def test_a_lightning_like_checkpoint_with_callback_paths_is_identical_weights():
         "identical weights (2 tensors); the same metadata; only the file's encoding differs")
 
 
+def lightning_state(folder: str, run_id: str) -> dict:
+    """A checkpoint laid out as PyTorch Lightning 2.x saves it: ModelCheckpoint's state
+    under its long state key, its scores as tensors, ``best_k_models`` keyed by path."""
+    best, score = f"{folder}/epoch=0-step=1.ckpt", numpy.array(0.5, dtype="float32")
+    key = "ModelCheckpoint{'monitor': 'val_loss', 'mode': 'min', 'every_n_epochs': 1}"
+    return {"state_dict": {k: v.copy() for k, v in WEIGHTS.items()}, "epoch": 0,
+            "loops": {"fit_loop": {"epoch_progress": {"total": {"completed": 1}}}},
+            "callbacks": {key: {"dirpath": folder, "best_model_path": best,
+                                "best_model_score": score, "best_k_models": {best: score}}},
+            "hyper_parameters": {"lr": 0.01, "run_id": run_id}}
+
+
+def test_lightning_callback_state_is_metadata_even_where_it_holds_tensors_by_path():
+    a = flatten(lightning_state("/home/me/proj/checkpoints", "abc"))
+    b = flatten(lightning_state("/work/checkpoints", "def"))
+    assert compare_states(a, b) == (
+        "identical weights (2 tensors); only metadata differs: "
+        "callbacks.ModelCheckpoint{…}.best_k_models.<absolute path>, "
+        "callbacks.ModelCheckpoint{…}.best_model_path, callbacks.ModelCheckpoint{…}.dirpath, "
+        "hyper_parameters.run_id")
+    scored = lightning_state("/work/checkpoints", "def")
+    scored["callbacks"][next(iter(scored["callbacks"]))]["best_model_score"] = numpy.array(
+        0.25, dtype="float32")
+    assert compare_states(b, flatten(scored)) == (
+        "identical weights (2 tensors); only metadata differs: "
+        "callbacks.ModelCheckpoint{…}.best_model_score")
+
+
 def test_torch_checkpoints_are_read_when_torch_is_importable():
     try:
         import torch

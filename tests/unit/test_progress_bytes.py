@@ -79,3 +79,32 @@ def test_a_pull_reports_the_layers_bytes_and_returns_the_engine_error():
 def test_sizes_for_people():
     assert [size(n) for n in (999, 1_500, 2_000_000, 3_100_000_000)] == [
         "999 B", "1.5 kB", "2.0 MB", "3.1 GB"]
+
+
+def test_installs_and_layer_writes_report_their_bytes(tmp_path, monkeypatch):
+    """Staging real wheels and writing the layer from them: each a transfer whose bytes
+    reach its total (the wheels' sizes; the files' sizes), in plain lines in CI logs."""
+    from envlock.adapters.ocistore import Store
+    from envlock.image.layer import LayerWriter
+    from envlock.operations.build import assemble, stage
+    from tests.unit.test_stage_splice import FACTS, _lock, _noise, _wheel
+
+    monkeypatch.setattr(progress, "EVERY", 0.0)  # every advance makes a line
+    wheels = [_wheel(tmp_path, "aaa", {"aaa/__init__.py": _noise(3000, 1)}),
+              _wheel(tmp_path, "bbb", {"bbb/data.txt": _noise(5000, 2)})]
+    stream, root = io.StringIO(), tmp_path / "root"
+    with Reporter("envlock build", stream=stream, live=False):
+        members = stage.stage(_lock(), wheels, FACTS, root)  # type: ignore[arg-type]
+        layer = assemble.write_layer(Store(tmp_path / "store"), lambda w: (
+            stage.fill_environment(w, root, FACTS, members)), "writing the environment layer")
+    writer, seen = LayerWriter(io.BytesIO()), []
+    stage.fill_environment(writer, root, FACTS, members)
+    total = writer.content_size()
+    assert writer.close(seen.append) == layer  # the same layer, reported or not
+    assert total == sum(seen) and total > 8000  # the files, every one counted once
+    lines = stream.getvalue().splitlines()
+    wheel_bytes = size(sum(w.stat().st_size for w in wheels))
+    assert any(f"installing 2 wheels: {wheel_bytes} / {wheel_bytes} (100%)," in line
+               for line in lines), lines
+    assert any(f"writing the environment layer: {size(total)} / {size(total)} (100%)" in line
+               for line in lines), lines

@@ -162,7 +162,7 @@ def _repeated(request: Any, times: int, settings: Any, login: tuple[str | None, 
 def _on_kubernetes(request: Any, options: Any, settings: Any, *, dry_run: bool, detach: bool,
                    as_json: bool) -> int:
     from envlock.cli import output as out
-    from envlock.cli.render import comparison_table
+    from envlock.cli.render import comparison_table, explanations_text
     from envlock.model import yamlout
     from envlock.operations import kube, replayplan
 
@@ -183,6 +183,7 @@ def _on_kubernetes(request: Any, options: Any, settings: Any, *, dry_run: bool, 
              f"{result.exit_code}, replay run {result.replay_run_id}"]
     if result.comparison:
         lines.append(comparison_table(result.comparison))
+    lines += explanations_text(result.explanations)
     return out.emit(result.to_dict(), "\n".join(lines), result.exit_code)
 
 

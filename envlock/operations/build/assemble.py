@@ -83,12 +83,14 @@ def child(parent: Assembled, layer: Layer, changes: tuple[str, ...] | list[str],
                      remote=dict(parent.remote))
 
 
-def write_layer(store: Store, fill: Any) -> Layer:
-    """A layer written by ``fill(writer)`` straight into the store."""
+def write_layer(store: Store, fill: Any, label: str = "writing the layer") -> Layer:
+    """A layer written by ``fill(writer)`` straight into the store, its bytes reported as
+    a transfer (``label``: done of the files' total, rate, time left)."""
     with store.writing() as (handle, named):
         writer = LayerWriter(handle)
         fill(writer)
-        layer = writer.close()
+        with progress.transfer(label, writer.content_size()) as moving:
+            layer = writer.close(moving.advance)
         named.append(layer.digest)
     return layer
 

@@ -293,7 +293,7 @@ def _verified_layer(job: Job, root: Path, facts: Any, members: Any, rootfs: Path
         try:
             with timer("env_layer"):
                 layer = assemble.write_layer(job.store, lambda w: stage.fill_environment(
-                    w, root, facts, members))
+                    w, root, facts, members), "writing the environment layer")
         finally:
             raw = probing.result() if probing is not None else None
     where = stage.ROOTFS_PROOF if rootfs else "staged environment"

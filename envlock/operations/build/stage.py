@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from envlock import progress
 from envlock.adapters import proc
 from envlock.adapters.imagefs import Link, RemoteImage, read_files, resolve_link
 from envlock.errors import EnvlockError, UsageError
@@ -185,8 +186,6 @@ def stage(lock: Lock, wheels: list[Path], facts: BaseFacts, root: Path,
     ``.py`` files as soon as it is installed, so byte-compiling overlaps the installs.
     Returns the files written unchanged from a deflated member, by arcname (the layer
     carries their deflate streams as they are)."""
-    from envlock.operations.build.wheelinstall import install_wheel
-
     venv = root / render.VENV.strip("/")
     major, minor = lock.python["version"].split(".")[:2]
     _venv_layout(venv, facts, lock, f"{major}.{minor}")
@@ -194,22 +193,30 @@ def stage(lock: Lock, wheels: list[Path], facts: BaseFacts, root: Path,
               "headers": f"{render.VENV}/include/site/python{major}.{minor}",
               "scripts": f"{render.VENV}/bin", "data": render.VENV}
     members: dict[str, Member] = {}
-    for wheel in wheels:
-        try:
-            written, sources = install_wheel(wheel, scheme, root,
-                                             interpreter=f"{render.VENV}/bin/python")
-        except Exception as exc:  # noqa: BLE001 - installer raises plain exceptions
-            raise StageError(f"wheel {wheel.name} cannot be installed: {exc}",
-                             "its RECORD does not match its files: provision it again "
-                             "(envlock build --no-cache) or rebuild the wheel") from exc
-        for arcname, member in written.items():
-            if member is None:
-                members.pop(arcname, None)
-            else:
-                members[arcname] = member
-        if compiler is not None:
-            compiler.send(sources)
+    sizes = [wheel.stat().st_size for wheel in wheels]
+    with progress.transfer(f"installing {len(wheels)} wheels", sum(sizes)) as moving:
+        for wheel, size in zip(wheels, sizes, strict=True):
+            written, sources = _install(wheel, scheme, root)
+            for arcname, member in written.items():
+                if member is None:
+                    members.pop(arcname, None)
+                else:
+                    members[arcname] = member
+            if compiler is not None:
+                compiler.send(sources)
+            moving.advance(size)  # of the wheels' bytes
     return members
+
+
+def _install(wheel: Path, scheme: dict[str, str], root: Path) -> tuple[Any, Any]:
+    from envlock.operations.build.wheelinstall import install_wheel
+
+    try:
+        return install_wheel(wheel, scheme, root, interpreter=f"{render.VENV}/bin/python")
+    except Exception as exc:  # noqa: BLE001 - installer raises plain exceptions
+        raise StageError(f"wheel {wheel.name} cannot be installed: {exc}",
+                         "its RECORD does not match its files: provision it again "
+                         "(envlock build --no-cache) or rebuild the wheel") from exc
 
 
 def _venv_layout(venv: Path, facts: BaseFacts, lock: Lock, minor: str) -> None:
