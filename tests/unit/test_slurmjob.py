@@ -14,6 +14,7 @@ from envlock.model.slurmjob import (
     SlurmSettings,
     Task,
     batch_script,
+    charliecloud_argv,
     is_insecure,
     job_state,
     min_driver,
@@ -122,12 +123,35 @@ def test_gpus_are_a_count_and_the_driver_preflight_runs_in_the_job():
 
 def test_charliecloud_pulls_and_runs_with_only_the_specs_environment():
     script = batch_script(job(spec(network="none"), runtime="charliecloud"))
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
     pull, run = arrays(script, "PULL")[0], arrays(script, "RUN")[0]
-    assert pull[:3] == ["ch-image", "pull", "--tls-no-verify"] and IMAGE in pull
-    assert run[:3] == ["ch-run", "--unset-env=*", "--env-no-expand"]
+    # --tls-no-verify is ch-image's global option, and requests lets REQUESTS_CA_BUNDLE
+    # override it: both are dropped only for the loopback registry
+    assert pull == ["env", "-u", "REQUESTS_CA_BUNDLE", "-u", "CURL_CA_BUNDLE", "ch-image",
+                    "--no-cache", "--tls-no-verify", "pull", IMAGE, "envlock-" + "a" * 16]
+    assert run[:4] == ["unshare", "--user", "--map-current-user", "--net"]  # --network none
+    ch_run = run[run.index("ch-run"):]
+    assert ch_run[1:7] == ["--uid=1000", "--gid=1000", "--private-tmp", "--unset-env=*",
+                           "--set-env", "--env-no-expand"]
+    assert "--bind=/shared/jobs/job-1/0/work:/workspace" in ch_run
+    assert "--set-env=A=b c $HOME" in ch_run  # literal, as with Podman
     assert run[-4:] == ["--", "/bin/sh", "-c", EVIL]
+    assert "CH_NAME=envlock-" + "a" * 16 in script and "WORKDIR=/workspace" in script
+    assert arrays(script, "POINTS") == [["/envlock/mlruns"]]  # made in the storage copy
     with pytest.raises(UsageError, match="Charliecloud"):
         batch_script(job(spec(network="bridge"), runtime="charliecloud"))
+
+
+def test_charliecloud_keeps_tls_checks_timeout_and_the_host_network_as_asked():
+    remote = "registry.lab:5000/runs/exp@sha256:" + "b" * 64
+    pull, run = charliecloud_argv(spec(image=remote, network="host", timeout=90, user=4242),
+                                  "/shared/t", SlurmSettings())
+    assert pull == ["ch-image", "--no-cache", "pull", remote, "envlock-" + "b" * 16]
+    assert run[:4] == ["timeout", "--kill-after=10", "90", "ch-run"]  # no unshare: host
+    assert "--uid=4242" in run and "--gid=4242" in run
+    listed = charliecloud_argv(spec(image=remote), "/t",
+                               SlurmSettings(insecure_registries=("registry.lab:5000",)))[0]
+    assert "--tls-no-verify" in listed
 
 
 def test_a_job_folder_sbatch_cannot_read_is_refused():
