@@ -6,8 +6,8 @@ several for a sweep) for Podman (the image pulled by digest, then ``podman run``
 hardening, resources, environment, mounts, network and timeout a local replay has) or
 Charliecloud (``ch-image pull`` / ``ch-run``, hardened alike). Every value from a user, a run
 or the config reaches the shell through :func:`shlex.quote`; the ``#SBATCH`` lines (which no
-shell reads) take only values checked against a strict pattern. GPUs are asked for through GRES and the
-driver pre-flight runs inside the job, on the allocated node.
+shell reads) take only values checked against a strict pattern. GPUs are asked for through
+GRES and the driver pre-flight runs inside the job, on the allocated node.
 
 Each task writes into its own folder on the shared filesystem: ``output.log`` (everything
 it prints), ``status`` (one line: ``exit N``, ``timeout``, ``pull-failed …`` or
