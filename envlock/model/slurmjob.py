@@ -351,13 +351,25 @@ if [ "$GPUS" -gt 0 ]; then
   nvidia-smi --query-gpu=index,name,driver_version,compute_cap --format=csv,noheader \
     >"$TASK_DIR/gpus.csv" 2>/dev/null || true
 fi
-if ! out=$("${PULL[@]}" 2>&1); then
+pull() { "${PULL[@]}"; }
+if [ "$RUNTIME" = charliecloud ]; then
+  # One pull at a time per storage (ch-image locks it), and an image pulled whole is not
+  # pulled again: its name is its digest, and another task may be running on it.
+  storage="${CH_IMAGE_STORAGE:-/var/tmp/$USER.ch}"
+  mkdir -p "$storage.envlock"
+  pull() {
+    flock 9 || return
+    [ -e "$storage.envlock/$CH_NAME" ] && [ -d "$storage/img/$CH_NAME" ] && return 0
+    "${PULL[@]}" && touch "$storage.envlock/$CH_NAME"
+  } 9>"$storage.envlock/lock"
+fi
+if ! out=$(pull 2>&1); then
   status "pull-failed: $(echo "$out" | tail -1)"; echo "$out"; exit 3
 fi
 if [ "$RUNTIME" = charliecloud ]; then
   # the mount points (empty folders in the storage's copy, as Podman makes them), and the
   # workspace: a writable copy of the image's (the image itself stays read-only)
-  img="${CH_IMAGE_STORAGE:-/var/tmp/$USER.ch}/img/$CH_NAME"
+  img="$storage/img/$CH_NAME"
   for point in "${POINTS[@]}"; do mkdir -p "$img$point"; done
   rm -rf "$TASK_DIR/work"
   cp -a "$img$WORKDIR" "$TASK_DIR/work" 2>/dev/null || mkdir -p "$TASK_DIR/work"

@@ -188,3 +188,32 @@ def test_job_states_from_sacct_and_scontrol_rows():
                          "NodeList=(null) Partition=debug Command=/a b/job.sbatch")
     assert row["ArrayTaskId"] == "0-3%2" and row["Reason"] == "JobArrayTaskLimit"
     assert row["Partition"] == "debug" and row["Command"] == "/a b/job.sbatch"
+
+
+def test_a_charliecloud_task_pulls_an_image_once_and_runs_on_a_copy_of_its_workspace(tmp_path):
+    """The script itself, with stand-ins for ch-image, ch-run and unshare on PATH."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    stubs = {
+        "ch-image": 'echo pull >>"$LOG"; img="$CH_IMAGE_STORAGE/img/${@: -1}"\n'
+                    'mkdir -p "$img/workspace" && echo code >"$img/workspace/train.py"',
+        "unshare": 'while [ "$1" != ch-run ]; do shift; done; exec "$@"',
+        "ch-run": 'echo "run $*" >>"$LOG"; echo trained',
+    }
+    for name, body in stubs.items():
+        (bin_ / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_ / name).chmod(0o755)
+    script = tmp_path / "job.sh"
+    task = tmp_path / "task"
+    script.write_text(batch_script(SlurmJob((Task(spec(), str(task)),),
+                                            SlurmSettings(runtime="charliecloud"), "/jobs")))
+    env = {"PATH": f"{bin_}:/usr/bin:/bin", "LOG": str(tmp_path / "log"), "USER": "u",
+           "CH_IMAGE_STORAGE": str(tmp_path / "ch"), "SLURM_JOB_ID": "7"}
+    for _ in range(2):
+        subprocess.run(["bash", str(script)], env=env, check=True, timeout=60)
+    calls = (tmp_path / "log").read_text().splitlines()
+    assert [c.split()[0] for c in calls] == ["pull", "run", "run"]  # pulled once
+    assert (task / "status").read_text() == "exit 0\n" and "trained" in (
+        task / "output.log").read_text()
+    assert (task / "work" / "train.py").read_text() == "code\n"  # the writable copy
+    assert (tmp_path / "ch" / "img" / ("envlock-" + "a" * 16) / "envlock" / "mlruns").is_dir()
