@@ -28,7 +28,7 @@ import pytest
 from tests import slurm
 from tests.conftest import ROOT
 from tests.integration.conftest import make_experiment
-from tests.registry import CONFIG, Registry, free_port
+from tests.registry import RegistryError, start_tls
 
 REPO = f"tests/slurm-{uuid.uuid4().hex[:8]}"
 
@@ -66,33 +66,10 @@ def storage(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tls_registry(tmp_path_factory):
     """Debian's docker-registry over HTTPS on 127.0.0.1, its certificate self-signed."""
-    import ssl
-    import urllib.request
-
-    work = tmp_path_factory.mktemp("tls-registry")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-keyout", work / "key.pem", "-out", work / "cert.pem", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
-    port = free_port()
-    config = work / "config.yml"
-    config.write_text(CONFIG.format(data=work / "data", port=port) +
-                      f"  tls:\n    certificate: {work}/cert.pem\n    key: {work}/key.pem\n")
-    with open(work / "registry.log", "wb") as log:
-        process = subprocess.Popen(["docker-registry", "serve", str(config)],
-                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    registry = Registry(f"127.0.0.1:{port}", work, process)
-    context = ssl.create_default_context(cafile=work / "cert.pem")
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(f"https://{registry.address}/v2/", context=context, timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                registry.stop()
-                pytest.fail(f"the TLS registry did not start:\n{registry.log_tail()}")
-            time.sleep(0.1)
+    try:
+        registry = start_tls(tmp_path_factory.mktemp("tls-registry"))
+    except RegistryError as exc:
+        pytest.fail(str(exc), pytrace=False)
     yield registry.address
     registry.stop()
 
