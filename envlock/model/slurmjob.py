@@ -264,6 +264,8 @@ def podman_argv(spec: ReplaySpec, task_dir: str, settings: SlurmSettings
            f"--volume={task_dir}/mlruns:{STORE_MOUNT}",
            *(f"--volume={m.source}:{m.target}{':ro' if m.read_only else ''}"
              for m in spec.mounts),
+           *(f"--volume={m.source}:{m.target}:ro"  # the run's pinned inputs
+             for m in sorted(spec.inputs, key=lambda m: m.target)),
            f"--network={spec.network}"]
     if spec.sets_hostname:
         run += [f"--hostname={spec.hostname}", f"--add-host={spec.hostname}:{LOOPBACK}"]
@@ -300,6 +302,10 @@ def charliecloud_argv(spec: ReplaySpec, task_dir: str, settings: SlurmSettings
     if not spec.argv:
         raise UsageError("Charliecloud runs no image CMD: the replay needs its command",
                          "pass --command")
+    if spec.inputs or any(m.read_only for m in spec.mounts):
+        raise UsageError("Charliecloud 0.31 binds folders read-write only: the run's pinned "
+                         "inputs and read-only mounts would not be read-only",
+                         "use the podman runtime (--runtime podman)")
     pull = ["ch-image", "--no-cache", "pull", spec.image, charliecloud_name(spec.image)]
     if is_insecure(spec.image, settings):
         pull = ["env", "-u", "REQUESTS_CA_BUNDLE", "-u", "CURL_CA_BUNDLE",
@@ -370,9 +376,14 @@ if [ "$RUNTIME" = charliecloud ]; then
   # the mount points (empty folders in the storage's copy, as Podman makes them), and the
   # workspace: a writable copy of the image's (the image itself stays read-only)
   img="$storage/img/$CH_NAME"
-  for point in "${POINTS[@]}"; do mkdir -p "$img$point"; done
   rm -rf "$TASK_DIR/work"
   cp -a "$img$WORKDIR" "$TASK_DIR/work" 2>/dev/null || mkdir -p "$TASK_DIR/work"
+  for point in "${POINTS[@]}"; do
+    case "$point/" in
+      "$WORKDIR"/*) mkdir -p "$TASK_DIR/work${point#"$WORKDIR"}" ;;
+      *) mkdir -p "$img$point" ;;
+    esac
+  done
   chmod -R a+rwX "$TASK_DIR/work"
 fi
 container="envlock-${SLURM_JOB_ID}-$TASK"

@@ -152,6 +152,22 @@ def test_charliecloud_keeps_tls_checks_timeout_and_the_host_network_as_asked():
     listed = charliecloud_argv(spec(image=remote), "/t",
                                SlurmSettings(insecure_registries=("registry.lab:5000",)))[0]
     assert "--tls-no-verify" in listed
+    with pytest.raises(UsageError, match="read-write only"):  # ch-run has no read-only bind
+        charliecloud_argv(spec(inputs=(Mount("/blobs/1", "/workspace/data.csv", True),)),
+                          "/t", SlurmSettings())
+    rw = charliecloud_argv(spec(mounts=(Mount("/scratch", "/workspace/out"),)), "/t",
+                           SlurmSettings())[1]
+    assert "--bind=/scratch:/workspace/out" in rw
+
+
+def test_podman_mounts_the_runs_pinned_inputs_read_only_after_the_workspace():
+    run = podman_argv(spec(inputs=(Mount("/blobs/2", "/workspace/b.csv", True),
+                                   Mount("/blobs/1", "/workspace/a.csv", True))),
+                      "/t", SlurmSettings())[1]
+    volumes = [a for a in run if a.startswith("--volume=")]
+    assert volumes[0] == "--volume=/workspace"
+    assert volumes[-2:] == ["--volume=/blobs/1:/workspace/a.csv:ro",
+                            "--volume=/blobs/2:/workspace/b.csv:ro"]
 
 
 def test_a_job_folder_sbatch_cannot_read_is_refused():
@@ -205,7 +221,8 @@ def test_a_charliecloud_task_pulls_an_image_once_and_runs_on_a_copy_of_its_works
         (bin_ / name).chmod(0o755)
     script = tmp_path / "job.sh"
     task = tmp_path / "task"
-    script.write_text(batch_script(SlurmJob((Task(spec(), str(task)),),
+    mounts = (Mount("/scratch", "/workspace/out"), Mount("/scratch", "/data"))
+    script.write_text(batch_script(SlurmJob((Task(spec(mounts=mounts), str(task)),),
                                             SlurmSettings(runtime="charliecloud"), "/jobs")))
     env = {"PATH": f"{bin_}:/usr/bin:/bin", "LOG": str(tmp_path / "log"), "USER": "u",
            "CH_IMAGE_STORAGE": str(tmp_path / "ch"), "SLURM_JOB_ID": "7"}
@@ -216,4 +233,7 @@ def test_a_charliecloud_task_pulls_an_image_once_and_runs_on_a_copy_of_its_works
     assert (task / "status").read_text() == "exit 0\n" and "trained" in (
         task / "output.log").read_text()
     assert (task / "work" / "train.py").read_text() == "code\n"  # the writable copy
-    assert (tmp_path / "ch" / "img" / ("envlock-" + "a" * 16) / "envlock" / "mlruns").is_dir()
+    image = tmp_path / "ch" / "img" / ("envlock-" + "a" * 16)
+    # the mount points: in the workspace's copy, or in the storage's copy of the image
+    assert (image / "envlock" / "mlruns").is_dir() and (image / "data").is_dir()
+    assert (task / "work" / "out").is_dir() and not (image / "workspace" / "out").exists()
