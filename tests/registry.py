@@ -186,29 +186,31 @@ class Registry:
                 self.process.wait(timeout=STOP_TIMEOUT)
 
 
-def start_tls(workdir: Path) -> Registry:
-    """An open registry served over HTTPS, its certificate self-signed (``openssl``) for
-    127.0.0.1: for clients that speak only HTTPS (Charliecloud's ``ch-image``); Docker and
-    Podman take it too, as they skip the check for loopback or ``--tls-verify=false``."""
+def start_tls(workdir: Path, host: str = "127.0.0.1") -> Registry:
+    """An open registry served over HTTPS on ``host``, its certificate self-signed
+    (``openssl``, ``cert.pem`` in ``workdir``): for clients that speak only HTTPS
+    (Charliecloud's ``ch-image``). envlock's own registry client speaks plain HTTP to
+    loopback registries, so a capture into it needs a non-loopback ``host`` and the
+    certificate trusted (``REQUESTS_CA_BUNDLE``)."""
     import ssl
 
     workdir.mkdir(parents=True, exist_ok=True)
     cert, key = workdir / "cert.pem", workdir / "key.pem"
     made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
-                           "2", "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                           "-addext", "subjectAltName=IP:127.0.0.1"],
+                           "2", "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={host}",
+                           "-addext", f"subjectAltName=IP:{host}"],
                           capture_output=True, text=True, timeout=60)
     if made.returncode != 0:
         raise RegistryError(f"openssl could not make a certificate: {made.stderr.strip()}")
     port = free_port()
     config = workdir / "config.yml"
-    config.write_text(CONFIG.format(data=workdir / "data", port=port) +
-                      f"  tls:\n    certificate: {cert}\n    key: {key}\n")
+    text = CONFIG.format(data=workdir / "data", port=port).replace("127.0.0.1:", f"{host}:")
+    config.write_text(text + f"  tls:\n    certificate: {cert}\n    key: {key}\n")
     with open(workdir / "registry.log", "wb") as log:
         process = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT,
                                    preexec_fn=_die_with_parent)
-    registry = Registry(f"127.0.0.1:{port}", workdir, process)
+    registry = Registry(f"{host}:{port}", workdir, process)
     context = ssl.create_default_context(cafile=str(cert))
     deadline = time.monotonic() + START_TIMEOUT
     while process.poll() is None and time.monotonic() < deadline:
