@@ -6,19 +6,22 @@ Not a test: run it by hand, as root, from the repository root, with the test
 infrastructure (``benchlib.infra_env()``) and the one-node Slurm of ``scripts/slurm``
 (started here; idempotent)::
 
-    .venv/bin/python bench/bench_slurm.py [--rounds 3] [--json FILE]
+    .venv/bin/python bench/bench_slurm.py [--rounds 3] [--runtime charliecloud] [--json FILE]
 
 The minimal example is trained and captured (pushed to the test registry); one warm-up
 replay each way pulls the image (Docker: local already; Podman: into a storage of this
 bench's own). Then ``--rounds`` rounds, order alternating, of ``envlock replay RUN --json``
 (the local Docker engine) and ``envlock replay RUN --on slurm --json`` (sbatch, Podman in
-the job, the store relayed). Overhead = median(slurm) - median(local); ratio =
+the job, the store relayed; with ``--runtime charliecloud``, ``ch-image``/``ch-run``, the run
+captured into an HTTPS registry of the bench's own, as Charliecloud pulls only over HTTPS).
+Overhead = median(slurm) - median(local); ratio =
 median(slurm) / median(local). The pull is one-time and reported separately.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -55,6 +58,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--envlock", default=str(Path(sys.prefix) / "bin" / "envlock"))
+    ap.add_argument("--runtime", choices=("podman", "charliecloud"), default="podman")
     args = ap.parse_args()
     started = subprocess.run(["bash", str(REPO / "scripts" / "slurm" / "start.sh")],
                              capture_output=True, text=True, timeout=900)
@@ -65,15 +69,25 @@ def main() -> int:
     exp = wd / "experiment"
     env = {**os.environ, **infra, "MLFLOW_TRACKING_URI": f"sqlite:///{exp}/mlflow.db",
            "ENVLOCK_CONFIG": str(wd / "envlock.yaml"),
-           "CONTAINERS_STORAGE_CONF": str(wd / "storage.conf")}
-    (wd / "envlock.yaml").write_text(f"slurm:\n  job_dir: {wd}/jobs\n")
+           "CONTAINERS_STORAGE_CONF": str(wd / "storage.conf"),
+           "CH_IMAGE_STORAGE": str(wd / "charliecloud"),
+           "PATH": f"/usr/bin:{os.environ['PATH']}"}  # ch-image runs on Debian's python3
+    (wd / "envlock.yaml").write_text(f"slurm:\n  job_dir: {wd}/jobs\n  runtime: {args.runtime}\n")
+    registry = infra["ENVLOCK_TEST_REGISTRY"]
+    if args.runtime == "charliecloud":
+        from tests.registry import start_tls
+
+        tls = start_tls(wd / "tls-registry")
+        atexit.register(tls.stop)
+        registry = tls.address
     (wd / "storage.conf").write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{wd}/podman"'
                                      f'\nrunroot = "{wd}/podman-run"\n')
-    res: dict = {"cpus": os.cpu_count(), "rounds": args.rounds, "target_s": TARGET_S}
+    res: dict = {"cpus": os.cpu_count(), "rounds": args.rounds, "target_s": TARGET_S,
+                 "runtime": args.runtime}
     try:
         make_experiment(exp, env)
         run_id = capture(exp, env, args.envlock, infra["ENVLOCK_TEST_BASE_IMAGE"],
-                         f"{infra['ENVLOCK_TEST_REGISTRY']}/envlock-bench/slurm")
+                         f"{registry}/envlock-bench/slurm")
         res["first_slurm_s"] = replay(args.envlock, run_id, exp, env, "--on", "slurm")
         res["first_local_s"] = replay(args.envlock, run_id, exp, env)
         local, slurm = [], []
@@ -91,7 +105,7 @@ def main() -> int:
         shutil.rmtree(wd, ignore_errors=True)
     log(f"local replay   median {fmt(res['local_median_s'])}  {res['local_s']}")
     log(f"slurm replay   median {fmt(res['slurm_median_s'])}  {res['slurm_s']}")
-    log(f"first slurm replay (podman pull included) {fmt(res['first_slurm_s'])}")
+    log(f"first slurm replay ({args.runtime} pull included) {fmt(res['first_slurm_s'])}")
     log(f"overhead {fmt(res['overhead_s'])} (target ≤ {TARGET_S:g} s), ratio "
         f"{res['ratio']:.2f}")
     if args.json:

@@ -186,6 +186,44 @@ class Registry:
                 self.process.wait(timeout=STOP_TIMEOUT)
 
 
+def start_tls(workdir: Path, host: str = "127.0.0.1") -> Registry:
+    """An open registry served over HTTPS on ``host``, its certificate self-signed
+    (``openssl``, ``cert.pem`` in ``workdir``): for clients that speak only HTTPS
+    (Charliecloud's ``ch-image``). envlock's own registry client speaks plain HTTP to
+    loopback registries, so a capture into it needs a non-loopback ``host`` and the
+    certificate trusted (``REQUESTS_CA_BUNDLE``)."""
+    import ssl
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                           "2", "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={host}",
+                           "-addext", f"subjectAltName=IP:{host}"],
+                          capture_output=True, text=True, timeout=60)
+    if made.returncode != 0:
+        raise RegistryError(f"openssl could not make a certificate: {made.stderr.strip()}")
+    port = free_port()
+    config = workdir / "config.yml"
+    text = CONFIG.format(data=workdir / "data", port=port).replace("127.0.0.1:", f"{host}:")
+    config.write_text(text + f"  tls:\n    certificate: {cert}\n    key: {key}\n")
+    with open(workdir / "registry.log", "wb") as log:
+        process = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   preexec_fn=_die_with_parent)
+    registry = Registry(f"{host}:{port}", workdir, process)
+    context = ssl.create_default_context(cafile=str(cert))
+    deadline = time.monotonic() + START_TIMEOUT
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"https://{registry.address}/v2/", context=context, timeout=2)
+            return registry
+        except OSError:
+            time.sleep(0.1)
+    registry.stop()
+    raise RegistryError(f"the HTTPS registry on {registry.address} did not answer /v2/; log "
+                        f"{registry.log}:\n{registry.log_tail()}")
+
+
 # ---------------------------------------------------------------- the base image
 
 def docker_client(timeout: int = PUSH_TIMEOUT):

@@ -4,10 +4,10 @@
 :class:`~envlock.model.replayspec.ReplaySpec` of each replay (one task, or a job array of
 several for a sweep) for Podman (the image pulled by digest, then ``podman run`` with the
 hardening, resources, environment, mounts, network and timeout a local replay has) or
-Charliecloud (``ch-image pull`` / ``ch-run``). Every value from a user, a run or the config
-reaches the shell through :func:`shlex.quote`; the ``#SBATCH`` lines (which no shell reads)
-take only values checked against a strict pattern. GPUs are asked for through GRES and the
-driver pre-flight runs inside the job, on the allocated node.
+Charliecloud (``ch-image pull`` / ``ch-run``, hardened alike). Every value from a user, a run
+or the config reaches the shell through :func:`shlex.quote`; the ``#SBATCH`` lines (which no
+shell reads) take only values checked against a strict pattern. GPUs are asked for through
+GRES and the driver pre-flight runs inside the job, on the allocated node.
 
 Each task writes into its own folder on the shared filesystem: ``output.log`` (everything
 it prints), ``status`` (one line: ``exit N``, ``timeout``, ``pull-failed …`` or
@@ -233,9 +233,13 @@ def _case(index: int, task: Task, settings: SlurmSettings) -> str:
         spec, task.task_dir, settings)
     values = {"TASK_DIR": shlex.quote(task.task_dir), "TIMEOUT": str(math.ceil(spec.timeout or 0)),
               "GPUS": str(gpu_count(spec)), "MIN_DRIVER": shlex.quote(task.min_driver or ""),
-              "IMAGE": shlex.quote(spec.image), "RUNTIME": shlex.quote(settings.runtime)}
+              "IMAGE": shlex.quote(spec.image), "RUNTIME": shlex.quote(settings.runtime),
+              "WORKDIR": shlex.quote(spec.workdir),
+              "CH_NAME": shlex.quote(charliecloud_name(spec.image))}
     lines = [f"    {name}={value}" for name, value in values.items()]
     lines += [f"    PULL=({shlex.join(pull)})", f"    RUN=({shlex.join(run)})"]
+    if settings.runtime == "charliecloud":  # ch-run binds only onto folders the image has
+        lines.append(f"    POINTS=({shlex.join([STORE_MOUNT, *(m.target for m in spec.mounts)])})")
     return f"  {index})\n" + "\n".join(lines) + "\n    ;;"
 
 
@@ -260,6 +264,8 @@ def podman_argv(spec: ReplaySpec, task_dir: str, settings: SlurmSettings
            f"--volume={task_dir}/mlruns:{STORE_MOUNT}",
            *(f"--volume={m.source}:{m.target}{':ro' if m.read_only else ''}"
              for m in spec.mounts),
+           *(f"--volume={m.source}:{m.target}:ro"  # the run's pinned inputs
+             for m in sorted(spec.inputs, key=lambda m: m.target)),
            f"--network={spec.network}"]
     if spec.sets_hostname:
         run += [f"--hostname={spec.hostname}", f"--add-host={spec.hostname}:{LOOPBACK}"]
@@ -277,31 +283,57 @@ def podman_argv(spec: ReplaySpec, task_dir: str, settings: SlurmSettings
 
 def charliecloud_argv(spec: ReplaySpec, task_dir: str, settings: SlurmSettings
                       ) -> tuple[list[str], list[str]]:
-    """``ch-image pull`` and ``ch-run`` of ``spec``: unprivileged, the image read-only (the
-    storage's copy is shared by every job), only the spec's environment
-    (``--unset-env='*'``), its values taken literally (``--env-no-expand``). Charliecloud
-    0.31 (Debian 12) talks HTTPS to registries only."""
+    """``ch-image pull`` and ``ch-run`` of ``spec``, hardened as a Podman replay is.
+
+    ch-run is unprivileged (a user namespace; as ``--uid``/``--gid`` of the spec's user no
+    capabilities, and it sets no-new-privileges itself), the image read-only (the storage's
+    copy is shared by every job), a private ``/tmp``, only the image's and the spec's
+    environment (``--unset-env='*'``, then ``--set-env`` of the image's, values taken
+    literally), the workspace a writable copy of the image's (as Podman's anonymous volume),
+    no network under ``--network none`` (``unshare --net`` in a user namespace of its own),
+    and ``--timeout`` through ``timeout``. CPUs and memory are the job's (Slurm's cgroup).
+    Charliecloud 0.31 (Debian 12) talks HTTPS to registries only; for a loopback or listed
+    registry the certificate goes unchecked, with the CA-bundle variables that would
+    otherwise override ``--tls-no-verify`` in its HTTP library dropped."""
     if spec.network not in ("none", "host"):
         raise UsageError(f"--network {spec.network} does not work with Charliecloud",
-                         "Charliecloud containers share the node's network: use --network "
-                         "host, or the podman runtime")
+                         "Charliecloud containers share the node's network or have none: "
+                         "use --network none or host, or the podman runtime")
     if not spec.argv:
         raise UsageError("Charliecloud runs no image CMD: the replay needs its command",
                          "pass --command")
-    tls = ["--tls-no-verify"] if is_insecure(spec.image, settings) else []
-    name = "envlock-" + spec.image.rpartition("@sha256:")[2][:16]
-    run = ["ch-run", "--unset-env=*", "--env-no-expand", f"--cd={spec.workdir}",
+    if spec.inputs or any(m.read_only for m in spec.mounts):
+        raise UsageError("Charliecloud 0.31 binds folders read-write only: the run's pinned "
+                         "inputs and read-only mounts would not be read-only",
+                         "use the podman runtime (--runtime podman)")
+    pull = ["ch-image", "--no-cache", "pull", spec.image, charliecloud_name(spec.image)]
+    if is_insecure(spec.image, settings):
+        pull = ["env", "-u", "REQUESTS_CA_BUNDLE", "-u", "CURL_CA_BUNDLE",
+                *pull[:2], "--tls-no-verify", *pull[2:]]
+    run = [*(["timeout", "--kill-after=10", str(math.ceil(spec.timeout))] if spec.timeout
+             else []),
+           *(["unshare", "--user", "--map-current-user", "--net"] if spec.network == "none"
+             else []),
+           "ch-run", f"--uid={spec.user}", f"--gid={spec.user}", "--private-tmp",
+           "--unset-env=*", "--set-env", "--env-no-expand", f"--cd={spec.workdir}",
+           f"--bind={task_dir}/work:{spec.workdir}",
            f"--bind={task_dir}/mlruns:{STORE_MOUNT}",
            *(f"--bind={m.source}:{m.target}" for m in spec.mounts),
            *(f"--set-env={key}={value}" for key, value in _env(spec).items()),
-           name, "--", *spec.argv]
-    return ["ch-image", "pull", *tls, spec.image, name], run
+           charliecloud_name(spec.image), "--", *spec.argv]
+    return pull, run
+
+
+def charliecloud_name(image: str) -> str:
+    """The image's name in Charliecloud's storage: one per digest, shared by jobs."""
+    return "envlock-" + image.rpartition("@sha256:")[2][:16]
 
 
 # Fixed shell (no value from anywhere): the task's folder, the pre-flight on the node, the
 # pull, the container (stopped and removed when Slurm cancels the job), the status line.
 _PRELUDE = r"""set -u
 TASK="${SLURM_ARRAY_TASK_ID:-0}"
+export USER="${USER:-$(id -un)}"  # Charliecloud's tools need it
 """
 _MAIN = r"""mkdir -p "$TASK_DIR" && rm -rf "$TASK_DIR/mlruns" && mkdir -m 777 "$TASK_DIR/mlruns"
 chmod 777 "$TASK_DIR/mlruns"; rm -f "$TASK_DIR/status"
@@ -325,8 +357,34 @@ if [ "$GPUS" -gt 0 ]; then
   nvidia-smi --query-gpu=index,name,driver_version,compute_cap --format=csv,noheader \
     >"$TASK_DIR/gpus.csv" 2>/dev/null || true
 fi
-if ! out=$("${PULL[@]}" 2>&1); then
+pull() { "${PULL[@]}"; }
+if [ "$RUNTIME" = charliecloud ]; then
+  # One pull at a time per storage (ch-image locks it), and an image pulled whole is not
+  # pulled again: its name is its digest, and another task may be running on it.
+  storage="${CH_IMAGE_STORAGE:-/var/tmp/$USER.ch}"
+  mkdir -p "$storage.envlock"
+  pull() {
+    flock 9 || return
+    [ -e "$storage.envlock/$CH_NAME" ] && [ -d "$storage/img/$CH_NAME" ] && return 0
+    "${PULL[@]}" && touch "$storage.envlock/$CH_NAME"
+  } 9>"$storage.envlock/lock"
+fi
+if ! out=$(pull 2>&1); then
   status "pull-failed: $(echo "$out" | tail -1)"; echo "$out"; exit 3
+fi
+if [ "$RUNTIME" = charliecloud ]; then
+  # the mount points (empty folders in the storage's copy, as Podman makes them), and the
+  # workspace: a writable copy of the image's (the image itself stays read-only)
+  img="$storage/img/$CH_NAME"
+  rm -rf "$TASK_DIR/work"
+  cp -a "$img$WORKDIR" "$TASK_DIR/work" 2>/dev/null || mkdir -p "$TASK_DIR/work"
+  for point in "${POINTS[@]}"; do
+    case "$point/" in
+      "$WORKDIR"/*) mkdir -p "$TASK_DIR/work${point#"$WORKDIR"}" ;;
+      *) mkdir -p "$img$point" ;;
+    esac
+  done
+  chmod -R a+rwX "$TASK_DIR/work"
 fi
 container="envlock-${SLURM_JOB_ID}-$TASK"
 stop() {

@@ -159,11 +159,31 @@ def _conclude(item: Pending, job_id: str, state: JobState, tracker: TrackerLike,
                                          f"{STORE_MOUNT}/store")
         comparison = conclude(tracker, item.context.run, item.replay_id, code,
                               item.spec.checks, relay=relay)
+    reproduced = code == 0 and bool(comparison and comparison.reproduced)
     return SlurmReplayResult(original_run_id=item.spec.run_id, replay_run_id=item.replay_id,
                              image=item.spec.image, exit_code=code, comparison=comparison,
                              warnings=list(item.context.warnings), relay=relay,
+                             explanations=_explained(item, tracker, reproduced),
                              job=job_id, node=node, partition=state.partition,
                              reason=facts["exit_reason"])
+
+
+class _NoEngine:
+    """The login node has no container engine to ask for the image's labels."""
+
+    def image(self, reference: str) -> None:
+        return None
+
+
+def _explained(item: Pending, tracker: TrackerLike, reproduced: bool) -> tuple[Any, ...]:
+    """Not reproduced: why it may be, ranked and recorded on the replay run, as a local
+    replay's (the image's labels aside: no engine here)."""
+    if reproduced or not item.replay_id:
+        return ()
+    from envlock.operations.explain import explain_replay, replay_facts
+
+    facts = replay_facts(item.spec, item.context, _NoEngine())  # type: ignore[arg-type]
+    return explain_replay(tracker, [item.replay_id], facts)
 
 
 def _failure(found: Outcome, item: Pending, job_id: str, node: str, tail: Tail

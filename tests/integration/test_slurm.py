@@ -2,10 +2,12 @@
 
 The cluster is Debian's slurm-wlm (munged, slurmctld, slurmd on this machine) started by
 ``scripts/slurm/start.sh`` (tests/slurm.py); the jobs run Debian's Podman, which pulls the
-images the Docker engine built, by digest, from the session's real registry on 127.0.0.1.
-Podman keeps them in a storage of this module's own (``CONTAINERS_STORAGE_CONF``, which
-sbatch passes on to the job), removed at the end. Nothing here fakes Slurm: a missing
-cluster fails these tests.
+images the Docker engine built, by digest, from a real registry on 127.0.0.1 of this
+module's own, served over HTTPS with a self-signed certificate made here, as Charliecloud
+0.31's ``ch-image`` talks to registries only over HTTPS (Podman, as Docker, takes it too).
+Podman and Charliecloud keep the images in storages of this module's own
+(``CONTAINERS_STORAGE_CONF``, ``CH_IMAGE_STORAGE``, which sbatch passes on to the job),
+removed at the end. Nothing here fakes Slurm: a missing cluster fails these tests.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pytest
 from tests import slurm
 from tests.conftest import ROOT
 from tests.integration.conftest import make_experiment
+from tests.registry import RegistryError, start_tls
 
 REPO = f"tests/slurm-{uuid.uuid4().hex[:8]}"
 
@@ -61,22 +64,56 @@ def storage(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def runs(cluster, storage, tmp_path_factory, experiment_venv, infra, created_images):
-    """Captured runs of one experiment (one image): one that reproduces, one whose
+def tls_registry(tmp_path_factory):
+    """Debian's docker-registry over HTTPS, its certificate self-signed, on this machine's
+    own address (envlock's registry client speaks plain HTTP to loopback ones); a CA bundle
+    of the system's and that certificate, for the captures that push to it."""
+    import socket as socket_
+
+    host = socket_.gethostbyname(socket_.gethostname())
+    if host.startswith("127."):
+        with socket_.socket(socket_.AF_INET, socket_.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # no packet sent: the route's source address
+            host = probe.getsockname()[0]
+    work = tmp_path_factory.mktemp("tls-registry")
+    try:
+        registry = start_tls(work, host)
+    except RegistryError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    bundle = work / "ca-bundle.pem"
+    system = Path(os.environ.get("REQUESTS_CA_BUNDLE") or "/etc/ssl/certs/ca-certificates.crt")
+    bundle.write_text(system.read_text() + (work / "cert.pem").read_text())
+    yield registry.address, str(bundle)
+    registry.stop()
+
+
+@pytest.fixture(scope="module")
+def runs(cluster, storage, tls_registry, tmp_path_factory, experiment_venv, infra,
+         created_images):
+    """Captured runs of one experiment, all of one image: four that reproduce, one whose
     recorded command drifts (another seed), one that sleeps past any timeout."""
     root = tmp_path_factory.mktemp("slurm") / "exp"
     exp = make_experiment(root, experiment_venv, f"sqlite:///{root.parent}/mlflow.db")
-    where = ("--registry", f"{infra.registry}/{REPO}")
+    address, bundle = tls_registry
+    where = ("--registry", f"{address}/{REPO}")
     ids = {}
     for name, seed, command in (("ok", 0, "python train.py"),
+                                ("ok1", 1, "python train.py --seed 1"),
+                                ("ok2", 2, "python train.py --seed 2"),
+                                ("ok3", 0, "python train.py --seed 0"),
                                 ("drift", 2, "python train.py --seed 3"),
                                 ("slow", 0, "sleep 600")):
         run_id = exp.train("--seed", str(seed))
-        exp.capture(run_id, infra, created_images, *where, command=command)
+        with pytest.MonkeyPatch.context() as patch:  # the capture's push trusts the cert
+            patch.setenv("REQUESTS_CA_BUNDLE", bundle)
+            exp.capture(run_id, infra, created_images, *where, command=command)
         ids[name] = run_id
     config = root.parent / "envlock.yaml"
-    config.write_text(f"slurm:\n  partition: debug\n  job_dir: {root.parent}/jobs\n")
-    env = {"ENVLOCK_CONFIG": str(config), "CONTAINERS_STORAGE_CONF": str(storage)}
+    config.write_text(f"slurm:\n  partition: debug\n  job_dir: {root.parent}/jobs\n"
+                      f"  insecure_registries: ['{address}']\n")
+    env = {"ENVLOCK_CONFIG": str(config), "CONTAINERS_STORAGE_CONF": str(storage),
+           "CH_IMAGE_STORAGE": str(storage.parent / "charliecloud"),
+           "REQUESTS_CA_BUNDLE": bundle}
     return exp, ids, env
 
 
@@ -121,25 +158,54 @@ def replay_image(exp, run_id: str) -> str:
 
 
 def test_a_sweep_is_one_job_array_with_drift_and_a_cluster_failure(runs, tmp_path):
+    """Six runs: four reproduce, one drifted, one timing out (a cluster failure, retried)."""
     exp, ids, env = runs
     junit = tmp_path / "sweep.xml"
-    order = [ids["ok"], ids["drift"], ids["slow"]]
-    result = exp.envlock("verify", *order, "--on", "slurm", "--parallel", "2",
+    order = [ids["ok"], ids["ok1"], ids["drift"], ids["ok2"], ids["slow"], ids["ok3"]]
+    result = exp.envlock("verify", *order, "--on", "slurm", "--parallel", "3",
                          "--timeout", "25", "--junit", str(junit), "--json", **env)
     assert result.returncode == 2, result.stderr[-3000:]  # a cluster failure: not drift
     items = {i["run_id"]: i for i in json.loads(result.stdout)["result"]["runs"]}
-    assert [items[r]["verdict"] for r in order] == [
-        "reproduced", "not reproduced", "cluster failure"]
-    assert "loss" in json.dumps(items[ids["drift"]]["replay"]["comparison"])
+    verdicts = [items[r]["verdict"] for r in order]
+    assert verdicts == ["reproduced", "reproduced", "not reproduced", "reproduced",
+                        "cluster failure", "reproduced"]
+    drift = items[ids["drift"]]["replay"]
+    assert "loss" in json.dumps(drift["comparison"])
+    assert isinstance(drift["explanations"], list)  # why, ranked, as a local replay's
+    tags = replay_run(exp, ids["drift"])["tags"]
+    assert tags["envlock.verdict"] == "not reproduced" and tags["envlock.explanation"]
     slow = items[ids["slow"]]
     assert slow["attempts"] == 2 and "timeout" in slow["cluster_failure"]
-    jobs = {items[r]["replay"]["job"] for r in order[:2]}
+    jobs = {items[r]["replay"]["job"] for r in order if r != ids["slow"]}
     assert len(jobs) == 1  # one array
     heard = [line.split()[0] for line in result.stderr.splitlines()
              if line.startswith(("reproduced", "not", "cluster"))]
-    assert len(heard) == 3  # each told as its task ended
-    cases = ET.parse(junit).getroot().iter("testcase")
-    assert len(list(cases)) == 3
+    assert len(heard) == 6  # each told as its task ended
+    cases = list(ET.parse(junit).getroot().iter("testcase"))
+    assert len(cases) == 6
+    assert sum(1 for case in cases if case.find("failure") is None
+               and case.find("error") is None) == 4  # the drifted and the timed-out: not
+    assert slurm.queue() == []
+
+
+def test_a_captured_run_replays_on_slurm_with_charliecloud_and_reproduces(runs):
+    exp, ids, env = runs
+    # ch-image runs on `python3` from PATH: Debian's, which has its modules (lark)
+    env = {**env, "PATH": f"/usr/bin:{os.environ['PATH']}"}
+    dry = exp.envlock("replay", ids["ok1"], "--on", "slurm", "--runtime", "charliecloud",
+                      "--dry-run", **env)
+    assert dry.returncode == 0, dry.stderr
+    assert "ch-image --no-cache --tls-no-verify pull" in dry.stdout
+    result = exp.envlock("replay", ids["ok1"], "--on", "slurm", "--runtime", "charliecloud",
+                         **env)
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    assert "REPRODUCED" in result.stdout and "on slurm (job " in result.stdout
+    replay = replay_run(exp, ids["ok1"])
+    assert replay["tags"]["envlock.verdict"] == "reproduced"
+    assert replay["tags"]["envlock.replayed_on"] == "slurm" and "loss" in replay["metrics"]
+    stored = Path(env["CH_IMAGE_STORAGE"]) / "img"
+    assert [p.name for p in stored.iterdir()] == [
+        "envlock-" + replay_image(exp, ids["ok1"]).rpartition(":")[2][:16]]
     assert slurm.queue() == []
 
 

@@ -14,6 +14,7 @@ from envlock.model.slurmjob import (
     SlurmSettings,
     Task,
     batch_script,
+    charliecloud_argv,
     is_insecure,
     job_state,
     min_driver,
@@ -122,12 +123,51 @@ def test_gpus_are_a_count_and_the_driver_preflight_runs_in_the_job():
 
 def test_charliecloud_pulls_and_runs_with_only_the_specs_environment():
     script = batch_script(job(spec(network="none"), runtime="charliecloud"))
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
     pull, run = arrays(script, "PULL")[0], arrays(script, "RUN")[0]
-    assert pull[:3] == ["ch-image", "pull", "--tls-no-verify"] and IMAGE in pull
-    assert run[:3] == ["ch-run", "--unset-env=*", "--env-no-expand"]
+    # --tls-no-verify is ch-image's global option, and requests lets REQUESTS_CA_BUNDLE
+    # override it: both are dropped only for the loopback registry
+    assert pull == ["env", "-u", "REQUESTS_CA_BUNDLE", "-u", "CURL_CA_BUNDLE", "ch-image",
+                    "--no-cache", "--tls-no-verify", "pull", IMAGE, "envlock-" + "a" * 16]
+    assert run[:4] == ["unshare", "--user", "--map-current-user", "--net"]  # --network none
+    ch_run = run[run.index("ch-run"):]
+    assert ch_run[1:7] == ["--uid=1000", "--gid=1000", "--private-tmp", "--unset-env=*",
+                           "--set-env", "--env-no-expand"]
+    assert "--bind=/shared/jobs/job-1/0/work:/workspace" in ch_run
+    assert "--set-env=A=b c $HOME" in ch_run  # literal, as with Podman
     assert run[-4:] == ["--", "/bin/sh", "-c", EVIL]
+    assert "CH_NAME=envlock-" + "a" * 16 in script and "WORKDIR=/workspace" in script
+    assert arrays(script, "POINTS") == [["/envlock/mlruns"]]  # made in the storage copy
     with pytest.raises(UsageError, match="Charliecloud"):
         batch_script(job(spec(network="bridge"), runtime="charliecloud"))
+
+
+def test_charliecloud_keeps_tls_checks_timeout_and_the_host_network_as_asked():
+    remote = "registry.lab:5000/runs/exp@sha256:" + "b" * 64
+    pull, run = charliecloud_argv(spec(image=remote, network="host", timeout=90, user=4242),
+                                  "/shared/t", SlurmSettings())
+    assert pull == ["ch-image", "--no-cache", "pull", remote, "envlock-" + "b" * 16]
+    assert run[:4] == ["timeout", "--kill-after=10", "90", "ch-run"]  # no unshare: host
+    assert "--uid=4242" in run and "--gid=4242" in run
+    listed = charliecloud_argv(spec(image=remote), "/t",
+                               SlurmSettings(insecure_registries=("registry.lab:5000",)))[0]
+    assert "--tls-no-verify" in listed
+    with pytest.raises(UsageError, match="read-write only"):  # ch-run has no read-only bind
+        charliecloud_argv(spec(inputs=(Mount("/blobs/1", "/workspace/data.csv", True),)),
+                          "/t", SlurmSettings())
+    rw = charliecloud_argv(spec(mounts=(Mount("/scratch", "/workspace/out"),)), "/t",
+                           SlurmSettings())[1]
+    assert "--bind=/scratch:/workspace/out" in rw
+
+
+def test_podman_mounts_the_runs_pinned_inputs_read_only_after_the_workspace():
+    run = podman_argv(spec(inputs=(Mount("/blobs/2", "/workspace/b.csv", True),
+                                   Mount("/blobs/1", "/workspace/a.csv", True))),
+                      "/t", SlurmSettings())[1]
+    volumes = [a for a in run if a.startswith("--volume=")]
+    assert volumes[0] == "--volume=/workspace"
+    assert volumes[-2:] == ["--volume=/blobs/1:/workspace/a.csv:ro",
+                            "--volume=/blobs/2:/workspace/b.csv:ro"]
 
 
 def test_a_job_folder_sbatch_cannot_read_is_refused():
@@ -164,3 +204,36 @@ def test_job_states_from_sacct_and_scontrol_rows():
                          "NodeList=(null) Partition=debug Command=/a b/job.sbatch")
     assert row["ArrayTaskId"] == "0-3%2" and row["Reason"] == "JobArrayTaskLimit"
     assert row["Partition"] == "debug" and row["Command"] == "/a b/job.sbatch"
+
+
+def test_a_charliecloud_task_pulls_an_image_once_and_runs_on_a_copy_of_its_workspace(tmp_path):
+    """The script itself, with stand-ins for ch-image, ch-run and unshare on PATH."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    stubs = {
+        "ch-image": 'echo pull >>"$LOG"; img="$CH_IMAGE_STORAGE/img/${@: -1}"\n'
+                    'mkdir -p "$img/workspace" && echo code >"$img/workspace/train.py"',
+        "unshare": 'while [ "$1" != ch-run ]; do shift; done; exec "$@"',
+        "ch-run": 'echo "run $*" >>"$LOG"; echo trained',
+    }
+    for name, body in stubs.items():
+        (bin_ / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_ / name).chmod(0o755)
+    script = tmp_path / "job.sh"
+    task = tmp_path / "task"
+    mounts = (Mount("/scratch", "/workspace/out"), Mount("/scratch", "/data"))
+    script.write_text(batch_script(SlurmJob((Task(spec(mounts=mounts), str(task)),),
+                                            SlurmSettings(runtime="charliecloud"), "/jobs")))
+    env = {"PATH": f"{bin_}:/usr/bin:/bin", "LOG": str(tmp_path / "log"), "USER": "u",
+           "CH_IMAGE_STORAGE": str(tmp_path / "ch"), "SLURM_JOB_ID": "7"}
+    for _ in range(2):
+        subprocess.run(["bash", str(script)], env=env, check=True, timeout=60)
+    calls = (tmp_path / "log").read_text().splitlines()
+    assert [c.split()[0] for c in calls] == ["pull", "run", "run"]  # pulled once
+    assert (task / "status").read_text() == "exit 0\n" and "trained" in (
+        task / "output.log").read_text()
+    assert (task / "work" / "train.py").read_text() == "code\n"  # the writable copy
+    image = tmp_path / "ch" / "img" / ("envlock-" + "a" * 16)
+    # the mount points: in the workspace's copy, or in the storage's copy of the image
+    assert (image / "envlock" / "mlruns").is_dir() and (image / "data").is_dir()
+    assert (task / "work" / "out").is_dir() and not (image / "workspace" / "out").exists()
