@@ -46,7 +46,11 @@ Then, once: e. the image size of the Docker-engine builder's code image against 
 site-packages + code; d. registry growth for ``--runs`` runs sharing the small
 environment (daemonless builder).
 
-``--quick`` skips the torch environment. See bench/README.md.
+``--quick`` skips the torch environment. ``--cuda`` runs only the CUDA scenario
+(``bench_cuda.py``: ``envlock capture`` of torch==2.13.0 with its CUDA wheels downloaded
+from the index, the machine's pip configuration bypassed; cold, code-only change, a
+second project sharing the wheels; needs 20 GB free and deletes what it made). See
+bench/README.md.
 """
 
 from __future__ import annotations
@@ -709,6 +713,13 @@ def main() -> int:
                     help="rounds of g (parallel downloader vs pip download), default 3")
     ap.add_argument("--downloads-only", action="store_true",
                     help="run only g: no engine, registry or builds needed")
+    ap.add_argument("--cuda", action="store_true",
+                    help="run only the CUDA scenario: envlock capture of torch==2.13.0 with "
+                         "its CUDA wheels from the index (needs 20 GB free; see bench_cuda.py)")
+    ap.add_argument("--cuda-no-docker-build", action="store_true",
+                    help="with --cuda: skip the docker build baseline")
+    ap.add_argument("--cuda-keep-venv", action="store_true",
+                    help="with --cuda: keep the 5 GB CUDA venv for the next run")
     args = ap.parse_args()
     t_start = time.perf_counter()
     wd: Path = args.workdir
@@ -730,6 +741,8 @@ def main() -> int:
     ctx = {"workdir": wd, "env": env, "registry": registry, "base": base, "stamp": stamp,
            "store": BlobStore(store_root), "cleanup": [], "ids": [],
            "baseline": args.baseline_envlock}
+    if args.cuda:
+        return cuda_only(ctx, args, t_start)
     el = Envlock(args.envlock, env, base)
     envlock_version = run([args.envlock, "--version"], env=env)[1].stdout.strip()
     docker_version = run(["docker", "version", "--format", "{{.Server.Version}}"],
@@ -779,6 +792,30 @@ def main() -> int:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"JSON written to {args.json}")
     return 0 if not results["errors"] else 1
+
+
+def cuda_only(ctx: dict, args: argparse.Namespace, t_start: float) -> int:
+    """The CUDA scenario alone (``bench_cuda``): its phase table and targets."""
+    from bench_cuda import report_cuda, section_cuda
+
+    c = section_cuda(ctx, args.envlock, docker_build=not args.cuda_no_docker_build,
+                     keep_venv=args.cuda_keep_venv)
+    envlock_version = run([args.envlock, "--version"], env=ctx["env"])[1].stdout.strip()
+    print(f"\nenvlock capture, CUDA scenario ({envlock_version}, {os.cpu_count()} CPUs, "
+          f"load average {load_average()} at the end)")
+    rows = report_cuda(c)
+    print(f"\n{'':9}{'metric':<56} {'value':>12}  {'target':<15}")
+    for name, value, target, ok in rows:
+        verdict = "INFO" if ok is None else ("PASS" if ok else "FAIL")
+        print(f"  [{verdict}] {name:<56} {value:>12}  {target:<15}")
+    total = time.perf_counter() - t_start
+    print(f"\ntotal {total:.0f}s")
+    if args.json:
+        args.json.write_text(json.dumps({"cuda": c, "total_s": round(total, 1),
+                                         "envlock_version": envlock_version},
+                                        indent=2, default=str) + "\n")
+        print(f"JSON written to {args.json}")
+    return 1 if c.get("error") or c["cleanup"]["errors"] else 0
 
 
 def downloads_only(wd: Path, args: argparse.Namespace) -> int:
