@@ -15,9 +15,12 @@ torch version) is bypassed for the venv *and* for every envlock command, as
    minus download <= 60 s when the network alone is slower);
 3. code-only change: ``train.py`` edited and committed, trained again, captured again
    with the same cache (target <= 3 s);
-4. a second project (its own repository and MLflow store) on the same venv, with its own
-   ``$ENVLOCK_CACHE`` holding only the first cache's ``wheels/`` (hard links): its
-   environment layer is built again from the shared wheels (target: 0 bytes downloaded);
+4. a second project (its own git repository, MLflow store and registry repository) on the
+   same venv, with its own ``$ENVLOCK_CACHE`` holding only the first cache's ``wheels/``
+   (hard links): its environment layer is built again from the shared wheels (target: 0
+   bytes downloaded). (The 2026-12-06 run pushed it to the first project's repository,
+   where the environment image was found and reused: 0 bytes downloaded, but the wheel
+   cache was not read.)
 5. optional ``docker build`` baseline of the same wheels (skipped when the disk is short);
 6. clean-up: the venv, projects, caches, wheelhouse, the registry's blobs and the images
    loaded into the engine are deleted and the free space checked again.
@@ -134,12 +137,12 @@ def train(proj: Path, venv: Path, env: dict) -> float:
     return run([str(venv / "bin" / "python"), "train.py"], cwd=proj, env=env)[0]
 
 
-def capture(ctx: dict, proj: Path, cache: Path, label: str) -> dict:
+def capture(ctx: dict, proj: Path, cache: Path, label: str, repository: str) -> dict:
     """``envlock capture --json`` of the project's latest run; its figures."""
     env = dict(ctx["env"], ENVLOCK_CACHE=str(cache))
     cmd = [ctx["envlock"], "capture", "--python", str(ctx["venv"] / "bin" / "python"),
            "--command", "python train.py", "--base-image", ctx["base"],
-           "--registry", ctx["repository"], "--json"]
+           "--registry", repository, "--json"]
     log(f"capture ({label}) ENVLOCK_CACHE={cache} (load {benchlib_load()})")
     wall, proc = run(cmd, cwd=proj, env=env, timeout=1800)
     res = result_of(proc, f"capture ({label})")
@@ -152,7 +155,8 @@ def capture(ctx: dict, proj: Path, cache: Path, label: str) -> dict:
            "summary": built.get("summary"), "summary_line_printed": summary[-1:] or None,
            "push_stats": built.get("push_stats"), "env_reused": built.get("env_reused"),
            "code_reused": built.get("code_reused"), "builder": built.get("builder"),
-           "run_id": res.get("run_id"), "image": res.get("image")}
+           "run_id": res.get("run_id"), "image": res.get("image"),
+           "steps": [ln for ln in proc.stderr.splitlines() if "s]" in ln][-60:]}
     out["download_s"] = round(timings.get("provision", 0.0), 2)
     out["wall_minus_download_s"] = round(wall - out["download_s"], 2)
     log(f"  {wall:.1f}s: {built.get('summary')}")
@@ -250,16 +254,19 @@ def steps(ctx: dict) -> dict:
     cache = wd / f"cache-{ctx['stamp']}"
     shutil.rmtree(cache, ignore_errors=True)
     ctx["made"].append(cache)
-    out["cold"] = capture(ctx, proj, cache, "cold")
+    out["cold"] = capture(ctx, proj, cache, "cold", ctx["repository"])
     change_code(proj, env)
     train(proj, venv, env)
-    out["code"] = capture(ctx, proj, cache, "code-only")
+    out["code"] = capture(ctx, proj, cache, "code-only", ctx["repository"])
     other = make_project(wd, "cuda-b", env)
     ctx["made"].append(other)
     train(other, venv, env)
     cache_b = share_wheels(cache, wd / f"cache-b-{ctx['stamp']}")
     ctx["made"].append(cache_b)
-    out["shared"] = capture(ctx, other, cache_b, "second project, shared wheels")
+    # its own repository too: in the first one the environment image would be found and
+    # reused (env_reused "registry"), and the shared wheels would not be read at all
+    out["shared"] = capture(ctx, other, cache_b, "second project, shared wheels",
+                            ctx["repository"] + "-b")
     lock = wd / "lock-cuda.yaml"
     run([ctx["envlock"], "lock", "--python", str(venv / "bin" / "python"), "-o", str(lock),
          "--command", "python train.py"], cwd=proj, env=env)
@@ -385,7 +392,8 @@ def report_cuda(c: dict) -> list[tuple]:
         print("\n".join(phase_table(c)))
         for key in ("cold", "code", "shared"):
             if key in c:
-                print(f"{key}: {c[key]['summary']} (background load after it: "
+                print(f"{key}: {c[key]['summary']} (environment reused: "
+                      f"{c[key]['env_reused'] or 'no, built'}; background load after it: "
                       f"{c[key]['background_load_s']}s)")
         cold = c["cold"]
         rows.append(("CUDA cold capture (wall)", f"{cold['wall_s']:.1f}s",
@@ -400,7 +408,7 @@ def report_cuda(c: dict) -> list[tuple]:
         rows.append(("CUDA   cold / code-only", f"{c['cold']['wall_s'] / c['code']['wall_s']:.0f}x",
                      "(info)", None))
     if "shared" in c:
-        got = (c["shared"].get("transfer") or {}).get("downloaded_bytes")
+        got = (c["shared"].get("transfer") or {}).get("downloaded_bytes", 0)  # none: 0
         rows.append(("CUDA second project, bytes downloaded", f"{got}", "0",
                      got == TARGETS["shared_downloaded_bytes"]))
     plain = c.get("docker_build") or {}
