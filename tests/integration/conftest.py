@@ -285,7 +285,35 @@ class Experiment:
         assert result.returncode == 0, result.stderr[-3000:]
         payload = json.loads(result.stdout)["result"]
         created.update({payload["built"]["image"], payload["built"]["env_image"]})
+        if "--no-push" not in where:
+            engine_loaded(payload["built"]["image"], payload["built"]["env_image"])
         return payload
+
+
+def engine_loaded(*references: str, timeout: float = 300) -> None:
+    """Wait for a pushed capture's background engine load (issue #25) to put ``references``
+    in the local engine: a test that then removes them, or expects them gone, would race
+    with a load still under way (it removes nothing, and the load brings them back)."""
+    import docker
+
+    client = docker.from_env()
+    deadline = time.monotonic() + timeout
+    missing = list(references)
+    while missing and time.monotonic() < deadline:
+        missing = [ref for ref in missing if not _present(client, ref)]
+        if missing:
+            time.sleep(0.5)
+    assert not missing, f"the background engine load did not bring {missing} in {timeout:.0f} s"
+
+
+def _present(client, reference: str) -> bool:
+    import docker
+
+    try:
+        client.images.get(reference)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from tests.conftest import ROOT, init_repo, run_envlock
 from tests.integration.conftest import (
     TORCH_REPO,
     Experiment,
+    engine_loaded,
     make_experiment,
     same_mlflow,
     system_venv,
@@ -519,6 +520,7 @@ def test_capture_and_replay_through_an_authenticated_registry(sqlite_exp, infra,
     assert built["pinned"].startswith(f"{repo}@sha256:")
     sbom = json.loads(captured.stdout)["result"]["sbom"]
     assert sbom["referrer"].startswith(f"{repo}@sha256:")  # pushed with the stdin credentials
+    engine_loaded(built["image"], built["env_image"])
     for reference in (built["image"], built["env_image"]):
         docker_client.images.remove(reference, force=True)
 
