@@ -343,6 +343,25 @@ def torch_venv(tmp_path_factory) -> Path:
 SEARCH_REPO = f"tests/search-{uuid.uuid4().hex[:8]}"
 
 
+def captured_search(work: Path, script: str, python: Path, infra: Infra,
+                    created: set[str]) -> tuple[Experiment, str]:
+    """``tests/experiments/SCRIPT`` trained on the host in a git project of its own under
+    ``work`` and captured with no run id (capture must pick the search's parent run, not
+    its last child) into the session's search repository ``SEARCH_REPO``."""
+    root = init_repo(work / "search", {
+        "train.py": (ROOT / "tests" / "experiments" / script).read_text(),
+        ".gitignore": "mlflow.db\n.envlock/\n.venv/\nmlruns/\n"})
+    exp = Experiment(root=root, python=python, store=f"sqlite:///{work}/search.db")
+    exp.train()
+    result = exp.envlock("capture", "--python", str(exp.python), "--command",
+                         "python train.py", "--base-image", infra.base_image, "--registry",
+                         f"{infra.registry}/{SEARCH_REPO}", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads(result.stdout)["result"]
+    created.update({payload["built"]["image"], payload["built"]["env_image"]})
+    return exp, payload["run_id"]
+
+
 @pytest.fixture(scope="session")
 def search_venv(tmp_path_factory) -> Path:
     """Full MLflow with scikit-learn, matplotlib and Optuna, outside any project, shared

@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT, init_repo
-from tests.integration.conftest import SEARCH_REPO, Experiment, system_venv
+from tests.integration.conftest import Experiment, captured_search, system_venv
 
 REPO = f"tests/tree-{uuid.uuid4().hex[:8]}"
 EXPERIMENTS = ROOT / "tests" / "experiments"
@@ -42,21 +42,11 @@ def children(store: str, run_id: str) -> list:
 def search(tmp_path_factory, infra, created_images, search_venv):
     """The search, trained on the host and captured (`envlock capture` with no run id:
     it must pick the search's parent, not the last candidate's child run)."""
-    work = tmp_path_factory.mktemp("search")
-    root = init_repo(work / "search", {
-        "train.py": (EXPERIMENTS / "search_autolog.py").read_text(),
-        ".gitignore": "mlflow.db\n.envlock/\n.venv/\nmlruns/\n"})
-    exp = Experiment(root=root, python=search_venv, store=f"sqlite:///{work}/search.db")
-    exp.train()
-    result = exp.envlock("capture", "--python", str(exp.python), "--command",
-                         "python train.py", "--base-image", infra.base_image, "--registry",
-                         f"{infra.registry}/{SEARCH_REPO}", "--json")
-    assert result.returncode == 0, result.stderr[-3000:]
-    payload = json.loads(result.stdout)["result"]
-    created_images.update({payload["built"]["image"], payload["built"]["env_image"]})
-    run = MlflowClient(exp.store).get_run(payload["run_id"])
+    exp, run_id = captured_search(tmp_path_factory.mktemp("search"), "search_autolog.py",
+                                  search_venv, infra, created_images)
+    run = MlflowClient(exp.store).get_run(run_id)
     assert run.info.run_name == "grid" and "mlflow.parentRunId" not in run.data.tags
-    return exp, payload["run_id"]
+    return exp, run_id
 
 
 def test_an_autologged_search_replays_as_a_tree(search):

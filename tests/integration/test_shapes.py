@@ -15,8 +15,8 @@ import subprocess
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, init_repo
-from tests.integration.conftest import SEARCH_REPO, Experiment
+from tests.conftest import ROOT
+from tests.integration.conftest import captured_search
 
 
 @pytest.fixture(scope="module")
@@ -24,21 +24,11 @@ def study(tmp_path_factory, infra, created_images, search_venv):
     """tests/experiments/optuna_search.py trained on the host and captured (no run id:
     capture must pick the study's parent run, not the last trial). The venv and its
     environment image are the session's searches' (conftest's ``search_venv``)."""
-    work = tmp_path_factory.mktemp("optuna")
-    root = init_repo(work / "study", {
-        "train.py": (ROOT / "tests" / "experiments" / "optuna_search.py").read_text(),
-        ".gitignore": "mlflow.db\n.envlock/\nmlruns/\n"})
-    exp = Experiment(root=root, python=search_venv, store=f"sqlite:///{work}/o.db")
-    exp.train()
-    result = exp.envlock("capture", "--python", str(exp.python), "--command",
-                         "python train.py", "--base-image", infra.base_image, "--registry",
-                         f"{infra.registry}/{SEARCH_REPO}", "--json")
-    assert result.returncode == 0, result.stderr[-3000:]
-    payload = json.loads(result.stdout)["result"]
-    created_images.update({payload["built"]["image"], payload["built"]["env_image"]})
-    run = MlflowClient(exp.store).get_run(payload["run_id"])
+    exp, run_id = captured_search(tmp_path_factory.mktemp("optuna"), "optuna_search.py",
+                                  search_venv, infra, created_images)
+    run = MlflowClient(exp.store).get_run(run_id)
     assert run.info.run_name == "study" and "mlflow.parentRunId" not in run.data.tags
-    return exp, payload["run_id"]
+    return exp, run_id
 
 
 def trial_statuses(store: str, run_id: str) -> dict[str, str]:

@@ -12,8 +12,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, init_repo
-from tests.integration.conftest import SEARCH_REPO, Experiment
+from tests.integration.conftest import Experiment, captured_search
 
 #: what scikit-learn's search logs per candidate that is wall clock
 TIMING = {"mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time"}
@@ -22,20 +21,8 @@ TIMING = {"mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time"}
 @pytest.fixture(scope="module")
 def search(tmp_path_factory, infra, created_images, search_venv):
     """tests/experiments/search_history.py trained on the host and captured."""
-    work = tmp_path_factory.mktemp("verdicts")
-    root = init_repo(work / "search", {
-        "train.py": (ROOT / "tests" / "experiments" / "search_history.py").read_text(),
-        ".gitignore": "mlflow.db\n.envlock/\n.venv/\nmlruns/\n"})
-    exp = Experiment(root=root, python=search_venv, store=f"sqlite:///{work}/search.db")
-    exp.train()
-    result = exp.envlock("capture", "--python", str(exp.python), "--command",
-                         "python train.py", "--base-image", infra.base_image, "--registry",
-                         f"{infra.registry}/{SEARCH_REPO}", "--json")
-    assert result.returncode == 0, result.stderr[-3000:]
-    payload = json.loads(result.stdout)["result"]
-    created_images.update({payload["built"]["image"], payload["built"]["env_image"]})
-    return exp, payload["run_id"]
-
+    return captured_search(tmp_path_factory.mktemp("verdicts"), "search_history.py",
+                           search_venv, infra, created_images)
 
 def latest_record(exp: Experiment, run_id: str, where) -> dict:
     """envlock/replay.json of the newest replay of ``run_id`` (its JSON comparison)."""
