@@ -1,5 +1,7 @@
 """Find and hash the inputs a run read: declared paths (``--input``, ``inputs = [...]``),
-paths in its command line, and its MLflow datasets whose source is a local file.
+paths in its command line, and its MLflow datasets whose source is a local file or an
+``s3://`` object (referenced by ETag and VersionId:
+:func:`envlock.operations.inputs.remote_inputs`).
 
 Hashing goes through a stat cache (``$ENVLOCK_CACHE/inputs/stat.json``) keyed on
 (path, size, mtime_ns, inode): a file whose stat is unchanged is not read again, so an
@@ -296,14 +298,15 @@ def _is_environment(path: Path) -> bool:
 
 
 def dataset_paths(datasets: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str, str]]]:
-    """MLflow dataset inputs whose source is a local path: (path, {name, digest})."""
+    """MLflow dataset inputs whose source is a local path or a remote object (``s3://``,
+    pinned by reference): (path or URL, {name, digest})."""
     out = []
     for dataset in datasets:
         uri = _source_uri(dataset.get("source"))
         if not uri:
             continue
         path = uri[len("file://"):] if uri.startswith("file://") else uri
-        if "://" in path or not path.startswith("/"):
+        if not model.is_remote(path) and ("://" in path or not path.startswith("/")):
             continue
         out.append((path, {"name": str(dataset.get("name") or ""),
                            "digest": str(dataset.get("digest") or "")}))
@@ -325,7 +328,8 @@ def _source_uri(source: Any) -> str | None:
 def with_datasets(found: Found, datasets: list[tuple[str, dict[str, str]]],
                   project: Path) -> None:
     """Attach MLflow's dataset name and digest to the inputs at the datasets' paths."""
-    by_path = {seen_as(Path(p), project): facts for p, facts in datasets}
+    by_path = {p if model.is_remote(p) else seen_as(Path(p), project): facts
+               for p, facts in datasets}
     found.inputs = [replace(i, dataset=by_path[i.path]) if i.path in by_path else i
                     for i in found.inputs]
 

@@ -282,18 +282,32 @@ def s3(tmp_path_factory):
 def test_an_s3_input_is_pinned_by_etag_and_version_and_a_changed_one_stops_the_replay(
         setup, s3):
     client, env = s3
+    from mlflow import MlflowClient
+    from mlflow.entities import Dataset, DatasetInput
+
     first = client.put_object(Bucket="data", Key="train.csv", Body=b"1\n2\n")
+    valid = client.put_object(Bucket="data", Key="valid.csv", Body=b"3\n")
     run_id = setup["exp"].train("--data", str(setup["extra"]))
+    # what mlflow.log_input(mlflow.data.from_pandas(df, source="s3://…")) records
+    MlflowClient(setup["exp"].store).log_inputs(run_id, [DatasetInput(Dataset(
+        name="valid", digest="0123abcd", source_type="s3",
+        source=json.dumps({"uri": "s3://data/valid.csv"})))])
     payload = setup["capture"](run_id, "--input", "s3://data/train.csv", **env)
     pinned = {i["path"]: i for i in payload["inputs"]["inputs"]}
     assert pinned["s3://data/train.csv"]["carry"] == "reference"
     assert pinned["s3://data/train.csv"]["size"] == 4
+    assert (pinned["s3://data/valid.csv"]["carry"], pinned["s3://data/valid.csv"]["sources"],
+            pinned["s3://data/valid.csv"]["size"]) == ("reference", ["mlflow"], 2)
     import yaml
 
     lock = yaml.safe_load((setup["exp"].root / ".envlock" / "runs" / run_id
                            / "envlock.lock.yaml").read_text())
-    (remote,) = [i["remote"] for i in lock["inputs"] if i["kind"] == "remote"]
-    assert remote == {"etag": first["ETag"].strip('"'), "version_id": first["VersionId"]}
+    remotes = {i["path"]: i for i in lock["inputs"] if i["kind"] == "remote"}
+    assert remotes["s3://data/train.csv"]["remote"] == {
+        "etag": first["ETag"].strip('"'), "version_id": first["VersionId"]}
+    assert remotes["s3://data/valid.csv"]["remote"] == {
+        "etag": valid["ETag"].strip('"'), "version_id": valid["VersionId"]}
+    assert remotes["s3://data/valid.csv"]["dataset"] == {"name": "valid", "digest": "0123abcd"}
 
     client.put_object(Bucket="data", Key="train.csv", Body=b"1\n2\n3\n")
     refused = setup["exp"].envlock("replay", run_id, ENVLOCK_CACHE=setup["cache"], **env)

@@ -170,14 +170,27 @@ def test_inputs_render_as_read_only_bind_mounts_and_a_job_refuses_them():
         job_manifest(JobSpec(name="j", replay=spec, tracking_uri="http://x"))
 
 
-def test_mlflow_dataset_sources_that_are_local_paths_are_inputs():
+def test_mlflow_dataset_sources_that_are_local_paths_or_s3_objects_are_inputs():
     found = snap.dataset_paths([
         {"name": "train", "digest": "abc", "source": '{"uri": "/data/train.csv"}'},
         {"name": "remote", "digest": "d", "source": '{"uri": "s3://b/k"}'},
+        {"name": "web", "digest": "w", "source": '{"url": "https://example.com/x.csv"}'},
+        {"name": "relative", "digest": "r", "source": '{"uri": "data/x.csv"}'},
         {"name": "file", "digest": "e", "source": '{"uri": "file:///data/x.parquet"}'},
         {"name": "none", "digest": "f", "source": "{}"}])
     assert found == [("/data/train.csv", {"name": "train", "digest": "abc"}),
+                     ("s3://b/k", {"name": "remote", "digest": "d"}),
                      ("/data/x.parquet", {"name": "file", "digest": "e"})]
+
+
+def test_an_s3_dataset_keeps_its_url_and_mlflow_digest_on_the_pinned_input(tmp_path):
+    from envlock.model.inputs import remote
+
+    found = snap.Found(inputs=[remote("s3://b/k", 4, '"e1"', "v1", ("mlflow",))])
+    snap.with_datasets(found, [("s3://b/k", {"name": "remote", "digest": "d"})], tmp_path)
+    (pinned,) = found.inputs
+    assert (pinned.path, pinned.dataset) == ("s3://b/k", {"name": "remote", "digest": "d"})
+    assert pinned.remote == {"etag": "e1", "version_id": "v1"}
 
 
 def test_a_directory_input_diffs_from_a_changed_copy_file_by_file():
