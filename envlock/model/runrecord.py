@@ -59,6 +59,7 @@ REPLAY_HOST_ARTIFACT = "replay-host.yaml"  # the replaying host's snapshot
 REPORT_ARTIFACT = "report.html"  # `envlock report`'s page
 REPEAT_ARTIFACT = "repeat.json"  # every replay of a --repeat, per metric
 INPUTS_READ_ARTIFACT = "inputs-read.json"  # the files a run read and wrote (envlock.autolog())
+REPLAY_GIVEN_ARTIFACT = "replay-given.json"  # a Job's --command and --env, for its later verdict
 
 # ---- labels on envlock's images ------------------------------------------------------
 # (and the tags of the same names: version, env_digest, python, lock_digest, git_commit, dirty)

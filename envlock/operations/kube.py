@@ -9,6 +9,7 @@ so the tracking store must be a server the pods can reach.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -174,6 +175,7 @@ def submit(spec: ReplaySpec, context: Context, *, tracker: TrackerLike, options:
                   image_pull_secret=secret, experiment_id=str(run.experiment_id))
     try:
         tracker.set_tags(replay_id, {JOB_TAG: f"{job.namespace}/{job.name}"})
+        tracker.log_text(replay_id, runrecord.REPLAY_GIVEN_ARTIFACT, given(spec))
         submit_job(job_manifest(job), api)
     except BaseException as exc:
         fail_replay(tracker, replay_id, exc, Tail(), tag_reason=True)
@@ -229,7 +231,44 @@ def conclude_replay(replay_id: str, *, tracker: TrackerLike, checks: Checks | No
     result = KubeReplayResult(original_run_id=original, replay_run_id=replay_id,
                               image=replay.tags.get(runrecord.IMAGE, ""), exit_code=code,
                               comparison=comparison, job=job)
+    if facts is None and not (code == 0 and comparison is not None
+                              and comparison.reproduced):
+        facts = detached_facts(tracker, replay_id, original)
     return _explained(result, tracker, facts, (checks or Checks()).policy)
+
+
+def given(spec: ReplaySpec) -> str:
+    """What a Job was given beyond the original's recorded facts (``--command``, the
+    ``--env`` values, secret-named ones left out), kept on the replay run as
+    ``envlock/replay-given.json`` for a verdict concluded later (``verify --replay``)."""
+    from envlock.model.redact import is_secret_name
+    from envlock.operations.replayplan import BASE_ENV
+
+    env = {k: v for k, v in spec.env.items() if k not in BASE_ENV and not is_secret_name(k)}
+    return json.dumps({"command": spec.command, "env": env}, indent=1, sort_keys=True)
+
+
+def detached_facts(tracker: TrackerLike, replay_id: str, original: str) -> Facts | None:
+    """The facts to explain a detached replay with: the original's lock and tags, and
+    what its Job was given (:func:`given`; a Job submitted before it was recorded had
+    nothing beyond the defaults, as far as can be known). None when the original's lock
+    cannot be read: the verdict stands, unexplained."""
+    from envlock.operations.explain import replay_facts
+    from envlock.operations.targets import captured
+
+    try:
+        lock, run = captured(tracker, original)
+    except EnvlockError:
+        return None
+    raw = tracker.artifact_bytes(replay_id, f"{runrecord.ARTIFACT_DIR}/"
+                                 f"{runrecord.REPLAY_GIVEN_ARTIFACT}", 1 << 20)
+    recorded = json.loads(raw) if raw else {}
+    spec = ReplaySpec(run_id=original, image=run.tags.get(runrecord.IMAGE, ""),
+                      command=recorded.get("command"), env=dict(recorded.get("env") or {}))
+    context = Context(run=run, original_command=lock.runtime.get("command"),
+                      locked={"frameworks": lock.frameworks, "gpu": lock.gpu,
+                              "host": lock.host, "runtime": lock.runtime})
+    return replay_facts(spec, context, None)
 
 
 def _explained(result: KubeReplayResult, tracker: TrackerLike, facts: Facts | None,

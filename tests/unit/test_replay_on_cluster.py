@@ -98,3 +98,35 @@ def _reported(tracker: FakeTracker, result: kube.KubeReplayResult) -> None:
             assert html.escape(explanation.title).encode() in page
     else:
         assert page is None and any("matplotlib" in w for w in result.warnings)
+
+
+def test_a_detached_replay_concluded_later_is_explained_from_what_its_job_was_given(
+        cluster):
+    """`replay --on kubernetes --detach` then `verify --replay`: the second process has
+    no spec; the explanations come from the original's lock and what submit recorded of
+    the Job (its --env, a secret-named variable left out)."""
+    from envlock.model.lockfile import dumps
+    from tests.factories import make_lock
+
+    tracker, job = cluster
+    job["loss"] = [(0, 1.0), (1, 0.75)]
+    run_id = tracker.add_run(name="train", tags={"envlock.image": IMAGE,
+                                                 "envlock.lock_digest": "sha256:" + "0" * 64},
+                             history={"loss": [(0, 1.0), (1, 0.5)]})
+    lock = make_lock(runtime={"env": {}, "command": "python train.py"})
+    tracker.runs[run_id].artifacts["envlock/envlock.lock.yaml"] = dumps(lock).encode()
+    spec = ReplaySpec(run_id=run_id, image=IMAGE,
+                      env={**BASE_ENV, "LR_SCALE": "1.5", "HF_TOKEN": "hf_x"})
+    context = Context(run=tracker.run(run_id), original_command="python train.py",
+                      locked={"gpu": {}, "frameworks": {}, "host": {}, "runtime": {"env": {}}})
+    replay_id, _job, _verdict = kube.submit(spec, context, tracker=tracker,
+                                            options=kube.KubeOptions(), api=object())
+    given = json.loads(artifact(tracker, replay_id, "replay-given.json") or b"{}")
+    assert given == {"command": None, "env": {"LR_SCALE": "1.5"}}
+    result = kube.conclude_replay(replay_id, tracker=tracker, api=object(),
+                                  output=lambda chunk: None)
+    assert result.comparison is not None and not result.comparison.reproduced
+    [why] = [e for e in result.explanations if e.kind == "env"]
+    assert why.evidence == ("LR_SCALE: original not recorded, replay 1.5",)
+    assert tracker.runs[replay_id].tags["envlock.explanation"] == why.title
+    _reported(tracker, result)
