@@ -12,12 +12,17 @@ runtime_ok() { for c in etcd containerd ctr runc /usr/lib/cni/bridge openssl cur
 [ "$(cat "$K/bin/.source-sha256" 2>/dev/null)" = "$SRC_SHA" ] && [ -x "$K/bin/kubelet" ] && runtime_ok &&
   { echo "k8s: binaries cached ($K/bin)"; exit 0; }
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq && apt-get install -y -qq --no-install-recommends golang-1.19-go rsync \
+# apt's locks waited for: test.sh starts this beside scripts/slurm/start.sh, which installs too
+# (dpkg's lock has a timeout option; the lists and archives locks fail at once, hence the retries)
+L=(-o DPkg::Lock::Timeout=600)
+retry() { local n; for n in 1 2 3 4 5 6 7 8 9 10 11 12; do "$@" && return 0; echo "k8s: apt busy, retrying" >&2; sleep 10; done; return 1; }
+retry apt-get "${L[@]}" update -qq
+retry apt-get "${L[@]}" install -y -qq --no-install-recommends golang-1.19-go rsync \
   containernetworking-plugins etcd-server containerd runc gcc libc6-dev openssl curl iproute2 >/dev/null
 # deb-src only for this download, in a private apt state (the machine's sources stay untouched)
 echo "deb-src http://deb.debian.org/debian bookworm main" > "$K/apt/sources.list"
-A=(-o Dir::Etc::SourceList="$K/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists="$K/apt/lists")
-apt-get "${A[@]}" update -qq
+A=("${L[@]}" -o Dir::Etc::SourceList="$K/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists="$K/apt/lists")
+retry apt-get "${A[@]}" update -qq
 (cd "$K/src" && apt-get "${A[@]}" source --download-only kubernetes >/dev/null)
 tarball=$(ls "$K"/src/kubernetes_*.orig.tar.gz | head -1)
 echo "$SRC_SHA  $tarball" | sha256sum -c - >/dev/null || { echo "k8s: source hash mismatch" >&2; exit 1; }
