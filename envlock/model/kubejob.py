@@ -362,6 +362,8 @@ def _input_mounts(inputs: tuple[Mount, ...]) -> list[dict[str, Any]]:
 def _inputs_init(spec: JobSpec) -> dict[str, Any]:
     """Copy the inputs image's entries into the inputs volume (the experiment's container
     mounts them from there, read-only); runs as the experiment's user, hardened alike."""
+    for mount in spec.replay.inputs:
+        _subpath(mount)  # a host's path first: that is what cannot work at all
     if not spec.inputs_image:
         raise UsageError(f"run {spec.run_id} read pinned inputs "
                          f"({', '.join(m.target for m in spec.replay.inputs)}) but the Job "

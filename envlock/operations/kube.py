@@ -216,6 +216,7 @@ def replay_on_kubernetes(spec: ReplaySpec, context: Context, *, tracker: Tracker
         delete_job(job.namespace, job.name, api)  # interrupted or failed: not left behind
         raise
     result.warnings = [*verdict.warnings, *verdict.problems, *result.warnings]  # forced
+    result.inputs_changed = list(context.inputs_changed)
     return result
 
 

@@ -225,38 +225,44 @@ def _kube_inputs(request: ReplayRequest, pinned: tuple[Input, ...]
 
 
 def _inputs(lock: Any, run: Any, request: ReplayRequest,
-            notify: Callable[[str, str], None] | None) -> Any:
-    """The run's inputs for this host: referenced ones checked, copied ones pulled."""
+            notify: Callable[[str, str], None] | None, shared: Path | None = None,
+            fetch: bool = True) -> Any:
+    """The run's inputs for this host: referenced ones checked, copied ones pulled
+    (``shared``: for nodes that share that folder's filesystem with this host)."""
     from envlock.operations import inputs
 
     if not lock.inputs:
         return inputs.Restored()
     root = Path(lock.project_root) if lock.project_root and Path(
         lock.project_root).is_dir() else Path.cwd()
-    restored = inputs.restore(lock.inputs, run.tags.get(inputs.TAG), project=root,
-                              workdir=WORKDIR, allow_changed=request.allow_changed_inputs)
+    allow, artifact = request.allow_changed_inputs, run.tags.get(inputs.TAG)
+    restored = inputs.restore(lock.inputs, artifact, project=root, workdir=WORKDIR,
+                              allow_changed=allow) if shared is None else \
+        inputs.restore_shared(lock.inputs, artifact, project=root, workdir=WORKDIR,
+                              shared=shared, allow_changed=allow, fetch=fetch)
     for change in restored.changed:
         (notify or _ignore)("warning", f"input {change.describe()} (--allow-changed-inputs)")
     return restored
 
 
-def slurm(request: ReplayRequest, *, tracker: TrackerLike, config: Config
-          ) -> tuple[ReplaySpec, Context]:
+def slurm(request: ReplayRequest, *, tracker: TrackerLike, config: Config,
+          shared: Path | None = None, fetch: bool = True) -> tuple[ReplaySpec, Context]:
     """The spec of a replay as a Slurm job (:mod:`envlock.operations.slurm`). Like a Job,
     the node is not known before scheduling (resources: only what the flags say; GPUs a
     number, default as many as the run had) and the image is pulled by digest from its
     registry; unlike a pod, the container keeps ``--network`` and ``--mount`` (paths of
     the filesystem the nodes share). The command is always explicit (Charliecloud reads no
-    image CMD): the flag's, else the captured one."""
+    image CMD): the flag's, else the captured one. The run's inputs are restored as for a
+    local replay, into a cache on the filesystem ``shared`` (``slurm.job_dir``) is on
+    (:func:`envlock.operations.inputs.restore_shared`; ``fetch`` false: a dry run, nothing
+    pulled), and bound read-only where the run saw them."""
     from envlock.model.kubejob import parse_env, parse_gpu_count
 
     flags = with_config(request.container, config)
     parsed = _checked(flags)
     env = parse_env(flags.env)  # the script is plain text on a shared filesystem
     lock, run = captured(tracker, request.run_id, image=True)
-    if lock.inputs:
-        raise UsageError(f"run {request.run_id} has pinned inputs, which a Slurm replay does "
-                         "not carry yet", "replay it with --on local")
+    restored = _inputs(lock, run, request, None, shared=shared or Path.cwd(), fetch=fetch)
     image = run.tags[runrecord.IMAGE]
     if "@sha256:" not in image:
         raise ReplayError(f"image {image} of run {request.run_id} is not pinned in a registry",
@@ -270,12 +276,14 @@ def slurm(request: ReplayRequest, *, tracker: TrackerLike, config: Config
     spec = ReplaySpec(
         run_id=request.run_id, image=image, command=command,
         env={**BASE_ENV, **given.env, **env}, mounts=parsed["mounts"],
+        inputs=tuple(Mount(src, dst, read_only=True) for src, dst in restored.mounts),
         shm_size=given.shm_size, cpus=given.cpus, memory=given.mem_limit,
         gpus=GpuRequest(count=count) if count else None, network=parsed["network"],
         timeout=parsed["timeout"], checks=checks(request, config), track=request.track)
     return spec, Context(run=run, locked={"frameworks": lock.frameworks, "gpu": lock.gpu},
                          original_command=lock.runtime.get("command"), resources=given,
-                         force=request.force)
+                         force=request.force,
+                         inputs_changed=tuple(c.describe() for c in restored.changed))
 
 
 def _ignore(kind: str, text: str) -> None:
