@@ -220,3 +220,34 @@ def test_a_blob_that_does_not_match_its_hash_stops_the_derivation(published, tmp
     published.registry.blobs[("team/exp", "sha256:" + sha(TRAIN))] = b"tampered"
     with pytest.raises(carried.InputsError, match="does not match its hash"):
         derive(published, tmp_path / "s")
+
+
+def test_submit_derives_the_inputs_image_and_records_it_on_the_replay_run(monkeypatch):
+    from envlock.model.compat import Verdict
+    from envlock.operations.replayplan import Context
+    from tests.fakes import FakeTracker
+
+    tracker, submitted, derived = FakeTracker(uri=URI), [], []
+    monkeypatch.setattr(kube, "load_client", lambda: object())
+    monkeypatch.setattr(kube, "node_preflight", lambda *a: Verdict(ok=True))
+    monkeypatch.setattr(kube, "pull_secret", lambda *a: None)
+    monkeypatch.setattr(kube, "submit_job", lambda manifest, api: submitted.append(manifest))
+
+    def derive(image, copied, artifact, credentials=None):
+        derived.append((image, copied, artifact))
+        return inputimage.Derived("registry.example.com/team/proj@sha256:" + "cd" * 32, 10)
+
+    monkeypatch.setattr(kube, "derive", derive)
+    run_id = tracker.add_run(name="train", tags={"envlock.image": IMAGE})
+    spec = ReplaySpec(run_id=run_id, image=IMAGE, env=dict(BASE_ENV),
+                      inputs=kubejob.input_mounts(COPIED, "/workspace"))
+    context = Context(run=tracker.run(run_id), locked={"gpu": {}}, copied=COPIED,
+                      inputs_artifact="registry.example.com/team/proj@sha256:" + "ef" * 32)
+    replay_id, job_spec, _verdict = kube.submit(spec, context, tracker=tracker,
+                                                options=kube.KubeOptions())
+    assert derived == [(IMAGE, COPIED, context.inputs_artifact)]
+    fill = submitted[0]["spec"]["template"]["spec"]["initContainers"][1]
+    assert fill["image"] == job_spec.inputs_image == "registry.example.com/team/proj@sha256:" \
+        + "cd" * 32
+    assert tracker.runs[replay_id].tags["envlock.inputs_image"] == fill["image"]
+    assert tracker.runs[replay_id].tags["envlock.image"] == IMAGE
