@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -88,29 +89,23 @@ def tls_registry(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def job_env(cluster, storage, tls_registry, tmp_path_factory) -> dict[str, str]:
-    """What envlock's Slurm replays here run with: the config (partition, job folder, the
-    plain-HTTPS registry), Podman's and Charliecloud's storages, the registry's CA."""
-    address, bundle = tls_registry
-    root = tmp_path_factory.mktemp("slurm-config")
-    config = root / "envlock.yaml"
-    config.write_text(f"slurm:\n  partition: debug\n  job_dir: {root}/jobs\n"
-                      f"  insecure_registries: ['{address}']\n")
-    return {"ENVLOCK_CONFIG": str(config), "CONTAINERS_STORAGE_CONF": str(storage),
-            "CH_IMAGE_STORAGE": str(storage.parent / "charliecloud"),
-            "REQUESTS_CA_BUNDLE": bundle}
-
-
-@pytest.fixture(scope="module")
-def runs(job_env, tls_registry, tmp_path_factory, experiment_venv, infra, created_images):
+def runs(cluster, storage, tls_registry, tmp_path_factory, experiment_venv, infra,
+         created_images):
     """Captured runs of one experiment, all of one image: four that reproduce, one whose
-    recorded command drifts (another seed), one that sleeps past any timeout."""
+    recorded command drifts (another seed), one that sleeps past any timeout. The first
+    also reads a pinned input, an absolute path copied at capture and changed on the host
+    afterwards: its replays must read the pinned copy, read-only."""
     root = tmp_path_factory.mktemp("slurm") / "exp"
     exp = make_experiment(root, experiment_venv, f"sqlite:///{root.parent}/mlflow.db")
     address, bundle = tls_registry
     where = ("--registry", f"{address}/{REPO}")
+    extra = root.parent / "extra.csv"
+    extra.write_text("pinned\n")
+    reads = "sh -c " + shlex.quote(  # the recorded command is an argv: the shell's own
+        f"grep -qx pinned {extra} && ! (echo x >> {extra}) 2>/dev/null "
+        f"&& echo input-read-only && python train.py")
     ids = {}
-    for name, seed, command in (("ok", 0, "python train.py"),
+    for name, seed, command in (("ok", 0, reads),
                                 ("ok1", 1, "python train.py --seed 1"),
                                 ("ok2", 2, "python train.py --seed 2"),
                                 ("ok3", 0, "python train.py --seed 0"),
@@ -119,9 +114,17 @@ def runs(job_env, tls_registry, tmp_path_factory, experiment_venv, infra, create
         run_id = exp.train("--seed", str(seed))
         with pytest.MonkeyPatch.context() as patch:  # the capture's push trusts the cert
             patch.setenv("REQUESTS_CA_BUNDLE", bundle)
-            exp.capture(run_id, infra, created_images, *where, command=command)
+            given = ("--input", str(extra)) if name == "ok" else ()
+            exp.capture(run_id, infra, created_images, *where, *given, command=command)
         ids[name] = run_id
-    return exp, ids, job_env
+    extra.write_text("changed\n")  # the replays read the pinned copy
+    config = root.parent / "envlock.yaml"
+    config.write_text(f"slurm:\n  partition: debug\n  job_dir: {root.parent}/jobs\n"
+                      f"  insecure_registries: ['{address}']\n")
+    env = {"ENVLOCK_CONFIG": str(config), "CONTAINERS_STORAGE_CONF": str(storage),
+           "CH_IMAGE_STORAGE": str(storage.parent / "charliecloud"),
+           "REQUESTS_CA_BUNDLE": bundle}
+    return exp, ids, env
 
 
 def replay_run(exp, run_id: str) -> dict:
@@ -142,10 +145,14 @@ def test_a_captured_run_replays_on_slurm_with_podman_and_reproduces(runs):
     image = replay_image(exp, ids["ok"])
     assert f"podman pull --quiet --tls-verify=false {image}" in dry.stdout
     assert "#SBATCH --partition=debug" in dry.stdout and "--network=none" in dry.stdout
+    pinned = exp.root.parent / "extra.csv"
+    assert f":{pinned}:ro" in dry.stdout  # the input, bound read-only from the shared cache
 
     result = exp.envlock("replay", ids["ok"], "--on", "slurm", **env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "trained: w=" in result.stdout  # the job's output, streamed
+    assert "input-read-only" in result.stdout  # the pinned copy, not the changed file
+    assert pinned.read_text() == "changed\n"
     assert "REPRODUCED" in result.stdout and "on slurm (job " in result.stdout
     replay = replay_run(exp, ids["ok"])
     tags = replay["tags"]
@@ -192,37 +199,6 @@ def test_a_sweep_is_one_job_array_with_drift_and_a_cluster_failure(runs, tmp_pat
     assert len(cases) == 6
     assert sum(1 for case in cases if case.find("failure") is None
                and case.find("error") is None) == 4  # the drifted and the timed-out: not
-    assert slurm.queue() == []
-
-
-def test_a_run_replays_on_slurm_from_its_pinned_input_after_the_host_file_changed(
-        job_env, infra, created_images, tls_registry, tmp_path, experiment_venv):
-    """An absolute-path input, copied at capture, then changed on the host: the job reads
-    the pinned copy, read-only, where the run saw it (restored into the shared cache)."""
-    import shlex
-
-    exp = make_experiment(tmp_path / "exp", experiment_venv, f"sqlite:///{tmp_path}/mlflow.db")
-    env = job_env
-    extra = tmp_path / "extra.csv"
-    extra.write_text("pinned\n")
-    run_id = exp.train()
-    started = time.monotonic()
-    command = "sh -c " + shlex.quote(  # the recorded command is an argv: the shell's own
-        f"grep -qx pinned {extra} && ! (echo x >> {extra}) 2>/dev/null "
-        f"&& echo input-read-only && python train.py")
-    address, bundle = tls_registry
-    with pytest.MonkeyPatch.context() as patch:  # the capture's push trusts the cert
-        patch.setenv("REQUESTS_CA_BUNDLE", bundle)
-        payload = exp.capture(run_id, infra, created_images, "--registry",
-                              f"{address}/{REPO}", "--input", str(extra), command=command)
-    assert [i["carry"] for i in payload["inputs"]["inputs"]] == ["copy"]
-    extra.write_text("changed\n")
-    result = exp.envlock("replay", run_id, "--on", "slurm", **env)
-    print(f"\n[timing] capture + slurm replay with an input: "
-          f"{time.monotonic() - started:.1f} s")
-    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
-    assert "input-read-only" in result.stdout and "REPRODUCED" in result.stdout
-    assert extra.read_text() == "changed\n"  # the host's file is untouched
     assert slurm.queue() == []
 
 
