@@ -35,7 +35,8 @@ def replay(request: Any, config: Any, slurm: SlurmFlags, dry_run: bool, as_json:
 
     settings = ops.settings_from(config, slurm.given())
     tracker = open_tracker()
-    spec, context = replayplan.slurm(request, tracker=tracker, config=config)
+    spec, context = replayplan.slurm(request, tracker=tracker, config=config,
+                                     shared=ops.job_root(settings), fetch=not dry_run)
     if dry_run:
         script = ops.plan_script(spec, context, settings)
         return out.emit({"run_id": spec.run_id, "on": "slurm", "script": script}, script)
@@ -46,6 +47,7 @@ def replay(request: Any, config: Any, slurm: SlurmFlags, dry_run: bool, as_json:
     lines = [f"replay of {spec.run_id} on slurm (job {result.job}, node {result.node}, "
              f"partition {result.partition}): exit {result.exit_code}"
              + (f", replay run {result.replay_run_id}" if result.replay_run_id else "")]
+    lines += [f"input changed: {text}" for text in result.inputs_changed]
     if result.relay:
         lines.append(result.relay.summary())
     if result.comparison:
@@ -61,7 +63,8 @@ def single(request: Any, config: Any, slurm: SlurmFlags) -> Any:
 
     settings = ops.settings_from(config, slurm.given())
     tracker = open_tracker()
-    spec, context = replayplan.slurm(request, tracker=tracker, config=config)
+    spec, context = replayplan.slurm(request, tracker=tracker, config=config,
+                                     shared=ops.job_root(settings))
     return ops.replay_on_slurm(spec, context, tracker=tracker, settings=settings,
                                output=out.passthrough(True))
 

@@ -1,7 +1,15 @@
 """Pure: a captured run's pinned image as a Kubernetes batch/v1 Job — the options parsed
-and checked, ``job_manifest()`` (hardened pod, workspace init container, memory-backed
-/dev/shm, requests = limits, GPUs and tolerations) and the GPU/driver pre-flight from
-NVIDIA GPU feature discovery node labels. Tested without a cluster; the cluster client is
+and checked, ``job_manifest()`` (hardened pod, workspace init container, the run's copied
+inputs read-only where it saw them, memory-backed /dev/shm, requests = limits, GPUs and
+tolerations) and the GPU/driver pre-flight from NVIDIA GPU feature discovery node labels.
+
+A cluster gets bytes only from images it pulls, so a Job's inputs come from an *inputs
+image*: the run's image plus one layer holding each copied input at
+``/.envlock/inputs/<sha256>`` (:mod:`envlock.operations.inputimage` derives and pushes
+it). An init container running it copies them into an ``inputs`` emptyDir, and the
+experiment's container mounts each one read-only (``subPath``) at the path the run saw:
+project-relative ones inside the workspace, absolute ones at the same absolute path —
+what a local replay's read-only bind mounts give. Tested without a cluster; the cluster client is
 :mod:`envlock.adapters.kube`, the replay that uses both :mod:`envlock.operations.kube`.
 """
 
@@ -20,8 +28,9 @@ from envlock.errors import EnvlockError, UsageError
 from envlock.image.render import WORKDIR
 from envlock.model import runrecord
 from envlock.model.compat import Verdict, preflight
+from envlock.model.inputs import Input, container_path
 from envlock.model.redact import is_secret_name
-from envlock.model.replayspec import LOOPBACK, ReplaySpec
+from envlock.model.replayspec import LOOPBACK, Mount, ReplaySpec
 
 CONTAINER = "experiment"
 DRY_RUN_REPLAY_ID = "<created at submit>"
@@ -32,6 +41,13 @@ WORKSPACE_COPY = "/envlock/workspace"  # where the init container fills the work
 # every entry of the image's workspace, times and modes kept (owners cannot be, as uid 1000)
 WORKSPACE_FILL = (f"cd {WORKDIR} && find . -mindepth 1 -maxdepth 1 "
                   f"-exec cp -R --preserve=mode,timestamps,links -t {WORKSPACE_COPY} {{}} +")
+#: In the inputs image: one entry per copied input, named by its sha256 (a directory
+#: input's is its manifest's, a tree of its files).
+INPUTS_ROOT = "/.envlock/inputs"
+INPUTS_COPY = "/envlock/inputs"  # where the inputs init container fills the inputs volume
+INPUTS_VOLUME = "inputs"
+INPUTS_FILL = (f"cd {INPUTS_ROOT} && find . -mindepth 1 -maxdepth 1 "
+               f"-exec cp -R -t {INPUTS_COPY} {{}} +")
 EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 RESERVED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")
 
@@ -186,6 +202,9 @@ class JobSpec:
     tolerations: tuple[Mapping[str, str], ...] = ()
     image_pull_secret: str | None = None
     ttl_seconds: int = TTL_SECONDS
+    #: The run's image plus one layer of its copied inputs, by digest (the sources of
+    #: ``replay.inputs`` are paths in it); --dry-run: what would be derived, in words.
+    inputs_image: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -221,6 +240,8 @@ def _annotations(spec: JobSpec) -> dict[str, str]:
              f"{LABEL_PREFIX}/replay-run-id": spec.replay_run_id or DRY_RUN_REPLAY_ID}
     if spec.original_command:
         notes[f"{LABEL_PREFIX}/command"] = spec.original_command
+    if spec.replay.inputs and spec.inputs_image:
+        notes[f"{LABEL_PREFIX}/inputs-image"] = spec.inputs_image
     return notes
 
 
@@ -238,7 +259,8 @@ def _container(spec: JobSpec) -> dict[str, Any]:
         "volumeMounts": [*({"name": _volume_name(path), "mountPath": path}
                            for path, _options in replay.hardening.tmpfs),
                          {"name": "workspace", "mountPath": replay.workdir},
-                         {"name": "shm", "mountPath": "/dev/shm"}],
+                         {"name": "shm", "mountPath": "/dev/shm"},
+                         *_input_mounts(replay.inputs)],
     }
     if replay.argv:
         container["command"] = replay.argv
@@ -311,6 +333,48 @@ def _workspace_init(replay: ReplaySpec) -> dict[str, Any]:
             "volumeMounts": [{"name": "workspace", "mountPath": WORKSPACE_COPY}]}
 
 
+# ------------------------------------------------------------------ inputs
+
+def input_mounts(copied: Iterable[Input], workdir: str) -> tuple[Mount, ...]:
+    """Where a Job's experiment sees each copied input: read-only at the path the run
+    saw (:func:`~envlock.model.inputs.container_path`), from its entry in the inputs
+    image (``INPUTS_ROOT/<sha256>``), sorted by that path."""
+    mounts = {Mount(f"{INPUTS_ROOT}/{i.sha256}", container_path(i.path, workdir), True)
+              for i in copied}
+    return tuple(sorted(mounts, key=lambda m: m.target))
+
+
+def _subpath(mount: Mount) -> str:
+    """The input's entry in the inputs volume; a source outside the inputs image (a path
+    of this host, from a local replay's spec) cannot reach a pod."""
+    head, slash, name = mount.source.rpartition("/")
+    if head != INPUTS_ROOT or not slash or not re.fullmatch(r"[0-9a-f]{64}", name):
+        raise UsageError(f"input {mount.target} comes from {mount.source} on this host, "
+                         "which a pod cannot read", "replay it with --on local")
+    return name
+
+
+def _input_mounts(inputs: tuple[Mount, ...]) -> list[dict[str, Any]]:
+    return [{"name": INPUTS_VOLUME, "mountPath": m.target, "subPath": _subpath(m),
+             "readOnly": True} for m in sorted(inputs, key=lambda m: m.target)]
+
+
+def _inputs_init(spec: JobSpec) -> dict[str, Any]:
+    """Copy the inputs image's entries into the inputs volume (the experiment's container
+    mounts them from there, read-only); runs as the experiment's user, hardened alike."""
+    for mount in spec.replay.inputs:
+        _subpath(mount)  # a host's path first: that is what cannot work at all
+    if not spec.inputs_image:
+        raise UsageError(f"run {spec.run_id} read pinned inputs "
+                         f"({', '.join(m.target for m in spec.replay.inputs)}) but the Job "
+                         "has no inputs image to carry them",
+                         "replay it through envlock replay --on kubernetes")
+    return {"name": INPUTS_VOLUME, "image": spec.inputs_image,
+            "imagePullPolicy": "IfNotPresent", "command": ["/bin/sh", "-c", INPUTS_FILL],
+            "securityContext": _container_security(spec.replay),
+            "volumeMounts": [{"name": INPUTS_VOLUME, "mountPath": INPUTS_COPY}]}
+
+
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -337,11 +401,13 @@ def _pod(spec: JobSpec) -> dict[str, Any]:
         "hostAliases": [{"ip": LOOPBACK, "hostnames": [replay.hostname]}],
         "securityContext": {"runAsNonRoot": True, "runAsUser": user, "runAsGroup": user,
                             "fsGroup": user, "seccompProfile": {"type": replay.hardening.seccomp}},
-        "initContainers": [_workspace_init(replay)],
+        "initContainers": [_workspace_init(replay),
+                           *([_inputs_init(spec)] if replay.inputs else [])],
         "containers": [_container(spec)],
         "volumes": [*({"name": _volume_name(path), "emptyDir": {}}
                       for path, _options in replay.hardening.tmpfs),
-                    {"name": "workspace", "emptyDir": {}}, _shm_volume(spec)],
+                    {"name": "workspace", "emptyDir": {}}, _shm_volume(spec),
+                    *([{"name": INPUTS_VOLUME, "emptyDir": {}}] if replay.inputs else [])],
     }
     if replay.timeout:
         pod["activeDeadlineSeconds"] = math.ceil(replay.timeout)
@@ -350,10 +416,6 @@ def _pod(spec: JobSpec) -> dict[str, Any]:
 
 def job_manifest(spec: JobSpec) -> dict[str, Any]:
     """The batch/v1 Job for ``spec`` as plain data (what --dry-run prints)."""
-    if spec.replay.inputs:
-        raise UsageError(f"run {spec.run_id} read pinned inputs "
-                         f"({', '.join(m.target for m in spec.replay.inputs)}): a Kubernetes "
-                         "Job cannot be given them yet", "replay it with --on local")
     labels = _labels(spec)
     pod = _pod(spec)
     if spec.node_selector:

@@ -88,7 +88,8 @@ class ReplaySpec:
     env: Mapping[str, str] = field(default_factory=dict)
     mounts: tuple[Mount, ...] = ()
     #: The run's pinned inputs, read-only where the run saw them (the lock's ``inputs``:
-    #: copies from the cache, referenced files from this host, both verified by hash).
+    #: copies from the cache, referenced files from this host, both verified by hash; for
+    #: a Kubernetes Job, entries of its inputs image, :func:`kubejob.input_mounts`).
     inputs: tuple[Mount, ...] = ()
     shm_size: int | None = None  # bytes; None: the runtime's default
     cpus: float | None = None

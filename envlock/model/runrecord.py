@@ -49,6 +49,7 @@ REPEAT = "envlock.repeat"  # the --repeat classification
 REPEAT_REPLAYS = "envlock.repeat.replays"  # the repeated replays' run ids
 REPLAY_HOST_PREFIX = "envlock.replay_host."  # cpu, gpu, ... of the replaying host
 KUBERNETES_JOB = "envlock.kubernetes.job"  # NAMESPACE/NAME of the replay's Job
+INPUTS_IMAGE = "envlock.inputs_image"  # a Job's inputs image (the run's + its inputs' layer)
 SLURM_PREFIX = "envlock.slurm."  # job_id, task, node, partition, exit_reason
 
 # ---- artifacts, under ARTIFACT_DIR/ on the run ----------------------------------------------
@@ -75,4 +76,4 @@ LABEL_DIRTY = DIRTY
 LABEL_STAGING = "envlock.staging"  # a container envlock created and removes
 
 # ---- labels and annotations on Kubernetes objects ----------------------------------------
-KUBE_PREFIX = "envlock.dev"  # KUBE_PREFIX/run-id, /replay-run-id, /image, /command, /registry
+KUBE_PREFIX = "envlock.dev"  # /run-id, /replay-run-id, /image, /command, /registry, /inputs-image

@@ -240,10 +240,11 @@ class Restored:
 
 
 def restore(inputs: Sequence[Input], artifact: str | None, *, project: Path, workdir: str,
-            allow_changed: bool = False, registry_for: Callable[[str], Any] | None = None
-            ) -> Restored:
+            allow_changed: bool = False, registry_for: Callable[[str], Any] | None = None,
+            fetch: bool = True) -> Restored:
     """Check the referenced inputs on this host (a missing or changed one stops the replay
-    unless ``allow_changed``), pull the copied ones into the cache; where each is mounted."""
+    unless ``allow_changed``), pull the copied ones into the cache; where each is mounted.
+    ``fetch`` false (a dry run): the copies' places in the cache, nothing pulled."""
     referenced = [i for i in inputs if i.carry != "copy"]
     copied = [i for i in inputs if i.carry == "copy"]
     changed = tuple(check(referenced, project))
@@ -260,10 +261,52 @@ def restore(inputs: Sequence[Input], artifact: str | None, *, project: Path, wor
             raise InputsError(f"the run's copied inputs ({', '.join(i.path for i in copied)}) "
                               f"have no {TAG} tag: their capture did not finish",
                               "capture the run again with --registry")
-        blobs = pull(copied, artifact, registry_for)
-        mounts += [(str(materialize(i, blobs)), model.container_path(i.path, workdir))
-                   for i in copied]
+        blobs = pull(copied, artifact, registry_for) if fetch else {}
+        mounts += [(str(materialize(i, blobs) if fetch else cached_path(i)),
+                    model.container_path(i.path, workdir)) for i in copied]
     return Restored(mounts=tuple(mounts), changed=changed)
+
+
+def restore_shared(inputs: Sequence[Input], artifact: str | None, *, project: Path,
+                   workdir: str, shared: Path, allow_changed: bool = False,
+                   fetch: bool = True) -> Restored:
+    """:func:`restore` for a cluster's nodes (Slurm), which see this host's files only on
+    the filesystem they share with it. envlock cannot look at the nodes' mounts: it takes
+    ``shared`` (``slurm.job_dir``, where every job's results already come back through)
+    as that filesystem, and requires the cache the copies are pulled into, and each
+    referenced file, to be on the same one (the same device). A referenced file outside
+    it stops the replay unless ``allow_changed`` (the job then runs without it)."""
+    if any(i.carry == "copy" for i in inputs) and not same_filesystem(blob_root(), shared):
+        raise InputsError(f"the inputs cache {blob_root().parent.parent} is not on the "
+                          f"filesystem the nodes share ({shared}): a job could not read the "
+                          "run's copied inputs from it",
+                          f"set ENVLOCK_CACHE to a folder on that filesystem, e.g. "
+                          f"{shared}/cache (or slurm.job_dir to one beside the cache)")
+    away = [i for i in inputs if i.carry != "copy" and i.kind != "remote"
+            and not same_filesystem(_host_path(i.path, project), shared)]
+    if away and not allow_changed:
+        raise InputsError(f"{len(away)} referenced input(s) are not on the filesystem the "
+                          f"nodes share ({shared}): {', '.join(i.path for i in away[:3])}",
+                          "capture the run again with a copy cap that copies them "
+                          "(inputs_copy_max in [tool.envlock]), or replay anyway with "
+                          "--allow-changed-inputs (the job runs without them)")
+    restored = restore([i for i in inputs if i not in away], artifact, project=project,
+                       workdir=workdir, allow_changed=allow_changed, fetch=fetch)
+    gone = tuple(model.Change(i.path, "missing", "not on the filesystem the nodes share")
+                 for i in away)
+    return Restored(mounts=restored.mounts, changed=restored.changed + gone)
+
+
+def same_filesystem(path: Path, other: Path) -> bool:
+    """Whether ``path`` and ``other`` (or, where they do not exist yet, their nearest
+    existing folders) lie on one filesystem."""
+    def device(where: Path) -> int:
+        where = where.absolute()
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        return where.stat().st_dev
+
+    return device(path) == device(other)
 
 
 def _host_path(path: str, project: Path) -> Path:
@@ -349,12 +392,19 @@ def _download(registry: Any, repository: str, sha: str, size: int, target: Path)
     os.replace(tmp.name, target)
 
 
+def cached_path(item: Input) -> Path:
+    """Where a copied input lies once restored: a file's blob, a directory's tree."""
+    if not item.is_tree:
+        return blob_root() / item.sha256
+    return blob_root().parent.parent / "trees" / item.sha256
+
+
 def materialize(item: Input, blobs: dict[str, Path]) -> Path:
     """A file input: its cached blob. A directory input: a tree of links to the blobs at
     ``$ENVLOCK_CACHE/inputs/trees/<manifest sha256>`` (made once)."""
     if not item.is_tree:
         return blobs[item.sha256]
-    root = blob_root().parent.parent / "trees" / item.sha256
+    root = cached_path(item)
     if root.is_dir():
         return root
     import tempfile

@@ -41,6 +41,7 @@ from envlock.model.kubejob import (
 )
 from envlock.model.redact import strip_url_credentials
 from envlock.model.replayspec import Checks, ReplaySpec
+from envlock.operations.inputimage import derive, describe
 from envlock.operations.replay import (
     FAILURE_TAG,
     ReplayError,
@@ -119,7 +120,8 @@ def plan(spec: ReplaySpec, context: Context, *, tracker: TrackerLike, options: K
         node_selector=parse_node_selector(options.node_selector),
         tolerations=tuple(parse_toleration(t) for t in options.tolerations),
         image_pull_secret=options.image_pull_secret and check_name(
-            "--image-pull-secret", options.image_pull_secret))
+            "--image-pull-secret", options.image_pull_secret),
+        inputs_image=describe(spec.image, context.copied) if spec.inputs else None)
     job_manifest(job)  # what cannot be a Job fails here, before anything is created
     return Plan(run=context.run, locked=dict(context.locked), spec=job,
                 warnings=tuple(w for w in warnings if w))
@@ -166,12 +168,12 @@ def submit(spec: ReplaySpec, context: Context, *, tracker: TrackerLike, options:
     if not verdict.ok and not context.force:
         raise ReplayError(f"no node can run the image: {'; '.join(verdict.problems)}",
                           "pick nodes with --node-selector, or --force to try anyway")
-    run = draft.run
-    secret = pull_secret(api, draft.spec, options)
+    run, draft_spec, tags = draft.run, *_with_inputs(draft.spec, context, options)
+    secret = pull_secret(api, draft_spec, options)
     replay_id = tracker.create_run(run.experiment_id, f"replay of {run.name or run.run_id}", {
-        runrecord.REPLAY_OF: run.run_id, runrecord.IMAGE: draft.spec.image,
-        runrecord.REPLAYED_ON: "kubernetes"})
-    job = replace(draft.spec, replay_run_id=replay_id, name=job_name(run.run_id, replay_id),
+        runrecord.REPLAY_OF: run.run_id, runrecord.IMAGE: draft_spec.image,
+        runrecord.REPLAYED_ON: "kubernetes", **tags})
+    job = replace(draft_spec, replay_run_id=replay_id, name=job_name(run.run_id, replay_id),
                   image_pull_secret=secret, experiment_id=str(run.experiment_id))
     try:
         tracker.set_tags(replay_id, {JOB_TAG: f"{job.namespace}/{job.name}"})
@@ -181,6 +183,20 @@ def submit(spec: ReplaySpec, context: Context, *, tracker: TrackerLike, options:
         fail_replay(tracker, replay_id, exc, Tail(), tag_reason=True)
         raise
     return replay_id, job, verdict
+
+
+def _with_inputs(job: JobSpec, context: Context, options: KubeOptions
+                 ) -> tuple[JobSpec, dict[str, str]]:
+    """The Job with its inputs image derived and pushed (:mod:`envlock.operations.
+    inputimage`), and the replay run's tags about its inputs."""
+    tags = {runrecord.INPUTS_CHANGED: "; ".join(context.inputs_changed)[:5000]} \
+        if context.inputs_changed else {}
+    if not job.replay.inputs:
+        return job, tags
+    derived = derive(job.image, context.copied, context.inputs_artifact,
+                     credentials=options.registry_credentials)
+    return replace(job, inputs_image=derived.image), {**tags,
+                                                      runrecord.INPUTS_IMAGE: derived.image}
 
 
 def replay_on_kubernetes(spec: ReplaySpec, context: Context, *, tracker: TrackerLike,
@@ -200,6 +216,7 @@ def replay_on_kubernetes(spec: ReplaySpec, context: Context, *, tracker: Tracker
         delete_job(job.namespace, job.name, api)  # interrupted or failed: not left behind
         raise
     result.warnings = [*verdict.warnings, *verdict.problems, *result.warnings]  # forced
+    result.inputs_changed = list(context.inputs_changed)
     return result
 
 

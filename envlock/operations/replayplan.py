@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envlock.adapters.protocols import TrackerLike
@@ -19,6 +20,7 @@ from envlock.errors import EnvlockError, UsageError
 from envlock.image.render import WORKDIR
 from envlock.model import compat, runrecord
 from envlock.model import resources as sizing
+from envlock.model.inputs import Input
 from envlock.model.replayspec import (
     Checks,
     ContainerFlags,
@@ -75,6 +77,10 @@ class Context:
     force: bool = False
     #: Referenced inputs this host has not as the run read them (--allow-changed-inputs).
     inputs_changed: tuple[str, ...] = ()
+    #: A Job's or a Slurm job's copied inputs, and the run's inputs artifact they are
+    #: pulled from (a Job's inputs image is derived from them at submit).
+    copied: tuple[Input, ...] = ()
+    inputs_artifact: str | None = None
 
 
 def with_config(flags: ContainerFlags, config: Config) -> ContainerFlags:
@@ -154,7 +160,7 @@ def kubernetes(request: ReplayRequest, *, tracker: TrackerLike, config: Config
     the replay side of the resources is only what --cpus says, the GPUs a number (default:
     as many as the run had). A pod always has the cluster's network (``network`` is for
     engines) and bind mounts of this host mean nothing there."""
-    from envlock.model.kubejob import parse_env, parse_gpu_count
+    from envlock.model.kubejob import input_mounts, parse_env, parse_gpu_count
 
     flags = with_config(request.container, config)
     parsed = _checked(flags)
@@ -163,10 +169,7 @@ def kubernetes(request: ReplayRequest, *, tracker: TrackerLike, config: Config
                          "drop them, or replay with --on local")
     env = parse_env(flags.env)
     lock, run = captured(tracker, request.run_id, image=True)
-    if lock.inputs:
-        raise ReplayError(f"run {request.run_id} read {len(lock.inputs)} pinned input(s) "
-                          f"({', '.join(i.path for i in lock.inputs[:3])}): replaying them "
-                          "on Kubernetes is not supported yet", "replay it with --on local")
+    copied, changed = _kube_inputs(request, lock.inputs)
     image = run.tags[runrecord.IMAGE]
     if "@sha256:" not in image:
         raise ReplayError(f"image {image} of run {request.run_id} is not pinned in a registry",
@@ -179,50 +182,87 @@ def kubernetes(request: ReplayRequest, *, tracker: TrackerLike, config: Config
     count = parse_gpu_count(flags.gpus, len(lock.gpu.get("devices") or []))
     spec = ReplaySpec(
         run_id=request.run_id, image=image, command=flags.command,
-        env={**BASE_ENV, **given.env, **env}, shm_size=given.shm_size, cpus=given.cpus,
+        env={**BASE_ENV, **given.env, **env}, inputs=input_mounts(copied, WORKDIR),
+        shm_size=given.shm_size, cpus=given.cpus,
         memory=given.mem_limit, gpus=GpuRequest(count=count) if count else None,
         timeout=parsed["timeout"], checks=checks(request, config))
     locked = {"frameworks": lock.frameworks, "gpu": lock.gpu,
               "host": lock.host, "runtime": lock.runtime}  # host, runtime: explanations
     return spec, Context(run=run, locked=locked, original_command=original, resources=given,
-                         force=request.force)
+                         force=request.force, inputs_changed=changed, copied=copied,
+                         inputs_artifact=run.tags.get(runrecord.INPUTS))
+
+
+def _kube_inputs(request: ReplayRequest, pinned: tuple[Input, ...]
+                 ) -> tuple[tuple[Input, ...], tuple[str, ...]]:
+    """A Job's inputs: the copied ones (carried in its inputs image), and the referenced
+    ones that could not be checked or differ. A referenced file is on some host's disk,
+    and a cluster node is not this host: envlock can neither verify it nor give it to the
+    pod, so it stops the replay (unless --allow-changed-inputs: the pod then runs without
+    it, and the verdict names it). A referenced S3 object is checked from here, as for a
+    local replay: the pod reads that same object."""
+    from envlock.operations import inputs
+
+    copied = tuple(i for i in pinned if i.carry == "copy")
+    files = [i for i in pinned if i.carry != "copy" and i.kind != "remote"]
+    if files and not request.allow_changed_inputs:
+        raise inputs.InputsError(
+            f"run {request.run_id} references {len(files)} input(s) by hash only "
+            f"({', '.join(i.path for i in files[:3])}): a cluster node is not this host, so "
+            "envlock can neither verify them nor give them to the Job",
+            "capture the run again with a copy cap that copies them (inputs_copy_max in "
+            "[tool.envlock]), replay it with --on local, or run the Job without them with "
+            "--allow-changed-inputs")
+    remote = [i for i in pinned if i.kind == "remote"]
+    changed = [c.describe() for c in inputs.check(remote, Path.cwd())]
+    if changed and not request.allow_changed_inputs:
+        raise inputs.InputsError("the run's referenced inputs are not as it read them: "
+                                 + "; ".join(changed), "restore them, or replay anyway with "
+                                 "--allow-changed-inputs (the verdict then names them)")
+    changed += [f"{i.path}: not given to the Job (referenced: a cluster node is not this "
+                "host)" for i in files]
+    return copied, tuple(changed)
 
 
 def _inputs(lock: Any, run: Any, request: ReplayRequest,
-            notify: Callable[[str, str], None] | None) -> Any:
-    """The run's inputs for this host: referenced ones checked, copied ones pulled."""
-    from pathlib import Path
-
+            notify: Callable[[str, str], None] | None, shared: Path | None = None,
+            fetch: bool = True) -> Any:
+    """The run's inputs for this host: referenced ones checked, copied ones pulled
+    (``shared``: for nodes that share that folder's filesystem with this host)."""
     from envlock.operations import inputs
 
     if not lock.inputs:
         return inputs.Restored()
     root = Path(lock.project_root) if lock.project_root and Path(
         lock.project_root).is_dir() else Path.cwd()
-    restored = inputs.restore(lock.inputs, run.tags.get(inputs.TAG), project=root,
-                              workdir=WORKDIR, allow_changed=request.allow_changed_inputs)
+    allow, artifact = request.allow_changed_inputs, run.tags.get(inputs.TAG)
+    restored = inputs.restore(lock.inputs, artifact, project=root, workdir=WORKDIR,
+                              allow_changed=allow) if shared is None else \
+        inputs.restore_shared(lock.inputs, artifact, project=root, workdir=WORKDIR,
+                              shared=shared, allow_changed=allow, fetch=fetch)
     for change in restored.changed:
         (notify or _ignore)("warning", f"input {change.describe()} (--allow-changed-inputs)")
     return restored
 
 
-def slurm(request: ReplayRequest, *, tracker: TrackerLike, config: Config
-          ) -> tuple[ReplaySpec, Context]:
+def slurm(request: ReplayRequest, *, tracker: TrackerLike, config: Config,
+          shared: Path | None = None, fetch: bool = True) -> tuple[ReplaySpec, Context]:
     """The spec of a replay as a Slurm job (:mod:`envlock.operations.slurm`). Like a Job,
     the node is not known before scheduling (resources: only what the flags say; GPUs a
     number, default as many as the run had) and the image is pulled by digest from its
     registry; unlike a pod, the container keeps ``--network`` and ``--mount`` (paths of
     the filesystem the nodes share). The command is always explicit (Charliecloud reads no
-    image CMD): the flag's, else the captured one."""
+    image CMD): the flag's, else the captured one. The run's inputs are restored as for a
+    local replay, into a cache on the filesystem ``shared`` (``slurm.job_dir``) is on
+    (:func:`envlock.operations.inputs.restore_shared`; ``fetch`` false: a dry run, nothing
+    pulled), and bound read-only where the run saw them."""
     from envlock.model.kubejob import parse_env, parse_gpu_count
 
     flags = with_config(request.container, config)
     parsed = _checked(flags)
     env = parse_env(flags.env)  # the script is plain text on a shared filesystem
     lock, run = captured(tracker, request.run_id, image=True)
-    if lock.inputs:
-        raise UsageError(f"run {request.run_id} has pinned inputs, which a Slurm replay does "
-                         "not carry yet", "replay it with --on local")
+    restored = _inputs(lock, run, request, None, shared=shared or Path.cwd(), fetch=fetch)
     image = run.tags[runrecord.IMAGE]
     if "@sha256:" not in image:
         raise ReplayError(f"image {image} of run {request.run_id} is not pinned in a registry",
@@ -236,12 +276,14 @@ def slurm(request: ReplayRequest, *, tracker: TrackerLike, config: Config
     spec = ReplaySpec(
         run_id=request.run_id, image=image, command=command,
         env={**BASE_ENV, **given.env, **env}, mounts=parsed["mounts"],
+        inputs=tuple(Mount(src, dst, read_only=True) for src, dst in restored.mounts),
         shm_size=given.shm_size, cpus=given.cpus, memory=given.mem_limit,
         gpus=GpuRequest(count=count) if count else None, network=parsed["network"],
         timeout=parsed["timeout"], checks=checks(request, config), track=request.track)
     return spec, Context(run=run, locked={"frameworks": lock.frameworks, "gpu": lock.gpu},
                          original_command=lock.runtime.get("command"), resources=given,
-                         force=request.force)
+                         force=request.force,
+                         inputs_changed=tuple(c.describe() for c in restored.changed))
 
 
 def _ignore(kind: str, text: str) -> None:

@@ -36,7 +36,14 @@ from envlock.model.slurmjob import (
     min_driver,
     outcome,
 )
-from envlock.operations.replay import ReplayError, ReplayResult, Tail, conclude, fail_replay
+from envlock.operations.replay import (
+    ReplayError,
+    ReplayResult,
+    Tail,
+    conclude,
+    fail_replay,
+    inputs_changed,
+)
 from envlock.operations.replayplan import Context, ReplayRequest
 
 if TYPE_CHECKING:
@@ -81,11 +88,16 @@ def settings_from(config: Config, given: dict[str, Any]) -> SlurmSettings:
     return parse_settings({**(config.get("slurm") or {}), **given}, "--on slurm")
 
 
+def job_root(settings: SlurmSettings) -> Path:
+    """``slurm.job_dir``, on the filesystem the nodes share (default ~/.cache/envlock/slurm)."""
+    return Path(settings.job_dir or Path.home() / ".cache" / "envlock" / "slurm").expanduser()
+
+
 def job_folder(settings: SlurmSettings) -> Path:
     """A new folder for one job under ``slurm.job_dir`` (on the nodes' shared filesystem)."""
     import tempfile
 
-    root = Path(settings.job_dir or Path.home() / ".cache" / "envlock" / "slurm").expanduser()
+    root = job_root(settings)
     root.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix="job-", dir=root)).resolve()
 
@@ -99,8 +111,7 @@ def render(pairs: Sequence[tuple[ReplaySpec, Context]], settings: SlurmSettings,
 
 def plan_script(spec: ReplaySpec, context: Context, settings: SlurmSettings) -> str:
     """The batch script ``replay --on slurm --dry-run`` prints (its folder a placeholder)."""
-    root = settings.job_dir or str(Path.home() / ".cache" / "envlock" / "slurm")
-    return batch_script(render([(spec, context)], settings, Path(root) / "job-DRYRUN"))
+    return batch_script(render([(spec, context)], settings, job_root(settings) / "job-DRYRUN"))
 
 
 def _start(pending: Sequence[Pending], tracker: TrackerLike) -> None:
@@ -159,10 +170,13 @@ def _conclude(item: Pending, job_id: str, state: JobState, tracker: TrackerLike,
                                          f"{STORE_MOUNT}/store")
         comparison = conclude(tracker, item.context.run, item.replay_id, code,
                               item.spec.checks, relay=relay)
+    changed = inputs_changed(tracker, item.spec.run_id, item.replay_id, item.context) \
+        if item.replay_id else list(item.context.inputs_changed)
     reproduced = code == 0 and bool(comparison and comparison.reproduced)
     return SlurmReplayResult(original_run_id=item.spec.run_id, replay_run_id=item.replay_id,
                              image=item.spec.image, exit_code=code, comparison=comparison,
                              warnings=list(item.context.warnings), relay=relay,
+                             inputs_changed=changed,
                              explanations=_explained(item, tracker, reproduced),
                              job=job_id, node=node, partition=state.partition,
                              reason=facts["exit_reason"])
@@ -328,7 +342,7 @@ def sweep(run_ids: Sequence[str], *, request: ReplayRequest, tracker: TrackerLik
     for run_id in dict.fromkeys(run_ids):
         try:
             spec, context = replayplan.slurm(replace(request, run_id=run_id), tracker=tracker,
-                                             config=config)
+                                             config=config, shared=job_root(settings))
         except EnvlockError as exc:
             items[run_id].error = exc.message
             _tell(on_result, items[run_id])

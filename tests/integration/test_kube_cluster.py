@@ -339,3 +339,74 @@ def test_a_sweep_replays_an_experiments_last_runs_as_parallel_jobs(
     assert all(r["reproduced"] for r in payload["runs"])
     assert junit.read_text().count("<testcase") == 2 and 'failures="0"' in junit.read_text()
     assert "2/2 reproduced" in summary.read_text()
+
+
+# ---------------------------------------------------------------- pinned inputs
+
+INPUTS_TRAIN = """import argparse
+import os
+
+import mlflow
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--data")
+args = parser.parse_args()
+rows = [float(x) for x in open("data/train.csv").read().split()]
+extra = [float(x) for x in open(args.data).read().split()]
+images = sorted(os.path.relpath(os.path.join(folder, name), "data/imgs")
+                for folder, _, names in os.walk("data/imgs") for name in names)
+pixels = sum(len(open(os.path.join("data/imgs", n), "rb").read()) for n in images)
+print("inputs writable:", [os.access(p, os.W_OK) for p in ("data/train.csv", args.data,
+                                                           "data/imgs/a.png")])
+with mlflow.start_run():
+    mlflow.log_metric("total", sum(rows) + sum(extra) + pixels)
+    mlflow.log_param("images", ",".join(images))
+"""
+
+
+def test_a_job_replays_from_the_pinned_inputs_after_the_host_data_changed(
+        tmp_path, experiment_venv, cluster_mlflow, infra, created_images, cluster):
+    """Git-ignored data declared in [tool.envlock] (a file and a directory) and an absolute
+    path on the command line, captured with copies; the host's data is then changed and
+    deleted, and the Job still reproduces the run: its inputs image carried the pinned
+    copies, mounted read-only where the run saw them."""
+    from tests.conftest import init_repo
+
+    root = init_repo(tmp_path / "inputs", {
+        "train.py": INPUTS_TRAIN,
+        "pyproject.toml": '[tool.envlock]\ninputs = ["data/train.csv", "data/imgs"]\n',
+        ".gitignore": "mlflow.db\nmlruns/\n.envlock/\ndata/\n"})
+    (root / "data" / "imgs" / "sub").mkdir(parents=True)
+    (root / "data" / "train.csv").write_text("1\n2\n3\n")
+    (root / "data" / "imgs" / "a.png").write_bytes(b"png-a" * 10)
+    (root / "data" / "imgs" / "sub" / "b.png").write_bytes(b"png-b" * 20)
+    extra = tmp_path / "shared" / "extra.csv"
+    extra.parent.mkdir()
+    extra.write_text("10\n20\n")
+    exp = Experiment(root=root, python=experiment_venv, store=cluster_mlflow)
+    run_id = exp.train("--data", str(extra))
+    payload = timed("capture with 3 inputs", lambda: exp.capture(
+        run_id, infra, created_images, "--registry", f"{infra.registry}/{REPO}",
+        command=f"python train.py --data {extra}"))
+    assert {i["path"]: i["carry"] for i in payload["inputs"]["inputs"]} == {
+        "data/train.csv": "copy", "data/imgs": "copy", str(extra.resolve()): "copy"}
+    (root / "data" / "train.csv").write_text("100\n")
+    (root / "data" / "imgs" / "sub" / "b.png").unlink()
+    extra.unlink()
+    result = timed("kubernetes replay with inputs", replay_on_kubernetes, exp, run_id)
+    assert result.returncode == 0, result.stderr[-3000:]
+    replayed = json.loads(result.stdout)["result"]
+    assert replayed["comparison"]["reproduced"] is True, replayed["comparison"]
+    assert "inputs writable: [False, False, False]" in result.stdout + result.stderr
+    tags = mlflow_client(exp.store).get_run(replayed["replay_run_id"]).data.tags
+    derived = tags["envlock.inputs_image"]
+    assert derived.startswith(f"{infra.registry}/{REPO}@sha256:")
+    namespace, name = replayed["job"].split("/")
+    job = kube_api(cluster.kubeconfig)[0].read_namespaced_job(name, namespace)
+    pod = job.spec.template.spec
+    assert [c.image for c in pod.init_containers] == [payload["image"], derived]
+    assert pod.containers[0].image == payload["image"]  # the experiment: the run's image
+    mounts = {m.mount_path: m.read_only for m in pod.containers[0].volume_mounts
+              if m.name == "inputs"}
+    assert mounts == {"/workspace/data/train.csv": True, "/workspace/data/imgs": True,
+                      str(extra.resolve()): True}

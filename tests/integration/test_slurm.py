@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -91,13 +92,20 @@ def tls_registry(tmp_path_factory):
 def runs(cluster, storage, tls_registry, tmp_path_factory, experiment_venv, infra,
          created_images):
     """Captured runs of one experiment, all of one image: four that reproduce, one whose
-    recorded command drifts (another seed), one that sleeps past any timeout."""
+    recorded command drifts (another seed), one that sleeps past any timeout. The first
+    also reads a pinned input, an absolute path copied at capture and changed on the host
+    afterwards: its replays must read the pinned copy, read-only."""
     root = tmp_path_factory.mktemp("slurm") / "exp"
     exp = make_experiment(root, experiment_venv, f"sqlite:///{root.parent}/mlflow.db")
     address, bundle = tls_registry
     where = ("--registry", f"{address}/{REPO}")
+    extra = root.parent / "extra.csv"
+    extra.write_text("pinned\n")
+    reads = "sh -c " + shlex.quote(  # the recorded command is an argv: the shell's own
+        f"grep -qx pinned {extra} && ! (echo x >> {extra}) 2>/dev/null "
+        f"&& echo input-read-only && python train.py")
     ids = {}
-    for name, seed, command in (("ok", 0, "python train.py"),
+    for name, seed, command in (("ok", 0, reads),
                                 ("ok1", 1, "python train.py --seed 1"),
                                 ("ok2", 2, "python train.py --seed 2"),
                                 ("ok3", 0, "python train.py --seed 0"),
@@ -106,8 +114,10 @@ def runs(cluster, storage, tls_registry, tmp_path_factory, experiment_venv, infr
         run_id = exp.train("--seed", str(seed))
         with pytest.MonkeyPatch.context() as patch:  # the capture's push trusts the cert
             patch.setenv("REQUESTS_CA_BUNDLE", bundle)
-            exp.capture(run_id, infra, created_images, *where, command=command)
+            given = ("--input", str(extra)) if name == "ok" else ()
+            exp.capture(run_id, infra, created_images, *where, *given, command=command)
         ids[name] = run_id
+    extra.write_text("changed\n")  # the replays read the pinned copy
     config = root.parent / "envlock.yaml"
     config.write_text(f"slurm:\n  partition: debug\n  job_dir: {root.parent}/jobs\n"
                       f"  insecure_registries: ['{address}']\n")
@@ -135,10 +145,14 @@ def test_a_captured_run_replays_on_slurm_with_podman_and_reproduces(runs):
     image = replay_image(exp, ids["ok"])
     assert f"podman pull --quiet --tls-verify=false {image}" in dry.stdout
     assert "#SBATCH --partition=debug" in dry.stdout and "--network=none" in dry.stdout
+    pinned = exp.root.parent / "extra.csv"
+    assert f":{pinned}:ro" in dry.stdout  # the input, bound read-only from the shared cache
 
     result = exp.envlock("replay", ids["ok"], "--on", "slurm", **env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "trained: w=" in result.stdout  # the job's output, streamed
+    assert "input-read-only" in result.stdout  # the pinned copy, not the changed file
+    assert pinned.read_text() == "changed\n"
     assert "REPRODUCED" in result.stdout and "on slurm (job " in result.stdout
     replay = replay_run(exp, ids["ok"])
     tags = replay["tags"]

@@ -181,6 +181,7 @@ def _on_kubernetes(request: Any, options: Any, settings: Any, *, dry_run: bool, 
         out.warn(warning)
     lines = [f"replay of {spec.run_id} on kubernetes (job {result.job}): exit "
              f"{result.exit_code}, replay run {result.replay_run_id}"]
+    lines += [f"input changed: {text}" for text in result.inputs_changed]
     if result.comparison:
         lines.append(comparison_table(result.comparison))
     lines += explanations_text(result.explanations)
