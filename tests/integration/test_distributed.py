@@ -16,6 +16,9 @@ from tests.integration.conftest import TORCH_REPO, Experiment, make_experiment
 #: Two processes (torchrun, gloo on CPU), a seeded linear model, a few steps of DDP; rank 0
 #: logs the all-reduced loss of each step to MLflow.
 DDP_TRAIN = '''\
+import os
+import sys
+
 import mlflow
 import torch
 import torch.distributed as dist
@@ -45,10 +48,13 @@ def main():
             for step, value in enumerate(losses):
                 mlflow.log_metric("loss", value, step=step)
             print("ddp trained", losses[-1], flush=True)
-    # Both ranks leave together: a rank that tears gloo down while the other is still
-    # logging can abort in gloo's destructor ("terminate called without an active exception").
+    # Both ranks leave together, and without running gloo's destructors: a rank tearing
+    # gloo down while the other still talks to it can abort there ("terminate called without
+    # an active exception", seen even after a barrier on a loaded machine). Rank 0's run has
+    # ended above; nothing else is left to flush.
     dist.barrier()
-    dist.destroy_process_group()
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
