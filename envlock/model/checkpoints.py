@@ -6,9 +6,10 @@ the run's id.
 safetensors files are read here from their documented layout (an 8-byte little-endian
 header length, a JSON header of ``name: {dtype, shape, data_offsets}`` and
 ``__metadata__``, then the raw data): no library is needed. PyTorch ``.pt`` / ``.pth`` /
-``.ckpt`` files are read with ``torch.load(weights_only=True)`` when torch is importable
-(it is optional, and nothing but tensors and plain containers is unpickled); without it
-they are compared by sha256 only, and the reason says so.
+``.ckpt`` files in torch's zip format are read from that format (:mod:`envlock.model.torchzip`:
+nothing is imported, nothing but tensors and plain containers is built), so envlock needs
+no torch to explain them; only the legacy pre-1.6 format needs ``torch.load(weights_only=
+True)``, and without torch such a file is compared by sha256 only, and the reason says so.
 """
 
 from __future__ import annotations
@@ -93,11 +94,23 @@ class Raw:
 
 
 def read_torch(data: bytes) -> dict[str, Any]:
-    """Every leaf of a torch checkpoint by its dotted path (tensors and plain values)."""
+    """Every leaf of a torch checkpoint by its dotted path (tensors and plain values).
+    The zip format of ``torch.save`` (PyTorch ≥ 1.6) is read here without torch
+    (:mod:`envlock.model.torchzip`), so the reason does not depend on what is installed
+    beside envlock; the legacy format needs torch (``weights_only=True``)."""
+    from envlock.model import torchzip
+
+    try:
+        return flatten(torchzip.load(data))
+    except torchzip.NotTorchZip:
+        pass
+    except torchzip.Unreadable as exc:
+        raise CheckpointUnreadable(str(exc)) from exc
     try:
         import torch
     except ImportError as exc:
-        raise CheckpointUnreadable("torch is not installed here") from exc
+        raise CheckpointUnreadable("not a zip checkpoint, and torch is not installed "
+                                   "here") from exc
     try:
         loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
@@ -108,7 +121,7 @@ def read_torch(data: bytes) -> dict[str, Any]:
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dicts and lists -> {dotted path: leaf}."""
-    if isinstance(value, Mapping):
+    if isinstance(value, Mapping) and not getattr(value, "leaf", False):
         items: Any = value.items()
     elif isinstance(value, (list, tuple)):
         items = enumerate(value)

@@ -14,7 +14,7 @@ only the files seen read.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 _PATH = re.compile(r"^(?P<root>.*)/(?P<folder>(?P<type>models|datasets|spaces)--(?P<name>[^/]+))"
@@ -73,3 +73,21 @@ def parse(path: str) -> HubEntry | None:
 def in_cache(path: str) -> bool:
     """Whether a path lies in a hub cache's repository folder (a snapshot, a blob, a ref)."""
     return _FOLDER.search(path) is not None
+
+
+#: What a replay sets for a run that loaded hub models (see :func:`replay_env`).
+REPLAY_ENV = ("HF_HUB_CACHE", "HF_HUB_OFFLINE")
+
+
+def replay_env(folders: Iterable[str]) -> dict[str, str]:
+    """The environment of a replay whose pinned hub repositories are mounted at
+    ``folders`` (their paths in the container): ``HF_HUB_CACHE`` at the cache folder that
+    holds them — the container's ``HOME`` is not the original's, so the default
+    ``~/.cache/huggingface/hub`` would be empty — and ``HF_HUB_OFFLINE=1``, as a replay
+    has no network by default and the pinned snapshot is what the run must load. Nothing
+    when there are no such folders, or when they lie in more than one cache (the run
+    then set its caches itself)."""
+    roots = {folder.rstrip("/").rsplit("/", 1)[0] for folder in folders}
+    if len(roots) != 1:
+        return {}
+    return {"HF_HUB_CACHE": roots.pop() or "/", "HF_HUB_OFFLINE": "1"}

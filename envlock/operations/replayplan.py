@@ -10,7 +10,7 @@ host's engine (:func:`local`), for a Kubernetes Job (:func:`kubernetes`) or a Sl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,6 +81,9 @@ class Context:
     #: pulled from (a Job's inputs image is derived from them at submit).
     copied: tuple[Input, ...] = ()
     inputs_artifact: str | None = None
+    #: Variables envlock set for the run's pinned inputs (a hub cache's HF_HUB_CACHE):
+    #: not something the replay was given, so no explanation names them.
+    inputs_env: Mapping[str, str] = field(default_factory=dict)
 
 
 def with_config(flags: ContainerFlags, config: Config) -> ContainerFlags:
@@ -141,16 +144,17 @@ def local(request: ReplayRequest, *, tracker: TrackerLike, config: Config,
         for text in texts:
             (notify or _ignore)(kind, text)
     restored = _inputs(lock, run, request, notify)
+    inputs_env = _inputs_env(lock.inputs)
     spec = ReplaySpec(
         run_id=request.run_id, image=run.tags[runrecord.IMAGE], command=flags.command,
-        env={**BASE_ENV, **given.env, **extra_env}, mounts=parsed["mounts"],
+        env={**BASE_ENV, **given.env, **inputs_env, **extra_env}, mounts=parsed["mounts"],
         inputs=tuple(Mount(src, dst, read_only=True) for src, dst in restored.mounts),
         shm_size=given.shm_size, cpus=given.cpus, memory=given.mem_limit, gpus=gpus,
         network=parsed["network"], timeout=parsed["timeout"], checks=checks(request, config),
         track=request.track)
     return spec, Context(run=run, locked=locked, original_command=lock.runtime.get("command"),
                          host=host, host_gpu=host_gpu, resources=given, warnings=warnings,
-                         force=request.force,
+                         force=request.force, inputs_env=inputs_env,
                          inputs_changed=tuple(c.describe() for c in restored.changed))
 
 
@@ -180,9 +184,11 @@ def kubernetes(request: ReplayRequest, *, tracker: TrackerLike, config: Config
     given = sizing.decide(lock.host, None, **parsed["limits"],
                           recorded_env=lock.runtime.get("env"), given_env=env)
     count = parse_gpu_count(flags.gpus, len(lock.gpu.get("devices") or []))
+    inputs_env = _inputs_env(copied)
     spec = ReplaySpec(
         run_id=request.run_id, image=image, command=flags.command,
-        env={**BASE_ENV, **given.env, **env}, inputs=input_mounts(copied, WORKDIR),
+        env={**BASE_ENV, **given.env, **inputs_env, **env},
+        inputs=input_mounts(copied, WORKDIR),
         shm_size=given.shm_size, cpus=given.cpus,
         memory=given.mem_limit, gpus=GpuRequest(count=count) if count else None,
         timeout=parsed["timeout"], checks=checks(request, config))
@@ -190,7 +196,8 @@ def kubernetes(request: ReplayRequest, *, tracker: TrackerLike, config: Config
               "host": lock.host, "runtime": lock.runtime}  # host, runtime: explanations
     return spec, Context(run=run, locked=locked, original_command=original, resources=given,
                          force=request.force, inputs_changed=changed, copied=copied,
-                         inputs_artifact=run.tags.get(runrecord.INPUTS))
+                         inputs_artifact=run.tags.get(runrecord.INPUTS),
+                         inputs_env=inputs_env)
 
 
 def _kube_inputs(request: ReplayRequest, pinned: tuple[Input, ...]
@@ -245,6 +252,16 @@ def _inputs(lock: Any, run: Any, request: ReplayRequest,
     return restored
 
 
+def _inputs_env(given: Iterable[Input]) -> dict[str, str]:
+    """The environment the pinned hub models among the inputs ``given`` to the replay
+    need where it mounts them (:func:`envlock.model.hub.replay_env`)."""
+    from envlock.model import hub
+    from envlock.model.inputs import container_path
+
+    return hub.replay_env(container_path(i.path, WORKDIR) for i in given
+                          if i.kind == "hub-model")
+
+
 def slurm(request: ReplayRequest, *, tracker: TrackerLike, config: Config,
           shared: Path | None = None, fetch: bool = True) -> tuple[ReplaySpec, Context]:
     """The spec of a replay as a Slurm job (:mod:`envlock.operations.slurm`). Like a Job,
@@ -273,16 +290,17 @@ def slurm(request: ReplayRequest, *, tracker: TrackerLike, config: Config,
     given = sizing.decide(lock.host, None, **parsed["limits"],
                           recorded_env=lock.runtime.get("env"), given_env=env)
     count = parse_gpu_count(flags.gpus, len(lock.gpu.get("devices") or []))
+    inputs_env = _inputs_env(lock.inputs)
     spec = ReplaySpec(
         run_id=request.run_id, image=image, command=command,
-        env={**BASE_ENV, **given.env, **env}, mounts=parsed["mounts"],
+        env={**BASE_ENV, **given.env, **inputs_env, **env}, mounts=parsed["mounts"],
         inputs=tuple(Mount(src, dst, read_only=True) for src, dst in restored.mounts),
         shm_size=given.shm_size, cpus=given.cpus, memory=given.mem_limit,
         gpus=GpuRequest(count=count) if count else None, network=parsed["network"],
         timeout=parsed["timeout"], checks=checks(request, config), track=request.track)
     return spec, Context(run=run, locked={"frameworks": lock.frameworks, "gpu": lock.gpu},
                          original_command=lock.runtime.get("command"), resources=given,
-                         force=request.force,
+                         force=request.force, inputs_env=inputs_env,
                          inputs_changed=tuple(c.describe() for c in restored.changed))
 
 

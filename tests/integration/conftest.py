@@ -330,13 +330,18 @@ TORCH_REPO = f"tests/torch-{uuid.uuid4().hex[:8]}"
 
 @pytest.fixture(scope="session")
 def torch_venv(tmp_path_factory) -> Path:
-    """A venv of ``examples/pytorch/requirements.txt`` (torch 2.13.0, the CPU build),
-    outside any project, shared by the session's PyTorch experiments: installing it takes
-    30 s or more, and the same venv gives their captures one environment image, which the
-    later ones find in the registry instead of building 1 GB again."""
-    return system_venv(tmp_path_factory.mktemp("torchvenv") / "venv", "-r",
-                       str(ROOT / "examples" / "pytorch" / "requirements.txt"),
-                       *same_mlflow("mlflow-skinny"))
+    """A venv of ``examples/pytorch/requirements.txt`` (torch 2.13.0, the CPU build) and
+    ``tests/experiments/requirements-real.txt`` (transformers, accelerate, Lightning, with
+    torch held by a constraint), outside any project, shared by the session's PyTorch
+    experiments: installing it takes a minute or more, and the same venv gives their
+    captures one environment image, which the later ones find in the registry instead of
+    building 1.3 GB again."""
+    work = tmp_path_factory.mktemp("torchvenv")
+    (work / "constraints.txt").write_text("torch==2.13.0\n")
+    return system_venv(work / "venv", "-r",
+                       str(ROOT / "examples" / "pytorch" / "requirements.txt"), "-r",
+                       str(ROOT / "tests" / "experiments" / "requirements-real.txt"),
+                       "-c", str(work / "constraints.txt"), *same_mlflow("mlflow-skinny"))
 
 
 #: The registry repository of every capture from ``search_venv``: one environment image.

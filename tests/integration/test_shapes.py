@@ -2,20 +2,15 @@
 MLflow: an Optuna search (Optuna from PyPI) whose trials are nested MLflow runs, some of
 them pruned, which MLflow ends FAILED. Its replay reproduces with every child's status
 compared; a replay given another pruning threshold names the trials whose status changed.
-And a checkpoint saved by real PyTorch in PyTorch Lightning's layout, in two folders as an
-original and its replay save it: identical weights, and only the callback state holding
-absolute paths and the run id differs, which is what the explanation says."""
+(A real Lightning checkpoint's explanation is in test_real_libraries.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT
 from tests.integration.conftest import captured_search
 
 
@@ -78,71 +73,3 @@ def test_another_pruning_threshold_names_the_trials_whose_status_changed(study):
         order_by=["attributes.start_time DESC"])[0].info.run_id
     now = trial_statuses(exp.store, replay_id)
     assert sorted(n for n in now if now[n] != original[n]) == sorted(changed)
-
-
-#: Saves a checkpoint as PyTorch Lightning 2.x lays it out (its ModelCheckpoint state under
-#: the callback's long state key, scores as tensors, ``best_k_models`` keyed by absolute
-#: path, hyper-parameters with the run id) from a seeded model trained one step, into
-#: ``FOLDER/checkpoints``; BUMP changes one weight. Then prints envlock's explanations
-#: (envlock.model.checkpoints, importable from the checkout) of two pairs of them.
-SAVE_AND_EXPLAIN = """
-import json, os, sys
-import torch
-from envlock.model.checkpoints import explain
-
-KEY = ("ModelCheckpoint{'monitor': 'val_loss', 'mode': 'min', 'every_n_train_steps': 0, "
-       "'every_n_epochs': 1, 'train_time_interval': None}")
-
-
-def save(folder, run_id, bump=0.0):
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(1))
-    loss = model(x).pow(2).mean()
-    loss.backward()
-    optimizer.step()
-    with torch.no_grad():
-        model[0].weight[0, 0] += bump
-    dirpath = os.path.abspath(os.path.join(folder, "checkpoints"))
-    best, score = os.path.join(dirpath, "epoch=0-step=1.ckpt"), loss.detach()
-    state = {"monitor": "val_loss", "best_model_score": score, "best_model_path": best,
-             "current_score": score, "dirpath": dirpath, "best_k_models": {best: score},
-             "kth_best_model_path": best, "kth_value": score, "last_model_path": ""}
-    os.makedirs(dirpath)
-    torch.save({"epoch": 0, "global_step": 1, "pytorch-lightning_version": "2.5.1",
-                "state_dict": model.state_dict(), "callbacks": {KEY: state},
-                "loops": {"fit_loop": {"epoch_progress": {"total": {"completed": 1}}}},
-                "optimizer_states": [optimizer.state_dict()], "lr_schedulers": [],
-                "hparams_name": "kwargs", "hyper_parameters": {"lr": 0.01, "run_id": run_id}},
-               best)
-    with open(best, "rb") as handle:
-        return handle.read()
-
-
-original = save(sys.argv[1], "0a1b2c")
-replay = save(sys.argv[2], "3d4e5f")
-changed = save(sys.argv[3], "0a1b2c", bump=0.25)
-print(json.dumps({"same_bytes": original == replay,
-                  "replay": explain("epoch=0-step=1.ckpt", original, replay),
-                  "changed": explain("epoch=0-step=1.ckpt", original, changed)}))
-"""
-
-
-def test_a_lightning_checkpoint_with_callback_paths_is_explained_as_identical_weights(
-        torch_venv, tmp_path):
-    folders = [str(tmp_path / name) for name in ("home/me/project", "work", "other")]
-    out = subprocess.run([str(torch_venv), "-c", SAVE_AND_EXPLAIN, *folders],
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    found = json.loads(out.stdout)
-    assert found["same_bytes"] is False  # the file "differs" by sha256
-    callback = "callbacks.ModelCheckpoint{…}"
-    assert found["replay"] == (
-        "identical weights (16 tensors); only metadata differs: "
-        f"{callback}.best_k_models.<absolute path>, {callback}.best_model_path, "
-        f"{callback}.dirpath, {callback}.kth_best_model_path, hyper_parameters.run_id")
-    assert found["changed"].startswith(
-        "1 of 16 tensors differ: state_dict.0.weight (max |Δ| 0.25); metadata differs: "
-        f"{callback}.best_k_models.<absolute path>, "), found["changed"]

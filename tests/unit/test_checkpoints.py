@@ -1,16 +1,21 @@
 """Checkpoints compared tensor by tensor, apart from their metadata: safetensors read from
-their documented layout, PyTorch / Lightning checkpoints with torch when it is importable
+their documented layout, PyTorch / Lightning checkpoints in torch's zip format read without
+torch (files saved by real torch 2.13 in tests/fixtures/checkpoints, made by
+tests/fixtures/checkpoints/make.py), the legacy format with torch when it is importable
 (the reason says so when it is not)."""
 
 from __future__ import annotations
 
 import io
 import json
+import pickle
 import struct
+import zipfile
+from pathlib import Path
 
 import pytest
 
-from envlock.model.checkpoints import compare_states, explain, flatten, is_checkpoint
+from envlock.model.checkpoints import compare_states, explain, flatten, is_checkpoint, read_torch
 from tests.conftest import optional_module
 
 numpy = optional_module("numpy")
@@ -99,7 +104,7 @@ def test_torch_checkpoints_are_read_when_torch_is_importable():
         import torch
     except ImportError:  # torch is optional: then the reason says why only sha256
         assert explain("model.pt", b"PK..", b"PK.,") == (
-            "torch is not installed here: compared by sha256 only")
+            "not a zip checkpoint, and torch is not installed here: compared by sha256 only")
         return
     state = {"w": torch.arange(4.0), "b": torch.zeros(2)}
 
@@ -152,3 +157,58 @@ def test_images_are_compared_pixel_by_pixel():
     assert explain_image("a.png", png({}), png({}, size=(9, 6))) == "size differs: 8x6 -> 9x6"
     assert explain_image("a.png", b"x", b"y") == (
         "not an image Pillow can read: compared by sha256 only")
+
+
+SAVED = Path(__file__).parents[1] / "fixtures" / "checkpoints"
+
+
+def saved(name: str) -> bytes:
+    return (SAVED / name).read_bytes()
+
+
+def test_torch_zip_checkpoints_are_read_without_torch_tensor_by_tensor():
+    a, b, c = saved("a.pt"), saved("b.pt"), saved("c.pt")
+    assert a != b  # torch writes a random serialization id into every file
+    assert explain("last.ckpt", a, b) == (
+        "identical weights (9 tensors); only metadata differs: hyper_parameters.run_id")
+    assert explain("last.ckpt", a, c).startswith(
+        "1 of 9 tensors differ: state_dict.0.weight (max |Δ| 0.5)")
+    assert explain("last.ckpt", a, a) == (
+        "identical weights (9 tensors); the same metadata; only the file's encoding differs")
+
+
+def test_torch_zip_tensors_are_their_values_in_c_order_whatever_their_storage_view():
+    state = read_torch(saved("a.pt"))
+    base = numpy.arange(12, dtype="<f8").reshape(3, 4)
+    transposed = state["extra.transposed"]  # a strided view of a shared storage
+    assert (transposed.dtype, transposed.shape) == ("F64", (4, 3))
+    assert transposed.data == base.T.tobytes()
+    assert state["extra.shared"].data == base[1].tobytes()  # an offset into it
+    assert state["extra.half"].data == numpy.array([1.5, -2.0], dtype="<f2").tobytes()
+    assert (state["extra.steps"].dtype, state["extra.flag"].data) == ("I64", b"\x01")
+    assert state["hyper_parameters.run_id"] == "abc" and state["epoch"] == 1
+    assert "torch.device" in repr(state["extra.device"])  # another class: one inert value
+
+
+def test_the_legacy_format_needs_torch_and_says_so():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        assert explain("old.pt", saved("legacy.pt"), saved("a.pt")) == (
+            "not a zip checkpoint, and torch is not installed here: compared by sha256 only")
+
+
+def test_a_pickle_naming_any_other_callable_builds_an_inert_value_and_runs_nothing(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Call:
+        def __reduce__(self):
+            return (__import__("os").system, (f"touch {marker}",))
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"x": Call()}, protocol=2))
+        archive.writestr("archive/byteorder", "little")
+    state = read_torch(buffer.getvalue())
+    assert not marker.exists()
+    assert "system" in repr(state["x"]) and f"touch {marker}" in repr(state["x"])

@@ -169,3 +169,18 @@ def test_hub_models_and_s3_objects_survive_the_lockfile_and_validate_in_the_sbom
     assert props["envlock:hub_revision"] == COMMIT
     assert "hashes" not in data["s3://b/k"]  # referenced by ETag, its bytes never read
     assert {p["name"]: p["value"] for p in data["s3://b/k"]["properties"]}["envlock:etag"] == "e1"
+
+
+def test_a_replay_points_hugging_face_at_the_cache_folder_where_the_models_are_mounted():
+    from envlock.model.inputs import Input
+    from envlock.operations.replayplan import _inputs_env
+
+    assert hub.replay_env(["/root/.cache/huggingface/hub/models--org--a",
+                           "/root/.cache/huggingface/hub/datasets--org--b/"]) == {
+        "HF_HUB_CACHE": "/root/.cache/huggingface/hub", "HF_HUB_OFFLINE": "1"}
+    assert hub.replay_env([]) == {}
+    assert hub.replay_env(["/a/hub/models--x", "/b/hub/models--y"]) == {}  # two caches
+    inputs = (Input(path="hf/models--org--a", kind="hub-model", size=1, sha256="0" * 64),
+              Input(path="data/train.csv", kind="file", size=1, sha256="1" * 64))
+    assert _inputs_env(inputs) == {"HF_HUB_CACHE": "/workspace/hf", "HF_HUB_OFFLINE": "1"}
+    assert _inputs_env(inputs[1:]) == {}
