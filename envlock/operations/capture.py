@@ -168,7 +168,7 @@ def capture(request: CaptureRequest, *, tracker: TrackerLike | None = None,
     """Capture the environment of an MLflow run (see module docs). Returns what was recorded.
 
     ``audit``: a gate called with the lock before anything is written, built or recorded.
-    ``lean_mlflow``: import MLflow without its pandas support (``_warm_tracking``); only
+    ``lean_mlflow``: import MLflow without its pandas support (``tracking.preload``); only
     for a process that uses MLflow for nothing else (the CLI's).
     """
     from envlock import config
@@ -176,7 +176,11 @@ def capture(request: CaptureRequest, *, tracker: TrackerLike | None = None,
     project = request.project
     cfg = config.load(Path(project))
     cfg.apply_tracking_uri()
-    warmed = _warm_tracking(lean_mlflow) if tracker is None else None
+    warmed = None
+    if tracker is None:  # MLflow imported meanwhile (seconds of a code-only capture)
+        from envlock.adapters.tracking import preload
+
+        warmed = preload(lean_mlflow)
     lock = _snapshot(request, cfg)
     if request.build:
         lock = _carry_interpreter(lock, request, cfg, reporter, registries)
@@ -263,49 +267,6 @@ def _snapshot(request: CaptureRequest, cfg: Any) -> Lock:
     return snapshot(python=request.python, project=request.project, command=request.command,
                     env_allow=env_allow,
                     code_rules=cfg.code_rules(request.code_max_size, request.allow_files))
-
-
-#: Imported by ``mlflow/__init__`` for features a capture never uses (pandas datasets:
-#: a third of importing MLflow); hidden from that import in the CLI's process.
-_MLFLOW_OPTIONAL = ("pandas",)
-
-
-def _warm_tracking(lean: bool = False) -> Callable[[], None]:
-    """MLflow, its client and (for a SQL store) its SQLAlchemy store imported, and its
-    alembic chain read, in a thread of its own while the environment is locked: they take
-    seconds of a code-only capture, and the lock is mostly waiting on other processes
-    meanwhile. Nothing is opened or written here (the store is opened after the audit
-    gate, as before); a failure is left for the capture's own import to raise. ``lean``:
-    ``_MLFLOW_OPTIONAL`` hidden while MLflow is imported, when neither is imported yet.
-    Returns a function that waits for it."""
-    import sys
-    import threading
-
-    hidden = [name for name in _MLFLOW_OPTIONAL if lean and "mlflow" not in sys.modules
-              and name not in sys.modules]
-
-    def warm() -> None:
-        try:
-            for name in hidden:
-                sys.modules[name] = None  # type: ignore[assignment] # "import pandas" fails
-            try:
-                import mlflow
-                from mlflow.tracking import MlflowClient  # noqa: F401 - for the Tracker
-            finally:
-                for name in hidden:
-                    sys.modules.pop(name, None)
-            from envlock.adapters.tracking import schema
-
-            if schema.database_uri(str(mlflow.get_tracking_uri())):
-                import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-
-                schema.installed()
-        except Exception:  # noqa: BLE001, S110 - raised again where the capture imports it
-            pass
-
-    thread = threading.Thread(target=warm, name="envlock-mlflow-import", daemon=True)
-    thread.start()
-    return thread.join
 
 
 def _resolve(request: CaptureRequest, lock: Lock, tracker: TrackerLike | None
