@@ -212,10 +212,13 @@ def stage(lock: Lock, wheels: list[Path], facts: BaseFacts, root: Path,
 
 
 def install_workers() -> int:
-    """Wheels installed at once: ``$ENVLOCK_INSTALLS`` (1–16), else the usable CPUs (at
-    most 4): inflating and hashing release the GIL, so threads share the cores."""
+    """Wheels installed at once: ``$ENVLOCK_INSTALLS`` (1–16), else half the usable CPUs
+    (1 to 4; the byte-compiling processes take the other half). Inflating and hashing
+    release the GIL, but on 2 cores 2 threads installed the CUDA wheels no faster than
+    one (54.1 s against 50.7 s, bench/README.md)."""
     value = os.environ.get("ENVLOCK_INSTALLS", "").strip()
-    return min(16, max(1, int(value))) if value.isdigit() else min(4, usable_cpus())
+    return min(16, max(1, int(value))) if value.isdigit() else \
+        max(1, min(4, usable_cpus() // 2))
 
 
 class Installs:
