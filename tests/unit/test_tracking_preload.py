@@ -1,6 +1,7 @@
 """MLflow imported ahead of a capture's need (``tracking.preload``), in a fresh interpreter:
-the lean import leaves pandas out of MLflow, then pandas imports as usual. (Captures in
-tests/integration use it with real stores.)"""
+the lean import leaves pandas out of MLflow, then pandas imports as usual. (A file store:
+no SQLAlchemy store or alembic chain to load; captures in tests/integration preload with
+real SQLite stores.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ SCRIPT = """
 import sys
 from envlock.adapters.tracking import preload
 preload(lean=True)()
-assert "mlflow.store.tracking.sqlalchemy_store" in sys.modules, "the store was not imported"
+assert "mlflow" in sys.modules, "MLflow was not imported"
 assert "pandas" not in sys.modules, "pandas was imported with MLflow"
 from mlflow.tracking import MlflowClient
 assert MlflowClient.__name__ == "MlflowClient"
@@ -22,12 +23,11 @@ print("ok", pandas.__name__)
 """
 
 
-def test_the_lean_preload_leaves_pandas_out_of_mlflow_and_caches_the_chain(tmp_path: Path):
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db",
+def test_the_lean_preload_leaves_pandas_out_of_mlflow(tmp_path: Path):
+    env = dict(os.environ, MLFLOW_TRACKING_URI=(tmp_path / "mlruns").as_uri(),
                ENVLOCK_CACHE=str(tmp_path / "cache"),
                PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
                          text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok pandas"
-    assert list((tmp_path / "cache" / "mlflow-schema").glob("*.json"))  # chain cached
