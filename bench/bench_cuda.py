@@ -344,8 +344,10 @@ def _gb(n: int | None) -> str:
     return "n/a" if n is None else f"{n / 1e9:.2f} GB"
 
 
-PHASE_ROWS = (("provision", "download (provision: fetch + hash-check into the wheel cache)"),
-              ("install", "install into the staged tree"), ("bytecode", "bytecode"),
+PHASE_ROWS = (("provision", "download (provision: fetch + hash-check into the wheel cache; "
+                            "each wheel installed beside it as it arrives)"),
+              ("install", "install into the staged tree: what is left after the last download"),
+              ("bytecode", "bytecode"),
               ("verify", "verify (daemon-free proof, beside the layer write)"),
               ("env_layer", "environment layer"), ("interpreter", "interpreter"),
               ("code", "code"), ("code_layer", "code layer"), ("base", "base"),

@@ -163,21 +163,31 @@ def request_from(run_id: str | None, options: dict[str, Any]
 
 def capture(request: CaptureRequest, *, tracker: TrackerLike | None = None,
             engine: EngineLike | None = None, reporter: Any = None, registries: Any = None,
-            audit: Callable[[Lock], object] | None = None) -> CaptureResult:
+            audit: Callable[[Lock], object] | None = None, lean_mlflow: bool = False
+            ) -> CaptureResult:
     """Capture the environment of an MLflow run (see module docs). Returns what was recorded.
 
     ``audit``: a gate called with the lock before anything is written, built or recorded.
+    ``lean_mlflow``: import MLflow without its pandas support (``tracking.preload``); only
+    for a process that uses MLflow for nothing else (the CLI's).
     """
     from envlock import config
 
     project = request.project
     cfg = config.load(Path(project))
     cfg.apply_tracking_uri()
+    warmed = None
+    if tracker is None:  # MLflow imported meanwhile (seconds of a code-only capture)
+        from envlock.adapters.tracking import preload
+
+        warmed = preload(lean_mlflow)
     lock = _snapshot(request, cfg)
     if request.build:
         lock = _carry_interpreter(lock, request, cfg, reporter, registries)
     if audit is not None:
         audit(lock)
+    if warmed is not None:
+        warmed()  # one import at a time: the tracker below would wait for it anyway
     tracker, run, picked, local = _resolve(request, lock, tracker)
     if request.command is None and run.tags.get(runrecord.AUTOLOG_COMMAND):
         lock = lock.with_command(run.tags[runrecord.AUTOLOG_COMMAND])

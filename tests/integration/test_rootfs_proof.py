@@ -25,15 +25,15 @@ def cache(tmp_path_factory):
 def broken_six(monkeypatch):
     """Every staged tree of this test gets ``six.py`` edited after the install, and the
     layer carries the edited file (not the wheel's member)."""
-    real = stage.stage
+    real = stage.Installs.finish
 
-    def staged(lock, wheels, facts, root, compiler=None):
-        members = real(lock, wheels, facts, root, compiler)
-        path = root / stage.site_packages(lock).strip("/") / "six.py"
+    def staged(self):
+        members = real(self)
+        path = self.root / self.scheme["purelib"].strip("/") / "six.py"
         path.write_text(path.read_text() + "\nTAMPERED = True\n")
         return {k: v for k, v in members.items() if not k.endswith("/six.py")}
 
-    monkeypatch.setattr(stage, "stage", staged)
+    monkeypatch.setattr(stage.Installs, "finish", staged)
 
 
 def test_the_daemon_free_proof_catches_a_broken_staged_file_as_the_engine_does(

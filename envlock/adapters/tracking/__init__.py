@@ -59,6 +59,49 @@ class RunData:
         return {k: v for k, v in self.tags.items() if k.startswith(TAG_PREFIX)}
 
 
+#: Imported by ``mlflow/__init__`` for features a capture never uses (pandas datasets:
+#: a third of importing MLflow); hidden from that import in the CLI's process.
+_MLFLOW_OPTIONAL = ("pandas",)
+
+
+def preload(lean: bool = False) -> Callable[[], None]:
+    """MLflow, its client and (for a SQL store) its SQLAlchemy store imported, and its
+    alembic chain read, in a thread of its own (a capture locks the environment
+    meanwhile, mostly waiting on other processes): they take seconds of a code-only
+    capture. Nothing is opened or written here (the store is opened after the audit
+    gate, as before); a failure is left for the capture's own import to raise. ``lean``:
+    ``_MLFLOW_OPTIONAL`` hidden while MLflow is imported, when neither is imported yet.
+    Returns a function that waits for it."""
+    import sys
+    import threading
+
+    hidden = [name for name in _MLFLOW_OPTIONAL if lean and "mlflow" not in sys.modules
+              and name not in sys.modules]
+
+    def warm() -> None:
+        try:
+            for name in hidden:
+                sys.modules[name] = None  # type: ignore[assignment] # "import pandas" fails
+            try:
+                import mlflow
+                from mlflow.tracking import MlflowClient  # noqa: F401 - for the Tracker
+            finally:
+                for name in hidden:
+                    sys.modules.pop(name, None)
+            from envlock.adapters.tracking import schema
+
+            if schema.database_uri(str(mlflow.get_tracking_uri())):
+                import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+                schema.installed()
+        except Exception:  # noqa: BLE001, S110 - raised again where the capture imports it
+            pass
+
+    thread = threading.Thread(target=warm, name="envlock-mlflow-import", daemon=True)
+    thread.start()
+    return thread.join
+
+
 class Tracker:
     """MLflow through ``MlflowClient``; the client is made once per Tracker."""
 

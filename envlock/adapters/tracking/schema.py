@@ -16,6 +16,8 @@ and every client call would have to cross a process boundary; the fix is one ins
 from __future__ import annotations
 
 import functools
+import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,14 +70,45 @@ class Installed:
 
 @functools.lru_cache(maxsize=1)
 def installed() -> Installed:
-    """The version and alembic chain of the MLflow envlock imports (no database touched)."""
+    """The version and alembic chain of the MLflow envlock imports (no database touched).
+    Walking the migrations with alembic imports each of them (about a second, on every
+    capture); the chain is kept in envlock's cache, keyed by the version and the
+    migrations' names, sizes and times, and walked again only when one of them changes."""
     import mlflow
-    from alembic.script import ScriptDirectory
 
     location = Path(mlflow.__file__).parent / "store" / "db_migrations"
+    cached = _chain_cache(location, str(mlflow.__version__))
+    try:
+        return Installed(mlflow.__version__, tuple(json.loads(cached.read_text())))
+    except (OSError, ValueError, TypeError):
+        pass
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory(str(location))
     chain = tuple(reversed([r.revision for r in script.walk_revisions()]))
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(list(chain)))
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # a read-only cache: walked again next time
     return Installed(mlflow.__version__, chain)
+
+
+def _chain_cache(location: Path, version: str) -> Path:
+    """Where the alembic chain of these migrations is kept (``$ENVLOCK_CACHE``)."""
+    import hashlib
+
+    key = hashlib.sha256(f"{version}\0{location}".encode())
+    try:
+        for entry in sorted(os.scandir(location / "versions"), key=lambda e: e.name):
+            info = entry.stat()
+            key.update(f"\0{entry.name}\0{info.st_size}\0{info.st_mtime_ns}".encode())
+    except OSError:
+        key.update(b"\0unreadable")
+    base = os.environ.get("ENVLOCK_CACHE") or Path.home() / ".cache" / "envlock"
+    return Path(base) / "mlflow-schema" / f"{key.hexdigest()[:32]}.json"
 
 
 def database_uri(uri: str) -> bool:

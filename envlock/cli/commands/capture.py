@@ -89,7 +89,7 @@ def capture_command(
                              allow_files=tuple(allow_file or ()),
                              inputs=tuple(input or ()))
     with Reporter("envlock capture") as reporter:
-        result = capture(request, engine=engine, reporter=reporter,
+        result = capture(request, engine=engine, reporter=reporter, lean_mlflow=True,
                          audit=lambda lock: run_gate(
                              lock, audit_options, "the captured environment",
                              "nothing was built, pushed or recorded"))

@@ -150,7 +150,8 @@ def reuse_env(store: Any, recipe: render.Recipe, lock: Lock, registry: Any,
 
 def build_env(job: Job, recipe: render.Recipe, base_image: Any, facts: Any
               ) -> tuple[Any, list[Any], Any]:
-    """Provision, stage, byte-compile (beside the installs), then write the layer while
+    """Provision and stage (each wheel installed as its download arrives), byte-compile
+    (beside the installs), then write the layer while
     the fidelity probe checks the same staged tree in another process (in the base's
     file system, extracted meanwhile, when an OCI runtime is here)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -164,9 +165,7 @@ def build_env(job: Job, recipe: render.Recipe, base_image: Any, facts: Any
         rootfs = pool.submit(_base_rootfs, job, base_image)
         try:
             scratch.append(Path(tempfile.mkdtemp(prefix="envlock-build-")))
-            provided = _provision(job, scratch[0] / "wheelhouse")
-            python, members, root = _stage(job, recipe, facts, [p.wheel for p in provided],
-                                           scratch)
+            python, members, root, provided = _stage(job, recipe, facts, scratch)
             carried = _carried_layer(job, rootfs)
             fidelity, layer = _verified_layer(job, root, facts, members, rootfs.result())
             done = True
@@ -224,43 +223,57 @@ def _base_rootfs(job: Job, base_image: Any) -> Path | None:
         return None
 
 
-def _provision(job: Job, wheelhouse: Path) -> Any:
+def _provision(job: Job, wheelhouse: Path, ready: Callable[[Any], None] | None = None
+               ) -> Any:
     from envlock.operations.build import provision
 
     with job.timer("provision"):
         job.report.step(f"provisioning {len(job.lock.packages)} locked packages as wheels")
         return provision.provision(job.lock, wheelhouse, use_cache=not job.options.no_cache,
-                                   log=job.report.detail)
+                                   log=job.report.detail, ready=ready)
 
 
-def _stage(job: Job, recipe: render.Recipe, facts: Any, wheels: list[Path],
-           scratch: list[Path]) -> tuple[str | None, Any, Path]:
-    """The locked wheels installed into a staged tree (a new entry of ``scratch``), byte-
-    compiled beside the installs when this host has the lock's Python: (that Python, the
-    members carried as they are, the tree's root)."""
+def _stage(job: Job, recipe: render.Recipe, facts: Any, scratch: list[Path]
+           ) -> tuple[str | None, Any, Path, list[Any]]:
+    """The locked wheels provisioned into ``scratch[0]`` and installed into a staged tree
+    (a new entry of ``scratch``), each as soon as it is verified when the size of the
+    installed files is known beforehand (``stage.installed_size``: where to stage depends
+    on it), byte-compiled beside the installs when this host has the lock's Python:
+    (that Python, the members carried as they are, the tree's root, the wheels)."""
     from envlock.operations.build import stage
 
     lock, report = job.lock, job.report
-    scratch.append(Path(tempfile.mkdtemp(prefix="envlock-build-",
-                                         dir=stage.staging_parent(wheels))))
+    wheelhouse = scratch[0] / "wheelhouse"
+    planned = stage.installed_size(lock)
+    provided = None if planned is not None else _provision(job, wheelhouse)
+    parent = stage.staging_parent(size=planned) if provided is None else \
+        stage.staging_parent([p.wheel for p in provided])
+    scratch.append(Path(tempfile.mkdtemp(prefix="envlock-build-", dir=parent)))
     root = scratch[-1] / "root"
     python = stage.bytecode_interpreter(lock)
-    with ExitStack() as compiling:
-        compiler = compiling.enter_context(stage.Compiler(python, root, lock)) \
-            if python else None
-        with job.timer("install"):
-            report.step(f"installing them into the staged environment (base "
-                        f"{recipe.base}, under {scratch[-1].parent})" +
-                        (f", byte-compiling with {python} (Python "
-                         f"{lock.python['version']}) beside it" if python else ""))
-            members = stage.stage(lock, wheels, facts, root, compiler)
+    with ExitStack() as stack:
+        compiler = stack.enter_context(stage.Compiler(python, root, lock)) if python else None
+        installs = stack.enter_context(stage.Installs(lock, facts, root,
+                                                      [p.name for p in lock.packages],
+                                                      compiler))
+        report.step(f"installing them into the staged environment (base {recipe.base}, "
+                    f"under {parent}" + (", as each one arrives" if provided is None else "")
+                    + (f", byte-compiling with {python} (Python {lock.python['version']})"
+                       " beside it" if python else "") + ")")
+        if provided is None:
+            provided = _provision(job, wheelhouse, lambda p: installs.add(p.name, p.wheel))
+        else:
+            for item in provided:
+                installs.add(item.name, item.wheel)
+        with job.timer("install"):  # what is left to install after the last download
+            members = installs.finish()
         with job.timer("bytecode"):
             if compiler is not None:
                 compiler.finish()
             else:
                 report.step(f"no Python {lock.python['version']} on this host: the "
                             "layer carries no byte-code (label envlock.bytecode=none)")
-    return python, members, root
+    return python, members, root, provided
 
 
 def _verified_layer(job: Job, root: Path, facts: Any, members: Any, rootfs: Path | None

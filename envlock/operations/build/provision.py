@@ -341,9 +341,12 @@ def _editable_in_project(pkg: Package, root: str | None) -> bool:
 
 
 def provision(lock: Lock, wheelhouse: Path, *, cache: Path | None = None,
-              use_cache: bool = True, log: Log = _quiet) -> list[Provided]:
+              use_cache: bool = True, log: Log = _quiet,
+              ready: Callable[[Provided], None] | None = None) -> list[Provided]:
     """Fill ``wheelhouse`` with one verified wheel per locked package, a requirements.txt
-    and ``tools/pip.whl`` (the installer, not installed into the image)."""
+    and ``tools/pip.whl`` (the installer, not installed into the image). ``ready``: called
+    with each wheel as soon as it is accepted (from the cache at once, from the index as
+    its download is verified), in the calling thread, so it can be installed meanwhile."""
     from envlock.adapters.download import cache_root
 
     cache = cache or cache_root()
@@ -356,6 +359,8 @@ def provision(lock: Lock, wheelhouse: Path, *, cache: Path | None = None,
     def settle(job: _Job, outcome: Provided | str | None) -> None:
         if isinstance(outcome, Provided):
             done[job.pkg.name] = outcome
+            if ready is not None:
+                ready(outcome)
         elif outcome:
             reasons[job.pkg.name].append(outcome)
 
