@@ -21,6 +21,7 @@ from envlock.adapters.tracking import (
 )
 from envlock.errors import EXIT_USAGE
 
+
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory):
     """Where the stores MLflow creates live: a tmpfs where there is one, else pytest's
