@@ -30,6 +30,33 @@ def pytest_configure(config: pytest.Config) -> None:
                             "(tests/conftest.py EXTRAS): skipped without it, fails when CI=true")
 
 
+#: Test modules that share a costly one-off import: under pytest-xdist's ``--dist loadfile``
+#: (pyproject's addopts) each group runs on one worker, as if it were one file, instead of
+#: each worker importing it. jsonschema's format checkers build an IRI grammar on import
+#: (~2 s: the CycloneDX validations); matplotlib (~1 s: the HTML report's plots).
+SHARED_IMPORTS = {
+    "tests/unit/test_hub_inputs.py": "jsonschema", "tests/unit/test_inputs.py": "jsonschema",
+    "tests/unit/test_sbom.py": "jsonschema",
+    "tests/unit/test_htmlreport.py": "matplotlib",
+    "tests/unit/test_replay_on_cluster.py": "matplotlib",
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` with the modules of :data:`SHARED_IMPORTS` grouped."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedImports(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return SHARED_IMPORTS.get(path, path)
+
+    return SharedImports(config, log)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for mark in item.iter_markers("extra"):
         require_extra(mark.args[0])

@@ -1,9 +1,7 @@
 """Docker and registry failures say what really happened: unreachable, refused
 credentials, not found, out of space — whatever digits the URLs in them carry."""
 
-import docker
 import pytest
-import requests
 
 from envlock.adapters.engine.errors import (
     EngineError,
@@ -21,7 +19,9 @@ class Response:
         self.reason = "error"
 
 
-def api_error(status: int, text: str) -> docker.errors.APIError:
+def api_error(status: int, text: str) -> Exception:
+    import docker  # docker-py and requests: imported by the tests that raise their errors
+
     return docker.errors.APIError(f"{status} Server Error", Response(status), explanation=text)
 
 
@@ -57,6 +57,9 @@ def test_an_engine_500_is_translated_never_raw():
 
 
 def test_missing_and_unreachable_and_hung():
+    import docker
+    import requests
+
     with pytest.raises(EngineError, match="image x is not in the engine"), \
             translated("saving x", missing="image x is not in the engine"):
         raise docker.errors.ImageNotFound("No such image: x")

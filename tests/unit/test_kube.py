@@ -21,10 +21,7 @@ from envlock.model.replayspec import ContainerFlags, GpuRequest, ReplaySpec
 from envlock.operations import kube, replayplan
 from envlock.operations.replayplan import BASE_ENV, ReplayRequest
 from envlock.snapshot import gpu
-from tests.conftest import optional_module
 from tests.factories import make_lock
-
-client = optional_module("kubernetes.client")  # the tests using it are marked extra
 
 RECORDED = Path(__file__).parents[1] / "fixtures" / "recorded" / "kube"
 RUN_ID = "0f3c9a1e2b7d4c56a8e9f0123456789a"
@@ -81,6 +78,8 @@ def env_of(manifest: dict) -> dict[str, str]:
 @pytest.mark.extra("kubernetes")
 @pytest.mark.parametrize("name", sorted(OPTION_SETS))
 def test_manifest_round_trips_through_the_clients_models(name):
+    import kubernetes.client as client  # ~0.4 s: only where a test needs it
+
     manifest = kubejob.job_manifest(OPTION_SETS[name])
     api = client.ApiClient()
     job = kube_client.to_model(api, manifest)
@@ -91,6 +90,8 @@ def test_manifest_round_trips_through_the_clients_models(name):
 
 @pytest.mark.extra("kubernetes")
 def test_round_trip_would_catch_a_misspelled_field():
+    import kubernetes.client as client  # ~0.4 s: only where a test needs it
+
     manifest = kubejob.job_manifest(spec())
     manifest["spec"]["backofLimit"] = manifest["spec"].pop("backoffLimit")
     api = client.ApiClient()
@@ -453,6 +454,8 @@ def test_a_dropped_log_stream_is_resumed_without_repeating_lines(monkeypatch):
 @pytest.mark.extra("kubernetes")
 def test_a_pull_secret_holds_the_credentials_as_docker_config_json():
     import base64
+
+    import kubernetes.client as client
 
     manifest = kubejob.pull_secret_manifest("ml", "127.0.0.1:5000", "envlock", "pw")
     api = client.ApiClient()

@@ -25,11 +25,9 @@ from envlock.model.replayspec import ContainerFlags, Mount, ReplaySpec
 from envlock.operations import inputimage, kube, replayplan
 from envlock.operations import inputs as carried
 from envlock.operations.replayplan import BASE_ENV, ReplayRequest
-from tests.conftest import optional_module
 from tests.factories import make_lock
 from tests.fakes import FakeRegistry, publish_base
 
-client = optional_module("kubernetes.client")
 RUN_ID = "0f3c9a1e2b7d4c56a8e9f0123456789a"
 IMAGE = "registry.example.com/team/proj@sha256:" + "ab" * 32
 URI = "http://mlflow.ml.svc.cluster.local:5000"
@@ -102,6 +100,8 @@ def test_a_local_replays_host_paths_cannot_become_a_jobs_inputs():
 
 @pytest.mark.extra("kubernetes")
 def test_the_inputs_job_round_trips_through_the_clients_models():
+    import kubernetes.client as client  # ~0.4 s: only where a test needs it
+
     from envlock.adapters import kube as kube_client
 
     manifest = kubejob.job_manifest(job(kubejob.input_mounts(COPIED, "/workspace")))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import kubernetes.client as client
 import pytest
 import typer
 
@@ -54,7 +53,9 @@ def docker_body(spec: ReplaySpec) -> dict:
 def job(spec: ReplaySpec) -> dict:
     manifest = kubejob.job_manifest(kubejob.JobSpec(name="j", replay=spec,
                                                     tracking_uri="http://mlflow:5000"))
-    api = client.ApiClient()
+    import kubernetes.client  # ~0.4 s: imported by the tests that render a Job, not at collection
+
+    api = kubernetes.client.ApiClient()
     assert api.sanitize_for_serialization(kube_client.to_model(api, manifest)) == manifest
     return manifest
 
