@@ -61,8 +61,9 @@ class Fetched:
 
 def cache_root() -> Path:
     """``$ENVLOCK_CACHE/wheels`` (default ``~/.cache/envlock/wheels``), read when called."""
-    base = os.environ.get("ENVLOCK_CACHE") or Path.home() / ".cache" / "envlock"
-    return Path(base) / "wheels"
+    from envlock.model.cachehome import cache_home
+
+    return cache_home() / "wheels"
 
 
 class WheelCache:

@@ -143,7 +143,6 @@ def _index_file(path: Path, members: list[str]) -> Path:
     """Where the index of a dump is cached: named by what identifies its content — the
     zip's path, size and modification time, or each record file's."""
     import hashlib
-    import os
 
     root = path.resolve()
     stamp = hashlib.sha256(str(root).encode())
@@ -151,8 +150,9 @@ def _index_file(path: Path, members: list[str]) -> Path:
     for file in files:
         info = file.stat()
         stamp.update(f"\0{file}\0{info.st_size}\0{info.st_mtime_ns}".encode())
-    base = os.environ.get("ENVLOCK_CACHE") or Path.home() / ".cache" / "envlock"
-    return Path(base) / "osv-index" / f"{stamp.hexdigest()}.json"
+    from envlock.model.cachehome import cache_home
+
+    return cache_home() / "osv-index" / f"{stamp.hexdigest()}.json"
 
 
 def _load_index(cache: Path) -> dict[str, Any] | None:

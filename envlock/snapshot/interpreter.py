@@ -174,8 +174,9 @@ def _probe_argv(exe: str, source: str, deep: bool) -> tuple[list[str], Path | No
 def _cache_root() -> Path | None:
     """envlock's cache directory (as the wheel cache of ``operations.build.provision``)."""
     try:
-        return Path(os.environ.get("ENVLOCK_CACHE") or Path.home() / ".cache" / "envlock"
-                    ).absolute()
+        from envlock.model.cachehome import cache_home
+
+        return cache_home().absolute()
     except RuntimeError:  # no home directory
         return None
 

@@ -241,8 +241,9 @@ def _patterns() -> tuple[re.Pattern[str], ...]:
 
 
 def _cache_file() -> Path:
-    base = os.environ.get("ENVLOCK_CACHE") or Path.home() / ".cache" / "envlock"
-    return Path(base) / "secret-patterns.json"
+    from envlock.model.cachehome import cache_home
+
+    return cache_home() / "secret-patterns.json"
 
 
 def _cache_key() -> str:

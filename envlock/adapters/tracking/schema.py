@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envlock.model.atomic import atomic_file
+
 #: The alembic head of MLflow's releases: revision -> the releases with that head, as
 #: read from the wheels of mlflow 1.0.0-3.18.0 on PyPI (their db_migrations/versions).
 #: The last release named is the newest with that schema. A revision that is no release's
@@ -88,9 +90,8 @@ def installed() -> Installed:
     chain = tuple(reversed([r.revision for r in script.walk_revisions()]))
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(list(chain)))
-        os.replace(tmp, cached)
+        with atomic_file(cached, 0o644) as handle:
+            handle.write(json.dumps(list(chain)).encode())
     except OSError:
         pass  # a read-only cache: walked again next time
     return Installed(mlflow.__version__, chain)
@@ -107,8 +108,9 @@ def _chain_cache(location: Path, version: str) -> Path:
             key.update(f"\0{entry.name}\0{info.st_size}\0{info.st_mtime_ns}".encode())
     except OSError:
         key.update(b"\0unreadable")
-    base = os.environ.get("ENVLOCK_CACHE") or Path.home() / ".cache" / "envlock"
-    return Path(base) / "mlflow-schema" / f"{key.hexdigest()[:32]}.json"
+    from envlock.model.cachehome import cache_home
+
+    return cache_home() / "mlflow-schema" / f"{key.hexdigest()[:32]}.json"
 
 
 def database_uri(uri: str) -> bool:
