@@ -473,3 +473,13 @@ def cluster_mlflow(tmp_path_factory, cluster) -> Iterator[str]:
     """An `mlflow server` on the pods' bridge gateway (10.244.0.1), reachable from pods
     and from this host alike."""
     yield from _mlflow_server(tmp_path_factory.mktemp("cluster-server"), GATEWAY)
+
+
+def strict_differences(verified) -> set[str]:
+    """The metrics a failed ``envlock verify RUN --strict`` names on its ``differ:`` line,
+    after checking it failed as --strict says (exit 1, every metric gated)."""
+    assert verified.returncode == 1, verified.stdout[-3000:] + verified.stderr[-3000:]
+    text = verified.stdout
+    assert text.startswith("NOT REPRODUCED") and "--strict: every metric gates" in text
+    [differ] = [line for line in text.splitlines() if line.startswith("differ: ")]
+    return {part.split(" (")[0] for part in differ.removeprefix("differ: ").split(", ")}
